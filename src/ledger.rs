@@ -1,0 +1,410 @@
+//! The ledger handle: one writer or any number of readers over a log file, each with an
+//! index that follows the log. This is where record → log → index → check meet.
+//!
+//! Visibility protocol. The writer appends frames past `committed_len`, then publishes
+//! the new `committed_len` in the shared header (Release). A `check` loads it (Acquire)
+//! and compares it with `seen`, the committed length its index reflects: when they are
+//! equal (the common case) it answers from the index without a lock or a system call.
+//! Otherwise it takes the catch-up lock (readers' own lock, never held by the writer's
+//! append), applies the new records, and publishes `seen`. Revokes therefore never wait
+//! for checks and checks never wait for revokes.
+
+use crate::check;
+use crate::error::{Error, Result};
+use crate::header::{random_seed, Header, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LIFETIME, HEADER_LEN};
+use crate::index::{Hasher, Index, KeySource};
+use crate::log::{next_valid_frame, scan, LogFile, Recovery};
+use crate::record::{encode_config, encode_rule, rule_keys_at, Record};
+use crate::rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict};
+use parking_lot::Mutex;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// How a writer opens (and, if missing, creates) a ledger.
+#[derive(Clone, Debug, Default)]
+pub struct WriterOptions {
+    /// Longest lifetime of the tokens this ledger must cover, in seconds. On creation,
+    /// 0 means one day ([`DEFAULT_MAX_TOKEN_LIFETIME`]). On reopening, 0 keeps the
+    /// ledger's value, a larger value raises it (recorded in the log), a smaller one is
+    /// refused with [`Error::InvalidArgument`].
+    pub max_token_lifetime: i64,
+    /// Clock-skew leeway in seconds, fixed at creation; `None` means
+    /// [`DEFAULT_LEEWAY`] (300 s). Ignored when the ledger exists.
+    pub leeway: Option<i64>,
+    /// When the log is damaged in the middle, keep the valid prefix (reported in
+    /// [`Stats::dropped_bytes`]) instead of failing with [`Error::Corrupt`].
+    pub keep_valid_prefix: bool,
+}
+
+impl WriterOptions {
+    /// Options with this `max_token_lifetime` and defaults otherwise.
+    pub fn with_lifetime(max_token_lifetime: i64) -> WriterOptions {
+        WriterOptions {
+            max_token_lifetime,
+            ..WriterOptions::default()
+        }
+    }
+}
+
+/// Figures about a ledger, from [`Ledger::stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Rule records in the log (every revoke, duplicates included).
+    pub rule_records: u64,
+    /// Distinct keys with a rule: what the index holds.
+    pub live_keys: u64,
+    /// Keys whose rule can no longer revoke an unexpired token (dropped by compaction).
+    pub expired_keys: u64,
+    /// Bytes of the log that hold committed records (header included).
+    pub log_bytes: u64,
+    /// Size of the file on disk (the log plus preallocated space).
+    pub file_bytes: u64,
+    /// Bytes of memory held by the index.
+    pub index_bytes: u64,
+    /// Effective maximum token lifetime, in seconds.
+    pub max_token_lifetime: i64,
+    /// Clock-skew leeway, in seconds.
+    pub leeway: i64,
+    /// Compaction generation of the file.
+    pub generation: u64,
+    /// Whether this handle is the writer.
+    pub writer: bool,
+    /// Bytes cut off the end of the log when it was opened (torn tail or, when asked,
+    /// damaged records).
+    pub dropped_bytes: u64,
+}
+
+struct CatchUp {
+    /// End of the last record applied to the index.
+    applied: u64,
+    /// Corruption found after open: every later check reports it (fail closed).
+    failure: Option<(u64, String)>,
+    rule_records: u64,
+}
+
+struct WriterState {
+    end: u64,
+    buf: Vec<u8>,
+}
+
+/// An open ledger: a writer (exclusive, can revoke) or a reader. `check` is `&self`,
+/// thread-safe and lock-free in the common case; share one handle among threads.
+pub struct Ledger {
+    log: LogFile,
+    index: Index,
+    /// Bytes of the log the index may point into (raised before records are indexed).
+    readable: AtomicU64,
+    /// The `committed_len` the index fully reflects.
+    seen: AtomicU64,
+    catch_up: Mutex<CatchUp>,
+    max_token_lifetime: AtomicI64,
+    writer: Option<Mutex<WriterState>>,
+    sync_lock: Mutex<()>,
+    recovery: Recovery,
+}
+
+impl KeySource for Ledger {
+    #[inline]
+    fn keys_at(&self, payload_offset: u64) -> Option<(&[u8], &[u8])> {
+        let bytes = self.log.map.bytes(self.readable.load(Ordering::Acquire)).ok()?;
+        rule_keys_at(bytes.get(payload_offset as usize..)?)
+    }
+}
+
+impl Ledger {
+    /// Opens the ledger at `path` for writing, creating it if missing. Holds an exclusive
+    /// lock on the file until dropped; a second writer anywhere gets [`Error::Locked`].
+    pub fn open_writer(path: impl AsRef<Path>, options: &WriterOptions) -> Result<Ledger> {
+        let path = path.as_ref();
+        if options.max_token_lifetime < 0 {
+            return Err(Error::invalid("max_token_lifetime must not be negative"));
+        }
+        let leeway = options.leeway.unwrap_or(DEFAULT_LEEWAY);
+        if leeway < 0 {
+            return Err(Error::invalid("leeway must not be negative"));
+        }
+        let log = LogFile::open_writer(path, || {
+            Ok(Header {
+                hash_seed: random_seed()?,
+                max_token_lifetime: if options.max_token_lifetime == 0 {
+                    DEFAULT_MAX_TOKEN_LIFETIME
+                } else {
+                    options.max_token_lifetime
+                },
+                leeway,
+                created_at: unix_now_floor(),
+                generation: 0,
+            })
+        })?;
+        let recovery = log.recover(options.keep_valid_prefix)?;
+        let ledger = Ledger::new(log, recovery, true);
+        ledger.refresh()?;
+        let current = ledger.max_token_lifetime();
+        let wanted = options.max_token_lifetime;
+        if wanted != 0 && wanted < current {
+            return Err(Error::invalid(format!(
+                "max_token_lifetime {wanted} s is smaller than the ledger's {current} s; \
+                 lowering it would let compaction drop rules that issued tokens still need"
+            )));
+        }
+        if wanted > current {
+            ledger.append(|buf| encode_config(buf, wanted))?;
+            ledger.refresh()?;
+        }
+        Ok(ledger)
+    }
+
+    /// Opens the ledger at `path` read-only. Any number of readers, in any process, may
+    /// have it open alongside its writer; they see each committed record on their next
+    /// `check`.
+    pub fn open_reader(path: impl AsRef<Path>) -> Result<Ledger> {
+        let log = LogFile::open_reader(path.as_ref())?;
+        let committed = log.map.committed_len();
+        let ledger = Ledger::new(log, Recovery::default(), false);
+        ledger.refresh()?;
+        let applied = ledger.catch_up.lock().applied;
+        let mut ledger = ledger;
+        ledger.recovery = Recovery {
+            end: applied,
+            dropped_bytes: committed.saturating_sub(applied),
+        };
+        Ok(ledger)
+    }
+
+    fn new(log: LogFile, recovery: Recovery, writer: bool) -> Ledger {
+        let index = Index::new(Hasher::new(log.header.hash_seed));
+        let lifetime = log.header.max_token_lifetime;
+        Ledger {
+            index,
+            readable: AtomicU64::new(HEADER_LEN as u64),
+            seen: AtomicU64::new(0),
+            catch_up: Mutex::new(CatchUp {
+                applied: HEADER_LEN as u64,
+                failure: None,
+                rule_records: 0,
+            }),
+            max_token_lifetime: AtomicI64::new(lifetime),
+            writer: writer.then(|| {
+                Mutex::new(WriterState {
+                    end: recovery.end,
+                    buf: Vec::with_capacity(4096),
+                })
+            }),
+            sync_lock: Mutex::new(()),
+            recovery,
+            log,
+        }
+    }
+
+    /// Whether the token is revoked, and by which rule. Lock-free and free of system
+    /// calls unless the writer committed since the last check on this handle.
+    #[inline]
+    pub fn check(&self, token: &Token) -> Result<Verdict> {
+        token.validate()?;
+        if self.log.map.committed_len() != self.seen.load(Ordering::Acquire) {
+            self.refresh()?;
+        }
+        Ok(check::check(&self.index, self, token))
+    }
+
+    /// Applies every record committed since the index was last brought up to date.
+    pub fn refresh(&self) -> Result<()> {
+        let mut cu = self.catch_up.lock();
+        if let Some((offset, why)) = &cu.failure {
+            return Err(Error::corrupt(*offset, why.clone()));
+        }
+        let committed = self.log.map.committed_len();
+        if committed == self.seen.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if committed < HEADER_LEN as u64 {
+            let why = format!("header says the log ends at {committed}, inside the header");
+            cu.failure = Some((0, why.clone()));
+            return Err(Error::corrupt(0, why));
+        }
+        let mut limit = committed;
+        if limit > self.log.map.known_file_len() {
+            // A file shorter than its header claims: read only what exists.
+            limit = limit.min(self.log.map.refresh_len(&self.log.file)?);
+        }
+        if cu.applied < limit {
+            self.readable.fetch_max(limit, Ordering::AcqRel);
+            let bytes = self.log.map.bytes(limit)?;
+            let mut rules = 0;
+            let (end, stop) = scan(bytes, cu.applied, limit, |record, payload_offset| {
+                match record {
+                    Record::Rule(r) => {
+                        rules += 1;
+                        self.index
+                            .apply(r.scope, r.tenant, r.key, r.at, payload_offset, self);
+                    }
+                    Record::Config { max_token_lifetime } => {
+                        self.max_token_lifetime
+                            .fetch_max(max_token_lifetime, Ordering::AcqRel);
+                    }
+                }
+            });
+            cu.applied = end;
+            cu.rule_records += rules;
+            if let Some(why) = stop {
+                let synced = self.log.map.synced_len();
+                let damage = match next_valid_frame(bytes, end, limit) {
+                    Some(next) => Some(format!("{why}, followed by a valid record at offset {next}")),
+                    None if end < synced.min(limit) => {
+                        Some(format!("{why}, below the synced end of the log ({synced})"))
+                    }
+                    // A torn tail left by a crash: the next writer cuts it off.
+                    None => None,
+                };
+                if let Some(why) = damage {
+                    cu.failure = Some((end, why.clone()));
+                    return Err(Error::corrupt(end, why));
+                }
+            }
+        }
+        self.seen.store(committed, Ordering::Release);
+        Ok(())
+    }
+
+    /// Records `rule`. Returns once it is committed: visible to every reader's next check.
+    /// Not durable until [`Ledger::sync`].
+    pub fn revoke(&self, rule: &Rule) -> Result<()> {
+        rule.validate()?;
+        self.append(|buf| encode_rule(buf, rule))
+    }
+
+    /// Records every rule of `rules` in one write; all are validated first, so either
+    /// all are committed or none is.
+    pub fn revoke_batch(&self, rules: &[Rule]) -> Result<()> {
+        for (i, r) in rules.iter().enumerate() {
+            r.validate()
+                .map_err(|e| Error::invalid(format!("rule {i} of the batch: {e}")))?;
+        }
+        self.append(|buf| {
+            for r in rules {
+                encode_rule(buf, r);
+            }
+        })
+    }
+
+    /// Revokes `(scope, tenant, key)` as of now: the current time rounded up to the next
+    /// second. Returns the cutoff written. Not for [`Scope::Token`], whose time is `exp`.
+    pub fn revoke_now(&self, scope: Scope, tenant: &[u8], key: &[u8]) -> Result<i64> {
+        if scope == Scope::Token {
+            return Err(Error::invalid(
+                "a token rule takes the token's exp, not the current time",
+            ));
+        }
+        let at = now_cutoff();
+        self.revoke(&Rule::new(scope, tenant, key, at))?;
+        Ok(at)
+    }
+
+    fn append(&self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+        let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
+        let mut w = writer.lock();
+        let WriterState { end, buf } = &mut *w;
+        buf.clear();
+        encode(buf);
+        self.log.write_at(*end, buf)?;
+        *end += buf.len() as u64;
+        self.log.map.publish_committed(*end)?;
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::with_capacity(4096);
+        }
+        Ok(())
+    }
+
+    /// Makes every committed record durable (fdatasync). Many revokes then one sync is
+    /// group commit.
+    pub fn sync(&self) -> Result<()> {
+        let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
+        let _one_sync_at_a_time = self.sync_lock.lock();
+        let end = writer.lock().end;
+        if self.log.map.synced_len() >= end {
+            return Ok(());
+        }
+        self.log.sync_data()?;
+        self.log.map.publish_synced(end)
+    }
+
+    /// Effective maximum token lifetime, in seconds.
+    pub fn max_token_lifetime(&self) -> i64 {
+        self.max_token_lifetime.load(Ordering::Acquire)
+    }
+
+    /// Clock-skew leeway, in seconds.
+    pub fn leeway(&self) -> i64 {
+        self.log.header.leeway
+    }
+
+    /// Whether this handle is the writer.
+    pub fn is_writer(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Path the ledger was opened at.
+    pub fn path(&self) -> &Path {
+        &self.log.path
+    }
+
+    /// Whether a rule of `scope` with cutoff (or, for tokens, exp) `at` can be dropped at
+    /// time `now`: every token it could revoke has expired.
+    pub fn is_expired(&self, scope: Scope, at: i64, now: i64) -> bool {
+        let leeway = self.leeway();
+        match scope {
+            Scope::Token => at.saturating_add(leeway) < now,
+            _ => at
+                .saturating_add(self.max_token_lifetime())
+                .saturating_add(leeway)
+                < now,
+        }
+    }
+
+    /// Figures about the ledger as of `now` (Unix seconds; used for `expired_keys`).
+    pub fn stats(&self, now: i64) -> Result<Stats> {
+        self.refresh()?;
+        let cu = self.catch_up.lock();
+        let mut expired = 0;
+        self.index.for_each(|scope, _, at| {
+            if self.is_expired(scope, at, now) {
+                expired += 1;
+            }
+        });
+        Ok(Stats {
+            rule_records: cu.rule_records,
+            live_keys: self.index.keys() as u64,
+            expired_keys: expired,
+            log_bytes: cu.applied,
+            file_bytes: self.log.map.refresh_len(&self.log.file)?,
+            index_bytes: self.index.memory_bytes() as u64,
+            max_token_lifetime: self.max_token_lifetime(),
+            leeway: self.leeway(),
+            generation: self.log.header.generation,
+            writer: self.is_writer(),
+            dropped_bytes: self.recovery.dropped_bytes,
+        })
+    }
+
+    /// Visits every committed record in log order, with the file offset of its frame.
+    pub fn for_each_record(&self, mut visit: impl FnMut(u64, Record<'_>)) -> Result<()> {
+        self.refresh()?;
+        let end = self.catch_up.lock().applied;
+        let bytes = self.log.map.bytes(end)?;
+        scan(bytes, HEADER_LEN as u64, end, |record, payload_offset| {
+            visit(payload_offset - crate::record::FRAME_HEADER_LEN as u64, record)
+        });
+        Ok(())
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        // A writer closing makes its records durable, so that the synced end in the
+        // header covers them; an error here has no one to report to and loses nothing
+        // committed (the bytes are in the page cache).
+        if self.writer.is_some() {
+            let _ = self.sync();
+        }
+    }
+}

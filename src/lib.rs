@@ -1,0 +1,54 @@
+//! revledger: instant revocation of JWT access tokens.
+//!
+//! The permission system records "scope S changed at time T" ([`Rule`]); every gateway
+//! process asks "is this token revoked?" ([`Ledger::check`]) and gets an answer from a
+//! memory-mapped, append-only ledger file in nanoseconds, as soon as the writer commits.
+//!
+//! ```
+//! use revledger::{Ledger, WriterOptions, Rule, Scope, Token, Verdict};
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("revocations.ledger");
+//! let writer = Ledger::open_writer(&path, &WriterOptions::with_lifetime(3600))?;
+//! let reader = Ledger::open_reader(&path)?;
+//!
+//! // super_admin's permissions changed at t=1000: tokens carrying it issued before go.
+//! writer.revoke(&Rule::new(Scope::Role, b"acme", b"super_admin", 1000))?;
+//!
+//! let roles: &[&[u8]] = &[b"super_admin", b"billing"];
+//! let john = Token { tenant: b"acme", subject: b"john", roles, issued_at: 900, ..Token::default() };
+//! assert_eq!(reader.check(&john)?, Verdict::Revoked { scope: Scope::Role, cutoff: 1000 });
+//! let bruce = Token { tenant: b"acme", subject: b"bruce", issued_at: 900, ..Token::default() };
+//! assert_eq!(reader.check(&bruce)?, Verdict::Valid);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The data path reads top to bottom: [`record`] (bytes of one rule) → `log` (the file,
+//! recovery, appends) → `index` (effective cutoff per key) → `check` (the verdict), tied
+//! together by [`Ledger`]. All `unsafe` mapping code lives in `map`.
+
+mod check;
+mod error;
+pub mod header;
+mod index;
+mod ledger;
+mod log;
+mod map;
+pub mod record;
+mod rule;
+
+pub use error::{Error, Result};
+pub use ledger::{Ledger, Stats, WriterOptions};
+pub use log::Recovery;
+pub use rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict, MAX_KEY_LEN, MAX_ROLES};
+
+/// The crate version, as `revledger_version()` reports it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[cfg(test)]
+mod tests {
+    fn assert_send_sync<T: Send + Sync>() {}
+    #[test]
+    fn ledger_is_send_and_sync() {
+        assert_send_sync::<crate::Ledger>();
+    }
+}
