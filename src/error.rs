@@ -76,7 +76,10 @@ impl fmt::Display for Error {
                 "ledger {} is locked by another writer (one writer per ledger)",
                 p.display()
             ),
-            Error::ReadOnly => write!(f, "this handle was opened read-only; open a writer to revoke"),
+            Error::ReadOnly => write!(
+                f,
+                "this handle was opened read-only; open a writer to revoke"
+            ),
             Error::Incompatible(m) => write!(f, "incompatible file: {m}"),
             Error::Internal(m) => write!(f, "internal error: {m}"),
         }

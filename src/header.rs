@@ -107,8 +107,12 @@ impl Header {
 /// A fresh random hash seed from the operating system.
 pub fn random_seed() -> Result<[u8; 16]> {
     let mut s = [0u8; 16];
-    getrandom::fill(&mut s)
-        .map_err(|e| Error::io("reading random bytes for the hash seed", std::io::Error::other(e.to_string())))?;
+    getrandom::fill(&mut s).map_err(|e| {
+        Error::io(
+            "reading random bytes for the hash seed",
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
     Ok(s)
 }
 
@@ -135,8 +139,14 @@ mod tests {
     #[test]
     fn header_refuses_bad_bytes() {
         let b = sample().encode();
-        assert!(matches!(Header::decode(&b[..100]), Err(Error::Incompatible(_))));
-        assert!(matches!(Header::decode(b"hello"), Err(Error::Incompatible(_))));
+        assert!(matches!(
+            Header::decode(&b[..100]),
+            Err(Error::Incompatible(_))
+        ));
+        assert!(matches!(
+            Header::decode(b"hello"),
+            Err(Error::Incompatible(_))
+        ));
         let mut v = b;
         v[8] = 9;
         assert!(matches!(Header::decode(&v), Err(Error::Incompatible(_))));

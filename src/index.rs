@@ -89,6 +89,7 @@ struct KeyTable {
     current: AtomicPtr<Slots>,
     /// Every slot array ever published, kept until the table is dropped so that a
     /// reader still probing an old one never touches freed memory.
+    #[allow(clippy::vec_box)] // boxed for stable addresses: readers hold raw pointers
     arrays: Mutex<Vec<Box<Slots>>>,
     len: AtomicUsize,
 }
@@ -135,6 +136,7 @@ impl KeyTable {
 
     /// Raises the cutoff of `(tenant, key)` to at least `at`, adding the key if new.
     /// Returns whether the key was new. Caller holds the single-inserter lock.
+    #[allow(clippy::too_many_arguments)]
     fn upsert(
         &self,
         hasher: &Hasher,
@@ -263,8 +265,16 @@ impl Index {
             return;
         }
         let hash = self.hasher.key(scope, self.hasher.tenant(tenant), key);
-        self.table(scope)
-            .upsert(&self.hasher, scope, hash, payload_offset, tenant, key, at, src);
+        self.table(scope).upsert(
+            &self.hasher,
+            scope,
+            hash,
+            payload_offset,
+            tenant,
+            key,
+            at,
+            src,
+        );
     }
 
     /// Largest cutoff of any rule of `scope`, `i64::MIN` when it has none.
@@ -296,7 +306,11 @@ impl Index {
 
     /// Number of distinct keys with a rule (the global rule counts as one).
     pub(crate) fn keys(&self) -> usize {
-        let tables: usize = self.tables.iter().map(|t| t.len.load(Ordering::Acquire)).sum();
+        let tables: usize = self
+            .tables
+            .iter()
+            .map(|t| t.len.load(Ordering::Acquire))
+            .sum();
         tables + usize::from(self.global().is_some())
     }
 
@@ -306,7 +320,8 @@ impl Index {
             f(Scope::Global, None, g);
         }
         for s in &Scope::ALL[1..] {
-            self.table(*s).for_each(|off, cutoff| f(*s, Some(off), cutoff));
+            self.table(*s)
+                .for_each(|off, cutoff| f(*s, Some(off), cutoff));
         }
     }
 
@@ -339,7 +354,10 @@ mod tests {
         }
         let index = Index::new(Hasher::new([3; 16]));
         for off in offsets {
-            let Frame::Valid { record: Record::Rule(r), .. } = decode_frame(&log.0[off as usize - 8..])
+            let Frame::Valid {
+                record: Record::Rule(r),
+                ..
+            } = decode_frame(&log.0[off as usize - 8..])
             else {
                 panic!("bad frame")
             };
@@ -367,7 +385,9 @@ mod tests {
 
     #[test]
     fn growth_keeps_every_key() {
-        let names: Vec<Vec<u8>> = (0..5000).map(|i| format!("user-{i}").into_bytes()).collect();
+        let names: Vec<Vec<u8>> = (0..5000)
+            .map(|i| format!("user-{i}").into_bytes())
+            .collect();
         let rules: Vec<Rule> = names
             .iter()
             .enumerate()

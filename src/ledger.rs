@@ -8,17 +8,24 @@
 //! Otherwise it takes the catch-up lock (readers' own lock, never held by the writer's
 //! append), applies the new records, and publishes `seen`. Revokes therefore never wait
 //! for checks and checks never wait for revokes.
+//!
+//! Compaction writes the live rules to a new file, renames it over the old one, and sets
+//! `retired` in the old file's header (same cache line as `committed_len`). A check that
+//! sees `retired` opens the path again and swaps in the new [`Generation`] before it
+//! answers, so no check answers from a file the writer no longer appends to.
 
 use crate::check;
 use crate::error::{Error, Result};
 use crate::header::{random_seed, Header, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LIFETIME, HEADER_LEN};
 use crate::index::{Hasher, Index, KeySource};
-use crate::log::{next_valid_frame, scan, LogFile, Recovery};
+use crate::log::{next_valid_frame, parent_dir, scan, sync_dir, LogFile, Recovery};
 use crate::record::{encode_config, encode_rule, rule_keys_at, Record};
 use crate::rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict};
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// How a writer opens (and, if missing, creates) a ledger.
 #[derive(Clone, Debug, Default)]
@@ -74,12 +81,156 @@ pub struct Stats {
     pub dropped_bytes: u64,
 }
 
+/// What compaction did, from [`Ledger::compact`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactStats {
+    /// Rule records in the log before.
+    pub records_before: u64,
+    /// Rules written to the new file (one per live key).
+    pub rules_kept: u64,
+    /// Keys dropped because every token they could revoke has expired.
+    pub keys_dropped: u64,
+    /// Log bytes before and after.
+    pub bytes_before: u64,
+    /// Log bytes of the new file.
+    pub bytes_after: u64,
+}
+
 struct CatchUp {
     /// End of the last record applied to the index.
     applied: u64,
     /// Corruption found after open: every later check reports it (fail closed).
     failure: Option<(u64, String)>,
     rule_records: u64,
+}
+
+/// One ledger file and the index built from it. A compaction makes a new generation.
+struct Generation {
+    log: LogFile,
+    index: Index,
+    /// Bytes of the log the index may point into (raised before records are indexed).
+    readable: AtomicU64,
+    /// The `committed_len` the index fully reflects.
+    seen: AtomicU64,
+    catch_up: Mutex<CatchUp>,
+    max_token_lifetime: AtomicI64,
+    recovery: Recovery,
+}
+
+impl KeySource for Generation {
+    #[inline]
+    fn keys_at(&self, payload_offset: u64) -> Option<(&[u8], &[u8])> {
+        let bytes = self
+            .log
+            .map
+            .bytes(self.readable.load(Ordering::Acquire))
+            .ok()?;
+        rule_keys_at(bytes.get(payload_offset as usize..)?)
+    }
+}
+
+impl Generation {
+    fn new(log: LogFile, recovery: Recovery) -> Generation {
+        Generation {
+            index: Index::new(Hasher::new(log.header.hash_seed)),
+            readable: AtomicU64::new(HEADER_LEN as u64),
+            seen: AtomicU64::new(0),
+            catch_up: Mutex::new(CatchUp {
+                applied: HEADER_LEN as u64,
+                failure: None,
+                rule_records: 0,
+            }),
+            max_token_lifetime: AtomicI64::new(log.header.max_token_lifetime),
+            recovery,
+            log,
+        }
+    }
+
+    /// Whether the index is behind the log or the file was replaced: the slow path.
+    #[inline]
+    fn stale(&self) -> bool {
+        self.log.map.committed_len() != self.seen.load(Ordering::Acquire) || self.log.map.retired()
+    }
+
+    /// Applies every record committed since the index was last brought up to date.
+    fn refresh(&self) -> Result<()> {
+        let mut cu = self.catch_up.lock();
+        if let Some((offset, why)) = &cu.failure {
+            return Err(Error::corrupt(*offset, why.clone()));
+        }
+        let committed = self.log.map.committed_len();
+        if committed == self.seen.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if committed < HEADER_LEN as u64 {
+            let why = format!("header says the log ends at {committed}, inside the header");
+            cu.failure = Some((0, why.clone()));
+            return Err(Error::corrupt(0, why));
+        }
+        let mut limit = committed;
+        if limit > self.log.map.known_file_len() {
+            // A file shorter than its header claims: read only what exists.
+            limit = limit.min(self.log.map.refresh_len(&self.log.file)?);
+        }
+        if cu.applied < limit {
+            self.readable.fetch_max(limit, Ordering::AcqRel);
+            let bytes = self.log.map.bytes(limit)?;
+            let mut rules = 0;
+            let (end, stop) = scan(
+                bytes,
+                cu.applied,
+                limit,
+                |record, payload_offset| match record {
+                    Record::Rule(r) => {
+                        rules += 1;
+                        self.index
+                            .apply(r.scope, r.tenant, r.key, r.at, payload_offset, self);
+                    }
+                    Record::Config { max_token_lifetime } => {
+                        self.max_token_lifetime
+                            .fetch_max(max_token_lifetime, Ordering::AcqRel);
+                    }
+                },
+            );
+            cu.applied = end;
+            cu.rule_records += rules;
+            if let Some(why) = stop {
+                let synced = self.log.map.synced_len();
+                let damage = match next_valid_frame(bytes, end, limit) {
+                    Some(next) => Some(format!(
+                        "{why}, followed by a valid record at offset {next}"
+                    )),
+                    None if end < synced.min(limit) => {
+                        Some(format!("{why}, below the synced end of the log ({synced})"))
+                    }
+                    // A torn tail left by a crash: the next writer cuts it off.
+                    None => None,
+                };
+                if let Some(why) = damage {
+                    cu.failure = Some((end, why.clone()));
+                    return Err(Error::corrupt(end, why));
+                }
+            }
+        }
+        self.seen.store(committed, Ordering::Release);
+        Ok(())
+    }
+
+    fn max_token_lifetime(&self) -> i64 {
+        self.max_token_lifetime.load(Ordering::Acquire)
+    }
+
+    fn is_expired(&self, scope: Scope, at: i64, now: i64) -> bool {
+        let leeway = self.log.header.leeway;
+        match scope {
+            Scope::Token => at.saturating_add(leeway) < now,
+            _ => {
+                at.saturating_add(self.max_token_lifetime())
+                    .saturating_add(leeway)
+                    < now
+            }
+        }
+    }
 }
 
 struct WriterState {
@@ -90,25 +241,12 @@ struct WriterState {
 /// An open ledger: a writer (exclusive, can revoke) or a reader. `check` is `&self`,
 /// thread-safe and lock-free in the common case; share one handle among threads.
 pub struct Ledger {
-    log: LogFile,
-    index: Index,
-    /// Bytes of the log the index may point into (raised before records are indexed).
-    readable: AtomicU64,
-    /// The `committed_len` the index fully reflects.
-    seen: AtomicU64,
-    catch_up: Mutex<CatchUp>,
-    max_token_lifetime: AtomicI64,
+    path: PathBuf,
+    gen: ArcSwap<Generation>,
+    /// Serialises opening a new generation after a compaction (readers).
+    follow: Mutex<()>,
     writer: Option<Mutex<WriterState>>,
     sync_lock: Mutex<()>,
-    recovery: Recovery,
-}
-
-impl KeySource for Ledger {
-    #[inline]
-    fn keys_at(&self, payload_offset: u64) -> Option<(&[u8], &[u8])> {
-        let bytes = self.log.map.bytes(self.readable.load(Ordering::Acquire)).ok()?;
-        rule_keys_at(bytes.get(payload_offset as usize..)?)
-    }
 }
 
 impl Ledger {
@@ -136,10 +274,22 @@ impl Ledger {
                 generation: 0,
             })
         })?;
+        remove_stale_compactions(path);
         let recovery = log.recover(options.keep_valid_prefix)?;
-        let ledger = Ledger::new(log, recovery, true);
-        ledger.refresh()?;
-        let current = ledger.max_token_lifetime();
+        let end = recovery.end;
+        let gen = Generation::new(log, recovery);
+        gen.refresh()?;
+        let current = gen.max_token_lifetime();
+        let ledger = Ledger {
+            path: path.to_path_buf(),
+            gen: ArcSwap::from_pointee(gen),
+            follow: Mutex::new(()),
+            writer: Some(Mutex::new(WriterState {
+                end,
+                buf: Vec::with_capacity(4096),
+            })),
+            sync_lock: Mutex::new(()),
+        };
         let wanted = options.max_token_lifetime;
         if wanted != 0 && wanted < current {
             return Err(Error::invalid(format!(
@@ -158,42 +308,14 @@ impl Ledger {
     /// have it open alongside its writer; they see each committed record on their next
     /// `check`.
     pub fn open_reader(path: impl AsRef<Path>) -> Result<Ledger> {
-        let log = LogFile::open_reader(path.as_ref())?;
-        let committed = log.map.committed_len();
-        let ledger = Ledger::new(log, Recovery::default(), false);
-        ledger.refresh()?;
-        let applied = ledger.catch_up.lock().applied;
-        let mut ledger = ledger;
-        ledger.recovery = Recovery {
-            end: applied,
-            dropped_bytes: committed.saturating_sub(applied),
-        };
-        Ok(ledger)
-    }
-
-    fn new(log: LogFile, recovery: Recovery, writer: bool) -> Ledger {
-        let index = Index::new(Hasher::new(log.header.hash_seed));
-        let lifetime = log.header.max_token_lifetime;
-        Ledger {
-            index,
-            readable: AtomicU64::new(HEADER_LEN as u64),
-            seen: AtomicU64::new(0),
-            catch_up: Mutex::new(CatchUp {
-                applied: HEADER_LEN as u64,
-                failure: None,
-                rule_records: 0,
-            }),
-            max_token_lifetime: AtomicI64::new(lifetime),
-            writer: writer.then(|| {
-                Mutex::new(WriterState {
-                    end: recovery.end,
-                    buf: Vec::with_capacity(4096),
-                })
-            }),
+        let path = path.as_ref();
+        Ok(Ledger {
+            path: path.to_path_buf(),
+            gen: ArcSwap::from_pointee(open_reader_generation(path)?),
+            follow: Mutex::new(()),
+            writer: None,
             sync_lock: Mutex::new(()),
-            recovery,
-            log,
-        }
+        })
     }
 
     /// Whether the token is revoked, and by which rule. Lock-free and free of system
@@ -201,69 +323,41 @@ impl Ledger {
     #[inline]
     pub fn check(&self, token: &Token) -> Result<Verdict> {
         token.validate()?;
-        if self.log.map.committed_len() != self.seen.load(Ordering::Acquire) {
-            self.refresh()?;
+        let gen = self.gen.load();
+        if !gen.stale() {
+            return Ok(check::check(&gen.index, &**gen, token));
         }
-        Ok(check::check(&self.index, self, token))
+        drop(gen);
+        let gen = self.current()?;
+        Ok(check::check(&gen.index, &*gen, token))
     }
 
-    /// Applies every record committed since the index was last brought up to date.
-    pub fn refresh(&self) -> Result<()> {
-        let mut cu = self.catch_up.lock();
-        if let Some((offset, why)) = &cu.failure {
-            return Err(Error::corrupt(*offset, why.clone()));
-        }
-        let committed = self.log.map.committed_len();
-        if committed == self.seen.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        if committed < HEADER_LEN as u64 {
-            let why = format!("header says the log ends at {committed}, inside the header");
-            cu.failure = Some((0, why.clone()));
-            return Err(Error::corrupt(0, why));
-        }
-        let mut limit = committed;
-        if limit > self.log.map.known_file_len() {
-            // A file shorter than its header claims: read only what exists.
-            limit = limit.min(self.log.map.refresh_len(&self.log.file)?);
-        }
-        if cu.applied < limit {
-            self.readable.fetch_max(limit, Ordering::AcqRel);
-            let bytes = self.log.map.bytes(limit)?;
-            let mut rules = 0;
-            let (end, stop) = scan(bytes, cu.applied, limit, |record, payload_offset| {
-                match record {
-                    Record::Rule(r) => {
-                        rules += 1;
-                        self.index
-                            .apply(r.scope, r.tenant, r.key, r.at, payload_offset, self);
-                    }
-                    Record::Config { max_token_lifetime } => {
-                        self.max_token_lifetime
-                            .fetch_max(max_token_lifetime, Ordering::AcqRel);
-                    }
-                }
-            });
-            cu.applied = end;
-            cu.rule_records += rules;
-            if let Some(why) = stop {
-                let synced = self.log.map.synced_len();
-                let damage = match next_valid_frame(bytes, end, limit) {
-                    Some(next) => Some(format!("{why}, followed by a valid record at offset {next}")),
-                    None if end < synced.min(limit) => {
-                        Some(format!("{why}, below the synced end of the log ({synced})"))
-                    }
-                    // A torn tail left by a crash: the next writer cuts it off.
-                    None => None,
-                };
-                if let Some(why) = damage {
-                    cu.failure = Some((end, why.clone()));
-                    return Err(Error::corrupt(end, why));
-                }
+    /// The current generation, brought up to date with the log (following a compaction
+    /// if one happened).
+    fn current(&self) -> Result<Arc<Generation>> {
+        loop {
+            let gen = self.gen.load_full();
+            if !gen.log.map.retired() {
+                gen.refresh()?;
+                return Ok(gen);
+            }
+            if self.writer.is_some() {
+                // The writer swaps its own generation during compaction; a retired
+                // file here means another process compacted it: never ours to follow.
+                return Err(Error::Internal("writer's ledger file was retired".into()));
+            }
+            let _one = self.follow.lock();
+            if Arc::ptr_eq(&gen, &self.gen.load()) {
+                let next = open_reader_generation(&self.path)?;
+                self.gen.store(Arc::new(next));
             }
         }
-        self.seen.store(committed, Ordering::Release);
-        Ok(())
+    }
+
+    /// Applies every record committed since this handle last looked, following a
+    /// compaction if one happened. Checks do this on their own when needed.
+    pub fn refresh(&self) -> Result<()> {
+        self.current().map(|_| ())
     }
 
     /// Records `rule`. Returns once it is committed: visible to every reader's next check.
@@ -303,12 +397,13 @@ impl Ledger {
     fn append(&self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
         let mut w = writer.lock();
+        let gen = self.gen.load();
         let WriterState { end, buf } = &mut *w;
         buf.clear();
         encode(buf);
-        self.log.write_at(*end, buf)?;
+        gen.log.write_at(*end, buf)?;
         *end += buf.len() as u64;
-        self.log.map.publish_committed(*end)?;
+        gen.log.map.publish_committed(*end)?;
         if buf.capacity() > 1 << 20 {
             *buf = Vec::with_capacity(4096);
         }
@@ -320,22 +415,89 @@ impl Ledger {
     pub fn sync(&self) -> Result<()> {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
         let _one_sync_at_a_time = self.sync_lock.lock();
-        let end = writer.lock().end;
-        if self.log.map.synced_len() >= end {
+        let (end, gen) = {
+            let w = writer.lock();
+            (w.end, self.gen.load_full())
+        };
+        if gen.log.map.synced_len() >= end {
             return Ok(());
         }
-        self.log.sync_data()?;
-        self.log.map.publish_synced(end)
+        gen.log.sync_data()?;
+        gen.log.map.publish_synced(end)
+    }
+
+    /// Rewrites the ledger with one record per live key, dropping every rule that can no
+    /// longer revoke an unexpired token at `now` (Unix seconds), and swaps the new file in
+    /// atomically (write, fsync, rename, fsync the directory). Readers follow on their
+    /// next check. Revokes wait while it runs. A crash at any point leaves the old or
+    /// the new file, complete.
+    pub fn compact(&self, now: i64) -> Result<CompactStats> {
+        let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
+        let mut w = writer.lock();
+        let old = self.gen.load_full();
+        old.refresh()?;
+        let header = Header {
+            max_token_lifetime: old.max_token_lifetime(),
+            generation: old.log.header.generation + 1,
+            created_at: unix_now_floor(),
+            ..old.log.header.clone()
+        };
+        let mut stats = CompactStats {
+            records_before: old.catch_up.lock().rule_records,
+            bytes_before: w.end,
+            ..CompactStats::default()
+        };
+        let mut frames = Vec::new();
+        old.index.for_each(|scope, offset, at| {
+            if old.is_expired(scope, at, now) {
+                stats.keys_dropped += 1;
+                return;
+            }
+            let (tenant, key) = match offset {
+                None => (&[][..], &[][..]),
+                Some(off) => match old.keys_at(off) {
+                    Some(k) => k,
+                    None => return,
+                },
+            };
+            encode_rule(&mut frames, &Rule::new(scope, tenant, key, at));
+            stats.rules_kept += 1;
+        });
+        let tmp = compaction_path(&self.path);
+        let log = LogFile::create_compacted(&tmp, &self.path, &header, &frames)?;
+        let end = log.map.committed_len();
+        if let Err(e) = std::fs::rename(&tmp, &self.path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io_path(
+                "renaming the compacted ledger onto",
+                &self.path,
+                e,
+            ));
+        }
+        sync_dir(&parent_dir(&self.path))?;
+        let gen = Generation::new(
+            log,
+            Recovery {
+                end,
+                dropped_bytes: 0,
+            },
+        );
+        gen.refresh()?;
+        self.gen.store(Arc::new(gen));
+        w.end = end;
+        old.log.map.publish_retired()?;
+        stats.bytes_after = end;
+        Ok(stats)
     }
 
     /// Effective maximum token lifetime, in seconds.
     pub fn max_token_lifetime(&self) -> i64 {
-        self.max_token_lifetime.load(Ordering::Acquire)
+        self.gen.load().max_token_lifetime()
     }
 
     /// Clock-skew leeway, in seconds.
     pub fn leeway(&self) -> i64 {
-        self.log.header.leeway
+        self.gen.load().log.header.leeway
     }
 
     /// Whether this handle is the writer.
@@ -345,57 +507,79 @@ impl Ledger {
 
     /// Path the ledger was opened at.
     pub fn path(&self) -> &Path {
-        &self.log.path
+        &self.path
     }
 
     /// Whether a rule of `scope` with cutoff (or, for tokens, exp) `at` can be dropped at
     /// time `now`: every token it could revoke has expired.
     pub fn is_expired(&self, scope: Scope, at: i64, now: i64) -> bool {
-        let leeway = self.leeway();
-        match scope {
-            Scope::Token => at.saturating_add(leeway) < now,
-            _ => at
-                .saturating_add(self.max_token_lifetime())
-                .saturating_add(leeway)
-                < now,
-        }
+        self.gen.load().is_expired(scope, at, now)
     }
 
     /// Figures about the ledger as of `now` (Unix seconds; used for `expired_keys`).
     pub fn stats(&self, now: i64) -> Result<Stats> {
-        self.refresh()?;
-        let cu = self.catch_up.lock();
+        let gen = self.current()?;
+        let cu = gen.catch_up.lock();
         let mut expired = 0;
-        self.index.for_each(|scope, _, at| {
-            if self.is_expired(scope, at, now) {
+        gen.index.for_each(|scope, _, at| {
+            if gen.is_expired(scope, at, now) {
                 expired += 1;
             }
         });
         Ok(Stats {
             rule_records: cu.rule_records,
-            live_keys: self.index.keys() as u64,
+            live_keys: gen.index.keys() as u64,
             expired_keys: expired,
             log_bytes: cu.applied,
-            file_bytes: self.log.map.refresh_len(&self.log.file)?,
-            index_bytes: self.index.memory_bytes() as u64,
-            max_token_lifetime: self.max_token_lifetime(),
-            leeway: self.leeway(),
-            generation: self.log.header.generation,
+            file_bytes: gen.log.map.refresh_len(&gen.log.file)?,
+            index_bytes: gen.index.memory_bytes() as u64,
+            max_token_lifetime: gen.max_token_lifetime(),
+            leeway: gen.log.header.leeway,
+            generation: gen.log.header.generation,
             writer: self.is_writer(),
-            dropped_bytes: self.recovery.dropped_bytes,
+            dropped_bytes: gen.recovery.dropped_bytes,
         })
     }
 
     /// Visits every committed record in log order, with the file offset of its frame.
     pub fn for_each_record(&self, mut visit: impl FnMut(u64, Record<'_>)) -> Result<()> {
-        self.refresh()?;
-        let end = self.catch_up.lock().applied;
-        let bytes = self.log.map.bytes(end)?;
+        let gen = self.current()?;
+        let end = gen.catch_up.lock().applied;
+        let bytes = gen.log.map.bytes(end)?;
         scan(bytes, HEADER_LEN as u64, end, |record, payload_offset| {
-            visit(payload_offset - crate::record::FRAME_HEADER_LEN as u64, record)
+            visit(
+                payload_offset - crate::record::FRAME_HEADER_LEN as u64,
+                record,
+            )
         });
         Ok(())
     }
+}
+
+fn open_reader_generation(path: &Path) -> Result<Generation> {
+    let log = LogFile::open_reader(path)?;
+    let committed = log.map.committed_len();
+    let gen = Generation::new(log, Recovery::default());
+    gen.refresh()?;
+    let applied = gen.catch_up.lock().applied;
+    let mut gen = gen;
+    gen.recovery = Recovery {
+        end: applied,
+        dropped_bytes: committed.saturating_sub(applied),
+    };
+    Ok(gen)
+}
+
+fn compaction_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or("ledger".into(), |n| n.to_string_lossy().into_owned());
+    parent_dir(path).join(format!(".{name}.compacting"))
+}
+
+/// A compaction that crashed leaves its temporary file; the next writer removes it.
+fn remove_stale_compactions(path: &Path) {
+    let _ = std::fs::remove_file(compaction_path(path));
 }
 
 impl Drop for Ledger {

@@ -28,6 +28,7 @@
 
 mod check;
 mod error;
+pub mod ffi;
 pub mod header;
 mod index;
 mod ledger;
@@ -37,7 +38,7 @@ pub mod record;
 mod rule;
 
 pub use error::{Error, Result};
-pub use ledger::{Ledger, Stats, WriterOptions};
+pub use ledger::{CompactStats, Ledger, Stats, WriterOptions};
 pub use log::Recovery;
 pub use rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict, MAX_KEY_LEN, MAX_ROLES};
 

@@ -2,7 +2,7 @@
 //! records end (recovery), appending frames and making them durable.
 
 use crate::error::{Error, Result};
-use crate::header::{Header, HEADER_LEN};
+use crate::header::{Header, HEADER_LEN, OFF_COMMITTED_LEN, OFF_SYNCED_LEN};
 use crate::map::FileMap;
 use crate::record::{decode_frame, Frame, Record, FRAME_ALIGN, FRAME_HEADER_LEN};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -91,7 +91,8 @@ fn create_file(path: &Path, header: &Header) -> Result<bool> {
     let dir = parent_dir(path);
     let tmp = dir.join(format!(
         ".{}.creating.{}",
-        path.file_name().map_or("ledger".into(), |n| n.to_string_lossy()),
+        path.file_name()
+            .map_or("ledger".into(), |n| n.to_string_lossy()),
         std::process::id()
     ));
     let _ = std::fs::remove_file(&tmp);
@@ -145,7 +146,10 @@ impl LogFile {
     }
 
     /// Opens (creating it with `new_header` if missing) and locks a ledger for writing.
-    pub(crate) fn open_writer(path: &Path, new_header: impl FnOnce() -> Result<Header>) -> Result<LogFile> {
+    pub(crate) fn open_writer(
+        path: &Path,
+        new_header: impl FnOnce() -> Result<Header>,
+    ) -> Result<LogFile> {
         if !path.exists() {
             create_file(path, &new_header()?)?;
         }
@@ -163,7 +167,10 @@ impl LogFile {
             .metadata()
             .map_err(|e| Error::io_path("reading metadata of", path, e))?;
         if !meta.is_file() {
-            return Err(Error::invalid(format!("{} is not a regular file", path.display())));
+            return Err(Error::invalid(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
         }
         let mut head = [0u8; HEADER_LEN];
         let n = read_prefix(&file, &mut head).map_err(|e| Error::io_path("reading", path, e))?;
@@ -175,6 +182,51 @@ impl LogFile {
             map,
             header,
         })
+    }
+
+    /// Writes a complete ledger (header and `frames`) to `tmp`, durable and locked,
+    /// ready to be renamed onto `path` by a compaction. The file takes `path`'s mode.
+    pub(crate) fn create_compacted(
+        tmp: &Path,
+        path: &Path,
+        header: &Header,
+        frames: &[u8],
+    ) -> Result<LogFile> {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o7777);
+        let _ = std::fs::remove_file(tmp);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(tmp)
+            .map_err(|e| Error::io_path("creating", tmp, e))?;
+        let result = (|| {
+            lock_exclusive(&file, tmp)?;
+            let end = (HEADER_LEN + frames.len()) as u64;
+            let mut head = header.encode();
+            head[OFF_COMMITTED_LEN..OFF_COMMITTED_LEN + 8].copy_from_slice(&end.to_le_bytes());
+            head[OFF_SYNCED_LEN..OFF_SYNCED_LEN + 8].copy_from_slice(&end.to_le_bytes());
+            let len = (end + MIN_GROWTH).next_multiple_of(MIN_GROWTH);
+            file.set_len(len)
+                .and_then(|()| file.write_all_at(&head, 0))
+                .and_then(|()| file.write_all_at(frames, HEADER_LEN as u64))
+                .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::io_path("writing", tmp, e))?;
+            let map = FileMap::new(&file, true)?;
+            Ok(LogFile {
+                path: path.to_path_buf(),
+                file,
+                map,
+                header: header.clone(),
+            })
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(tmp);
+        }
+        result
     }
 
     /// Writer only: finds the end of the valid log, cuts off a torn tail (zeroing it, so
@@ -230,7 +282,9 @@ impl LogFile {
         let need = at + frames.len() as u64;
         let file_len = self.map.known_file_len();
         if need > crate::index::MAX_INDEXED_OFFSET {
-            return Err(Error::invalid("ledger file reached its 1 TiB limit; compact it"));
+            return Err(Error::invalid(
+                "ledger file reached its 1 TiB limit; compact it",
+            ));
         }
         if need > file_len {
             let grow = (file_len / 4).clamp(MIN_GROWTH, MAX_GROWTH);
@@ -271,7 +325,9 @@ fn last_nonzero_end(bytes: &[u8], from: u64) -> u64 {
     let from = from as usize;
     let tail = &bytes[from.min(bytes.len())..];
     match tail.iter().rposition(|&b| b != 0) {
-        Some(p) => (from + p + 1).next_multiple_of(FRAME_ALIGN).min(bytes.len()) as u64,
+        Some(p) => (from + p + 1)
+            .next_multiple_of(FRAME_ALIGN)
+            .min(bytes.len()) as u64,
         None => from as u64,
     }
 }

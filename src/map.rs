@@ -20,7 +20,7 @@
 //!    sit at multiples of 8, as `AtomicU64` requires.
 
 use crate::error::{Error, Result};
-use crate::header::{HEADER_LEN, OFF_COMMITTED_LEN, OFF_SYNCED_LEN};
+use crate::header::{HEADER_LEN, OFF_COMMITTED_LEN, OFF_RETIRED, OFF_SYNCED_LEN};
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::Mutex;
 use std::fs::File;
@@ -37,6 +37,7 @@ struct Region {
 pub(crate) struct FileMap {
     current: AtomicPtr<Region>,
     /// Every region ever made, newest last; owns them (invariant 3).
+    #[allow(clippy::vec_box)] // boxed for stable addresses: `current` points into them
     regions: Mutex<Vec<Box<Region>>>,
     /// The largest file size observed; slices never reach past it (invariant 1).
     known_file_len: AtomicU64,
@@ -144,7 +145,7 @@ impl FileMap {
     }
 
     fn atomic(&self, offset: usize) -> &AtomicU64 {
-        debug_assert!(offset % 8 == 0 && offset + 8 <= HEADER_LEN);
+        debug_assert!(offset.is_multiple_of(8) && offset + 8 <= HEADER_LEN);
         let region = self.region();
         // SAFETY: `offset + 8 <= HEADER_LEN <= file length` (checked in `new`), so the
         // word is mapped and inside the file; it is 8-aligned (invariant 4). The dynamic
@@ -164,6 +165,12 @@ impl FileMap {
         self.atomic(OFF_SYNCED_LEN).load(Ordering::Acquire)
     }
 
+    /// Whether a compaction has replaced this file.
+    #[inline]
+    pub(crate) fn retired(&self) -> bool {
+        self.atomic(OFF_RETIRED).load(Ordering::Acquire) != 0
+    }
+
     fn store(&self, offset: usize, value: u64) -> Result<()> {
         if !self.writable {
             return Err(Error::ReadOnly);
@@ -180,5 +187,10 @@ impl FileMap {
     /// Records that the log is durable up to `len` (writer only).
     pub(crate) fn publish_synced(&self, len: u64) -> Result<()> {
         self.store(OFF_SYNCED_LEN, len)
+    }
+
+    /// Marks this file as replaced by a compaction (writer only).
+    pub(crate) fn publish_retired(&self) -> Result<()> {
+        self.store(OFF_RETIRED, 1)
     }
 }

@@ -89,7 +89,14 @@ fn encode_payload(out: &mut Vec<u8>, kind: u8, scope: u8, tenant: &[u8], key: &[
 
 /// Appends the frame of `rule` to `out`. The rule must have passed [`Rule::validate`].
 pub fn encode_rule(out: &mut Vec<u8>, rule: &Rule) {
-    encode_payload(out, KIND_RULE, rule.scope as u8, rule.tenant, rule.key, rule.at);
+    encode_payload(
+        out,
+        KIND_RULE,
+        rule.scope as u8,
+        rule.tenant,
+        rule.key,
+        rule.at,
+    );
 }
 
 /// Appends the frame of a configuration record to `out`.
@@ -187,7 +194,9 @@ pub fn rule_keys_at(buf: &[u8]) -> Option<(&[u8], &[u8])> {
     }
     let tenant_len = le_u32(buf, 4) as usize;
     let key_len = le_u32(buf, 8) as usize;
-    let end = PAYLOAD_HEADER_LEN.checked_add(tenant_len)?.checked_add(key_len)?;
+    let end = PAYLOAD_HEADER_LEN
+        .checked_add(tenant_len)?
+        .checked_add(key_len)?;
     if end > buf.len() {
         return None;
     }

@@ -120,12 +120,12 @@ impl<'a> Rule<'a> {
         check_key_len("tenant", self.tenant)?;
         check_key_len(self.scope.name(), self.key)?;
         match self.scope {
-            Scope::Global if !self.tenant.is_empty() || !self.key.is_empty() => Err(
-                Error::invalid("a global rule takes no tenant and no key"),
-            ),
-            Scope::Tenant if !self.key.is_empty() => {
-                Err(Error::invalid("a tenant rule takes no key besides the tenant"))
+            Scope::Global if !self.tenant.is_empty() || !self.key.is_empty() => {
+                Err(Error::invalid("a global rule takes no tenant and no key"))
             }
+            Scope::Tenant if !self.key.is_empty() => Err(Error::invalid(
+                "a tenant rule takes no key besides the tenant",
+            )),
             s if s.has_key() && self.key.is_empty() => Err(Error::invalid(format!(
                 "a {s} rule needs a non-empty {} key",
                 s.name()
@@ -252,8 +252,12 @@ mod tests {
     #[test]
     fn validate_refuses_misshapen_rules() {
         let long = vec![b'x'; MAX_KEY_LEN + 1];
-        assert!(Rule::new(Scope::Subject, b"t", &long, 1).validate().is_err());
-        assert!(Rule::new(Scope::Subject, &long, b"k", 1).validate().is_err());
+        assert!(Rule::new(Scope::Subject, b"t", &long, 1)
+            .validate()
+            .is_err());
+        assert!(Rule::new(Scope::Subject, &long, b"k", 1)
+            .validate()
+            .is_err());
         assert!(Rule::new(Scope::Subject, b"t", b"", 1).validate().is_err());
         assert!(Rule::new(Scope::Global, b"t", b"", 1).validate().is_err());
         assert!(Rule::new(Scope::Tenant, b"t", b"k", 1).validate().is_err());

@@ -1,0 +1,649 @@
+//! The C ABI (DESIGN.md §4), exported from the `cdylib` and `staticlib`; cbindgen turns
+//! this file into `include/revledger.h`.
+//!
+//! Conventions, as in rustls-ffi: every function returns a [`revledger_status`] (except
+//! `close`, `last_error`, `version`); outputs come last as out-parameters and are written
+//! only on success; a `const revledger *` first parameter means no mutation; byte strings
+//! are `(ptr, len)` pairs where `{NULL, 0}` is the empty string; enum values coming from
+//! C are taken as integers and checked. Every body runs inside a panic boundary, so no
+//! unwind ever crosses into C. On failure, `revledger_last_error()` describes the error.
+#![allow(non_camel_case_types)]
+
+use crate::error::Error;
+use crate::ledger::{Ledger, WriterOptions};
+use crate::rule::{Rule, Scope, Token, Verdict, MAX_ROLES};
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// An open ledger handle (writer or reader). Opaque; free it with `revledger_close`.
+/// Thread safety: `revledger_check` and `revledger_refresh` may run on one handle from
+/// many threads at once, concurrently with `revledger_revoke`/`revledger_sync` on it;
+/// `revledger_close` must not race with any other call on the same handle.
+pub struct revledger {
+    ledger: Ledger,
+}
+
+/// A byte string: `len` bytes at `ptr`. `{NULL, 0}` is the empty string; `ptr == NULL`
+/// with `len > 0` is `REVLEDGER_INVALID_ARGUMENT`. Bytes are borrowed for the call only.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct revledger_bytes {
+    /// First byte, or NULL when `len` is 0.
+    pub ptr: *const u8,
+    /// Number of bytes.
+    pub len: usize,
+}
+
+/// Status of a call.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum revledger_status {
+    /// Success.
+    REVLEDGER_OK = 0,
+    /// A null pointer, a bad length, an out-of-range enum value, a key over its limit,
+    /// or a value the ledger refuses (e.g. a smaller max token lifetime). Nothing changed.
+    REVLEDGER_INVALID_ARGUMENT,
+    /// The operating system refused an operation (file missing, permission, disk full).
+    REVLEDGER_IO,
+    /// The file is damaged; the message names the byte offset.
+    REVLEDGER_CORRUPT,
+    /// Another writer holds the ledger.
+    REVLEDGER_LOCKED,
+    /// A write on a handle opened with `revledger_open_reader`.
+    REVLEDGER_READ_ONLY,
+    /// Not a revledger file, or one of an unknown format version.
+    REVLEDGER_INCOMPATIBLE,
+    /// A bug in revledger (including a caught panic); the message says what.
+    REVLEDGER_INTERNAL,
+}
+
+/// Scope of a rule. Values are checked: anything outside 0..=6 given to a function is
+/// `REVLEDGER_INVALID_ARGUMENT`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum revledger_scope {
+    /// Every token.
+    REVLEDGER_SCOPE_GLOBAL = 0,
+    /// Every token of a tenant (key empty).
+    REVLEDGER_SCOPE_TENANT,
+    /// A user's tokens; key = `sub`.
+    REVLEDGER_SCOPE_SUBJECT,
+    /// Tokens carrying a role/group/permission; key = the entitlement string.
+    REVLEDGER_SCOPE_ROLE,
+    /// Tokens issued to a client app; key = `azp`/`client_id`.
+    REVLEDGER_SCOPE_CLIENT,
+    /// Tokens of a login session; key = `sid`.
+    REVLEDGER_SCOPE_SESSION,
+    /// One token; key = `jti`, time = the token's `exp`.
+    REVLEDGER_SCOPE_TOKEN,
+}
+
+/// A scope value as received from C: an integer, checked before use. In the header it
+/// is spelled `revledger_scope` (see cbindgen.toml).
+pub type revledger_scope_value = u32;
+
+/// The claims of a token to check. A `len == 0` byte string means "absent".
+#[repr(C)]
+pub struct revledger_token {
+    /// Tenant (may be empty).
+    pub tenant: revledger_bytes,
+    /// `sub`.
+    pub subject: revledger_bytes,
+    /// `azp` / `client_id`, or empty.
+    pub client: revledger_bytes,
+    /// `sid`, or empty.
+    pub session: revledger_bytes,
+    /// `jti`, or empty.
+    pub token_id: revledger_bytes,
+    /// `roles_len` entitlement strings; may be NULL when `roles_len` is 0.
+    pub roles: *const revledger_bytes,
+    /// Number of roles (at most 4096).
+    pub roles_len: usize,
+    /// `iat`, Unix seconds.
+    pub issued_at: i64,
+}
+
+/// The answer of `revledger_check`. When `revoked` is false, `scope` is
+/// `REVLEDGER_SCOPE_GLOBAL` and `cutoff` 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct revledger_verdict {
+    /// Whether the token is revoked.
+    pub revoked: bool,
+    /// Scope of the deciding rule.
+    pub scope: revledger_scope,
+    /// Cutoff of the deciding rule (Unix seconds); for `REVLEDGER_SCOPE_TOKEN`, the `exp`
+    /// the rule was recorded with.
+    pub cutoff: i64,
+}
+
+/// One rule for `revledger_revoke_batch`.
+#[repr(C)]
+pub struct revledger_rule {
+    /// Scope (checked, 0..=6).
+    pub scope: revledger_scope_value,
+    /// Tenant.
+    pub tenant: revledger_bytes,
+    /// Key (empty for global and tenant rules).
+    pub key: revledger_bytes,
+    /// Cutoff, or the token's `exp` for `REVLEDGER_SCOPE_TOKEN`.
+    pub at: i64,
+}
+
+/// Figures about a ledger, from `revledger_stats`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct revledger_stats {
+    /// Rule records in the log, duplicates included.
+    pub rule_records: u64,
+    /// Distinct keys with a rule.
+    pub live_keys: u64,
+    /// Keys whose rule can no longer revoke an unexpired token.
+    pub expired_keys: u64,
+    /// Bytes of committed log, header included.
+    pub log_bytes: u64,
+    /// Size of the file.
+    pub file_bytes: u64,
+    /// Bytes of memory held by this handle's index.
+    pub index_bytes: u64,
+    /// Effective maximum token lifetime, seconds.
+    pub max_token_lifetime: i64,
+    /// Clock-skew leeway, seconds.
+    pub leeway: i64,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(msg: &str) {
+    let c = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+fn fail(status: revledger_status, msg: impl AsRef<str>) -> revledger_status {
+    set_last_error(msg.as_ref());
+    status
+}
+
+fn status_of(e: &Error) -> revledger_status {
+    use revledger_status::*;
+    match e {
+        Error::InvalidArgument(_) => REVLEDGER_INVALID_ARGUMENT,
+        Error::Io { .. } => REVLEDGER_IO,
+        Error::Corrupt { .. } => REVLEDGER_CORRUPT,
+        Error::Locked(_) => REVLEDGER_LOCKED,
+        Error::ReadOnly => REVLEDGER_READ_ONLY,
+        Error::Incompatible(_) => REVLEDGER_INCOMPATIBLE,
+        Error::Internal(_) => REVLEDGER_INTERNAL,
+    }
+}
+
+fn from_error(e: Error) -> revledger_status {
+    fail(status_of(&e), e.to_string())
+}
+
+type FfiResult<T> = Result<T, revledger_status>;
+
+fn invalid(msg: impl AsRef<str>) -> revledger_status {
+    fail(revledger_status::REVLEDGER_INVALID_ARGUMENT, msg)
+}
+
+/// Runs `body` so that no panic unwinds into C.
+fn boundary(body: impl FnOnce() -> FfiResult<()>) -> revledger_status {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => revledger_status::REVLEDGER_OK,
+        Ok(Err(status)) => status,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            fail(
+                revledger_status::REVLEDGER_INTERNAL,
+                format!("panic inside revledger (a bug; please report it): {what}"),
+            )
+        }
+    }
+}
+
+/// Borrows a byte string for the duration of the call.
+///
+/// # Safety
+/// When `b.ptr` is not null it must point to `b.len` readable bytes that stay unchanged
+/// for the call, as the header states for every `revledger_bytes` argument.
+unsafe fn bytes<'a>(b: revledger_bytes, what: &str) -> FfiResult<&'a [u8]> {
+    if b.len == 0 {
+        return Ok(&[]);
+    }
+    if b.ptr.is_null() {
+        return Err(invalid(format!("{what}: ptr is NULL but len is {}", b.len)));
+    }
+    if b.len > isize::MAX as usize {
+        return Err(invalid(format!(
+            "{what}: len {} is not a valid length",
+            b.len
+        )));
+    }
+    // SAFETY: non-null, len within isize::MAX, readable for the call (caller contract).
+    Ok(unsafe { std::slice::from_raw_parts(b.ptr, b.len) })
+}
+
+/// # Safety
+/// `ptr` is NULL or a handle returned by an open function and not yet closed.
+unsafe fn handle<'a>(ptr: *const revledger) -> FfiResult<&'a Ledger> {
+    // SAFETY: caller contract: NULL (refused here) or a live Box<revledger> pointer.
+    match unsafe { ptr.as_ref() } {
+        Some(h) => Ok(&h.ledger),
+        None => Err(invalid("ledger handle is NULL")),
+    }
+}
+
+fn scope_of(value: u32) -> FfiResult<Scope> {
+    u8::try_from(value)
+        .ok()
+        .and_then(Scope::from_u8)
+        .ok_or_else(|| invalid(format!("scope {value} is not a revledger_scope (0..=6)")))
+}
+
+fn c_scope(s: Scope) -> revledger_scope {
+    use revledger_scope::*;
+    match s {
+        Scope::Global => REVLEDGER_SCOPE_GLOBAL,
+        Scope::Tenant => REVLEDGER_SCOPE_TENANT,
+        Scope::Subject => REVLEDGER_SCOPE_SUBJECT,
+        Scope::Role => REVLEDGER_SCOPE_ROLE,
+        Scope::Client => REVLEDGER_SCOPE_CLIENT,
+        Scope::Session => REVLEDGER_SCOPE_SESSION,
+        Scope::Token => REVLEDGER_SCOPE_TOKEN,
+    }
+}
+
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+unsafe fn path_arg<'a>(path: *const c_char) -> FfiResult<&'a std::path::Path> {
+    if path.is_null() {
+        return Err(invalid("path is NULL"));
+    }
+    // SAFETY: non-null and NUL-terminated (caller contract).
+    let c = unsafe { CStr::from_ptr(path) };
+    use std::os::unix::ffi::OsStrExt;
+    Ok(std::path::Path::new(std::ffi::OsStr::from_bytes(
+        c.to_bytes(),
+    )))
+}
+
+/// # Safety
+/// `out` is NULL or valid for a write of a handle pointer.
+unsafe fn open_into(
+    out: *mut *mut revledger,
+    open: impl FnOnce() -> crate::Result<Ledger>,
+) -> FfiResult<()> {
+    if out.is_null() {
+        return Err(invalid("out is NULL"));
+    }
+    let ledger = open().map_err(from_error)?;
+    let raw = Box::into_raw(Box::new(revledger { ledger }));
+    // SAFETY: `out` is non-null and writable (caller contract).
+    unsafe { out.write(raw) };
+    Ok(())
+}
+
+/// Opens (creating it if missing) the ledger at `path` for writing and takes its
+/// exclusive lock, held until `revledger_close`.
+///
+/// `max_token_lifetime_s`: on creation, the longest lifetime of the tokens to cover
+/// (0 = one day); on reopening, 0 keeps the ledger's value, a larger value raises it, a
+/// smaller one is `REVLEDGER_INVALID_ARGUMENT`. Another writer: `REVLEDGER_LOCKED`.
+/// On success `*out` receives a handle to free with `revledger_close`.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_open_writer(
+    path: *const c_char,
+    max_token_lifetime_s: i64,
+    out: *mut *mut revledger,
+) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let path = unsafe { path_arg(path)? };
+        // SAFETY: forwarded caller contract.
+        unsafe {
+            open_into(out, || {
+                Ledger::open_writer(path, &WriterOptions::with_lifetime(max_token_lifetime_s))
+            })
+        }
+    })
+}
+
+/// Opens the ledger at `path` read-only. Readers see every record the writer commits on
+/// their next check. On success `*out` receives a handle to free with `revledger_close`.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_open_reader(
+    path: *const c_char,
+    out: *mut *mut revledger,
+) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let path = unsafe { path_arg(path)? };
+        // SAFETY: forwarded caller contract.
+        unsafe { open_into(out, || Ledger::open_reader(path)) }
+    })
+}
+
+/// Closes a handle: a writer makes its records durable and releases its lock. NULL is a
+/// no-op. The handle must not be used afterwards, nor be in use by another thread.
+///
+/// # Safety
+/// `ledger` is NULL or a handle from an open function, not yet closed.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_close(ledger: *mut revledger) {
+    if ledger.is_null() {
+        return;
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: a live pointer from Box::into_raw in open_into (caller contract).
+        drop(unsafe { Box::from_raw(ledger) });
+    }));
+}
+
+/// Records "scope changed at `at`": tokens in scope issued before `at` are revoked.
+/// For `REVLEDGER_SCOPE_TOKEN`, `key` is the jti and `at` the token's `exp`. The key must
+/// be empty for GLOBAL and TENANT and non-empty otherwise; tenant and key are at most
+/// 4096 bytes. Returns once the record is committed (visible to every reader's next
+/// check); durable after `revledger_sync`. A reader handle: `REVLEDGER_READ_ONLY`.
+///
+/// # Safety
+/// `ledger` is NULL or a live handle; `tenant` and `key` follow the `revledger_bytes`
+/// rules.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_revoke(
+    ledger: *mut revledger,
+    scope: revledger_scope_value,
+    tenant: revledger_bytes,
+    key: revledger_bytes,
+    at: i64,
+) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let ledger = unsafe { handle(ledger)? };
+        let scope = scope_of(scope)?;
+        // SAFETY: forwarded caller contract.
+        let tenant = unsafe { bytes(tenant, "tenant")? };
+        // SAFETY: forwarded caller contract.
+        let key = unsafe { bytes(key, "key")? };
+        ledger
+            .revoke(&Rule::new(scope, tenant, key, at))
+            .map_err(from_error)
+    })
+}
+
+/// Revokes as of now: the current time rounded up to the next second (a token issued
+/// in the same second counts as before). Not for `REVLEDGER_SCOPE_TOKEN`. On success
+/// `*cutoff_out` (if not NULL) receives the cutoff written.
+///
+/// # Safety
+/// As `revledger_revoke`; `cutoff_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_revoke_now(
+    ledger: *mut revledger,
+    scope: revledger_scope_value,
+    tenant: revledger_bytes,
+    key: revledger_bytes,
+    cutoff_out: *mut i64,
+) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let ledger = unsafe { handle(ledger)? };
+        let scope = scope_of(scope)?;
+        // SAFETY: forwarded caller contract.
+        let tenant = unsafe { bytes(tenant, "tenant")? };
+        // SAFETY: forwarded caller contract.
+        let key = unsafe { bytes(key, "key")? };
+        let at = ledger.revoke_now(scope, tenant, key).map_err(from_error)?;
+        if !cutoff_out.is_null() {
+            // SAFETY: non-null and writable (caller contract).
+            unsafe { cutoff_out.write(at) };
+        }
+        Ok(())
+    })
+}
+
+/// Records `rules_len` rules in one write: all are checked first, then all are
+/// committed together, or none is.
+///
+/// # Safety
+/// `ledger` is NULL or a live handle; `rules` is NULL (only with `rules_len == 0`) or
+/// points to `rules_len` rules whose byte strings follow the `revledger_bytes` rules.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_revoke_batch(
+    ledger: *mut revledger,
+    rules: *const revledger_rule,
+    rules_len: usize,
+) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let ledger = unsafe { handle(ledger)? };
+        if rules_len == 0 {
+            return Ok(());
+        }
+        if rules.is_null() {
+            return Err(invalid("rules is NULL but rules_len is not 0"));
+        }
+        if rules_len > isize::MAX as usize / std::mem::size_of::<revledger_rule>() {
+            return Err(invalid("rules_len is not a valid length"));
+        }
+        // SAFETY: non-null, `rules_len` elements readable (caller contract).
+        let raw = unsafe { std::slice::from_raw_parts(rules, rules_len) };
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, r) in raw.iter().enumerate() {
+            let scope = scope_of(r.scope).map_err(|_| {
+                invalid(format!(
+                    "rule {i}: scope {} is not a revledger_scope",
+                    r.scope
+                ))
+            })?;
+            // SAFETY: forwarded caller contract.
+            let tenant = unsafe { bytes(r.tenant, "tenant")? };
+            // SAFETY: forwarded caller contract.
+            let key = unsafe { bytes(r.key, "key")? };
+            out.push(Rule::new(scope, tenant, key, r.at));
+        }
+        ledger.revoke_batch(&out).map_err(from_error)
+    })
+}
+
+/// Makes every committed record durable (fdatasync). Many revokes, one sync: group commit.
+///
+/// # Safety
+/// `ledger` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_sync(ledger: *mut revledger) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let ledger = unsafe { handle(ledger)? };
+        ledger.sync().map_err(from_error)
+    })
+}
+
+/// Is the token revoked? Writes the verdict to `*out`. Thread-safe; lock-free and free of
+/// system calls unless the writer committed since the last check. An error (for
+/// instance `REVLEDGER_CORRUPT` when the ledger became unreadable) never means "valid":
+/// the gateway decides what to do with a token it could not check.
+///
+/// # Safety
+/// `ledger` is NULL or a live handle; `token` is NULL or a valid token whose byte strings
+/// follow the `revledger_bytes` rules; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_check(
+    ledger: *const revledger,
+    token: *const revledger_token,
+    out: *mut revledger_verdict,
+) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let ledger = unsafe { handle(ledger)? };
+        // SAFETY: NULL or a valid token (caller contract).
+        let Some(t) = (unsafe { token.as_ref() }) else {
+            return Err(invalid("token is NULL"));
+        };
+        if out.is_null() {
+            return Err(invalid("out is NULL"));
+        }
+        if t.roles_len > MAX_ROLES {
+            return Err(invalid(format!(
+                "token has {} roles; the limit is {MAX_ROLES}",
+                t.roles_len
+            )));
+        }
+        if t.roles_len > 0 && t.roles.is_null() {
+            return Err(invalid("roles is NULL but roles_len is not 0"));
+        }
+        let raw_roles: &[revledger_bytes] = if t.roles_len == 0 {
+            &[]
+        } else {
+            // SAFETY: non-null, `roles_len` (≤ MAX_ROLES) elements readable (contract).
+            unsafe { std::slice::from_raw_parts(t.roles, t.roles_len) }
+        };
+        let mut stack: [&[u8]; 16] = [&[]; 16];
+        let mut heap: Vec<&[u8]> = Vec::new();
+        let roles: &[&[u8]] = if raw_roles.len() <= stack.len() {
+            for (slot, r) in stack.iter_mut().zip(raw_roles) {
+                // SAFETY: forwarded caller contract.
+                *slot = unsafe { bytes(*r, "role")? };
+            }
+            &stack[..raw_roles.len()]
+        } else {
+            for r in raw_roles {
+                // SAFETY: forwarded caller contract.
+                heap.push(unsafe { bytes(*r, "role")? });
+            }
+            &heap
+        };
+        // SAFETY (all five): forwarded caller contract.
+        let token = Token {
+            tenant: unsafe { bytes(t.tenant, "tenant")? },
+            subject: unsafe { bytes(t.subject, "subject")? },
+            roles,
+            client: unsafe { bytes(t.client, "client")? },
+            session: unsafe { bytes(t.session, "session")? },
+            token_id: unsafe { bytes(t.token_id, "token_id")? },
+            issued_at: t.issued_at,
+        };
+        let verdict = match ledger.check(&token).map_err(from_error)? {
+            Verdict::Valid => revledger_verdict {
+                revoked: false,
+                scope: revledger_scope::REVLEDGER_SCOPE_GLOBAL,
+                cutoff: 0,
+            },
+            Verdict::Revoked { scope, cutoff } => revledger_verdict {
+                revoked: true,
+                scope: c_scope(scope),
+                cutoff,
+            },
+        };
+        // SAFETY: non-null and writable (caller contract).
+        unsafe { out.write(verdict) };
+        Ok(())
+    })
+}
+
+/// Brings the handle's index up to date with the log now (checks do it on their own;
+/// this moves the work off a request's path, e.g. from a timer).
+///
+/// # Safety
+/// `ledger` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_refresh(ledger: *const revledger) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let ledger = unsafe { handle(ledger)? };
+        ledger.refresh().map_err(from_error)
+    })
+}
+
+/// Drops the rules that can no longer revoke an unexpired token as of `now` (Unix
+/// seconds) by rewriting the ledger and swapping it in atomically; readers follow.
+/// Writer only (`REVLEDGER_READ_ONLY` otherwise).
+///
+/// # Safety
+/// `ledger` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_compact(ledger: *mut revledger, now: i64) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let ledger = unsafe { handle(ledger)? };
+        ledger.compact(now).map(|_| ()).map_err(from_error)
+    })
+}
+
+/// Writes figures about the ledger as of `now` (Unix seconds) to `*out`.
+///
+/// # Safety
+/// `ledger` is NULL or a live handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_stats(
+    ledger: *const revledger,
+    now: i64,
+    out: *mut revledger_stats,
+) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let ledger = unsafe { handle(ledger)? };
+        if out.is_null() {
+            return Err(invalid("out is NULL"));
+        }
+        let s = ledger.stats(now).map_err(from_error)?;
+        let c = revledger_stats {
+            rule_records: s.rule_records,
+            live_keys: s.live_keys,
+            expired_keys: s.expired_keys,
+            log_bytes: s.log_bytes,
+            file_bytes: s.file_bytes,
+            index_bytes: s.index_bytes,
+            max_token_lifetime: s.max_token_lifetime,
+            leeway: s.leeway,
+        };
+        // SAFETY: non-null and writable (caller contract).
+        unsafe { out.write(c) };
+        Ok(())
+    })
+}
+
+/// The message of the last failed call on this thread ("" if none). Valid until the next
+/// revledger call on this thread; do not free it.
+#[no_mangle]
+pub extern "C" fn revledger_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// A static name for a status code, e.g. "REVLEDGER_CORRUPT"; "unknown status" for
+/// values outside the enum.
+#[no_mangle]
+pub extern "C" fn revledger_status_name(status: u32) -> *const c_char {
+    let name: &'static CStr = match status {
+        0 => c"REVLEDGER_OK",
+        1 => c"REVLEDGER_INVALID_ARGUMENT",
+        2 => c"REVLEDGER_IO",
+        3 => c"REVLEDGER_CORRUPT",
+        4 => c"REVLEDGER_LOCKED",
+        5 => c"REVLEDGER_READ_ONLY",
+        6 => c"REVLEDGER_INCOMPATIBLE",
+        7 => c"REVLEDGER_INTERNAL",
+        _ => c"unknown status",
+    };
+    name.as_ptr()
+}
+
+/// The library version, e.g. "0.1.0" (static; do not free).
+#[no_mangle]
+pub extern "C" fn revledger_version() -> *const c_char {
+    const V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    V.as_ptr() as *const c_char
+}
