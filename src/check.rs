@@ -14,7 +14,7 @@ use crate::rule::{Scope, Token, Verdict};
 pub(crate) fn check(index: &Index, src: &impl KeySource, token: &Token) -> Verdict {
     let iat = token.issued_at;
     let wants = |scope: Scope| iat < index.newest(scope);
-    let jti = !token.token_id.is_empty() && index.newest(Scope::Token) != i64::MIN;
+    let jti = !token.token_id.is_empty() && index.has_token_rules();
     let keyed = wants(Scope::Subject)
         || wants(Scope::Session)
         || wants(Scope::Client)

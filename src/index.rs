@@ -283,6 +283,12 @@ impl Index {
         self.newest[scope as usize].load(Ordering::Acquire)
     }
 
+    /// Whether any `Token` rule exists (their times are `exp`, not cutoffs).
+    #[inline]
+    pub(crate) fn has_token_rules(&self) -> bool {
+        self.table(Scope::Token).len.load(Ordering::Acquire) != 0
+    }
+
     /// Effective cutoff of the global rule.
     #[inline]
     pub(crate) fn global(&self) -> Option<i64> {
