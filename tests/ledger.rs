@@ -1,0 +1,719 @@
+//! The ledger against its contract: semantics against a reference model, files, locks,
+//! recovery, corruption, compaction, and a writer in another process.
+
+use proptest::prelude::*;
+use revledger::{Error, Ledger, Rule, Scope, Token, Verdict, WriterOptions};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn writer(path: &Path) -> Ledger {
+    Ledger::open_writer(path, &WriterOptions::with_lifetime(3600)).unwrap()
+}
+
+fn token<'a>(tenant: &'a [u8], sub: &'a [u8], roles: &'a [&'a [u8]], iat: i64) -> Token<'a> {
+    Token {
+        tenant,
+        subject: sub,
+        roles,
+        issued_at: iat,
+        ..Token::default()
+    }
+}
+
+/// The plain reference model of DESIGN.md §2: max cutoff per (scope, tenant, key).
+#[derive(Default, Clone)]
+struct Model(HashMap<(Scope, Vec<u8>, Vec<u8>), i64>);
+
+impl Model {
+    fn apply(&mut self, r: &Rule) {
+        let e = self
+            .0
+            .entry((r.scope, r.tenant.to_vec(), r.key.to_vec()))
+            .or_insert(i64::MIN);
+        *e = (*e).max(r.at);
+    }
+
+    fn check(&self, t: &Token) -> Verdict {
+        let get = |s: Scope, tenant: &[u8], key: &[u8]| {
+            self.0.get(&(s, tenant.to_vec(), key.to_vec())).copied()
+        };
+        if !t.token_id.is_empty() {
+            if let Some(exp) = get(Scope::Token, t.tenant, t.token_id) {
+                return Verdict::Revoked {
+                    scope: Scope::Token,
+                    cutoff: exp,
+                };
+            }
+        }
+        let mut cands: Vec<(Scope, i64)> = Vec::new();
+        let mut add = |s: Scope, c: Option<i64>| {
+            if let Some(c) = c {
+                if t.issued_at < c {
+                    cands.push((s, c));
+                }
+            }
+        };
+        if !t.subject.is_empty() {
+            add(Scope::Subject, get(Scope::Subject, t.tenant, t.subject));
+        }
+        if !t.session.is_empty() {
+            add(Scope::Session, get(Scope::Session, t.tenant, t.session));
+        }
+        if !t.client.is_empty() {
+            add(Scope::Client, get(Scope::Client, t.tenant, t.client));
+        }
+        for r in t.roles {
+            if !r.is_empty() {
+                add(Scope::Role, get(Scope::Role, t.tenant, r));
+            }
+        }
+        add(Scope::Tenant, get(Scope::Tenant, t.tenant, b""));
+        add(Scope::Global, get(Scope::Global, b"", b""));
+        let rank = |s: Scope| {
+            [
+                Scope::Subject,
+                Scope::Session,
+                Scope::Client,
+                Scope::Role,
+                Scope::Tenant,
+                Scope::Global,
+            ]
+            .iter()
+            .position(|x| *x == s)
+            .unwrap()
+        };
+        cands.sort_by_key(|(s, c)| (std::cmp::Reverse(*c), rank(*s)));
+        match cands.first() {
+            Some(&(scope, cutoff)) => Verdict::Revoked { scope, cutoff },
+            None => Verdict::Valid,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct OwnedRule {
+    scope: Scope,
+    tenant: Vec<u8>,
+    key: Vec<u8>,
+    at: i64,
+}
+
+impl OwnedRule {
+    fn rule(&self) -> Rule<'_> {
+        Rule::new(self.scope, &self.tenant, &self.key, self.at)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct OwnedToken {
+    tenant: Vec<u8>,
+    sub: Vec<u8>,
+    roles: Vec<Vec<u8>>,
+    client: Vec<u8>,
+    session: Vec<u8>,
+    jti: Vec<u8>,
+    iat: i64,
+}
+
+fn small_bytes() -> impl Strategy<Value = Vec<u8>> {
+    // A tiny alphabet so that rules and tokens collide often.
+    prop::collection::vec(prop::sample::select(vec![b'a', b'b', 0u8, 0xff]), 0..3)
+}
+
+fn key_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(prop::sample::select(vec![b'a', b'b', 0u8, 0xff]), 1..3)
+}
+
+fn rule_strategy() -> impl Strategy<Value = OwnedRule> {
+    (0u8..7, small_bytes(), key_bytes(), -5i64..40).prop_map(|(s, tenant, key, at)| {
+        let scope = Scope::from_u8(s).unwrap();
+        let (tenant, key) = match scope {
+            Scope::Global => (Vec::new(), Vec::new()),
+            Scope::Tenant => (tenant, Vec::new()),
+            _ => (tenant, key),
+        };
+        OwnedRule {
+            scope,
+            tenant,
+            key,
+            at,
+        }
+    })
+}
+
+fn token_strategy() -> impl Strategy<Value = OwnedToken> {
+    (
+        small_bytes(),
+        small_bytes(),
+        prop::collection::vec(small_bytes(), 0..4),
+        small_bytes(),
+        small_bytes(),
+        small_bytes(),
+        -5i64..40,
+    )
+        .prop_map(
+            |(tenant, sub, roles, client, session, jti, iat)| OwnedToken {
+                tenant,
+                sub,
+                roles,
+                client,
+                session,
+                jti,
+                iat,
+            },
+        )
+}
+
+fn check_owned(l: &Ledger, t: &OwnedToken) -> Verdict {
+    let roles: Vec<&[u8]> = t.roles.iter().map(Vec::as_slice).collect();
+    l.check(&Token {
+        tenant: &t.tenant,
+        subject: &t.sub,
+        roles: &roles,
+        client: &t.client,
+        session: &t.session,
+        token_id: &t.jti,
+        issued_at: t.iat,
+    })
+    .unwrap()
+}
+
+fn model_check(m: &Model, t: &OwnedToken) -> Verdict {
+    let roles: Vec<&[u8]> = t.roles.iter().map(Vec::as_slice).collect();
+    m.check(&Token {
+        tenant: &t.tenant,
+        subject: &t.sub,
+        roles: &roles,
+        client: &t.client,
+        session: &t.session,
+        token_id: &t.jti,
+        issued_at: t.iat,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Same answers as the model: live (writer and a reader opened first), after
+    /// reopening, after replaying the records shuffled and twice, and after compaction
+    /// at a time that drops nothing.
+    #[test]
+    fn ledger_agrees_with_the_reference_model(
+        rules in prop::collection::vec(rule_strategy(), 0..40),
+        tokens in prop::collection::vec(token_strategy(), 1..30),
+        seed in any::<u64>(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l");
+        let w = writer(&path);
+        let early_reader = Ledger::open_reader(&path).unwrap();
+        let mut model = Model::default();
+        for (i, r) in rules.iter().enumerate() {
+            w.revoke(&r.rule()).unwrap();
+            model.apply(&r.rule());
+            if i % 7 == 0 {
+                for t in &tokens {
+                    prop_assert_eq!(check_owned(&early_reader, t), model_check(&model, t));
+                }
+            }
+        }
+        for t in &tokens {
+            let want = model_check(&model, t);
+            prop_assert_eq!(check_owned(&w, t), want);
+            prop_assert_eq!(check_owned(&early_reader, t), want);
+        }
+        drop(w);
+        let reopened = Ledger::open_reader(&path).unwrap();
+        for t in &tokens {
+            prop_assert_eq!(check_owned(&reopened, t), model_check(&model, t));
+        }
+
+        // Replay shuffled and twice into another ledger: records commute and are idempotent.
+        let mut shuffled: Vec<&OwnedRule> = rules.iter().chain(rules.iter()).collect();
+        let mut s = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+            shuffled.swap(i, (s % (i as u64 + 1)) as usize);
+        }
+        let path2 = dir.path().join("replay");
+        let w2 = writer(&path2);
+        let batch: Vec<Rule> = shuffled.iter().map(|r| r.rule()).collect();
+        w2.revoke_batch(&batch).unwrap();
+        for t in &tokens {
+            prop_assert_eq!(check_owned(&w2, t), model_check(&model, t));
+        }
+
+        // Compaction at a time where nothing has expired keeps every answer.
+        let r2 = Ledger::open_reader(&path2).unwrap();
+        let stats = w2.compact(0).unwrap();
+        prop_assert_eq!(stats.keys_dropped, 0);
+        for t in &tokens {
+            let want = model_check(&model, t);
+            prop_assert_eq!(check_owned(&w2, t), want);
+            prop_assert_eq!(check_owned(&r2, t), want);
+        }
+    }
+}
+
+#[test]
+fn reader_sees_each_commit_on_its_next_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = writer(&path);
+    let r = Ledger::open_reader(&path).unwrap();
+    let roles: &[&[u8]] = &[b"super_admin"];
+    let john = token(b"acme", b"john", roles, 100);
+    assert_eq!(r.check(&john).unwrap(), Verdict::Valid);
+    w.revoke(&Rule::new(Scope::Role, b"acme", b"super_admin", 200))
+        .unwrap();
+    assert_eq!(
+        r.check(&john).unwrap(),
+        Verdict::Revoked {
+            scope: Scope::Role,
+            cutoff: 200
+        }
+    );
+}
+
+#[test]
+fn reader_follows_the_file_as_it_grows_past_its_first_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = writer(&path);
+    let r = Ledger::open_reader(&path).unwrap();
+    let names: Vec<Vec<u8>> = (0..60_000)
+        .map(|i| format!("user-{i:06}").into_bytes())
+        .collect();
+    let rules: Vec<Rule> = names
+        .iter()
+        .map(|n| Rule::new(Scope::Subject, b"t", n, 50))
+        .collect();
+    for chunk in rules.chunks(5000) {
+        w.revoke_batch(chunk).unwrap();
+    }
+    let stats = w.stats(0).unwrap();
+    assert!(stats.file_bytes > 1 << 20, "file did not grow: {stats:?}");
+    for n in names.iter().step_by(997).chain(names.last()) {
+        assert!(r.check(&token(b"t", n, &[], 10)).unwrap().is_revoked());
+    }
+    assert_eq!(r.stats(0).unwrap().live_keys, 60_000);
+}
+
+#[test]
+fn second_writer_is_locked_out_and_reader_cannot_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = writer(&path);
+    assert!(matches!(
+        Ledger::open_writer(&path, &WriterOptions::default()),
+        Err(Error::Locked(_))
+    ));
+    // Another path to the same file (a symlink and a hard link) is locked too.
+    let link = dir.path().join("symlink");
+    std::os::unix::fs::symlink(&path, &link).unwrap();
+    assert!(matches!(
+        Ledger::open_writer(&link, &WriterOptions::default()),
+        Err(Error::Locked(_))
+    ));
+    let hard = dir.path().join("hardlink");
+    std::fs::hard_link(&path, &hard).unwrap();
+    assert!(matches!(
+        Ledger::open_writer(&hard, &WriterOptions::default()),
+        Err(Error::Locked(_))
+    ));
+    let r = Ledger::open_reader(&path).unwrap();
+    assert!(matches!(
+        r.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1)),
+        Err(Error::ReadOnly)
+    ));
+    assert!(matches!(r.sync(), Err(Error::ReadOnly)));
+    assert!(matches!(r.compact(0), Err(Error::ReadOnly)));
+    drop(w);
+    // The lock goes with the writer.
+    writer(&path);
+}
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = writer(&path);
+    let before = std::fs::read(&path).unwrap();
+    let long = vec![b'k'; revledger::MAX_KEY_LEN + 1];
+    for bad in [
+        Rule::new(Scope::Subject, b"t", &long, 1),
+        Rule::new(Scope::Subject, &long, b"k", 1),
+        Rule::new(Scope::Subject, b"t", b"", 1),
+        Rule::new(Scope::Token, b"t", b"", 1),
+        Rule::new(Scope::Global, b"t", b"", 1),
+    ] {
+        assert!(matches!(w.revoke(&bad), Err(Error::InvalidArgument(_))));
+    }
+    let good = Rule::new(Scope::Subject, b"t", b"ok", 1);
+    assert!(matches!(
+        w.revoke_batch(&[good, Rule::new(Scope::Role, b"t", b"", 1)]),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        w.revoke_now(Scope::Token, b"t", b"jti"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), before, "file changed");
+    assert!(matches!(
+        w.check(&token(b"t", &long, &[], 1)),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn files_that_are_not_ledgers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text");
+    std::fs::write(&text, b"hello, this is not a ledger at all").unwrap();
+    assert!(matches!(
+        Ledger::open_reader(&text),
+        Err(Error::Incompatible(_))
+    ));
+    assert!(matches!(
+        Ledger::open_writer(&text, &WriterOptions::default()),
+        Err(Error::Incompatible(_))
+    ));
+    assert_eq!(
+        std::fs::read(&text).unwrap(),
+        b"hello, this is not a ledger at all"
+    );
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(matches!(
+        Ledger::open_reader(&empty),
+        Err(Error::Incompatible(_))
+    ));
+    assert!(matches!(
+        Ledger::open_reader(dir.path().join("missing")),
+        Err(Error::Io { .. })
+    ));
+    assert!(matches!(
+        Ledger::open_writer(dir.path().join("no/such/dir/l"), &WriterOptions::default()),
+        Err(Error::Io { .. })
+    ));
+    assert!(Ledger::open_reader(dir.path()).is_err());
+}
+
+#[test]
+fn max_token_lifetime_is_kept_raised_never_lowered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    drop(writer(&path));
+    let w = Ledger::open_writer(&path, &WriterOptions::default()).unwrap();
+    assert_eq!(w.max_token_lifetime(), 3600);
+    drop(w);
+    assert!(matches!(
+        Ledger::open_writer(&path, &WriterOptions::with_lifetime(60)),
+        Err(Error::InvalidArgument(_))
+    ));
+    let w = Ledger::open_writer(&path, &WriterOptions::with_lifetime(7200)).unwrap();
+    assert_eq!(w.max_token_lifetime(), 7200);
+    drop(w);
+    assert_eq!(
+        Ledger::open_reader(&path).unwrap().max_token_lifetime(),
+        7200
+    );
+    assert!(matches!(
+        Ledger::open_writer(&path, &WriterOptions::with_lifetime(-1)),
+        Err(Error::InvalidArgument(_))
+    ));
+    let fresh = dir.path().join("fresh");
+    let w = Ledger::open_writer(&fresh, &WriterOptions::default()).unwrap();
+    assert_eq!(w.max_token_lifetime(), 86_400);
+    assert_eq!(w.leeway(), 300);
+}
+
+/// Writes `n` subject rules, closes, and returns the path, the frame offsets and the end.
+fn ledger_with(dir: &Path, n: usize) -> (PathBuf, Vec<u64>, u64) {
+    let path = dir.join("l");
+    let w = writer(&path);
+    for i in 0..n {
+        w.revoke(&Rule::new(
+            Scope::Subject,
+            b"t",
+            format!("user-{i}").as_bytes(),
+            1000 + i as i64,
+        ))
+        .unwrap();
+    }
+    let mut offsets = Vec::new();
+    w.for_each_record(|off, _| offsets.push(off)).unwrap();
+    let end = w.stats(0).unwrap().log_bytes;
+    drop(w);
+    (path, offsets, end)
+}
+
+fn subject_revoked(l: &Ledger, i: usize) -> bool {
+    l.check(&token(b"t", format!("user-{i}").as_bytes(), &[], 0))
+        .unwrap()
+        .is_revoked()
+}
+
+#[test]
+fn torn_tail_is_cut_at_every_byte_of_the_last_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, offsets, end) = ledger_with(dir.path(), 5);
+    let bytes = std::fs::read(&path).unwrap();
+    let last = *offsets.last().unwrap();
+    // Cuts that lose a byte of the frame (its zero padding is rebuilt by the zero fill).
+    let payload_len =
+        u32::from_le_bytes(bytes[last as usize..last as usize + 4].try_into().unwrap());
+    let content_end = last + 8 + u64::from(payload_len);
+    assert!(content_end <= end);
+    for cut in last..content_end {
+        for writer_opens_first in [false, true] {
+            // The file as a crash inside the last append could leave it: the last frame
+            // cut at `cut`, nothing after it, the header still claiming the full length
+            // (nothing synced it) — or the rest of the frame overwritten with garbage.
+            for garbage in [false, true] {
+                let torn = dir.path().join("torn");
+                let mut b = bytes[..cut as usize].to_vec();
+                if garbage {
+                    b.extend((cut..end).map(|i| (i as u8).wrapping_mul(31) | 1));
+                }
+                b.resize(bytes.len(), 0);
+                // Not synced: the header's synced_len must not vouch for the lost record.
+                b[136..144].copy_from_slice(&last.to_le_bytes());
+                std::fs::write(&torn, &b).unwrap();
+                let l = if writer_opens_first {
+                    let w = Ledger::open_writer(&torn, &WriterOptions::default()).unwrap();
+                    assert_eq!(w.stats(0).unwrap().dropped_bytes > 0, garbage || cut > last);
+                    w
+                } else {
+                    Ledger::open_reader(&torn).unwrap()
+                };
+                for i in 0..4 {
+                    assert!(subject_revoked(&l, i), "cut {cut}: record {i} lost");
+                }
+                assert!(!subject_revoked(&l, 4), "cut {cut}: torn record read");
+                assert_eq!(l.stats(0).unwrap().live_keys, 4);
+                if writer_opens_first {
+                    // The writer cut the tail: appending again gives a clean log.
+                    l.revoke(&Rule::new(Scope::Subject, b"t", b"after", 1))
+                        .unwrap();
+                    drop(l);
+                    let again = Ledger::open_reader(&torn).unwrap();
+                    assert_eq!(again.stats(0).unwrap().live_keys, 5);
+                    assert_eq!(again.stats(0).unwrap().dropped_bytes, 0);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn corrupt_byte_in_the_middle_is_reported_with_its_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, offsets, end) = ledger_with(dir.path(), 6);
+    let clean = std::fs::read(&path).unwrap();
+    let victim = offsets[2];
+    for at in victim..offsets[3] {
+        let mut b = clean.clone();
+        b[at as usize] ^= 0x40;
+        std::fs::write(&path, &b).unwrap();
+        for open in [
+            Ledger::open_reader(&path).map(|_| ()),
+            Ledger::open_writer(&path, &WriterOptions::default()).map(|_| ()),
+        ] {
+            match open {
+                Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, victim, "flip at {at}"),
+                other => panic!("flip at {at}: expected Corrupt, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b,
+            "a failed open changed the file"
+        );
+    }
+    // Damage in the last record, which sync covered, is corruption too, not a torn tail.
+    let mut b = clean.clone();
+    b[*offsets.last().unwrap() as usize + 12] ^= 1;
+    std::fs::write(&path, &b).unwrap();
+    assert!(matches!(
+        Ledger::open_reader(&path),
+        Err(Error::Corrupt { .. })
+    ));
+    // Asked to, the writer keeps the valid prefix and says how much it dropped.
+    let mut b = clean.clone();
+    b[victim as usize + 12] ^= 1;
+    std::fs::write(&path, &b).unwrap();
+    let w = Ledger::open_writer(
+        &path,
+        &WriterOptions {
+            keep_valid_prefix: true,
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+    let s = w.stats(0).unwrap();
+    assert_eq!(s.live_keys, 2);
+    assert_eq!(s.dropped_bytes, end - victim);
+    // A damaged header is corruption at offset 0.
+    let mut b = clean;
+    drop(w);
+    b[30] ^= 1;
+    std::fs::write(&path, &b).unwrap();
+    assert!(matches!(
+        Ledger::open_reader(&path),
+        Err(Error::Corrupt { offset: 0, .. })
+    ));
+}
+
+#[test]
+fn header_claiming_more_than_the_file_holds_is_not_read_past_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _, end) = ledger_with(dir.path(), 3);
+    let mut b = std::fs::read(&path).unwrap();
+    b.truncate(end as usize);
+    b[128..136].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    b[136..144].copy_from_slice(&256u64.to_le_bytes());
+    std::fs::write(&path, &b).unwrap();
+    let r = Ledger::open_reader(&path).unwrap();
+    assert!(subject_revoked(&r, 2));
+}
+
+#[test]
+fn compaction_drops_expired_rules_and_readers_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = writer(&path); // lifetime 3600, leeway 300
+    let r = Ledger::open_reader(&path).unwrap();
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"old", 1000))
+        .unwrap();
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"new", 9000))
+        .unwrap();
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"new", 8000))
+        .unwrap();
+    w.revoke(&Rule::new(Scope::Token, b"t", b"jti-old", 2000))
+        .unwrap();
+    w.revoke(&Rule::new(Scope::Token, b"t", b"jti-new", 9000))
+        .unwrap();
+    let now = 1000 + 3600 + 300 + 1; // "old" just expired; jti-old expired
+    let s = w.compact(now).unwrap();
+    assert_eq!(s.records_before, 5);
+    assert_eq!(s.rules_kept, 2);
+    assert_eq!(s.keys_dropped, 2);
+    let stats = w.stats(now).unwrap();
+    assert_eq!(stats.rule_records, 2);
+    assert_eq!(stats.generation, 1);
+    // Answers for unexpired tokens are unchanged; the reader follows without reopening.
+    for l in [&w, &r] {
+        assert_eq!(
+            l.check(&token(b"t", b"new", &[], 8500)).unwrap(),
+            Verdict::Revoked {
+                scope: Scope::Subject,
+                cutoff: 9000
+            }
+        );
+        let jti = Token {
+            tenant: b"t",
+            token_id: b"jti-new",
+            issued_at: 1,
+            ..Token::default()
+        };
+        assert!(l.check(&jti).unwrap().is_revoked());
+    }
+    assert_eq!(r.stats(now).unwrap().generation, 1);
+    // Revokes after compaction reach the reader too.
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"later", 9500))
+        .unwrap();
+    assert!(r
+        .check(&token(b"t", b"later", &[], 9400))
+        .unwrap()
+        .is_revoked());
+    drop(w);
+    let again = Ledger::open_reader(&path).unwrap();
+    assert_eq!(again.stats(now).unwrap().live_keys, 3);
+    assert!(!dir.path().join(".l.compacting").exists());
+}
+
+/// Runs as the child process of `writer_in_another_process_is_seen_without_reopening`.
+#[test]
+fn child_writer() {
+    let Some(path) = std::env::var_os("REVLEDGER_TEST_CHILD_LEDGER") else {
+        return;
+    };
+    let w = Ledger::open_writer(PathBuf::from(path), &WriterOptions::default()).unwrap();
+    w.revoke(&Rule::new(Scope::Subject, b"acme", b"john", 5000))
+        .unwrap();
+}
+
+#[test]
+fn writer_in_another_process_is_seen_without_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    drop(writer(&path));
+    let r = Ledger::open_reader(&path).unwrap();
+    let john = token(b"acme", b"john", &[], 4000);
+    assert_eq!(r.check(&john).unwrap(), Verdict::Valid);
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_writer", "--test-threads=1"])
+        .env("REVLEDGER_TEST_CHILD_LEDGER", &path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        r.check(&john).unwrap(),
+        Verdict::Revoked {
+            scope: Scope::Subject,
+            cutoff: 5000
+        }
+    );
+}
+
+#[test]
+fn checks_on_many_threads_while_the_writer_revokes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = writer(&path);
+    let r = Ledger::open_reader(&path).unwrap();
+    let n = 2000;
+    std::thread::scope(|s| {
+        for l in [&w, &r, &r] {
+            s.spawn(move || {
+                // Once seen revoked, a subject stays revoked (no torn reads of the index).
+                let mut seen = vec![false; n];
+                for _round in 0..20 {
+                    for (i, was) in seen.iter_mut().enumerate() {
+                        let revoked = subject_revoked(l, i);
+                        assert!(revoked || !*was, "user-{i} came back");
+                        *was = revoked;
+                    }
+                }
+            });
+        }
+        for i in 0..n {
+            w.revoke(&Rule::new(
+                Scope::Subject,
+                b"t",
+                format!("user-{i}").as_bytes(),
+                10,
+            ))
+            .unwrap();
+        }
+    });
+    for i in 0..n {
+        assert!(subject_revoked(&r, i));
+    }
+}
+
+#[test]
+fn sync_and_close_make_the_synced_end_cover_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = writer(&path);
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"a", 10))
+        .unwrap();
+    w.sync().unwrap();
+    let b = std::fs::read(&path).unwrap();
+    let synced = u64::from_le_bytes(b[136..144].try_into().unwrap());
+    let committed = u64::from_le_bytes(b[128..136].try_into().unwrap());
+    assert_eq!(synced, committed);
+    assert!(committed > 256);
+}
