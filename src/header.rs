@@ -8,8 +8,10 @@ use crate::error::{Error, Result};
 pub const MAGIC: [u8; 8] = *b"REVLEDGR";
 /// Format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
-/// Bytes before the first record frame.
+/// Bytes of the file header (the first record frame follows, or the snapshot section).
 pub const HEADER_LEN: usize = 256;
+/// Offset of the snapshot section in a compacted file.
+pub const SNAPSHOT_OFFSET: u64 = 4096;
 /// Bytes of the static half covered by `header_crc` (which sits right after them).
 pub const STATIC_CRC_LEN: usize = 124;
 
@@ -38,6 +40,12 @@ pub struct Header {
     pub created_at: i64,
     /// 0 for a new ledger; one more at each compaction.
     pub generation: u64,
+    /// Offset of the snapshot section (0 when the file has none).
+    pub snapshot_offset: u64,
+    /// Length of the snapshot section (0 when the file has none).
+    pub snapshot_len: u64,
+    /// Offset of the first log frame: [`HEADER_LEN`], or the end of the snapshot.
+    pub log_start: u64,
 }
 
 impl Header {
@@ -52,9 +60,12 @@ impl Header {
         b[48..56].copy_from_slice(&self.leeway.to_le_bytes());
         b[56..64].copy_from_slice(&self.created_at.to_le_bytes());
         b[64..72].copy_from_slice(&self.generation.to_le_bytes());
+        b[72..80].copy_from_slice(&self.snapshot_offset.to_le_bytes());
+        b[80..88].copy_from_slice(&self.snapshot_len.to_le_bytes());
+        b[88..96].copy_from_slice(&self.log_start.to_le_bytes());
         let crc = crc32fast::hash(&b[..STATIC_CRC_LEN]);
         b[STATIC_CRC_LEN..STATIC_CRC_LEN + 4].copy_from_slice(&crc.to_le_bytes());
-        let start = HEADER_LEN as u64;
+        let start = self.log_start;
         b[OFF_COMMITTED_LEN..OFF_COMMITTED_LEN + 8].copy_from_slice(&start.to_le_bytes());
         b[OFF_SYNCED_LEN..OFF_SYNCED_LEN + 8].copy_from_slice(&start.to_le_bytes());
         b
@@ -96,9 +107,23 @@ impl Header {
             leeway: i64_at(48),
             created_at: i64_at(56),
             generation: i64_at(64) as u64,
+            snapshot_offset: i64_at(72) as u64,
+            snapshot_len: i64_at(80) as u64,
+            log_start: i64_at(88) as u64,
         };
         if h.max_token_lifetime < 0 || h.leeway < 0 {
             return Err(Error::corrupt(40, "negative lifetime or leeway"));
+        }
+        let snapshot_ok = if h.snapshot_len == 0 {
+            h.snapshot_offset == 0 && h.log_start == HEADER_LEN as u64
+        } else {
+            h.snapshot_offset >= HEADER_LEN as u64
+                && h.snapshot_offset
+                    .checked_add(h.snapshot_len)
+                    .is_some_and(|end| end <= h.log_start)
+        };
+        if !snapshot_ok || !h.log_start.is_multiple_of(8) {
+            return Err(Error::corrupt(72, "snapshot or log bounds disagree"));
         }
         Ok(h)
     }
@@ -127,6 +152,9 @@ mod tests {
             leeway: 300,
             created_at: 1_700_000_000,
             generation: 2,
+            snapshot_offset: 4096,
+            snapshot_len: 1000,
+            log_start: 8192,
         }
     }
 

@@ -296,28 +296,24 @@ impl Index {
         (g != i64::MIN).then_some(g)
     }
 
-    /// Effective cutoff of `(scope, tenant, key)`; `tenant_hash` is `hasher().tenant(tenant)`.
+    /// Effective cutoff of `(scope, tenant, key)`; `hash` is `hasher().key(..)` of it.
     #[inline]
-    pub(crate) fn get(
+    pub(crate) fn get_hashed(
         &self,
         scope: Scope,
-        tenant_hash: u64,
+        hash: u64,
         tenant: &[u8],
         key: &[u8],
         src: &impl KeySource,
     ) -> Option<i64> {
-        let hash = self.hasher.key(scope, tenant_hash, key);
-        self.table(scope).get(hash, tenant, key, src)
-    }
-
-    /// Number of distinct keys with a rule (the global rule counts as one).
-    pub(crate) fn keys(&self) -> usize {
-        let tables: usize = self
-            .tables
-            .iter()
-            .map(|t| t.len.load(Ordering::Acquire))
-            .sum();
-        tables + usize::from(self.global().is_some())
+        if scope == Scope::Global {
+            return self.global();
+        }
+        let t = self.table(scope);
+        if t.len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        t.get(hash, tenant, key, src)
     }
 
     /// Visits every indexed key: scope, payload offset (`None` for global), cutoff.
@@ -379,12 +375,13 @@ mod tests {
             Rule::new(Scope::Subject, b"a", b"bc", 5),
             Rule::new(Scope::Subject, b"ab", b"c", 7),
         ]);
-        let h = ix.hasher().tenant(b"a");
-        assert_eq!(ix.get(Scope::Subject, h, b"a", b"bc", &log), Some(10));
-        let h2 = ix.hasher().tenant(b"ab");
-        assert_eq!(ix.get(Scope::Subject, h2, b"ab", b"c", &log), Some(7));
-        assert_eq!(ix.get(Scope::Role, h, b"a", b"bc", &log), None);
-        assert_eq!(ix.keys(), 2);
+        let get = |s: Scope, t: &[u8], k: &[u8]| {
+            let h = ix.hasher().key(s, ix.hasher().tenant(t), k);
+            ix.get_hashed(s, h, t, k, &log)
+        };
+        assert_eq!(get(Scope::Subject, b"a", b"bc"), Some(10));
+        assert_eq!(get(Scope::Subject, b"ab", b"c"), Some(7));
+        assert_eq!(get(Scope::Role, b"a", b"bc"), None);
         assert_eq!(ix.newest(Scope::Subject), 10);
         assert_eq!(ix.newest(Scope::Role), i64::MIN);
     }
@@ -400,11 +397,13 @@ mod tests {
             .map(|(i, n)| Rule::new(Scope::Subject, b"t", n, i as i64))
             .collect();
         let (ix, log) = build(&rules);
-        let h = ix.hasher().tenant(b"t");
+        let get = |k: &[u8]| {
+            let h = ix.hasher().key(Scope::Subject, ix.hasher().tenant(b"t"), k);
+            ix.get_hashed(Scope::Subject, h, b"t", k, &log)
+        };
         for (i, n) in names.iter().enumerate() {
-            assert_eq!(ix.get(Scope::Subject, h, b"t", n, &log), Some(i as i64));
+            assert_eq!(get(n), Some(i as i64));
         }
-        assert_eq!(ix.get(Scope::Subject, h, b"t", b"user-5000", &log), None);
-        assert_eq!(ix.keys(), 5000);
+        assert_eq!(get(b"user-5000"), None);
     }
 }

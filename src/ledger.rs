@@ -14,13 +14,16 @@
 //! sees `retired` opens the path again and swaps in the new [`Generation`] before it
 //! answers, so no check answers from a file the writer no longer appends to.
 
-use crate::check;
+use crate::check::{self, Rules};
 use crate::error::{Error, Result};
-use crate::header::{random_seed, Header, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LIFETIME, HEADER_LEN};
+use crate::header::{
+    random_seed, Header, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LIFETIME, HEADER_LEN, SNAPSHOT_OFFSET,
+};
 use crate::index::{Hasher, Index, KeySource};
 use crate::log::{next_valid_frame, parent_dir, scan, sync_dir, LogFile, Recovery};
 use crate::record::{encode_config, encode_rule, rule_keys_at, Record};
 use crate::rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict};
+use crate::snapshot::{self, LiveRule, Snapshot};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
@@ -56,8 +59,11 @@ impl WriterOptions {
 /// Figures about a ledger, from [`Ledger::stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Rule records in the log (every revoke, duplicates included).
+    /// Rules stored: the snapshot's keys plus every rule record of the log after it
+    /// (duplicates included).
     pub rule_records: u64,
+    /// Keys held by the snapshot (the index written by the last compaction).
+    pub snapshot_keys: u64,
     /// Distinct keys with a rule: what the index holds.
     pub live_keys: u64,
     /// Keys whose rule can no longer revoke an unexpired token (dropped by compaction).
@@ -107,6 +113,9 @@ struct CatchUp {
 /// One ledger file and the index built from it. A compaction makes a new generation.
 struct Generation {
     log: LogFile,
+    /// The compacted rules, read in place from the file (None before the first compaction).
+    snapshot: Option<Snapshot>,
+    /// The rules of the log after the snapshot.
     index: Index,
     /// Bytes of the log the index may point into (raised before records are indexed).
     readable: AtomicU64,
@@ -129,21 +138,139 @@ impl KeySource for Generation {
     }
 }
 
+impl Rules for Generation {
+    #[inline]
+    fn hasher(&self) -> &Hasher {
+        self.index.hasher()
+    }
+
+    #[inline]
+    fn newest(&self, scope: Scope) -> i64 {
+        let tail = self.index.newest(scope);
+        match &self.snapshot {
+            Some(s) => tail.max(s.newest(scope)),
+            None => tail,
+        }
+    }
+
+    #[inline]
+    fn has_token_rules(&self) -> bool {
+        self.index.has_token_rules()
+            || self
+                .snapshot
+                .as_ref()
+                .is_some_and(Snapshot::has_token_rules)
+    }
+
+    #[inline]
+    fn global(&self) -> Option<i64> {
+        let tail = self.index.global();
+        match &self.snapshot {
+            Some(s) => tail.max(s.global()),
+            None => tail,
+        }
+    }
+
+    #[inline]
+    fn get(
+        &self,
+        scope: Scope,
+        tenant_hash: u64,
+        tenant: &[u8],
+        key: &[u8],
+    ) -> Result<Option<i64>> {
+        let hash = self.index.hasher().key(scope, tenant_hash, key);
+        let tail = self.index.get_hashed(scope, hash, tenant, key, self);
+        match &self.snapshot {
+            Some(s) => {
+                let file = self.log.map.bytes(self.log.header.log_start)?;
+                Ok(tail.max(s.get(file, scope, hash, tenant, key)?))
+            }
+            None => Ok(tail),
+        }
+    }
+}
+
 impl Generation {
-    fn new(log: LogFile, recovery: Recovery) -> Generation {
-        Generation {
+    fn new(log: LogFile, recovery: Recovery) -> Result<Generation> {
+        let start = log.header.log_start;
+        let snapshot = if log.header.snapshot_len > 0 {
+            let file = log.map.bytes(start.min(log.map.known_file_len()))?;
+            Some(Snapshot::open(
+                file,
+                log.header.snapshot_offset as usize,
+                log.header.snapshot_len as usize,
+            )?)
+        } else {
+            None
+        };
+        Ok(Generation {
             index: Index::new(Hasher::new(log.header.hash_seed)),
-            readable: AtomicU64::new(HEADER_LEN as u64),
+            snapshot,
+            readable: AtomicU64::new(start),
             seen: AtomicU64::new(0),
             catch_up: Mutex::new(CatchUp {
-                applied: HEADER_LEN as u64,
+                applied: start,
                 failure: None,
                 rule_records: 0,
             }),
             max_token_lifetime: AtomicI64::new(log.header.max_token_lifetime),
             recovery,
             log,
+        })
+    }
+
+    /// Every live key with its effective cutoff: the snapshot's merged with the tail's.
+    fn live_rules<'a>(&'a self, mut f: impl FnMut(Scope, &'a [u8], &'a [u8], i64)) -> Result<()> {
+        let file = self.log.map.bytes(self.log.header.log_start)?;
+        let h = self.index.hasher();
+        if let Some(s) = &self.snapshot {
+            s.for_each(file, |scope, tenant, key, at| {
+                let tail = match scope {
+                    Scope::Global => self.index.global(),
+                    _ => self.index.get_hashed(
+                        scope,
+                        h.key(scope, h.tenant(tenant), key),
+                        tenant,
+                        key,
+                        self,
+                    ),
+                };
+                f(scope, tenant, key, tail.map_or(at, |t| t.max(at)));
+            })?;
         }
+        let mut result = Ok(());
+        self.index.for_each(|scope, offset, at| {
+            let (tenant, key) = match offset {
+                None => (&[][..], &[][..]),
+                Some(off) => match self.keys_at(off) {
+                    Some(k) => k,
+                    None => return,
+                },
+            };
+            if let Some(s) = &self.snapshot {
+                let in_snapshot = match scope {
+                    Scope::Global => Ok(s.global()),
+                    _ => s.get(
+                        file,
+                        scope,
+                        h.key(scope, h.tenant(tenant), key),
+                        tenant,
+                        key,
+                    ),
+                };
+                match in_snapshot {
+                    Ok(Some(_)) => return, // visited above, with the max
+                    Ok(None) => {}
+                    Err(e) => {
+                        result = Err(e);
+                        return;
+                    }
+                }
+            }
+            f(scope, tenant, key, at);
+        });
+        result
     }
 
     /// Whether the index is behind the log or the file was replaced: the slow path.
@@ -162,8 +289,8 @@ impl Generation {
         if committed == self.seen.load(Ordering::Acquire) {
             return Ok(());
         }
-        if committed < HEADER_LEN as u64 {
-            let why = format!("header says the log ends at {committed}, inside the header");
+        if committed < self.log.header.log_start {
+            let why = format!("header says the log ends at {committed}, before it starts");
             cu.failure = Some((0, why.clone()));
             return Err(Error::corrupt(0, why));
         }
@@ -272,12 +399,15 @@ impl Ledger {
                 leeway,
                 created_at: unix_now_floor(),
                 generation: 0,
+                snapshot_offset: 0,
+                snapshot_len: 0,
+                log_start: HEADER_LEN as u64,
             })
         })?;
         remove_stale_compactions(path);
         let recovery = log.recover(options.keep_valid_prefix)?;
         let end = recovery.end;
-        let gen = Generation::new(log, recovery);
+        let gen = Generation::new(log, recovery)?;
         gen.refresh()?;
         let current = gen.max_token_lifetime();
         let ledger = Ledger {
@@ -325,11 +455,10 @@ impl Ledger {
         token.validate()?;
         let gen = self.gen.load();
         if !gen.stale() {
-            return Ok(check::check(&gen.index, &**gen, token));
+            return check::check(&**gen, token);
         }
         drop(gen);
-        let gen = self.current()?;
-        Ok(check::check(&gen.index, &*gen, token))
+        check::check(&*self.current()?, token)
     }
 
     /// The current generation, brought up to date with the log (following a compaction
@@ -443,29 +572,54 @@ impl Ledger {
             ..old.log.header.clone()
         };
         let mut stats = CompactStats {
-            records_before: old.catch_up.lock().rule_records,
+            records_before: old.catch_up.lock().rule_records
+                + old.snapshot.as_ref().map_or(0, Snapshot::keys),
             bytes_before: w.end,
             ..CompactStats::default()
         };
-        let mut frames = Vec::new();
-        old.index.for_each(|scope, offset, at| {
+        let mut live: Vec<LiveRule> = Vec::new();
+        old.live_rules(|scope, tenant, key, at| {
             if old.is_expired(scope, at, now) {
                 stats.keys_dropped += 1;
-                return;
+            } else {
+                live.push(LiveRule {
+                    scope,
+                    tenant,
+                    key,
+                    at,
+                });
             }
-            let (tenant, key) = match offset {
-                None => (&[][..], &[][..]),
-                Some(off) => match old.keys_at(off) {
-                    Some(k) => k,
-                    None => return,
-                },
-            };
-            encode_rule(&mut frames, &Rule::new(scope, tenant, key, at));
-            stats.rules_kept += 1;
-        });
+        })?;
+        stats.rules_kept = live.len() as u64;
+        let snap = snapshot::build(old.index.hasher(), &live);
+        drop(live);
+        let header = Header {
+            snapshot_offset: SNAPSHOT_OFFSET,
+            snapshot_len: snap.len() as u64,
+            log_start: (SNAPSHOT_OFFSET + snap.len() as u64).next_multiple_of(8),
+            ..header
+        };
         let tmp = compaction_path(&self.path);
-        let log = LogFile::create_compacted(&tmp, &self.path, &header, &frames)?;
+        let log = LogFile::create_compacted(&tmp, &self.path, &header, &snap)?;
+        drop(snap);
         let end = log.map.committed_len();
+        // Open the new generation before it replaces the old one: if its snapshot did not
+        // read back, the old file stays in place.
+        let gen = Generation::new(
+            log,
+            Recovery {
+                end,
+                dropped_bytes: 0,
+            },
+        )
+        .and_then(|gen| gen.refresh().map(|()| gen));
+        let gen = match gen {
+            Ok(gen) => gen,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
         if let Err(e) = std::fs::rename(&tmp, &self.path) {
             let _ = std::fs::remove_file(&tmp);
             return Err(Error::io_path(
@@ -475,14 +629,6 @@ impl Ledger {
             ));
         }
         sync_dir(&parent_dir(&self.path))?;
-        let gen = Generation::new(
-            log,
-            Recovery {
-                end,
-                dropped_bytes: 0,
-            },
-        );
-        gen.refresh()?;
         self.gen.store(Arc::new(gen));
         w.end = end;
         old.log.map.publish_retired()?;
@@ -517,22 +663,25 @@ impl Ledger {
     }
 
     /// Figures about the ledger as of `now` (Unix seconds; used for `expired_keys`).
+    /// Visits every live key: linear in the size of the ledger.
     pub fn stats(&self, now: i64) -> Result<Stats> {
         let gen = self.current()?;
+        let (mut live, mut expired) = (0, 0);
+        gen.live_rules(|scope, _, _, at| {
+            live += 1;
+            expired += u64::from(gen.is_expired(scope, at, now));
+        })?;
         let cu = gen.catch_up.lock();
-        let mut expired = 0;
-        gen.index.for_each(|scope, _, at| {
-            if gen.is_expired(scope, at, now) {
-                expired += 1;
-            }
-        });
+        let snapshot_keys = gen.snapshot.as_ref().map_or(0, Snapshot::keys);
         Ok(Stats {
-            rule_records: cu.rule_records,
-            live_keys: gen.index.keys() as u64,
+            rule_records: cu.rule_records + snapshot_keys,
+            snapshot_keys,
+            live_keys: live,
             expired_keys: expired,
             log_bytes: cu.applied,
             file_bytes: gen.log.map.refresh_len(&gen.log.file)?,
-            index_bytes: gen.index.memory_bytes() as u64,
+            index_bytes: gen.index.memory_bytes() as u64
+                + gen.snapshot.as_ref().map_or(0, Snapshot::table_bytes),
             max_token_lifetime: gen.max_token_lifetime(),
             leeway: gen.log.header.leeway,
             generation: gen.log.header.generation,
@@ -541,12 +690,24 @@ impl Ledger {
         })
     }
 
-    /// Visits every committed record in log order, with the file offset of its frame.
+    /// Visits every rule the ledger holds, in file order, with the file offset it is
+    /// stored at: first the snapshot's (one per key, at the snapshot's offset), then the
+    /// log's records (at their frame offsets).
     pub fn for_each_record(&self, mut visit: impl FnMut(u64, Record<'_>)) -> Result<()> {
         let gen = self.current()?;
+        let start = gen.log.header.log_start;
+        if let Some(s) = &gen.snapshot {
+            let file = gen.log.map.bytes(start)?;
+            s.for_each(file, |scope, tenant, key, at| {
+                visit(
+                    gen.log.header.snapshot_offset,
+                    Record::Rule(Rule::new(scope, tenant, key, at)),
+                )
+            })?;
+        }
         let end = gen.catch_up.lock().applied;
         let bytes = gen.log.map.bytes(end)?;
-        scan(bytes, HEADER_LEN as u64, end, |record, payload_offset| {
+        scan(bytes, start, end, |record, payload_offset| {
             visit(
                 payload_offset - crate::record::FRAME_HEADER_LEN as u64,
                 record,
@@ -559,7 +720,7 @@ impl Ledger {
 fn open_reader_generation(path: &Path) -> Result<Generation> {
     let log = LogFile::open_reader(path)?;
     let committed = log.map.committed_len();
-    let gen = Generation::new(log, Recovery::default());
+    let gen = Generation::new(log, Recovery::default())?;
     gen.refresh()?;
     let applied = gen.catch_up.lock().applied;
     let mut gen = gen;

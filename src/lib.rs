@@ -36,6 +36,7 @@ mod log;
 mod map;
 pub mod record;
 mod rule;
+mod snapshot;
 
 pub use error::{Error, Result};
 pub use ledger::{CompactStats, Ledger, Stats, WriterOptions};

@@ -184,13 +184,13 @@ impl LogFile {
         })
     }
 
-    /// Writes a complete ledger (header and `frames`) to `tmp`, durable and locked,
+    /// Writes a complete ledger (header and `snapshot`, no log yet) to `tmp`, durable and locked,
     /// ready to be renamed onto `path` by a compaction. The file takes `path`'s mode.
     pub(crate) fn create_compacted(
         tmp: &Path,
         path: &Path,
         header: &Header,
-        frames: &[u8],
+        snapshot: &[u8],
     ) -> Result<LogFile> {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o7777);
@@ -204,14 +204,14 @@ impl LogFile {
             .map_err(|e| Error::io_path("creating", tmp, e))?;
         let result = (|| {
             lock_exclusive(&file, tmp)?;
-            let end = (HEADER_LEN + frames.len()) as u64;
+            let end = header.log_start;
             let mut head = header.encode();
             head[OFF_COMMITTED_LEN..OFF_COMMITTED_LEN + 8].copy_from_slice(&end.to_le_bytes());
             head[OFF_SYNCED_LEN..OFF_SYNCED_LEN + 8].copy_from_slice(&end.to_le_bytes());
             let len = (end + MIN_GROWTH).next_multiple_of(MIN_GROWTH);
             file.set_len(len)
                 .and_then(|()| file.write_all_at(&head, 0))
-                .and_then(|()| file.write_all_at(frames, HEADER_LEN as u64))
+                .and_then(|()| file.write_all_at(snapshot, header.snapshot_offset))
                 .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
                 .and_then(|()| file.sync_all())
                 .map_err(|e| Error::io_path("writing", tmp, e))?;
@@ -235,7 +235,7 @@ impl LogFile {
     pub(crate) fn recover(&self, keep_valid_prefix: bool) -> Result<Recovery> {
         let file_len = self.map.refresh_len(&self.file)?;
         let bytes = self.map.bytes(file_len)?;
-        let (end, stop) = scan(bytes, HEADER_LEN as u64, file_len, |_, _| {});
+        let (end, stop) = scan(bytes, self.header.log_start, file_len, |_, _| {});
         let synced = self.map.synced_len();
         let committed = self.map.committed_len();
         let mut garbage_end = end;

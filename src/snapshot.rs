@@ -1,0 +1,503 @@
+//! The snapshot: an immutable hash index of every live key, written by compaction into
+//! the ledger file and used straight from the mapping by every process (so its pages are
+//! shared, and opening it costs the same at 10 thousand rules as at 10 million).
+//!
+//! Layout (docs/FORMAT.md §4): a 512-byte header, one table per keyed scope, a key heap,
+//! and one CRC-32 per 4 KiB block. Tables are arrays of 64-byte buckets of four 16-byte
+//! slots `(tag:24 | heap offset:40, cutoff)`; a key's home bucket is
+//! `hash * n_buckets >> 64`, and a full bucket overflows into the next. Nothing is
+//! trusted before it is checked: the header by its CRC at open, every block by its CRC
+//! the first time this process touches it, every offset and length against its bounds.
+
+use crate::error::{Error, Result};
+use crate::index::Hasher;
+use crate::rule::Scope;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// First bytes of a snapshot section.
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"RVSNAP01";
+/// Bytes of the snapshot header.
+pub const SNAPSHOT_HEADER_LEN: usize = 512;
+/// Granularity of the lazily checked block CRCs.
+pub const BLOCK_LEN: usize = 4096;
+/// Slots per bucket (one 64-byte cache line).
+pub const SLOTS_PER_BUCKET: usize = 4;
+const BUCKET_LEN: usize = 64;
+const SLOT_LEN: usize = 16;
+/// Highest fill of a table: 0.8 of its slots (20 bytes of table per key).
+const FILL_NUM: usize = 4;
+const FILL_DEN: usize = 5;
+const TAG_SHIFT: u32 = 40;
+const OFFSET_MASK: u64 = (1 << TAG_SHIFT) - 1;
+const KEYED: usize = 6;
+/// Header offsets.
+const H_BLOCKS: usize = 8;
+const H_HEAP_OFF: usize = 16;
+const H_HEAP_LEN: usize = 24;
+const H_GLOBAL: usize = 32;
+const H_CRCS_OFF: usize = 40;
+const H_CRCS_CRC: usize = 48;
+const H_TABLES: usize = 64; // 6 × 24 bytes: offset u64, n_buckets u32, max_probe u32, entries u64
+const H_NEWEST: usize = 208; // 7 × i64
+const H_CRC: usize = SNAPSHOT_HEADER_LEN - 4;
+
+#[inline]
+fn tag_of(hash: u64) -> u64 {
+    (hash & 0xFF_FFFF) << TAG_SHIFT
+}
+
+#[inline]
+fn home_bucket(hash: u64, n_buckets: u32) -> usize {
+    ((u128::from(hash) * u128::from(n_buckets)) >> 64) as usize
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn le_u16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+/// One live rule to put in a snapshot.
+pub(crate) struct LiveRule<'a> {
+    pub scope: Scope,
+    pub tenant: &'a [u8],
+    pub key: &'a [u8],
+    pub at: i64,
+}
+
+/// Builds the bytes of a snapshot holding `rules` (one per key; global rules fold into
+/// one cutoff).
+pub(crate) fn build(hasher: &Hasher, rules: &[LiveRule]) -> Vec<u8> {
+    let mut per_scope: [Vec<usize>; KEYED] = Default::default();
+    let mut global = i64::MIN;
+    let mut newest = [i64::MIN; 7];
+    for (i, r) in rules.iter().enumerate() {
+        newest[r.scope as usize] = newest[r.scope as usize].max(r.at);
+        match r.scope {
+            Scope::Global => global = global.max(r.at),
+            s => per_scope[s as usize - 1].push(i),
+        }
+    }
+    // Tables first (cache-line aligned), then the heap, then the block CRCs.
+    let mut table_off = [0usize; KEYED];
+    let mut n_buckets = [0u32; KEYED];
+    let mut at = SNAPSHOT_HEADER_LEN;
+    for s in 0..KEYED {
+        let n = per_scope[s].len();
+        let buckets = if n == 0 {
+            0
+        } else {
+            (n * FILL_DEN).div_ceil(FILL_NUM * SLOTS_PER_BUCKET).max(1)
+        };
+        n_buckets[s] = buckets as u32;
+        table_off[s] = at;
+        at += buckets * BUCKET_LEN;
+    }
+    let heap_off = at;
+    let mut out = vec![0u8; heap_off];
+    let mut max_probe = [0u32; KEYED];
+    for s in 0..KEYED {
+        let scope = Scope::ALL[s + 1];
+        for &i in &per_scope[s] {
+            let r = &rules[i];
+            let entry = out.len() as u64;
+            out.extend_from_slice(&(r.tenant.len() as u16).to_le_bytes());
+            out.extend_from_slice(&(r.key.len() as u16).to_le_bytes());
+            out.extend_from_slice(r.tenant);
+            out.extend_from_slice(r.key);
+            let hash = hasher.key(scope, hasher.tenant(r.tenant), r.key);
+            let nb = n_buckets[s] as usize;
+            let mut b = home_bucket(hash, n_buckets[s]);
+            let mut probes = 1u32;
+            'place: loop {
+                for slot in 0..SLOTS_PER_BUCKET {
+                    let o = table_off[s] + b * BUCKET_LEN + slot * SLOT_LEN;
+                    if le_u64(&out, o) == 0 {
+                        out[o..o + 8].copy_from_slice(&(tag_of(hash) | entry).to_le_bytes());
+                        out[o + 8..o + 16].copy_from_slice(&r.at.to_le_bytes());
+                        break 'place;
+                    }
+                }
+                b = (b + 1) % nb;
+                probes += 1;
+            }
+            max_probe[s] = max_probe[s].max(probes);
+        }
+    }
+    let heap_len = out.len() - heap_off;
+    out.resize(out.len().next_multiple_of(4), 0);
+    let crcs_off = out.len();
+    let n_blocks = crcs_off.div_ceil(BLOCK_LEN);
+    // Header fields before the block CRCs (block 0 covers the header too).
+    out[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
+    out[H_BLOCKS..H_BLOCKS + 4].copy_from_slice(&(n_blocks as u32).to_le_bytes());
+    out[H_HEAP_OFF..H_HEAP_OFF + 8].copy_from_slice(&(heap_off as u64).to_le_bytes());
+    out[H_HEAP_LEN..H_HEAP_LEN + 8].copy_from_slice(&(heap_len as u64).to_le_bytes());
+    out[H_GLOBAL..H_GLOBAL + 8].copy_from_slice(&global.to_le_bytes());
+    out[H_CRCS_OFF..H_CRCS_OFF + 8].copy_from_slice(&(crcs_off as u64).to_le_bytes());
+    for s in 0..KEYED {
+        let d = H_TABLES + s * 24;
+        out[d..d + 8].copy_from_slice(&(table_off[s] as u64).to_le_bytes());
+        out[d + 8..d + 12].copy_from_slice(&n_buckets[s].to_le_bytes());
+        out[d + 12..d + 16].copy_from_slice(&max_probe[s].to_le_bytes());
+        out[d + 16..d + 24].copy_from_slice(&(per_scope[s].len() as u64).to_le_bytes());
+    }
+    for (s, n) in newest.iter().enumerate() {
+        let d = H_NEWEST + s * 8;
+        out[d..d + 8].copy_from_slice(&n.to_le_bytes());
+    }
+    // The header's own CRC is computed with the CRC-of-CRCs field filled, below; block 0
+    // is hashed last since it contains the header.
+    let mut crcs = vec![0u32; n_blocks];
+    for (i, c) in crcs.iter_mut().enumerate().skip(1) {
+        *c = crc32fast::hash(&out[i * BLOCK_LEN..((i + 1) * BLOCK_LEN).min(crcs_off)]);
+    }
+    let crcs_crc = {
+        let mut h = crc32fast::Hasher::new();
+        for c in &crcs[1..] {
+            h.update(&c.to_le_bytes());
+        }
+        h.finalize()
+    };
+    out[H_CRCS_CRC..H_CRCS_CRC + 4].copy_from_slice(&crcs_crc.to_le_bytes());
+    let hcrc = crc32fast::hash(&out[..H_CRC]);
+    out[H_CRC..H_CRC + 4].copy_from_slice(&hcrc.to_le_bytes());
+    crcs[0] = crc32fast::hash(&out[..BLOCK_LEN.min(crcs_off)]);
+    for c in crcs {
+        out.extend_from_slice(&c.to_le_bytes());
+    }
+    out
+}
+
+#[derive(Clone, Copy, Default)]
+struct Table {
+    offset: usize,
+    n_buckets: u32,
+    max_probe: u32,
+    entries: u64,
+}
+
+/// A snapshot section, checked at open, read in place.
+pub(crate) struct Snapshot {
+    /// Offset of the section in the file.
+    base: usize,
+    /// Length of the section.
+    len: usize,
+    tables: [Table; KEYED],
+    heap: std::ops::Range<usize>,
+    crcs_off: usize,
+    global: Option<i64>,
+    newest: [i64; 7],
+    /// One bit per block: set once this process has checked the block's CRC.
+    checked: Box<[AtomicU64]>,
+}
+
+impl Snapshot {
+    /// Checks the header of the snapshot at `file[base..base + len]` and the CRC of its
+    /// block CRCs. Constant time in the number of keys (one bit per 4 KiB to allocate).
+    pub(crate) fn open(file: &[u8], base: usize, len: usize) -> Result<Snapshot> {
+        let corrupt =
+            |at: usize, why: &str| Error::corrupt((base + at) as u64, format!("snapshot: {why}"));
+        let s = file
+            .get(
+                base..base
+                    .checked_add(len)
+                    .ok_or_else(|| corrupt(0, "length overflows"))?,
+            )
+            .ok_or_else(|| corrupt(0, "extends past the end of the file"))?;
+        if s.len() < SNAPSHOT_HEADER_LEN || s[0..8] != SNAPSHOT_MAGIC {
+            return Err(corrupt(0, "magic bytes missing"));
+        }
+        if crc32fast::hash(&s[..H_CRC]) != le_u32(s, H_CRC) {
+            return Err(corrupt(0, "header checksum mismatch"));
+        }
+        let n_blocks = le_u32(s, H_BLOCKS) as usize;
+        let heap_off = le_u64(s, H_HEAP_OFF) as usize;
+        let heap_len = le_u64(s, H_HEAP_LEN) as usize;
+        let crcs_off = le_u64(s, H_CRCS_OFF) as usize;
+        let heap_end = heap_off
+            .checked_add(heap_len)
+            .ok_or_else(|| corrupt(0, "bad heap"))?;
+        if !crcs_off.is_multiple_of(4)
+            || heap_off < SNAPSHOT_HEADER_LEN
+            || heap_end > crcs_off
+            || n_blocks != crcs_off.div_ceil(BLOCK_LEN)
+            || crcs_off.checked_add(n_blocks * 4) != Some(s.len())
+        {
+            return Err(corrupt(0, "section bounds disagree"));
+        }
+        let mut h = crc32fast::Hasher::new();
+        h.update(&s[crcs_off + 4..]);
+        if h.finalize() != le_u32(s, H_CRCS_CRC) {
+            return Err(corrupt(crcs_off, "block checksums damaged"));
+        }
+        let mut tables = [Table::default(); KEYED];
+        for (i, t) in tables.iter_mut().enumerate() {
+            let d = H_TABLES + i * 24;
+            *t = Table {
+                offset: le_u64(s, d) as usize,
+                n_buckets: le_u32(s, d + 8),
+                max_probe: le_u32(s, d + 12),
+                entries: le_u64(s, d + 16),
+            };
+            let end = (t.n_buckets as usize)
+                .checked_mul(BUCKET_LEN)
+                .and_then(|l| l.checked_add(t.offset));
+            if t.offset < SNAPSHOT_HEADER_LEN
+                || end.is_none_or(|e| e > heap_off)
+                || t.max_probe > t.n_buckets
+                || t.entries > u64::from(t.n_buckets) * SLOTS_PER_BUCKET as u64
+            {
+                return Err(corrupt(d, "table bounds disagree"));
+            }
+        }
+        let global = le_u64(s, H_GLOBAL) as i64;
+        let mut newest = [i64::MIN; 7];
+        for (i, n) in newest.iter_mut().enumerate() {
+            *n = le_u64(s, H_NEWEST + i * 8) as i64;
+        }
+        let snap = Snapshot {
+            base,
+            len,
+            tables,
+            heap: heap_off..heap_end,
+            crcs_off,
+            global: (global != i64::MIN).then_some(global),
+            newest,
+            checked: (0..n_blocks.div_ceil(64))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        };
+        // Block 0 holds the header just read: check it now.
+        snap.ensure(s, 0, SNAPSHOT_HEADER_LEN.min(crcs_off))?;
+        Ok(snap)
+    }
+
+    fn section<'a>(&self, file: &'a [u8]) -> &'a [u8] {
+        &file[self.base..self.base + self.len]
+    }
+
+    /// Checks the CRC of every block overlapping `s[from..to]` not checked before.
+    #[inline]
+    fn ensure(&self, s: &[u8], from: usize, to: usize) -> Result<()> {
+        let (first, last) = (from / BLOCK_LEN, (to.max(from + 1) - 1) / BLOCK_LEN);
+        for b in first..=last {
+            let (word, bit) = (b / 64, 1u64 << (b % 64));
+            if self.checked[word].load(Ordering::Relaxed) & bit != 0 {
+                continue;
+            }
+            let end = ((b + 1) * BLOCK_LEN).min(self.crcs_off);
+            let stored = le_u32(s, self.crcs_off + b * 4);
+            if crc32fast::hash(&s[b * BLOCK_LEN..end]) != stored {
+                return Err(Error::corrupt(
+                    (self.base + b * BLOCK_LEN) as u64,
+                    "snapshot block checksum mismatch",
+                ));
+            }
+            self.checked[word].fetch_or(bit, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Tenant and key of the heap entry at `off`, bounds-checked.
+    fn entry<'a>(&self, s: &'a [u8], off: usize) -> Result<(&'a [u8], &'a [u8])> {
+        let bad = || Error::corrupt((self.base + off) as u64, "snapshot entry out of bounds");
+        if off < self.heap.start || off + 4 > self.heap.end {
+            return Err(bad());
+        }
+        self.ensure(s, off, off + 4)?;
+        let (tl, kl) = (le_u16(s, off) as usize, le_u16(s, off + 2) as usize);
+        let end = off + 4 + tl + kl;
+        if end > self.heap.end {
+            return Err(bad());
+        }
+        self.ensure(s, off, end)?;
+        Ok((&s[off + 4..off + 4 + tl], &s[off + 4 + tl..end]))
+    }
+
+    /// Effective cutoff of `(scope, tenant, key)` (`hash` from [`Hasher::key`]).
+    #[inline]
+    pub(crate) fn get(
+        &self,
+        file: &[u8],
+        scope: Scope,
+        hash: u64,
+        tenant: &[u8],
+        key: &[u8],
+    ) -> Result<Option<i64>> {
+        let t = self.tables[scope as usize - 1];
+        if t.n_buckets == 0 {
+            return Ok(None);
+        }
+        let s = self.section(file);
+        let tag = tag_of(hash);
+        let mut b = home_bucket(hash, t.n_buckets);
+        for _ in 0..t.max_probe {
+            let at = t.offset + b * BUCKET_LEN;
+            self.ensure(s, at, at + BUCKET_LEN)?;
+            for slot in 0..SLOTS_PER_BUCKET {
+                let o = at + slot * SLOT_LEN;
+                let word = le_u64(s, o);
+                if word == 0 {
+                    return Ok(None);
+                }
+                if word & !OFFSET_MASK == tag {
+                    let (tn, k) = self.entry(s, (word & OFFSET_MASK) as usize)?;
+                    if tn == tenant && k == key {
+                        return Ok(Some(le_u64(s, o + 8) as i64));
+                    }
+                }
+            }
+            b = if b + 1 == t.n_buckets as usize {
+                0
+            } else {
+                b + 1
+            };
+        }
+        Ok(None)
+    }
+
+    /// Largest cutoff of `scope` in the snapshot (`i64::MIN` when none).
+    #[inline]
+    pub(crate) fn newest(&self, scope: Scope) -> i64 {
+        self.newest[scope as usize]
+    }
+
+    /// The global cutoff, if any.
+    pub(crate) fn global(&self) -> Option<i64> {
+        self.global
+    }
+
+    /// Whether the snapshot holds Token rules.
+    pub(crate) fn has_token_rules(&self) -> bool {
+        self.tables[Scope::Token as usize - 1].entries != 0
+    }
+
+    /// Number of keys held (the global rule counts as one).
+    pub(crate) fn keys(&self) -> u64 {
+        self.tables.iter().map(|t| t.entries).sum::<u64>() + u64::from(self.global.is_some())
+    }
+
+    /// Bytes of the hash tables (what the index costs; the heap holds the key bytes).
+    pub(crate) fn table_bytes(&self) -> u64 {
+        self.tables
+            .iter()
+            .map(|t| u64::from(t.n_buckets) * BUCKET_LEN as u64)
+            .sum()
+    }
+
+    /// Visits every rule: scope, tenant, key, cutoff. Checks every block it reads.
+    pub(crate) fn for_each<'a>(
+        &self,
+        file: &'a [u8],
+        mut f: impl FnMut(Scope, &'a [u8], &'a [u8], i64),
+    ) -> Result<()> {
+        if let Some(g) = self.global {
+            f(Scope::Global, &[], &[], g);
+        }
+        let s = self.section(file);
+        for (i, t) in self.tables.iter().enumerate() {
+            let scope = Scope::ALL[i + 1];
+            let end = t.offset + t.n_buckets as usize * BUCKET_LEN;
+            self.ensure(s, t.offset, end)?;
+            for o in (t.offset..end).step_by(SLOT_LEN) {
+                let word = le_u64(s, o);
+                if word != 0 {
+                    let (tn, k) = self.entry(s, (word & OFFSET_MASK) as usize)?;
+                    f(scope, tn, k, le_u64(s, o + 8) as i64);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type OwnedRule = (Scope, Vec<u8>, Vec<u8>, i64);
+
+    fn sample() -> (Hasher, Vec<OwnedRule>) {
+        let mut rules = vec![(Scope::Global, vec![], vec![], 77)];
+        for i in 0..3000 {
+            rules.push((
+                Scope::Subject,
+                b"acme".to_vec(),
+                format!("user-{i}").into_bytes(),
+                i,
+            ));
+        }
+        rules.push((Scope::Role, b"acme".to_vec(), b"admin".to_vec(), 5));
+        rules.push((Scope::Token, b"a".to_vec(), b"bc".to_vec(), 9));
+        (Hasher::new([9; 16]), rules)
+    }
+
+    fn bytes_of(h: &Hasher, rules: &[OwnedRule]) -> Vec<u8> {
+        let live: Vec<LiveRule> = rules
+            .iter()
+            .map(|(s, t, k, at)| LiveRule {
+                scope: *s,
+                tenant: t,
+                key: k,
+                at: *at,
+            })
+            .collect();
+        build(h, &live)
+    }
+
+    #[test]
+    fn every_key_is_found_and_absent_keys_are_not() {
+        let (h, rules) = sample();
+        let b = bytes_of(&h, &rules);
+        let snap = Snapshot::open(&b, 0, b.len()).unwrap();
+        for (s, t, k, at) in &rules[1..] {
+            let hash = h.key(*s, h.tenant(t), k);
+            assert_eq!(snap.get(&b, *s, hash, t, k).unwrap(), Some(*at));
+        }
+        let hash = h.key(Scope::Token, h.tenant(b"ab"), b"c");
+        assert_eq!(snap.get(&b, Scope::Token, hash, b"ab", b"c").unwrap(), None);
+        assert_eq!(snap.global(), Some(77));
+        assert_eq!(snap.keys(), rules.len() as u64);
+        assert_eq!(snap.newest(Scope::Subject), 2999);
+        assert!(snap.table_bytes() <= 3002 * 24);
+        let mut n = 0;
+        snap.for_each(&b, |_, _, _, _| n += 1).unwrap();
+        assert_eq!(n, rules.len());
+    }
+
+    #[test]
+    fn every_flipped_byte_is_refused_at_open_or_on_first_use() {
+        let (h, rules) = sample();
+        let clean = bytes_of(&h, &rules[..40]);
+        for i in 0..clean.len() {
+            let mut b = clean.clone();
+            b[i] ^= 0x01;
+            let Ok(snap) = Snapshot::open(&b, 0, b.len()) else {
+                continue;
+            };
+            let mut failed = snap.for_each(&b, |_, _, _, _| {}).is_err();
+            for (s, t, k, _) in &rules[1..40] {
+                let hash = h.key(*s, h.tenant(t), k);
+                failed |= snap.get(&b, *s, hash, t, k).is_err();
+            }
+            assert!(failed, "flip at {i} went unnoticed");
+        }
+        for cut in [0, 1, 511, clean.len() / 2, clean.len() - 1] {
+            assert!(
+                Snapshot::open(&clean[..cut], 0, cut).is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
+}
