@@ -138,35 +138,37 @@ impl KeySource for Generation {
     }
 }
 
-impl Rules for Generation {
+/// What one check reads: a generation, with its snapshot's bytes looked up once.
+struct Lookup<'a> {
+    gen: &'a Generation,
+    snapshot: Option<(&'a Snapshot, &'a [u8])>,
+}
+
+impl Rules for Lookup<'_> {
     #[inline]
     fn hasher(&self) -> &Hasher {
-        self.index.hasher()
+        self.gen.index.hasher()
     }
 
     #[inline]
     fn newest(&self, scope: Scope) -> i64 {
-        let tail = self.index.newest(scope);
-        match &self.snapshot {
-            Some(s) => tail.max(s.newest(scope)),
+        let tail = self.gen.index.newest(scope);
+        match self.snapshot {
+            Some((s, _)) => tail.max(s.newest(scope)),
             None => tail,
         }
     }
 
     #[inline]
     fn has_token_rules(&self) -> bool {
-        self.index.has_token_rules()
-            || self
-                .snapshot
-                .as_ref()
-                .is_some_and(Snapshot::has_token_rules)
+        self.gen.index.has_token_rules() || self.snapshot.is_some_and(|(s, _)| s.has_token_rules())
     }
 
     #[inline]
     fn global(&self) -> Option<i64> {
-        let tail = self.index.global();
-        match &self.snapshot {
-            Some(s) => tail.max(s.global()),
+        let tail = self.gen.index.global();
+        match self.snapshot {
+            Some((s, _)) => tail.max(s.global()),
             None => tail,
         }
     }
@@ -179,19 +181,32 @@ impl Rules for Generation {
         tenant: &[u8],
         key: &[u8],
     ) -> Result<Option<i64>> {
-        let hash = self.index.hasher().key(scope, tenant_hash, key);
-        let tail = self.index.get_hashed(scope, hash, tenant, key, self);
-        match &self.snapshot {
-            Some(s) => {
-                let file = self.log.map.bytes(self.log.header.log_start)?;
-                Ok(tail.max(s.get(file, scope, hash, tenant, key)?))
-            }
+        let hash = self.gen.index.hasher().key(scope, tenant_hash, key);
+        let tail = self
+            .gen
+            .index
+            .get_hashed(scope, hash, tenant, key, self.gen);
+        match self.snapshot {
+            Some((s, bytes)) => Ok(tail.max(s.get(bytes, scope, hash, tenant, key)?)),
             None => Ok(tail),
         }
     }
 }
 
 impl Generation {
+    /// The view one check reads through.
+    #[inline]
+    fn lookup(&self) -> Result<Lookup<'_>> {
+        let snapshot = match &self.snapshot {
+            Some(s) => Some((s, s.section(self.log.map.bytes(self.log.header.log_start)?))),
+            None => None,
+        };
+        Ok(Lookup {
+            gen: self,
+            snapshot,
+        })
+    }
+
     fn new(log: LogFile, recovery: Recovery) -> Result<Generation> {
         let start = log.header.log_start;
         let snapshot = if log.header.snapshot_len > 0 {
@@ -455,10 +470,10 @@ impl Ledger {
         token.validate()?;
         let gen = self.gen.load();
         if !gen.stale() {
-            return check::check(&**gen, token);
+            return check::check(&gen.lookup()?, token);
         }
         drop(gen);
-        check::check(&*self.current()?, token)
+        check::check(&self.current()?.lookup()?, token)
     }
 
     /// The current generation, brought up to date with the log (following a compaction
@@ -593,6 +608,11 @@ impl Ledger {
         stats.rules_kept = live.len() as u64;
         let snap = snapshot::build(old.index.hasher(), &live);
         drop(live);
+        if snap.len() as u64 >= snapshot::MAX_SNAPSHOT_LEN {
+            return Err(Error::invalid(
+                "live rules exceed the 512 GiB snapshot limit",
+            ));
+        }
         let header = Header {
             snapshot_offset: SNAPSHOT_OFFSET,
             snapshot_len: snap.len() as u64,

@@ -12,7 +12,7 @@
 use crate::error::{Error, Result};
 use crate::index::Hasher;
 use crate::rule::Scope;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// First bytes of a snapshot section.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"RVSNAP01";
@@ -24,11 +24,17 @@ pub const BLOCK_LEN: usize = 4096;
 pub const SLOTS_PER_BUCKET: usize = 4;
 const BUCKET_LEN: usize = 64;
 const SLOT_LEN: usize = 16;
-/// Highest fill of a table: 0.8 of its slots (20 bytes of table per key).
-const FILL_NUM: usize = 4;
-const FILL_DEN: usize = 5;
+/// Highest fill of a table: 3/4 of its slots (21.3 bytes of table per key).
+const FILL_NUM: usize = 3;
+const FILL_DEN: usize = 4;
 const TAG_SHIFT: u32 = 40;
-const OFFSET_MASK: u64 = (1 << TAG_SHIFT) - 1;
+const TAG_MASK: u64 = !((1 << TAG_SHIFT) - 1);
+/// Bit 39 of a bucket's first slot: some key whose home is this bucket lives further on.
+/// When it is clear, a key not found in its full home bucket is not in the table.
+const OVERFLOW: u64 = 1 << 39;
+const OFFSET_MASK: u64 = OVERFLOW - 1;
+/// Largest snapshot section (heap offsets have 39 bits).
+pub const MAX_SNAPSHOT_LEN: u64 = OVERFLOW;
 const KEYED: usize = 6;
 /// Header offsets.
 const H_BLOCKS: usize = 8;
@@ -43,7 +49,7 @@ const H_CRC: usize = SNAPSHOT_HEADER_LEN - 4;
 
 #[inline]
 fn tag_of(hash: u64) -> u64 {
-    (hash & 0xFF_FFFF) << TAG_SHIFT
+    ((hash >> 24) & 0xFF_FFFF) << TAG_SHIFT
 }
 
 #[inline]
@@ -51,12 +57,32 @@ fn home_bucket(hash: u64, n_buckets: u32) -> usize {
     ((u128::from(hash) * u128::from(n_buckets)) >> 64) as usize
 }
 
+/// Distance between the buckets a key may overflow into (double hashing: the bucket
+/// count is prime, so the sequence visits every bucket).
+#[inline]
+fn probe_step(hash: u64, n_buckets: u32) -> usize {
+    if n_buckets <= 1 {
+        1
+    } else {
+        1 + (hash & 0xFF_FFFF) as usize % (n_buckets as usize - 1)
+    }
+}
+
+/// The smallest prime at or above `n` (trial division: tables have at most a few
+/// million buckets).
+fn prime_at_least(n: usize) -> usize {
+    let is_prime = |p: usize| p >= 2 && (2..).take_while(|d| d * d <= p).all(|d| p % d != 0);
+    (n.max(2)..).find(|&p| is_prime(p)).unwrap_or(n)
+}
+
+#[inline(always)]
 fn le_u64(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[at..at + 8]);
     u64::from_le_bytes(a)
 }
 
+#[inline(always)]
 fn le_u32(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);
@@ -77,6 +103,7 @@ pub(crate) struct LiveRule<'a> {
 
 /// Builds the bytes of a snapshot holding `rules` (one per key; global rules fold into
 /// one cutoff).
+/// The caller keeps the result under [`MAX_SNAPSHOT_LEN`] bytes.
 pub(crate) fn build(hasher: &Hasher, rules: &[LiveRule]) -> Vec<u8> {
     let mut per_scope: [Vec<usize>; KEYED] = Default::default();
     let mut global = i64::MIN;
@@ -97,7 +124,7 @@ pub(crate) fn build(hasher: &Hasher, rules: &[LiveRule]) -> Vec<u8> {
         let buckets = if n == 0 {
             0
         } else {
-            (n * FILL_DEN).div_ceil(FILL_NUM * SLOTS_PER_BUCKET).max(1)
+            prime_at_least((n * FILL_DEN).div_ceil(FILL_NUM * SLOTS_PER_BUCKET))
         };
         n_buckets[s] = buckets as u32;
         table_off[s] = at;
@@ -118,6 +145,7 @@ pub(crate) fn build(hasher: &Hasher, rules: &[LiveRule]) -> Vec<u8> {
             let hash = hasher.key(scope, hasher.tenant(r.tenant), r.key);
             let nb = n_buckets[s] as usize;
             let mut b = home_bucket(hash, n_buckets[s]);
+            let step = probe_step(hash, n_buckets[s]);
             let mut probes = 1u32;
             'place: loop {
                 for slot in 0..SLOTS_PER_BUCKET {
@@ -128,7 +156,12 @@ pub(crate) fn build(hasher: &Hasher, rules: &[LiveRule]) -> Vec<u8> {
                         break 'place;
                     }
                 }
-                b = (b + 1) % nb;
+                if probes == 1 {
+                    let first = table_off[s] + b * BUCKET_LEN;
+                    let w = le_u64(&out, first) | OVERFLOW;
+                    out[first..first + 8].copy_from_slice(&w.to_le_bytes());
+                }
+                b = (b + step) % nb;
                 probes += 1;
             }
             max_probe[s] = max_probe[s].max(probes);
@@ -200,6 +233,11 @@ pub(crate) struct Snapshot {
     newest: [i64; 7],
     /// One bit per block: set once this process has checked the block's CRC.
     checked: Box<[AtomicU64]>,
+    /// Blocks whose bit is set, and the total.
+    checked_count: AtomicUsize,
+    n_blocks: usize,
+    /// Every block has been checked: lookups skip the bitmap.
+    all_checked: AtomicBool,
 }
 
 impl Snapshot {
@@ -277,19 +315,42 @@ impl Snapshot {
             checked: (0..n_blocks.div_ceil(64))
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            checked_count: AtomicUsize::new(0),
+            n_blocks,
+            all_checked: AtomicBool::new(false),
         };
         // Block 0 holds the header just read: check it now.
         snap.ensure(s, 0, SNAPSHOT_HEADER_LEN.min(crcs_off))?;
         Ok(snap)
     }
 
-    fn section<'a>(&self, file: &'a [u8]) -> &'a [u8] {
+    /// The snapshot's bytes within the file's bytes (checked to fit at open).
+    #[inline]
+    pub(crate) fn section<'a>(&self, file: &'a [u8]) -> &'a [u8] {
         &file[self.base..self.base + self.len]
     }
 
     /// Checks the CRC of every block overlapping `s[from..to]` not checked before.
     #[inline]
     fn ensure(&self, s: &[u8], from: usize, to: usize) -> Result<()> {
+        if self.all_checked.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.ensure_slow(s, from, to)
+    }
+
+    /// [`Snapshot::ensure`] for a bucket: 64-byte aligned, so within one block.
+    #[inline]
+    fn ensure_bucket(&self, s: &[u8], at: usize) -> Result<()> {
+        let b = at / BLOCK_LEN;
+        if self.checked[b / 64].load(Ordering::Relaxed) & (1 << (b % 64)) != 0 {
+            return Ok(());
+        }
+        self.ensure_slow(s, at, at + BUCKET_LEN)
+    }
+
+    #[cold]
+    fn ensure_slow(&self, s: &[u8], from: usize, to: usize) -> Result<()> {
         let (first, last) = (from / BLOCK_LEN, (to.max(from + 1) - 1) / BLOCK_LEN);
         for b in first..=last {
             let (word, bit) = (b / 64, 1u64 << (b % 64));
@@ -304,7 +365,12 @@ impl Snapshot {
                     "snapshot block checksum mismatch",
                 ));
             }
-            self.checked[word].fetch_or(bit, Ordering::Relaxed);
+            // Count a block once, by the thread that set its bit.
+            if self.checked[word].fetch_or(bit, Ordering::Relaxed) & bit == 0
+                && self.checked_count.fetch_add(1, Ordering::Relaxed) + 1 == self.n_blocks
+            {
+                self.all_checked.store(true, Ordering::Relaxed);
+            }
         }
         Ok(())
     }
@@ -327,9 +393,10 @@ impl Snapshot {
 
     /// Effective cutoff of `(scope, tenant, key)` (`hash` from [`Hasher::key`]).
     #[inline]
+    /// `s` is [`Snapshot::section`] of the file.
     pub(crate) fn get(
         &self,
-        file: &[u8],
+        s: &[u8],
         scope: Scope,
         hash: u64,
         tenant: &[u8],
@@ -339,30 +406,41 @@ impl Snapshot {
         if t.n_buckets == 0 {
             return Ok(None);
         }
-        let s = self.section(file);
         let tag = tag_of(hash);
         let mut b = home_bucket(hash, t.n_buckets);
-        for _ in 0..t.max_probe {
+        let step = probe_step(hash, t.n_buckets);
+        for probe in 0..t.max_probe {
             let at = t.offset + b * BUCKET_LEN;
-            self.ensure(s, at, at + BUCKET_LEN)?;
+            self.ensure_bucket(s, at)?;
+            let Some(bucket) = s.get(at..at + BUCKET_LEN) else {
+                return Err(Error::corrupt(
+                    (self.base + at) as u64,
+                    "snapshot bucket out of bounds",
+                ));
+            };
+            let bucket: &[u8; BUCKET_LEN] = bucket
+                .try_into()
+                .map_err(|_| Error::Internal("bucket".into()))?;
+            let word = |slot: usize| le_u64(bucket, slot * SLOT_LEN);
             for slot in 0..SLOTS_PER_BUCKET {
-                let o = at + slot * SLOT_LEN;
-                let word = le_u64(s, o);
-                if word == 0 {
+                let w = word(slot);
+                if w == 0 {
                     return Ok(None);
                 }
-                if word & !OFFSET_MASK == tag {
-                    let (tn, k) = self.entry(s, (word & OFFSET_MASK) as usize)?;
+                if w & TAG_MASK == tag {
+                    let (tn, k) = self.entry(s, (w & OFFSET_MASK) as usize)?;
                     if tn == tenant && k == key {
-                        return Ok(Some(le_u64(s, o + 8) as i64));
+                        return Ok(Some(le_u64(bucket, slot * SLOT_LEN + 8) as i64));
                     }
                 }
             }
-            b = if b + 1 == t.n_buckets as usize {
-                0
-            } else {
-                b + 1
-            };
+            if probe == 0 && word(0) & OVERFLOW == 0 {
+                return Ok(None);
+            }
+            b += step;
+            if b >= t.n_buckets as usize {
+                b -= t.n_buckets as usize;
+            }
         }
         Ok(None)
     }
