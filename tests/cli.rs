@@ -669,7 +669,11 @@ fn verify_passes_a_sound_ledger_and_reports_a_torn_tail() {
         "revoke", &l, "role", "--tenant", "acme", "admin", "--at", "100",
     ]);
     let r = ok(&["verify", &l]);
-    assert!(r.stdout.contains("2 rules (subject 1, role 1)"), "{r:?}");
+    assert!(
+        r.stdout
+            .contains("2 rules (subject 1, role 1; 0 in the snapshot)"),
+        "{r:?}"
+    );
     assert_eq!(number_after(&r.stdout, "live keys"), 2, "{r:?}");
     assert!(r.stdout.contains("zeros only"), "{r:?}");
     assert_eq!(r.stdout.lines().last(), Some("ok"), "{r:?}");
@@ -689,6 +693,23 @@ fn verify_passes_a_sound_ledger_and_reports_a_torn_tail() {
     ]);
     let r = ok(&["verify", &l]);
     assert!(r.stdout.contains("zeros only"), "{r:?}");
+    assert!(r.stdout.contains("3 rules"), "{r:?}");
+
+    // A torn record inside the committed log (a crash lost part of a write whose header
+    // update reached the disk): readers cut it, and verify says so.
+    let end = log_end(&l);
+    write_at(&path, end, &[40, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 1, 2]);
+    write_at(&path, 128, &(end + 16).to_le_bytes());
+    let r = ok(&["verify", &l]);
+    assert!(
+        r.stdout.contains("16 bytes of the committed log cut"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .contains(&format!("torn tail of 16 bytes at offset {end}")),
+        "{r:?}"
+    );
     assert!(r.stdout.contains("3 rules"), "{r:?}");
 }
 
@@ -783,8 +804,37 @@ fn compact_drops_expired_rules_and_keeps_live_ones() {
             cutoff: now
         }
     );
+    // The compacted file holds john's rule in its snapshot; new rules go to the log after it.
+    ok(&[
+        "revoke", &l, "role", "--tenant", "acme", "admin", "--at", "7",
+    ]);
     let r = ok(&["dump", &l]);
-    assert_eq!(r.stdout.lines().count(), 1, "{r:?}");
+    let lines: Vec<Vec<&str>> = r
+        .stdout
+        .lines()
+        .map(|x| x.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines.len(), 2, "{r:?}");
+    assert_eq!(
+        lines[0],
+        ["4096", "snapshot", "subject", "acme", "john", &now_s]
+    );
+    assert_eq!(lines[1][1..], ["rule", "role", "acme", "admin", "7"]);
+    let r = ok(&["stats", &l]);
+    assert_eq!(number_after(&r.stdout, "snapshot keys"), 1, "{r:?}");
+    assert_eq!(number_after(&r.stdout, "generation"), 1, "{r:?}");
+    let r = ok(&["verify", &l]);
+    assert!(r.stdout.contains("1 in the snapshot"), "{r:?}");
+    assert!(r.stdout.contains("zeros only"), "{r:?}");
+    // A torn tail after the snapshot is found where the log starts there, not at 256.
+    let end = log_end(&l);
+    write_at(&path, end, &[0xde, 0xad]);
+    let r = ok(&["verify", &l]);
+    assert!(
+        r.stdout
+            .contains(&format!("torn tail of 8 bytes at offset {end}")),
+        "{r:?}"
+    );
     fails(
         &["compact", dir.path().join("nope").to_str().unwrap()],
         "no ledger at",

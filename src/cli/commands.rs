@@ -6,7 +6,7 @@ use super::{
     At, BatchArgs, CheckArgs, CliError, CliResult, CompactArgs, CreateArgs, DumpArgs, RevokeArgs,
     StatsArgs, VerifyArgs, EXIT_REVOKED,
 };
-use revledger::header::{HEADER_LEN, OFF_SYNCED_LEN};
+use revledger::header::{Header, HEADER_LEN, OFF_SYNCED_LEN, SNAPSHOT_OFFSET};
 use revledger::record::{decode_frame, frame_len, Frame, Record, FRAME_ALIGN, MAX_PAYLOAD_LEN};
 use revledger::{now_cutoff, unix_now_floor, Ledger, Rule, Scope, Token, Verdict, WriterOptions};
 use serde_json::{json, Map, Value};
@@ -390,6 +390,7 @@ pub fn stats(a: &StatsArgs) -> CliResult {
             "ledger": a.ledger.display().to_string(),
             "live_keys": s.live_keys,
             "rule_records": s.rule_records,
+            "snapshot_keys": s.snapshot_keys,
             "expired_keys": s.expired_keys,
             "bytes_per_rule": bytes_per_rule,
             "log_bytes": s.log_bytes,
@@ -404,17 +405,21 @@ pub fn stats(a: &StatsArgs) -> CliResult {
         println!("{v}");
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: [(&str, String); 12] = [
+    let rows: [(&str, String); 13] = [
         ("ledger", a.ledger.display().to_string()),
         ("live keys", s.live_keys.to_string()),
         ("rule records", s.rule_records.to_string()),
+        (
+            "snapshot keys",
+            format!("{} (rules written by the last compaction)", s.snapshot_keys),
+        ),
         (
             "expired keys",
             format!("{} (as of {now}; compaction drops them)", s.expired_keys),
         ),
         (
             "bytes per rule",
-            format!("{bytes_per_rule:.1} (log bytes after the header / rule records)"),
+            format!("{bytes_per_rule:.1} (bytes after the header / rules stored)"),
         ),
         ("log bytes", s.log_bytes.to_string()),
         ("file bytes", s.file_bytes.to_string()),
@@ -481,13 +486,17 @@ fn read_u64_at(file: &File, offset: usize) -> std::io::Result<u64> {
     Ok(u64::from_le_bytes(b))
 }
 
-/// Scans the whole file as the writer's recovery does (docs/FORMAT.md): records from the
-/// header on, until zeros or a bad frame; then judges what follows. `committed_end` is
+/// Scans the whole file as the writer's recovery does (docs/FORMAT.md §4): frames from
+/// the start of the log (after the header, or the snapshot section), until zeros or a
+/// bad frame; then judges what follows. `committed_end` is
 /// where the committed log ends, as a reader found it.
 fn scan_tail(path: &Path, committed_end: u64) -> CliResult<Tail> {
     let file =
         File::open(path).map_err(|e| CliError::new(format!("opening {}: {e}", path.display())))?;
     let len = file.metadata()?.len();
+    let mut head = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut head, 0)?;
+    let header = Header::decode(&head)?;
     let synced = read_u64_at(&file, OFF_SYNCED_LEN)?;
     let mut w = Window {
         file,
@@ -496,7 +505,7 @@ fn scan_tail(path: &Path, committed_end: u64) -> CliResult<Tail> {
         buf: Vec::new(),
     };
     let max_frame = frame_len(MAX_PAYLOAD_LEN);
-    let mut at = HEADER_LEN as u64;
+    let mut at = header.log_start;
     let mut records_past = 0;
     let stop = loop {
         if at >= len {
@@ -590,9 +599,14 @@ pub fn verify(a: &VerifyArgs) -> CliResult {
         open_reader(&a.ledger).map_err(|e| CliError::new(format!("{e}; verify failed")))?;
     let mut per_scope = [0u64; 7];
     let mut configs = 0u64;
-    ledger.for_each_record(|_, record| match record {
-        Record::Rule(r) => per_scope[r.scope as usize] += 1,
-        Record::Config { .. } => configs += 1,
+    let mut snapshot = SnapshotEntries::default();
+    let mut in_snapshot = 0u64;
+    ledger.for_each_record(|offset, record| {
+        in_snapshot += u64::from(snapshot.holds(offset));
+        match record {
+            Record::Rule(r) => per_scope[r.scope as usize] += 1,
+            Record::Config { .. } => configs += 1,
+        }
     })?;
     let s = ledger.stats(unix_now_floor())?;
     let tail = scan_tail(&a.ledger, s.log_bytes)
@@ -608,7 +622,7 @@ pub fn verify(a: &VerifyArgs) -> CliResult {
         (
             "records",
             format!(
-                "{} rules ({}), {configs} config",
+                "{} rules ({}; {in_snapshot} in the snapshot), {configs} config",
                 s.rule_records,
                 if scopes.is_empty() {
                     "none".to_string()
@@ -705,20 +719,43 @@ pub fn compact(a: &CompactArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Tells the snapshot's entries from log records in [`Ledger::for_each_record`]'s order:
+/// a compacted file's snapshot entries come first, all at [`SNAPSHOT_OFFSET`]; log frames
+/// follow at increasing offsets (the first at 256 in a file without a snapshot).
+#[derive(Default)]
+struct SnapshotEntries {
+    previous: Option<u64>,
+}
+
+impl SnapshotEntries {
+    fn holds(&mut self, offset: u64) -> bool {
+        let in_snapshot =
+            offset == SNAPSHOT_OFFSET && self.previous.is_none_or(|p| p == SNAPSHOT_OFFSET);
+        self.previous = Some(offset);
+        in_snapshot
+    }
+}
+
 pub fn dump(a: &DumpArgs) -> CliResult {
     let ledger = open_reader(&a.ledger)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut failed: Option<std::io::Error> = None;
+    let mut snapshot = SnapshotEntries::default();
     ledger.for_each_record(|offset, record| {
         if failed.is_some() {
             return;
         }
+        let kind = if snapshot.holds(offset) {
+            "snapshot"
+        } else {
+            "rule"
+        };
         let line = if a.json {
             let mut obj = Map::new();
             obj.insert("offset".into(), offset.into());
             match record {
                 Record::Rule(r) => {
-                    obj.insert("kind".into(), "rule".into());
+                    obj.insert("kind".into(), kind.into());
                     obj.insert("scope".into(), r.scope.name().into());
                     put_bytes(&mut obj, "tenant", r.tenant);
                     put_bytes(&mut obj, "key", r.key);
@@ -733,14 +770,17 @@ pub fn dump(a: &DumpArgs) -> CliResult {
         } else {
             match record {
                 Record::Rule(r) => format!(
-                    "{offset:>10} rule   {:<8} {} {} {}",
+                    "{offset:>10} {kind:<8} {:<8} {} {} {}",
                     r.scope.name(),
                     escape(r.tenant),
                     escape(r.key),
                     r.at
                 ),
                 Record::Config { max_token_lifetime } => {
-                    format!("{offset:>10} config {:<8} - - {max_token_lifetime}", "-")
+                    format!(
+                        "{offset:>10} {:<8} {:<8} - - {max_token_lifetime}",
+                        "config", "-"
+                    )
                 }
             }
         };
