@@ -714,26 +714,52 @@ fn verify_passes_a_sound_ledger_and_reports_a_torn_tail() {
 }
 
 #[test]
-fn verify_fails_on_corruption_and_names_the_offset() {
+fn verify_fails_on_corruption_and_compact_can_keep_the_valid_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let (path, l) = ledger(&dir);
-    ok(&[
-        "revoke", &l, "subject", "--tenant", "acme", "john", "--at", "100",
-    ]);
-    ok(&[
-        "revoke", &l, "subject", "--tenant", "acme", "mike", "--at", "100",
-    ]);
-    // Flip a byte of the first record's key: its CRC fails and a valid record follows.
-    let first = 256u64;
-    let key_byte = first + 8 + 24 + 4;
-    write_at(&path, key_byte, b"X");
-    let r = fails(&["verify", &l], "offset 256");
+    for sub in ["john", "mike", "bruce"] {
+        ok(&[
+            "revoke", &l, "subject", "--tenant", "acme", sub, "--at", "100",
+        ]);
+    }
+    // Flip a byte of the second record's key (the first frame, "acme"/"john", takes 40
+    // bytes from 256): its CRC fails and a valid record follows.
+    let second = 256 + 40;
+    write_at(&path, second + 8 + 24 + 4, b"X");
+    let r = fails(&["verify", &l], "offset 296");
     assert!(r.stderr.contains("corrupt"), "{r:?}");
-    fails(&["dump", &l], "offset 256");
+    assert!(r.stderr.contains("--keep-valid-prefix"), "{r:?}");
+    fails(&["dump", &l], "offset 296");
     let r = run(&[
-        "check", &l, "--tenant", "acme", "--sub", "bruce", "--iat", "1",
+        "check", &l, "--tenant", "acme", "--sub", "nobody", "--iat", "1",
     ]);
     assert_eq!(r.code, 2, "a corrupt ledger never answers valid: {r:?}");
+    fails(&["compact", &l], "offset 296");
+
+    let r = ok(&["compact", &l, "--keep-valid-prefix", "--now", "0"]);
+    assert!(r.stdout.contains("cut 88 bytes"), "{r:?}");
+    assert_eq!(number_after(&r.stdout, "rules kept"), 1, "{r:?}");
+    let r = ok(&["verify", &l]);
+    assert!(
+        r.stdout.contains("1 rules (subject 1; 1 in the snapshot)"),
+        "{r:?}"
+    );
+    let john = Token {
+        tenant: b"acme",
+        subject: b"john",
+        issued_at: 1,
+        ..Token::default()
+    };
+    assert!(check_lib(&path, &john).is_revoked());
+    let bruce = Token {
+        subject: b"bruce",
+        ..john
+    };
+    assert_eq!(
+        check_lib(&path, &bruce),
+        Verdict::Valid,
+        "dropped with the damage"
+    );
 }
 
 #[test]

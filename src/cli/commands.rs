@@ -51,6 +51,7 @@ fn put_bytes(obj: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
     };
 }
 
+/// `create`: makes a new ledger with the given lifetime and leeway; refuses an existing path.
 pub fn create(a: &CreateArgs) -> CliResult {
     if a.ledger.exists() {
         return Err(CliError::new(format!(
@@ -74,6 +75,7 @@ pub fn create(a: &CreateArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `revoke`: checks the rule's shape for its scope, writes it, prints it with its time.
 pub fn revoke(a: &RevokeArgs) -> CliResult {
     let tenant = a
         .tenant
@@ -193,6 +195,7 @@ fn parse_batch_line(line: &str, now: i64) -> Result<OwnedRule, String> {
     Ok(r)
 }
 
+/// `revoke-batch`: parses and validates every line, then appends them in large batches.
 pub fn revoke_batch(a: &BatchArgs) -> CliResult {
     let input: Box<dyn Read> = if a.file.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
@@ -340,6 +343,7 @@ pub fn verdict_line(verdict: Verdict, key: &[u8]) -> String {
     }
 }
 
+/// `check`: the verdict for a token given by flags or claims; exit 0 valid, 1 revoked.
 pub fn check(a: &CheckArgs) -> CliResult {
     let claims = match a.claims.as_deref() {
         Some("-") => {
@@ -377,6 +381,7 @@ pub fn check(a: &CheckArgs) -> CliResult {
     })
 }
 
+/// `stats`: the ledger's figures, as aligned text or one JSON object.
 pub fn stats(a: &StatsArgs) -> CliResult {
     let ledger = open_reader(&a.ledger)?;
     let now = a.now.unwrap_or_else(unix_now_floor);
@@ -594,9 +599,21 @@ fn judge_garbage(
     Ok(())
 }
 
+/// `verify`: reads everything without changing anything; fails (exit 2) on corruption.
 pub fn verify(a: &VerifyArgs) -> CliResult {
-    let ledger =
-        open_reader(&a.ledger).map_err(|e| CliError::new(format!("{e}; verify failed")))?;
+    let failed = |e: CliError| {
+        let hint = if e.to_string().contains("corrupt") {
+            format!(
+                " (`revledger compact {} --keep-valid-prefix` keeps the records before the \
+                 damage and drops the rest)",
+                a.ledger.display()
+            )
+        } else {
+            String::new()
+        };
+        CliError::new(format!("{e}; verify failed{hint}"))
+    };
+    let ledger = open_reader(&a.ledger).map_err(failed)?;
     let mut per_scope = [0u64; 7];
     let mut configs = 0u64;
     let mut snapshot = SnapshotEntries::default();
@@ -609,8 +626,7 @@ pub fn verify(a: &VerifyArgs) -> CliResult {
         }
     })?;
     let s = ledger.stats(unix_now_floor())?;
-    let tail = scan_tail(&a.ledger, s.log_bytes)
-        .map_err(|e| CliError::new(format!("{e}; verify failed")))?;
+    let tail = scan_tail(&a.ledger, s.log_bytes).map_err(failed)?;
     let scopes: Vec<String> = Scope::ALL
         .iter()
         .filter(|sc| per_scope[**sc as usize] > 0)
@@ -666,9 +682,28 @@ pub fn verify(a: &VerifyArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `compact`: rewrites the ledger as of `--now`, listing what it dropped with `-v`.
 pub fn compact(a: &CompactArgs) -> CliResult {
-    let ledger = open_writer(&a.ledger)?;
+    require_ledger(&a.ledger)?;
+    let options = WriterOptions {
+        keep_valid_prefix: a.keep_valid_prefix,
+        ..WriterOptions::default()
+    };
+    let ledger = Ledger::open_writer(&a.ledger, &options).map_err(|e| match e {
+        revledger::Error::Corrupt { .. } => CliError::new(format!(
+            "{e} (`revledger compact {} --keep-valid-prefix` keeps the records before it \
+             and drops the rest)",
+            a.ledger.display()
+        )),
+        e => e.into(),
+    })?;
     let now = a.now.unwrap_or_else(unix_now_floor);
+    let cut = ledger.stats(now)?.dropped_bytes;
+    if cut > 0 {
+        println!(
+            "cut {cut} bytes of damaged or torn records off the end of the log before compacting"
+        );
+    }
     let mut dropped = Vec::new();
     if a.verbose {
         let mut cutoffs: HashMap<(Scope, Vec<u8>, Vec<u8>), i64> = HashMap::new();
@@ -736,6 +771,7 @@ impl SnapshotEntries {
     }
 }
 
+/// `dump`: one line (or JSON object) per record, in file order.
 pub fn dump(a: &DumpArgs) -> CliResult {
     let ledger = open_reader(&a.ledger)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -267,6 +267,11 @@ struct CompactArgs {
     /// List every dropped rule.
     #[arg(long, short = 'v')]
     verbose: bool,
+    /// Repair: when the log is damaged in the middle, keep the records before the damage
+    /// and drop everything from it on (valid records after it included), instead of
+    /// failing with the offset.
+    #[arg(long)]
+    keep_valid_prefix: bool,
 }
 
 #[derive(Args, Debug)]
