@@ -454,7 +454,7 @@ fn timing(path: &Path, a: &DemoArgs) -> CliResult<()> {
     println!(
         "    {:<58} {:>12} {ns:>9.1}",
         format!(
-            "the same after compact ({} rules in the snapshot index)",
+            "the same, after compact (snapshot index, {} rules)",
             thousands(compacted.rules_kept)
         ),
         thousands(n)
