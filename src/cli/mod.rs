@@ -1,0 +1,353 @@
+//! Argument parsing and dispatch of the `revledger` command line. Every command is a thin
+//! layer over the library's public API; exit codes: 0 ok (`check`: valid), 1 `check`
+//! found the token revoked, 2 any error, bad arguments included.
+
+mod bytes;
+mod claims;
+mod commands;
+mod demo;
+
+use clap::{Args, Parser, Subcommand};
+use revledger::Scope;
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code of every error, usage errors included.
+pub const EXIT_ERROR: u8 = 2;
+/// Exit code of `check` for a revoked token.
+pub const EXIT_REVOKED: u8 = 1;
+
+/// An error for the user: printed on stderr, exit code 2.
+#[derive(Debug)]
+pub struct CliError(String);
+
+impl CliError {
+    /// An error with this message.
+    pub fn new(msg: impl Into<String>) -> CliError {
+        CliError(msg.into())
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<revledger::Error> for CliError {
+    fn from(e: revledger::Error) -> CliError {
+        let hint = match &e {
+            revledger::Error::Locked(_) => {
+                " (stop the process that writes it, or revoke through it)"
+            }
+            _ => "",
+        };
+        CliError(format!("{e}{hint}"))
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> CliError {
+        CliError(format!("I/O error: {e}"))
+    }
+}
+
+/// Result of the command functions.
+pub type CliResult<T = ExitCode> = Result<T, CliError>;
+
+const ABOUT: &str = "Instant JWT revocation: an append-only, memory-mapped ledger of \
+\"scope S changed at time T\" records.";
+
+const AFTER_HELP: &str = "\
+Scopes: global, tenant, subject (sub), role, client (azp), session (sid), token (jti).
+A token is revoked when a rule matches one of its claims and its iat is before the rule's
+cutoff; a token rule revokes exactly one jti until its exp.
+
+Exit codes: 0 ok (check: valid), 1 check: revoked, 2 error (bad arguments included).
+
+Try `revledger demo` for the whole story in one command.";
+
+#[derive(Parser, Debug)]
+#[command(name = "revledger", version, about = ABOUT, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a new, empty ledger file.
+    Create(CreateArgs),
+    /// Record one rule: "scope S changed at time T".
+    Revoke(RevokeArgs),
+    /// Record many rules from lines `scope tenant key at` (a file, or - for stdin).
+    RevokeBatch(BatchArgs),
+    /// Ask whether a token is revoked (exit 0 valid, 1 revoked, 2 error).
+    Check(CheckArgs),
+    /// Figures about a ledger: keys, records, bytes, settings.
+    Stats(StatsArgs),
+    /// Read a ledger end to end without changing it (exit 0 ok, 2 corrupt).
+    Verify(VerifyArgs),
+    /// Rewrite a ledger with one record per live key, dropping expired rules.
+    Compact(CompactArgs),
+    /// Print every record, one per line.
+    Dump(DumpArgs),
+    /// Play the John / Mike / Bruce scenario on a temporary ledger, then time checks.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+struct CreateArgs {
+    /// Path of the ledger file to create (it must not exist).
+    ledger: PathBuf,
+    /// Longest lifetime of the tokens the ledger must cover; 0 means one day.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    max_token_lifetime: i64,
+    /// Clock-skew leeway added to every expiry decision (default 300).
+    #[arg(long, value_name = "SECS")]
+    leeway: Option<i64>,
+}
+
+/// When a rule takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum At {
+    /// The current time rounded up to the next second.
+    Now,
+    /// Unix seconds.
+    Unix(i64),
+}
+
+fn parse_at(s: &str) -> Result<At, String> {
+    if s.eq_ignore_ascii_case("now") {
+        return Ok(At::Now);
+    }
+    s.parse()
+        .map(At::Unix)
+        .map_err(|_| format!("{s:?} is neither `now` nor a number of Unix seconds"))
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    Scope::parse(s).ok_or_else(|| {
+        format!(
+            "unknown scope {s:?}; one of: global, tenant, subject, role, client, session, token"
+        )
+    })
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  revledger revoke L global
+  revledger revoke L tenant --tenant acme
+  revledger revoke L role --tenant acme super_admin            # as of now
+  revledger revoke L subject --tenant acme john --at 1700000000
+  revledger revoke L token --tenant acme 3f2a-jti --exp 1700003600 --sync
+  revledger revoke L session --hex --tenant 61636d65 736964  # tenant and key in hex")]
+struct RevokeArgs {
+    /// Path of the ledger (it must exist: see `create`).
+    ledger: PathBuf,
+    /// global, tenant, subject, role, client, session or token.
+    #[arg(value_parser = parse_scope)]
+    scope: Scope,
+    /// The subject, role, client id, session id or jti (none for global and tenant).
+    key: Option<OsString>,
+    /// The tenant (none for global; may be empty for single-tenant use).
+    #[arg(long, value_name = "T")]
+    tenant: Option<OsString>,
+    /// Cutoff: tokens issued before it are revoked; `now` (the default) is the current
+    /// time rounded up to the next second. For a token rule, the same as --exp.
+    #[arg(long, value_name = "UNIX|now", value_parser = parse_at)]
+    at: Option<At>,
+    /// The revoked token's exp (token scope only): the rule is kept until then.
+    #[arg(long, value_name = "UNIX", conflicts_with = "at")]
+    exp: Option<i64>,
+    /// Make the record durable (fdatasync) before exiting.
+    #[arg(long)]
+    sync: bool,
+    /// Tenant and key are given in hex (for bytes that are not UTF-8).
+    #[arg(long)]
+    hex: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Input: one rule per line, `scope tenant key at`, separated by spaces or tabs; `-` is the
+empty string, `\\xNN` any byte (as `dump` prints keys); `at` is Unix seconds or `now`
+(the exp for a token rule). Blank lines and lines starting with # are skipped.
+  role acme super_admin 1700000000
+  tenant offboarded-co - now
+  global - - 1700000000
+Every line is checked before anything is written.")]
+struct BatchArgs {
+    /// Path of the ledger (it must exist: see `create`).
+    ledger: PathBuf,
+    /// File of rules; `-` (the default) reads standard input.
+    #[arg(long, short = 'f', value_name = "F|-", default_value = "-")]
+    file: PathBuf,
+    /// Make the records durable (fdatasync) before exiting.
+    #[arg(long)]
+    sync: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  revledger check L --tenant acme --sub john --role super_admin --role billing --iat 1700000000
+  revledger check L --claims '{\"tid\":\"acme\",\"sub\":\"john\",\"roles\":[\"billing\"],\"iat\":1700000000}'
+  echo \"$CLAIMS_JSON\" | revledger check L --claims - --json
+Claims JSON: tenant|tid, sub, roles|groups|permissions|scope|scp (array or space-separated
+string), azp|client_id, sid, jti, iat (required).")]
+struct CheckArgs {
+    /// Path of the ledger.
+    ledger: PathBuf,
+    /// A JSON object of JWT claims, or `-` to read it from standard input.
+    #[arg(long, value_name = "JSON|-", conflicts_with_all = ["tenant", "sub", "role", "client", "sid", "jti", "iat", "hex"])]
+    claims: Option<String>,
+    /// Tenant (`tenant` / `tid` claim).
+    #[arg(long, value_name = "T")]
+    tenant: Option<OsString>,
+    /// Subject (`sub`).
+    #[arg(long, value_name = "S")]
+    sub: Option<OsString>,
+    /// A role, group, permission or scope the token carries (repeat for each).
+    #[arg(long, value_name = "R")]
+    role: Vec<OsString>,
+    /// Client id (`azp` / `client_id`).
+    #[arg(long, value_name = "C")]
+    client: Option<OsString>,
+    /// Session id (`sid`).
+    #[arg(long, value_name = "SID")]
+    sid: Option<OsString>,
+    /// Token id (`jti`).
+    #[arg(long, value_name = "J")]
+    jti: Option<OsString>,
+    /// Issue time (`iat`), Unix seconds.
+    #[arg(
+        long,
+        value_name = "UNIX",
+        required_unless_present = "claims",
+        allow_negative_numbers = true
+    )]
+    iat: Option<i64>,
+    /// Byte-string flags are given in hex (for bytes that are not UTF-8).
+    #[arg(long)]
+    hex: bool,
+    /// Print the answer as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct StatsArgs {
+    /// Path of the ledger.
+    ledger: PathBuf,
+    /// Time used to count expired keys (default: now).
+    #[arg(long, value_name = "UNIX")]
+    now: Option<i64>,
+    /// Print the figures as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// Path of the ledger.
+    ledger: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct CompactArgs {
+    /// Path of the ledger (compaction needs the writer's lock).
+    ledger: PathBuf,
+    /// Time against which rules are judged expired (default: now).
+    #[arg(long, value_name = "UNIX")]
+    now: Option<i64>,
+    /// List every dropped rule.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+    /// Repair: when the log is damaged in the middle, keep the records before the damage
+    /// and drop everything from it on (valid records after it included), instead of
+    /// failing with the offset.
+    #[arg(long)]
+    keep_valid_prefix: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Text lines: `offset kind scope tenant key at`; keys escaped (`-` empty, `\\xNN` a byte);
+a config record (kind `config`) has `-` for scope, tenant and key, and its `at` is the
+new max token lifetime. JSON: one object per line; a key that is not UTF-8 is given as
+`tenant_hex` / `key_hex` instead of `tenant` / `key`.")]
+struct DumpArgs {
+    /// Path of the ledger.
+    ledger: PathBuf,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// How many checks each timing runs.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    checks: u64,
+    /// Rules in the timing ledger.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    rules: u32,
+}
+
+/// Parses the arguments, runs the command, and turns the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_ERROR)
+            } else {
+                ExitCode::SUCCESS // --help, --version
+            };
+        }
+    };
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("revledger: error: {e}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn run(command: Command) -> CliResult {
+    match command {
+        Command::Create(a) => commands::create(&a),
+        Command::Revoke(a) => commands::revoke(&a),
+        Command::RevokeBatch(a) => commands::revoke_batch(&a),
+        Command::Check(a) => commands::check(&a),
+        Command::Stats(a) => commands::stats(&a),
+        Command::Verify(a) => commands::verify(&a),
+        Command::Compact(a) => commands::compact(&a),
+        Command::Dump(a) => commands::dump(&a),
+        Command::Demo(a) => demo::run(&a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn at_parses_now_and_numbers_only() {
+        assert_eq!(parse_at("now"), Ok(At::Now));
+        assert_eq!(parse_at("-5"), Ok(At::Unix(-5)));
+        assert!(parse_at("yesterday").is_err());
+    }
+}
