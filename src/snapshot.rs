@@ -71,7 +71,12 @@ fn probe_step(hash: u64, n_buckets: u32) -> usize {
 /// The smallest prime at or above `n` (trial division: tables have at most a few
 /// million buckets).
 fn prime_at_least(n: usize) -> usize {
-    let is_prime = |p: usize| p >= 2 && (2..).take_while(|d| d * d <= p).all(|d| p % d != 0);
+    let is_prime = |p: usize| {
+        p >= 2
+            && (2..)
+                .take_while(|d| d * d <= p)
+                .all(|d| !p.is_multiple_of(d))
+    };
     (n.max(2)..).find(|&p| is_prime(p)).unwrap_or(n)
 }
 
