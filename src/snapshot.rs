@@ -413,7 +413,7 @@ impl Snapshot {
         }
         let tag = tag_of(hash);
         let mut b = home_bucket(hash, t.n_buckets);
-        let step = probe_step(hash, t.n_buckets);
+        let mut step = 0;
         for probe in 0..t.max_probe {
             let at = t.offset + b * BUCKET_LEN;
             self.ensure_bucket(s, at)?;
@@ -439,8 +439,11 @@ impl Snapshot {
                     }
                 }
             }
-            if probe == 0 && word(0) & OVERFLOW == 0 {
-                return Ok(None);
+            if probe == 0 {
+                if word(0) & OVERFLOW == 0 {
+                    return Ok(None);
+                }
+                step = probe_step(hash, t.n_buckets);
             }
             b += step;
             if b >= t.n_buckets as usize {
