@@ -30,7 +30,12 @@ fn reader_child(path: &str, n: usize) {
     let mut revoked = 0;
     for i in 0..n {
         let k = key(i);
-        let t = Token { tenant: b"t", subject: &k, issued_at: 1, ..Token::default() };
+        let t = Token {
+            tenant: b"t",
+            subject: &k,
+            issued_at: 1,
+            ..Token::default()
+        };
         revoked += usize::from(r.check(&t).unwrap().is_revoked());
     }
     println!("ready {revoked}");
@@ -54,7 +59,10 @@ fn main() {
         let t = Instant::now();
         for start in (0..n).step_by(100_000) {
             let keys: Vec<Vec<u8>> = (start..(start + 100_000).min(n)).map(key).collect();
-            let rules: Vec<Rule> = keys.iter().map(|k| Rule::new(Scope::Subject, b"t", k, 1000)).collect();
+            let rules: Vec<Rule> = keys
+                .iter()
+                .map(|k| Rule::new(Scope::Subject, b"t", k, 1000))
+                .collect();
             w.revoke_batch(&rules).unwrap();
         }
         println!("append {n}: {:.2?}", t.elapsed());
@@ -74,7 +82,12 @@ fn main() {
         let t = Instant::now();
         let r = Ledger::open_reader(&path).unwrap();
         let k = key(n / 2);
-        let tok = Token { tenant: b"t", subject: &k, issued_at: 1, ..Token::default() };
+        let tok = Token {
+            tenant: b"t",
+            subject: &k,
+            issued_at: 1,
+            ..Token::default()
+        };
         assert!(r.check(&tok).unwrap().is_revoked());
         best = best.min(t.elapsed().as_secs_f64());
     }
@@ -90,7 +103,9 @@ fn main() {
                 .spawn()
                 .unwrap();
             let mut line = String::new();
-            BufReader::new(c.stdout.take().unwrap()).read_line(&mut line).unwrap();
+            BufReader::new(c.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
             assert_eq!(line.trim(), format!("ready {n}"));
             children.push(c);
         }

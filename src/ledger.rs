@@ -44,7 +44,17 @@ pub struct WriterOptions {
     /// When the log is damaged in the middle, keep the valid prefix (reported in
     /// [`Stats::dropped_bytes`]) instead of failing with [`Error::Corrupt`].
     pub keep_valid_prefix: bool,
+    /// Opt-in automatic compaction. With `Some(f)`, an append compacts the ledger (as
+    /// [`Ledger::compact`] at the current time) once the log written since the last
+    /// compaction holds more rule records than `f` times the keys of the snapshot, and
+    /// at least [`AUTO_COMPACT_MIN_RECORDS`]. Those records are the only place duplicate
+    /// (dead) rules accumulate, and the only part of the file a reader reads at open, so
+    /// this bounds both. The append that triggers it takes as long as the compaction.
+    pub auto_compact: Option<f64>,
 }
+
+/// Fewest log records after which automatic compaction may run.
+pub const AUTO_COMPACT_MIN_RECORDS: u64 = 10_000;
 
 impl WriterOptions {
     /// Options with this `max_token_lifetime` and defaults otherwise.
@@ -378,6 +388,9 @@ impl Generation {
 struct WriterState {
     end: u64,
     buf: Vec<u8>,
+    /// Rule records in the log after the snapshot (for the automatic compaction policy).
+    tail_records: u64,
+    auto_compact: Option<f64>,
 }
 
 /// An open ledger: a writer (exclusive, can revoke) or a reader. `check` is `&self`,
@@ -425,6 +438,7 @@ impl Ledger {
         let gen = Generation::new(log, recovery)?;
         gen.refresh()?;
         let current = gen.max_token_lifetime();
+        let tail_records = gen.catch_up.lock().rule_records;
         let ledger = Ledger {
             path: path.to_path_buf(),
             gen: ArcSwap::from_pointee(gen),
@@ -432,6 +446,8 @@ impl Ledger {
             writer: Some(Mutex::new(WriterState {
                 end,
                 buf: Vec::with_capacity(4096),
+                tail_records,
+                auto_compact: options.auto_compact,
             })),
             sync_lock: Mutex::new(()),
         };
@@ -443,7 +459,7 @@ impl Ledger {
             )));
         }
         if wanted > current {
-            ledger.append(|buf| encode_config(buf, wanted))?;
+            ledger.append(0, |buf| encode_config(buf, wanted))?;
             ledger.refresh()?;
         }
         Ok(ledger)
@@ -508,7 +524,7 @@ impl Ledger {
     /// Not durable until [`Ledger::sync`].
     pub fn revoke(&self, rule: &Rule) -> Result<()> {
         rule.validate()?;
-        self.append(|buf| encode_rule(buf, rule))
+        self.append(1, |buf| encode_rule(buf, rule))
     }
 
     /// Records every rule of `rules` in one write; all are validated first, so either
@@ -518,7 +534,7 @@ impl Ledger {
             r.validate()
                 .map_err(|e| Error::invalid(format!("rule {i} of the batch: {e}")))?;
         }
-        self.append(|buf| {
+        self.append(rules.len() as u64, |buf| {
             for r in rules {
                 encode_rule(buf, r);
             }
@@ -538,11 +554,12 @@ impl Ledger {
         Ok(at)
     }
 
-    fn append(&self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+    /// Appends what `encode` writes (`rules` rule records) and publishes it.
+    fn append(&self, rules: u64, encode: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
         let mut w = writer.lock();
         let gen = self.gen.load();
-        let WriterState { end, buf } = &mut *w;
+        let WriterState { end, buf, .. } = &mut *w;
         buf.clear();
         encode(buf);
         gen.log.write_at(*end, buf)?;
@@ -550,6 +567,16 @@ impl Ledger {
         gen.log.map.publish_committed(*end)?;
         if buf.capacity() > 1 << 20 {
             *buf = Vec::with_capacity(4096);
+        }
+        w.tail_records += rules;
+        let due = w.auto_compact.is_some_and(|fraction| {
+            let snapshot_keys = gen.snapshot.as_ref().map_or(0, Snapshot::keys);
+            w.tail_records >= AUTO_COMPACT_MIN_RECORDS
+                && w.tail_records as f64 > fraction * snapshot_keys as f64
+        });
+        drop(w);
+        if due {
+            self.compact(unix_now_floor())?;
         }
         Ok(())
     }
@@ -651,6 +678,7 @@ impl Ledger {
         sync_dir(&parent_dir(&self.path))?;
         self.gen.store(Arc::new(gen));
         w.end = end;
+        w.tail_records = 0;
         old.log.map.publish_retired()?;
         stats.bytes_after = end;
         Ok(stats)

@@ -39,7 +39,7 @@ mod rule;
 mod snapshot;
 
 pub use error::{Error, Result};
-pub use ledger::{CompactStats, Ledger, Stats, WriterOptions};
+pub use ledger::{CompactStats, Ledger, Stats, WriterOptions, AUTO_COMPACT_MIN_RECORDS};
 pub use log::Recovery;
 pub use rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict, MAX_KEY_LEN, MAX_ROLES};
 

@@ -787,3 +787,39 @@ fn damaged_snapshot_is_refused_with_corrupt() {
     std::fs::write(&path, &clean[..base + snap_len / 2]).unwrap();
     assert!(Ledger::open_reader(&path).is_err());
 }
+
+#[test]
+fn automatic_compaction_is_opt_in_and_bounds_the_log_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<Vec<u8>> = (0..25_000).map(|i| format!("u{i}").into_bytes()).collect();
+    let rules: Vec<Rule> = names
+        .iter()
+        .map(|n| Rule::new(Scope::Subject, b"t", n, i64::MAX / 2))
+        .collect();
+    // Off by default: the log keeps every record.
+    let plain = Ledger::open_writer(dir.path().join("plain"), &WriterOptions::default()).unwrap();
+    for chunk in rules.chunks(1000) {
+        plain.revoke_batch(chunk).unwrap();
+    }
+    assert_eq!(plain.stats(0).unwrap().generation, 0);
+    // On: compaction runs once the tail outgrows the snapshot, answers unchanged.
+    let auto = Ledger::open_writer(
+        dir.path().join("auto"),
+        &WriterOptions {
+            auto_compact: Some(0.5),
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+    let reader = Ledger::open_reader(dir.path().join("auto")).unwrap();
+    for chunk in rules.chunks(1000) {
+        auto.revoke_batch(chunk).unwrap();
+    }
+    let s = auto.stats(0).unwrap();
+    assert!(s.generation >= 1, "never compacted: {s:?}");
+    assert!(s.snapshot_keys >= 10_000);
+    assert_eq!(s.live_keys, 25_000);
+    for n in names.iter().step_by(101) {
+        assert!(reader.check(&token(b"t", n, &[], 5)).unwrap().is_revoked());
+    }
+}
