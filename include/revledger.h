@@ -185,7 +185,8 @@ typedef struct {
 } revledger_verdict;
 
 /**
- * Figures about a ledger, from `revledger_stats`.
+ * Figures about a ledger, from `revledger_stats`. (Named apart from the function: in C
+ * a typedef and a function cannot share a name.)
  */
 typedef struct {
   /**
@@ -220,7 +221,7 @@ typedef struct {
    * Clock-skew leeway, seconds.
    */
   int64_t leeway;
-} revledger_stats;
+} revledger_statistics;
 
 #ifdef __cplusplus
 extern "C" {
@@ -350,7 +351,7 @@ revledger_status revledger_compact(revledger *ledger, int64_t now);
  * # Safety
  * `ledger` is NULL or a live handle; `out` is NULL or writable.
  */
-revledger_status revledger_stats(const revledger *ledger, int64_t now, revledger_stats *out);
+revledger_status revledger_stats(const revledger *ledger, int64_t now, revledger_statistics *out);
 
 /**
  * The message of the last failed call on this thread ("" if none). Valid until the next

@@ -131,10 +131,11 @@ pub struct revledger_rule {
     pub at: i64,
 }
 
-/// Figures about a ledger, from `revledger_stats`.
+/// Figures about a ledger, from `revledger_stats`. (Named apart from the function: in C
+/// a typedef and a function cannot share a name.)
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct revledger_stats {
+pub struct revledger_statistics {
     /// Rule records in the log, duplicates included.
     pub rule_records: u64,
     /// Distinct keys with a rule.
@@ -591,7 +592,7 @@ pub unsafe extern "C" fn revledger_compact(ledger: *mut revledger, now: i64) -> 
 pub unsafe extern "C" fn revledger_stats(
     ledger: *const revledger,
     now: i64,
-    out: *mut revledger_stats,
+    out: *mut revledger_statistics,
 ) -> revledger_status {
     boundary(|| {
         // SAFETY: forwarded caller contract.
@@ -600,7 +601,7 @@ pub unsafe extern "C" fn revledger_stats(
             return Err(invalid("out is NULL"));
         }
         let s = ledger.stats(now).map_err(from_error)?;
-        let c = revledger_stats {
+        let c = revledger_statistics {
             rule_records: s.rule_records,
             live_keys: s.live_keys,
             expired_keys: s.expired_keys,

@@ -1,0 +1,42 @@
+// Package revledger answers "is this JWT revoked?" from a revledger ledger: an
+// append-only, memory-mapped file of invalidation records ("scope S changed at time T")
+// shared by every process on the host. It is a cgo binding over the C ABI of the Rust
+// crate (include/revledger.h); the semantics are those of DESIGN.md §2.
+//
+// # Building
+//
+// The package links the Rust static library statically. Build it once at the
+// repository root, then build or test the Go package as usual:
+//
+//	cargo build --release --lib          # produces target/release/librevledger.a
+//	cd bindings/go && go test ./...
+//
+// The cgo directives point at the repository layout:
+//
+//	#cgo CFLAGS: -I${SRCDIR}/../../include
+//	#cgo LDFLAGS: ${SRCDIR}/../../target/release/librevledger.a -lm -ldl -lpthread
+//
+// so the package must be used from a checkout of the repository (or a vendored copy with
+// the same layout). cgo must be enabled (CGO_ENABLED=1) and a C toolchain installed.
+// Rebuild the Rust library whenever src/ changes: Go does not track the archive.
+//
+// # Use
+//
+// One process writes (Open: it holds the ledger's exclusive lock); any number of
+// processes read (OpenReader) and see every committed revocation on their next Check.
+// A *Ledger is safe for concurrent use by many goroutines: Check runs concurrently with
+// other checks and, on a writer, with Revoke. Close waits for calls in flight; calls
+// after Close return ErrClosed. A Ledger that becomes unreachable without Close is
+// closed by a finalizer, but relying on it keeps a writer's lock for an unknown time.
+//
+// Check never reports a token as valid because it could not look: an error (for
+// instance ErrCorrupt when the file became unreadable) is an error, and what the
+// gateway does with it is the gateway's choice. Middleware makes that choice explicit
+// (503 by default).
+//
+// Errors are *Error values carrying the C status and the library's message; compare
+// them with errors.Is against ErrInvalidArgument, ErrIO, ErrCorrupt, ErrLocked,
+// ErrReadOnly, ErrIncompatible, ErrInternal and ErrClosed.
+//
+// Times are Unix seconds, as JWT iat/exp are.
+package revledger

@@ -1,0 +1,3 @@
+module github.com/revledger/revledger/bindings/go
+
+go 1.19
