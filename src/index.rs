@@ -4,13 +4,13 @@
 //!
 //! A slot is 16 bytes: a word packing a 24-bit hash tag with the 40-bit file offset of
 //! the rule's payload (whose key bytes decide equality exactly), and the cutoff. Keys
-//! are hashed with xxh3 keyed by the ledger's random seed, so crafted names cannot flood
-//! one probe sequence. Readers never write: lookups are loads only.
+//! are hashed with rapidhash keyed by the ledger's random seed, so crafted names cannot
+//! flood one probe sequence. Readers never write: lookups are loads only.
 
 use crate::rule::Scope;
 use parking_lot::Mutex;
+use rapidhash::v3::{rapidhash_v3_micro_inline, RapidSecrets};
 use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
-use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 const OFFSET_BITS: u32 = 40;
 const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
@@ -23,34 +23,39 @@ pub(crate) trait KeySource {
     fn keys_at(&self, payload_offset: u64) -> Option<(&[u8], &[u8])>;
 }
 
-/// The per-ledger keyed hash.
+/// The per-ledger keyed hash: rapidhash V3 (micro variant) with secrets derived from the
+/// ledger's random seed, so crafted names cannot be made to collide without it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Hasher {
-    tenant_seed: u64,
-    key_seed: u64,
+    tenant: RapidSecrets,
+    key: RapidSecrets,
 }
 
 impl Hasher {
     pub(crate) fn new(seed: [u8; 16]) -> Hasher {
         let (a, b) = seed.split_at(8);
+        let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
         Hasher {
-            tenant_seed: u64::from_le_bytes(a.try_into().unwrap_or([0; 8])),
-            key_seed: u64::from_le_bytes(b.try_into().unwrap_or([0; 8])),
+            tenant: RapidSecrets::seed(word(a)),
+            key: RapidSecrets::seed(word(b)),
         }
     }
 
     /// Hash of the tenant alone; every key of a token is hashed on top of it.
     #[inline]
     pub(crate) fn tenant(&self, tenant: &[u8]) -> u64 {
-        xxh3_64_with_seed(tenant, self.tenant_seed)
+        rapidhash_v3_micro_inline::<true, false>(tenant, &self.tenant)
     }
 
     /// Hash of `(scope, tenant, key)` given the tenant's hash. Chaining through the
     /// tenant hash keeps `("a","bc")` and `("ab","c")` apart (equality is exact anyway).
     #[inline]
     pub(crate) fn key(&self, scope: Scope, tenant_hash: u64, key: &[u8]) -> u64 {
-        let seed = tenant_hash ^ self.key_seed ^ (scope as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        xxh3_64_with_seed(key, seed)
+        let secrets = RapidSecrets {
+            seed: tenant_hash ^ self.key.seed ^ (scope as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            secrets: self.key.secrets,
+        };
+        rapidhash_v3_micro_inline::<true, false>(key, &secrets)
     }
 }
 
