@@ -11,10 +11,14 @@ pub(crate) trait Rules {
     fn newest(&self, scope: Scope) -> i64;
     fn has_token_rules(&self) -> bool;
     fn global(&self) -> Option<i64>;
-    /// Effective cutoff of `(scope, tenant, key)`; `tenant_hash` is `hasher().tenant(tenant)`.
-    fn get(&self, scope: Scope, tenant_hash: u64, tenant: &[u8], key: &[u8])
-        -> Result<Option<i64>>;
+    /// Starts loading the memory a lookup of `hash` in `scope` will read.
+    fn prefetch(&self, scope: Scope, hash: u64);
+    /// Effective cutoff of `(scope, tenant, key)`, whose hash is `hash`.
+    fn get(&self, scope: Scope, hash: u64, tenant: &[u8], key: &[u8]) -> Result<Option<i64>>;
 }
+
+/// Roles whose lookups are prepared (hashed and prefetched) before any is probed.
+const PREPARED_ROLES: usize = 16;
 
 /// Answers for `token` from `rules`. The token has been validated.
 ///
@@ -23,31 +27,58 @@ pub(crate) trait Rules {
 /// Client, Role, Tenant, Global) and only a strictly later cutoff replaces the one found,
 /// which breaks ties in that order. A scope whose newest cutoff is not after `iat` cannot
 /// revoke the token and is not probed, so a recent token usually costs no hashing at all.
+/// The keys that are probed are all hashed and their buckets prefetched first, so that
+/// the cache misses of a large ledger overlap instead of adding up.
 #[inline]
 pub(crate) fn check(rules: &impl Rules, token: &Token) -> Result<Verdict> {
     let iat = token.issued_at;
     let wants = |scope: Scope| iat < rules.newest(scope);
     let jti = !token.token_id.is_empty() && rules.has_token_rules();
-    let keyed = wants(Scope::Subject)
-        || wants(Scope::Session)
-        || wants(Scope::Client)
-        || wants(Scope::Role)
-        || wants(Scope::Tenant);
-    let tenant_hash = if jti || keyed {
-        rules.hasher().tenant(token.tenant)
-    } else {
-        0
-    };
+    let sub = !token.subject.is_empty() && wants(Scope::Subject);
+    let sid = !token.session.is_empty() && wants(Scope::Session);
+    let azp = !token.client.is_empty() && wants(Scope::Client);
+    let role = !token.roles.is_empty() && wants(Scope::Role);
+    let tenant = wants(Scope::Tenant);
+    if !(jti || sub || sid || azp || role || tenant) {
+        return Ok(match rules.global() {
+            Some(g) if iat < g => Verdict::Revoked {
+                scope: Scope::Global,
+                cutoff: g,
+            },
+            _ => Verdict::Valid,
+        });
+    }
 
-    if jti {
-        if let Some(exp) = rules.get(Scope::Token, tenant_hash, token.tenant, token.token_id)? {
+    let h = rules.hasher();
+    let th = h.tenant(token.tenant);
+    let prepare = |on: bool, scope: Scope, key: &[u8]| {
+        on.then(|| {
+            let hash = h.key(scope, th, key);
+            rules.prefetch(scope, hash);
+            hash
+        })
+    };
+    let jti_hash = prepare(jti, Scope::Token, token.token_id);
+    let sub_hash = prepare(sub, Scope::Subject, token.subject);
+    let sid_hash = prepare(sid, Scope::Session, token.session);
+    let azp_hash = prepare(azp, Scope::Client, token.client);
+    let tenant_hash = prepare(tenant, Scope::Tenant, b"");
+    let mut role_hashes = [0u64; PREPARED_ROLES];
+    if role {
+        for (slot, r) in role_hashes.iter_mut().zip(token.roles) {
+            *slot = h.key(Scope::Role, th, r);
+            rules.prefetch(Scope::Role, *slot);
+        }
+    }
+
+    if let Some(hash) = jti_hash {
+        if let Some(exp) = rules.get(Scope::Token, hash, token.tenant, token.token_id)? {
             return Ok(Verdict::Revoked {
                 scope: Scope::Token,
                 cutoff: exp,
             });
         }
     }
-
     let mut best: Option<(Scope, i64)> = None;
     let mut consider = |scope: Scope, cutoff: Option<i64>| {
         if let Some(c) = cutoff {
@@ -56,28 +87,34 @@ pub(crate) fn check(rules: &impl Rules, token: &Token) -> Result<Verdict> {
             }
         }
     };
-    let single = |scope: Scope, key: &[u8]| -> Result<Option<i64>> {
-        if key.is_empty() && scope != Scope::Tenant || !wants(scope) {
-            return Ok(None);
-        }
-        rules.get(scope, tenant_hash, token.tenant, key)
+    let get = |scope: Scope, hash: Option<u64>, key: &[u8]| match hash {
+        Some(hash) => rules.get(scope, hash, token.tenant, key),
+        None => Ok(None),
     };
-    consider(Scope::Subject, single(Scope::Subject, token.subject)?);
-    consider(Scope::Session, single(Scope::Session, token.session)?);
-    consider(Scope::Client, single(Scope::Client, token.client)?);
-    if wants(Scope::Role) {
+    consider(
+        Scope::Subject,
+        get(Scope::Subject, sub_hash, token.subject)?,
+    );
+    consider(
+        Scope::Session,
+        get(Scope::Session, sid_hash, token.session)?,
+    );
+    consider(Scope::Client, get(Scope::Client, azp_hash, token.client)?);
+    if role {
         let mut role_best: Option<i64> = None;
-        for role in token.roles {
-            if role.is_empty() {
+        for (i, r) in token.roles.iter().enumerate() {
+            if r.is_empty() {
                 continue;
             }
-            if let Some(c) = rules.get(Scope::Role, tenant_hash, token.tenant, role)? {
-                role_best = role_best.max(Some(c));
-            }
+            let hash = match role_hashes.get(i) {
+                Some(&hash) => hash,
+                None => h.key(Scope::Role, th, r),
+            };
+            role_best = role_best.max(rules.get(Scope::Role, hash, token.tenant, r)?);
         }
         consider(Scope::Role, role_best);
     }
-    consider(Scope::Tenant, single(Scope::Tenant, b"")?);
+    consider(Scope::Tenant, get(Scope::Tenant, tenant_hash, b"")?);
     if wants(Scope::Global) {
         consider(Scope::Global, rules.global());
     }

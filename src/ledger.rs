@@ -184,14 +184,14 @@ impl Rules for Lookup<'_> {
     }
 
     #[inline]
-    fn get(
-        &self,
-        scope: Scope,
-        tenant_hash: u64,
-        tenant: &[u8],
-        key: &[u8],
-    ) -> Result<Option<i64>> {
-        let hash = self.gen.index.hasher().key(scope, tenant_hash, key);
+    fn prefetch(&self, scope: Scope, hash: u64) {
+        if let Some((s, bytes)) = self.snapshot {
+            s.prefetch(bytes, scope, hash);
+        }
+    }
+
+    #[inline]
+    fn get(&self, scope: Scope, hash: u64, tenant: &[u8], key: &[u8]) -> Result<Option<i64>> {
         let tail = self
             .gen
             .index

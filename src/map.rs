@@ -194,3 +194,21 @@ impl FileMap {
         self.store(OFF_RETIRED, 1)
     }
 }
+
+/// Hints the CPU to start loading the cache line of `bytes[offset]`; nothing when the
+/// offset is out of range or the target has no prefetch instruction.
+#[inline(always)]
+pub(crate) fn prefetch(bytes: &[u8], offset: usize) {
+    if let Some(b) = bytes.get(offset) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint; it never faults and reads nothing into the program.
+        // The pointer is in bounds of a live slice anyway. SSE is baseline on x86_64.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                b as *const u8 as *const i8,
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = b;
+    }
+}

@@ -24,6 +24,8 @@ pub const BLOCK_LEN: usize = 4096;
 pub const SLOTS_PER_BUCKET: usize = 4;
 const BUCKET_LEN: usize = 64;
 const SLOT_LEN: usize = 16;
+/// Filter bits per key, at least (the word count is rounded up to a power of two).
+const FILTER_BITS_PER_KEY: usize = 8;
 /// Highest fill of a table: 3/4 of its slots (21.3 bytes of table per key).
 const FILL_NUM: usize = 3;
 const FILL_DEN: usize = 4;
@@ -43,8 +45,11 @@ const H_HEAP_LEN: usize = 24;
 const H_GLOBAL: usize = 32;
 const H_CRCS_OFF: usize = 40;
 const H_CRCS_CRC: usize = 48;
-const H_TABLES: usize = 64; // 6 × 24 bytes: offset u64, n_buckets u32, max_probe u32, entries u64
-const H_NEWEST: usize = 208; // 7 × i64
+/// 6 × 40 bytes: table offset u64, n_buckets u32, max_probe u32, entries u64,
+/// filter offset u64, filter words u32, reserved u32.
+const H_TABLES: usize = 64;
+const DESC_LEN: usize = 40;
+const H_NEWEST: usize = 304; // 7 × i64
 const H_CRC: usize = SNAPSHOT_HEADER_LEN - 4;
 
 #[inline]
@@ -94,6 +99,15 @@ fn le_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(a)
 }
 
+/// The filter word and the two bits of `hash` in a filter of `words` 64-bit words (a
+/// power of two). Both bits sit in one word: one memory access per test.
+#[inline]
+fn filter_probe(hash: u64, words: u32) -> (usize, u64) {
+    let f = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let word = (f >> 40) as usize & (words as usize - 1);
+    (word, (1u64 << (f & 63)) | (1u64 << ((f >> 6) & 63)))
+}
+
 fn le_u16(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([b[at], b[at + 1]])
 }
@@ -120,9 +134,11 @@ pub(crate) fn build(hasher: &Hasher, rules: &[LiveRule]) -> Vec<u8> {
             s => per_scope[s as usize - 1].push(i),
         }
     }
-    // Tables first (cache-line aligned), then the heap, then the block CRCs.
+    // Tables first (cache-line aligned), then the filters, the heap, the block CRCs.
     let mut table_off = [0usize; KEYED];
     let mut n_buckets = [0u32; KEYED];
+    let mut filter_off = [0usize; KEYED];
+    let mut filter_words = [0u32; KEYED];
     let mut at = SNAPSHOT_HEADER_LEN;
     for s in 0..KEYED {
         let n = per_scope[s].len();
@@ -134,6 +150,17 @@ pub(crate) fn build(hasher: &Hasher, rules: &[LiveRule]) -> Vec<u8> {
         n_buckets[s] = buckets as u32;
         table_off[s] = at;
         at += buckets * BUCKET_LEN;
+    }
+    for s in 0..KEYED {
+        let n = per_scope[s].len();
+        let words = if n == 0 {
+            0
+        } else {
+            (n * FILTER_BITS_PER_KEY).div_ceil(64).next_power_of_two()
+        };
+        filter_words[s] = words as u32;
+        filter_off[s] = at;
+        at = (at + words * 8).next_multiple_of(BUCKET_LEN);
     }
     let heap_off = at;
     let mut out = vec![0u8; heap_off];
@@ -148,6 +175,10 @@ pub(crate) fn build(hasher: &Hasher, rules: &[LiveRule]) -> Vec<u8> {
             out.extend_from_slice(r.tenant);
             out.extend_from_slice(r.key);
             let hash = hasher.key(scope, hasher.tenant(r.tenant), r.key);
+            let (word, bits) = filter_probe(hash, filter_words[s]);
+            let w = filter_off[s] + word * 8;
+            let v = le_u64(&out, w) | bits;
+            out[w..w + 8].copy_from_slice(&v.to_le_bytes());
             let nb = n_buckets[s] as usize;
             let mut b = home_bucket(hash, n_buckets[s]);
             let step = probe_step(hash, n_buckets[s]);
@@ -184,11 +215,13 @@ pub(crate) fn build(hasher: &Hasher, rules: &[LiveRule]) -> Vec<u8> {
     out[H_GLOBAL..H_GLOBAL + 8].copy_from_slice(&global.to_le_bytes());
     out[H_CRCS_OFF..H_CRCS_OFF + 8].copy_from_slice(&(crcs_off as u64).to_le_bytes());
     for s in 0..KEYED {
-        let d = H_TABLES + s * 24;
+        let d = H_TABLES + s * DESC_LEN;
         out[d..d + 8].copy_from_slice(&(table_off[s] as u64).to_le_bytes());
         out[d + 8..d + 12].copy_from_slice(&n_buckets[s].to_le_bytes());
         out[d + 12..d + 16].copy_from_slice(&max_probe[s].to_le_bytes());
         out[d + 16..d + 24].copy_from_slice(&(per_scope[s].len() as u64).to_le_bytes());
+        out[d + 24..d + 32].copy_from_slice(&(filter_off[s] as u64).to_le_bytes());
+        out[d + 32..d + 36].copy_from_slice(&filter_words[s].to_le_bytes());
     }
     for (s, n) in newest.iter().enumerate() {
         let d = H_NEWEST + s * 8;
@@ -223,6 +256,8 @@ struct Table {
     n_buckets: u32,
     max_probe: u32,
     entries: u64,
+    filter_offset: usize,
+    filter_words: u32,
 }
 
 /// A snapshot section, checked at open, read in place.
@@ -286,17 +321,31 @@ impl Snapshot {
         }
         let mut tables = [Table::default(); KEYED];
         for (i, t) in tables.iter_mut().enumerate() {
-            let d = H_TABLES + i * 24;
+            let d = H_TABLES + i * DESC_LEN;
             *t = Table {
                 offset: le_u64(s, d) as usize,
                 n_buckets: le_u32(s, d + 8),
                 max_probe: le_u32(s, d + 12),
                 entries: le_u64(s, d + 16),
+                filter_offset: le_u64(s, d + 24) as usize,
+                filter_words: le_u32(s, d + 32),
             };
             let end = (t.n_buckets as usize)
                 .checked_mul(BUCKET_LEN)
                 .and_then(|l| l.checked_add(t.offset));
+            let filter_end = (t.filter_words as usize)
+                .checked_mul(8)
+                .and_then(|l| l.checked_add(t.filter_offset));
+            let filter_ok = if t.entries == 0 {
+                t.filter_words == 0
+            } else {
+                t.filter_words.is_power_of_two()
+                    && t.filter_offset >= SNAPSHOT_HEADER_LEN
+                    && t.filter_offset % 8 == 0
+                    && filter_end.is_some_and(|e| e <= heap_off)
+            };
             if t.offset < SNAPSHOT_HEADER_LEN
+                || !filter_ok
                 || end.is_none_or(|e| e > heap_off)
                 || t.max_probe > t.n_buckets
                 || t.entries > u64::from(t.n_buckets) * SLOTS_PER_BUCKET as u64
@@ -352,6 +401,16 @@ impl Snapshot {
             return Ok(());
         }
         self.ensure_slow(s, at, at + BUCKET_LEN)
+    }
+
+    /// [`Snapshot::ensure`] for an 8-byte aligned word, also within one block.
+    #[inline]
+    fn ensure_word(&self, s: &[u8], at: usize) -> Result<()> {
+        let b = at / BLOCK_LEN;
+        if self.checked[b / 64].load(Ordering::Relaxed) & (1 << (b % 64)) != 0 {
+            return Ok(());
+        }
+        self.ensure_slow(s, at, at + 8)
     }
 
     #[cold]
@@ -411,6 +470,13 @@ impl Snapshot {
         if t.n_buckets == 0 {
             return Ok(None);
         }
+        // The filter answers most misses from one word that tends to stay in cache.
+        let (word, bits) = filter_probe(hash, t.filter_words);
+        let w = t.filter_offset + word * 8;
+        self.ensure_word(s, w)?;
+        if le_u64(s, w) & bits != bits {
+            return Ok(None);
+        }
         let tag = tag_of(hash);
         let mut b = home_bucket(hash, t.n_buckets);
         let mut step = 0;
@@ -453,6 +519,16 @@ impl Snapshot {
         Ok(None)
     }
 
+    /// Starts loading the home bucket of `hash` in `scope` (`s` as for `get`).
+    #[inline]
+    pub(crate) fn prefetch(&self, s: &[u8], scope: Scope, hash: u64) {
+        let t = self.tables[scope as usize - 1];
+        if t.filter_words != 0 {
+            let (word, _) = filter_probe(hash, t.filter_words);
+            crate::map::prefetch(s, t.filter_offset + word * 8);
+        }
+    }
+
     /// Largest cutoff of `scope` in the snapshot (`i64::MIN` when none).
     #[inline]
     pub(crate) fn newest(&self, scope: Scope) -> i64 {
@@ -474,11 +550,12 @@ impl Snapshot {
         self.tables.iter().map(|t| t.entries).sum::<u64>() + u64::from(self.global.is_some())
     }
 
-    /// Bytes of the hash tables (what the index costs; the heap holds the key bytes).
+    /// Bytes of the hash tables and filters (what the index costs; the heap holds the
+    /// key bytes).
     pub(crate) fn table_bytes(&self) -> u64 {
         self.tables
             .iter()
-            .map(|t| u64::from(t.n_buckets) * BUCKET_LEN as u64)
+            .map(|t| u64::from(t.n_buckets) * BUCKET_LEN as u64 + u64::from(t.filter_words) * 8)
             .sum()
     }
 
