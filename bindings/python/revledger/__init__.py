@@ -189,7 +189,7 @@ class _Verdict(ctypes.Structure):
 
 
 class _Stats(ctypes.Structure):
-    """``revledger_stats``."""
+    """``struct revledger_stats`` (a structure tag: the name is also the function's)."""
 
     _fields_ = [
         ("rule_records", ctypes.c_uint64),
