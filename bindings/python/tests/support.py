@@ -28,11 +28,14 @@ def child_env(**extra: str) -> Dict[str, str]:
 
 
 def run_python(code: str, *args: str, env: Optional[Dict[str, str]] = None,
-               timeout: float = 60) -> subprocess.CompletedProcess:
-    """Runs `code` in a fresh interpreter (not a fork of this one) and waits for it."""
+               cwd: Optional[Path] = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Runs `code` in a fresh interpreter (not a fork of this one) and waits for it.
+    The working directory (first on the child's sys.path) is `cwd`, or the repository
+    root, where no `revledger` package sits."""
     return subprocess.run(
         [sys.executable, "-c", code, *args],
         env=child_env() if env is None else env,
+        cwd=REPO_ROOT if cwd is None else cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
