@@ -380,6 +380,9 @@ class LedgerClosed(RevledgerError, ValueError):
     def __init__(self, message: str = "the ledger handle is closed") -> None:
         super().__init__(Status.INVALID_ARGUMENT, message)
 
+    def __reduce__(self) -> Any:
+        return (LedgerClosed, (self.message,))
+
 
 _ERRORS = {
     Status.INVALID_ARGUMENT: InvalidArgument,
@@ -567,6 +570,7 @@ class Ledger:
         "__weakref__",
         "_busy",
         "_closing",
+        "_released",
         "_cond",
         "_finalizer",
         "_handle",
@@ -584,6 +588,7 @@ class Ledger:
         self._handle = handle
         self._busy = 0
         self._closing = False
+        self._released = False
         self._cond = threading.Condition(threading.Lock())
         self._closed_message = "the ledger handle is closed"
         self.path = path
@@ -643,17 +648,25 @@ class Ledger:
 
     def close(self) -> None:
         """Closes the handle: a writer makes its records durable and releases its lock.
-        Waits for calls in progress on other threads. Idempotent."""
+        Waits for calls in progress on other threads (and for a close in progress on
+        another thread), so that when it returns the handle is gone. Idempotent."""
         with self._cond:
-            if self._handle is None:
+            if self._closing:
+                while not self._released:
+                    self._cond.wait()
                 return
-            self._handle = None
+            self._handle = None  # new calls raise LedgerClosed from here on
             self._closing = True
             while self._busy:
                 self._cond.wait()
         with _live_lock:
             _live.discard(self)
-        self._finalizer()
+        try:
+            self._finalizer()  # revledger_close, once
+        finally:
+            with self._cond:
+                self._released = True
+                self._cond.notify_all()
 
     @property
     def closed(self) -> bool:
@@ -667,6 +680,11 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def __reduce__(self) -> Any:
+        raise TypeError(
+            "a Ledger handle cannot be pickled or copied; open the ledger where it is needed"
+        )
 
     def __repr__(self) -> str:
         kind = "writer" if self.is_writer else "reader"
@@ -767,7 +785,7 @@ class Ledger:
         self,
         tenant: BytesLike,
         subject: BytesLike,
-        roles: Iterable[BytesLike] = (),
+        roles: Optional[Iterable[BytesLike]] = (),
         client: BytesLike = None,
         session: BytesLike = None,
         token_id: BytesLike = None,
@@ -776,7 +794,7 @@ class Ledger:
     ) -> Verdict:
         """Is the token revoked? ``issued_at`` is its ``iat`` (Unix seconds); ``roles``
         every entitlement string it carries; absent ``client``/``session``/``token_id``
-        are ``None`` (or empty). An error (:class:`Corrupt` when the ledger became
+        are ``None`` (or empty), and so may ``roles`` be. An error (:class:`Corrupt` when the ledger became
         unreadable, ...) never means "valid": the caller decides about a token it could
         not check."""
         t = _as_bytes(tenant, "tenant")
@@ -784,7 +802,9 @@ class Ledger:
         c = _as_bytes(client, "client")
         se = _as_bytes(session, "session")
         j = _as_bytes(token_id, "token_id")
-        if isinstance(roles, (str, bytes, bytearray, memoryview)):
+        if roles is None:
+            roles = ()
+        elif isinstance(roles, (str, bytes, bytearray, memoryview)):
             raise TypeError("roles must be a collection of strings, not a single string")
         role_bytes = [_as_bytes(r, "role") for r in roles]
         n = len(role_bytes)
@@ -851,6 +871,8 @@ def _after_fork_in_child() -> None:
         ledger._finalizer.detach()
         ledger._cond = threading.Condition(threading.Lock())
         ledger._busy = 0
+        ledger._closing = True
+        ledger._released = True
         ledger._handle = None
         ledger._closed_message = (
             f"this handle was opened in process {parent} before a fork; "

@@ -377,3 +377,60 @@ def test_error_str_names_the_status():
     e = InvalidArgument(Status.INVALID_ARGUMENT, "key too long")
     assert str(e) == "key too long [INVALID_ARGUMENT]"
     assert (e.status, e.message) == (Status.INVALID_ARGUMENT, "key too long")
+
+
+def test_roles_may_be_none_or_any_iterable(writer, reader):
+    writer.revoke(Scope.ROLE, "acme", "admin", 1000)
+    assert reader.check("acme", "john", None, issued_at=1) == Verdict.VALID
+    assert reader.check("acme", "john", ("viewer", "admin"), issued_at=1).revoked
+    assert reader.check("acme", "john", (r for r in ["admin"]), issued_at=1).revoked
+    assert reader.check("acme", "john", {"admin": 1}, issued_at=1).revoked
+
+
+def test_errors_survive_pickling_as_multiprocessing_sends_them():
+    import pickle
+
+    for e in [
+        revledger.Locked(Status.LOCKED, "ledger x is locked"),
+        InvalidArgument(Status.INVALID_ARGUMENT, "bad"),
+        LedgerClosed("closed for good"),
+        RevledgerError(99, "odd status"),
+    ]:
+        back = pickle.loads(pickle.dumps(e))
+        assert type(back) is type(e)
+        assert (back.status, back.message, str(back)) == (e.status, e.message, str(e))
+
+
+def test_a_handle_cannot_be_pickled_or_copied(writer):
+    import copy
+    import pickle
+
+    for attempt in (lambda: pickle.dumps(writer), lambda: copy.copy(writer), lambda: copy.deepcopy(writer)):
+        with pytest.raises(TypeError, match="cannot be pickled or copied"):
+            attempt()
+
+
+def test_close_from_two_threads_returns_in_both_only_once_the_handle_is_gone(path: Path):
+    import threading
+
+    one_reopen_at_a_time = threading.Lock()
+    for _ in range(20):
+        w = Ledger.open_writer(path)
+        w.revoke(Scope.SUBJECT, "acme", "john", 10)
+        barrier = threading.Barrier(2)
+        relocked = []
+
+        def closer():
+            barrier.wait()
+            w.close()
+            # Whichever thread returns, the lock is gone: a new writer opens.
+            with one_reopen_at_a_time:
+                Ledger.open_writer(path).close()
+            relocked.append(True)
+
+        threads = [threading.Thread(target=closer) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert relocked == [True, True]
