@@ -250,6 +250,7 @@ _stats = _c["revledger_stats"]
 _last_error = _c["revledger_last_error"]
 _status_name = _c["revledger_status_name"]
 _version = _c["revledger_version"]
+_byref = ctypes.byref
 
 
 def library_version() -> str:
@@ -572,6 +573,7 @@ class Ledger:
         "_closing",
         "_released",
         "_cond",
+        "_lock",
         "_finalizer",
         "_handle",
         "_closed_message",
@@ -589,7 +591,8 @@ class Ledger:
         self._busy = 0
         self._closing = False
         self._released = False
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # guards _handle, _busy, _closing, _released
+        self._cond = threading.Condition(self._lock)
         self._closed_message = "the ledger handle is closed"
         self.path = path
         self.is_writer = writer
@@ -632,8 +635,14 @@ class Ledger:
 
     # -- lifetime -------------------------------------------------------------------
 
+    # Every call on the handle runs between _enter() and _leave(), which count the calls
+    # in progress so that close() can wait for them: the C handle must not be freed
+    # under a call (revledger_close must not race with any other call). `with` on the
+    # plain Lock, not on the Condition, keeps this off Python-level __enter__ methods:
+    # it is on the path of every check.
+
     def _enter(self) -> Any:
-        with self._cond:
+        with self._lock:
             handle = self._handle
             if handle is None:
                 raise LedgerClosed(self._closed_message)
@@ -641,7 +650,7 @@ class Ledger:
             return handle
 
     def _leave(self) -> None:
-        with self._cond:
+        with self._lock:
             self._busy -= 1
             if self._closing and self._busy == 0:
                 self._cond.notify_all()
@@ -820,13 +829,21 @@ class Ledger:
             _as_i64(issued_at, "issued_at"),
         )
         out = _Verdict()
-        handle = self._enter()
+        lock = self._lock
+        with lock:  # self._enter(), inlined on the hot path
+            handle = self._handle
+            if handle is None:
+                raise LedgerClosed(self._closed_message)
+            self._busy += 1
         try:
-            status = _check(handle, ctypes.byref(token), ctypes.byref(out))
+            status = _check(handle, _byref(token), _byref(out))
             if status:
                 raise _error(status)
         finally:
-            self._leave()
+            with lock:  # self._leave(), inlined
+                self._busy -= 1
+                if self._closing and self._busy == 0:
+                    self._cond.notify_all()
         if not out.revoked:
             return Verdict.VALID
         try:
@@ -869,7 +886,8 @@ def _after_fork_in_child() -> None:
     parent = os.getppid()
     for ledger in list(_live):
         ledger._finalizer.detach()
-        ledger._cond = threading.Condition(threading.Lock())
+        ledger._lock = threading.Lock()
+        ledger._cond = threading.Condition(ledger._lock)
         ledger._busy = 0
         ledger._closing = True
         ledger._released = True

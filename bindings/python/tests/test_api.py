@@ -434,3 +434,15 @@ def test_close_from_two_threads_returns_in_both_only_once_the_handle_is_gone(pat
         for t in threads:
             t.join()
         assert relocked == [True, True]
+
+
+def test_a_reader_follows_the_file_as_it_grows(writer, reader):
+    long = "x" * 200  # ~250-byte records: 12k of them outgrow the first MiB of the file
+    assert reader.check("acme", "u0" + long, issued_at=1) == Verdict.VALID
+    first_size = reader.stats(now=0).file_bytes
+    for b in range(3):
+        writer.revoke_batch((Scope.SUBJECT, "acme", f"u{i}{long}", 1000) for i in range(b * 4000, (b + 1) * 4000))
+        assert reader.check("acme", f"u{b * 4000 + 3999}{long}", issued_at=1) == Verdict(True, Scope.SUBJECT, 1000)
+    assert reader.stats(now=0).file_bytes > first_size
+    assert reader.check("acme", "u0" + long, issued_at=1).revoked
+    assert reader.stats(now=0).live_keys == 12000
