@@ -38,7 +38,7 @@ import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, ClassVar, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Type, Union
 
 __all__ = [
     "Corrupt",
@@ -212,7 +212,7 @@ def _declare(name: str, restype: Any, argtypes: Sequence[Any]) -> Any:
 
 #: Every function of include/revledger.h: name -> (restype, argtypes). A test compares
 #: this table with the header, so a function added to the ABI is noticed here.
-_SIGNATURES = {
+_SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "revledger_open_writer": (
         _c_status,
         [ctypes.c_char_p, ctypes.c_int64, ctypes.POINTER(_HandlePtr)],
@@ -255,7 +255,7 @@ _byref = ctypes.byref
 
 def library_version() -> str:
     """The version of the loaded C library (``revledger_version()``)."""
-    return _version().decode("ascii")
+    return str(_version().decode("ascii"))
 
 
 #: The package is versioned with the library it binds.
@@ -406,13 +406,13 @@ def _error(status: int) -> RevledgerError:
         code: Union[Status, int] = Status(status)
     except ValueError:
         code = status
-    cls = _ERRORS.get(code, RevledgerError)  # type: ignore[call-overload]
+    cls: Type[RevledgerError] = _ERRORS.get(code, RevledgerError) if isinstance(code, Status) else RevledgerError
     return cls(code, message or f"revledger call failed with status {status}")
 
 
 def status_name(status: int) -> str:
     """The C name of a status code (``revledger_status_name``), e.g. ``REVLEDGER_LOCKED``."""
-    return _status_name(status & 0xFFFFFFFF).decode("ascii")
+    return str(_status_name(status & 0xFFFFFFFF).decode("ascii"))
 
 
 @dataclass(frozen=True)
@@ -577,9 +577,19 @@ class Ledger:
         "_finalizer",
         "_handle",
         "_closed_message",
-        "path",
-        "is_writer",
+        "_path",
+        "_is_writer",
     )
+    _handle: Any  # the C handle (a ctypes pointer), or None once closed
+    _busy: int  # calls in progress
+    _closing: bool  # close() has begun
+    _released: bool  # the C handle is freed
+    _lock: threading.Lock
+    _cond: threading.Condition
+    _finalizer: Any  # weakref.finalize freeing the C handle
+    _closed_message: str
+    _path: str
+    _is_writer: bool
 
     def __init__(self, *_: Any, **__: Any) -> None:
         raise TypeError("use Ledger.open_writer(path) or Ledger.open_reader(path)")
@@ -594,8 +604,8 @@ class Ledger:
         self._lock = threading.Lock()  # guards _handle, _busy, _closing, _released
         self._cond = threading.Condition(self._lock)
         self._closed_message = "the ledger handle is closed"
-        self.path = path
-        self.is_writer = writer
+        self._path = path
+        self._is_writer = writer
         # Frees the handle if the object is dropped without close(); not at interpreter
         # exit, where daemon threads may still be inside a check. (Committed records are
         # in the file already; close() only adds the fdatasync.)
@@ -678,6 +688,16 @@ class Ledger:
                 self._cond.notify_all()
 
     @property
+    def path(self) -> str:
+        """The path the ledger was opened at."""
+        return self._path
+
+    @property
+    def is_writer(self) -> bool:
+        """Whether this handle is the writer."""
+        return self._is_writer
+
+    @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._handle is None
@@ -753,7 +773,7 @@ class Ledger:
             k = _as_bytes(key, "key")
             items.append((_as_scope(scope), (t, len(t)), (k, len(k)), _as_i64(at, "at")))
         n = len(items)
-        array = (_Rule * n)(*items) if n else None
+        array = (_Rule * n)(*items) if n else None  # type: ignore[misc]
         handle = self._enter()
         try:
             status = _revoke_batch(handle, array, n)
@@ -817,7 +837,7 @@ class Ledger:
             raise TypeError("roles must be a collection of strings, not a single string")
         role_bytes = [_as_bytes(r, "role") for r in roles]
         n = len(role_bytes)
-        role_array = (_Bytes * n)(*[(r, len(r)) for r in role_bytes]) if n else None
+        role_array = (_Bytes * n)(*[(r, len(r)) for r in role_bytes]) if n else None  # type: ignore[misc]
         token = _Token(
             (t, len(t)),
             (s, len(s)),
