@@ -113,10 +113,11 @@ def _load_library() -> Tuple[ctypes.CDLL, str]:
             return ctypes.CDLL(found), found
         except OSError as e:
             raise ImportError(f"revledger: cannot load {found}: {e}") from e
-    where = repo_lib.parents[2] if repo_lib is not None else "the repository"
+    repo = repo_lib.parents[2] if repo_lib is not None else None
+    where = f" ({repo})" if repo is not None and (repo / "Cargo.toml").is_file() else ""
     raise ImportError(
         f"revledger: cannot find the shared library {_LIB_FILE}. Build it with "
-        f"`cargo build --release --lib` at the root of the revledger repository ({where}), "
+        f"`cargo build --release --lib` at the root of the revledger repository{where}, "
         f"or set REVLEDGER_LIB to the library's path, or install it where the system "
         f"linker looks (ctypes.util.find_library('revledger') found nothing)."
     )
