@@ -533,10 +533,6 @@ def _as_scope(value: Union[Scope, int]) -> int:
     return v & 0xFFFFFFFF
 
 
-def _c_bytes(b: bytes) -> _Bytes:
-    return _Bytes(b, len(b))
-
-
 def _as_path(path: PathLike) -> bytes:
     raw = os.fsencode(path)
     if b"\0" in raw:
@@ -823,10 +819,10 @@ class Ledger:
         issued_at: int,
     ) -> Verdict:
         """Is the token revoked? ``issued_at`` is its ``iat`` (Unix seconds); ``roles``
-        every entitlement string it carries; absent ``client``/``session``/``token_id``
-        are ``None`` (or empty), and so may ``roles`` be. An error (:class:`Corrupt` when the ledger became
-        unreadable, ...) never means "valid": the caller decides about a token it could
-        not check."""
+        every entitlement string it carries (or ``None``); an absent ``client``,
+        ``session`` or ``token_id`` is ``None`` (or empty). Thread-safe. An error
+        (:class:`Corrupt` when the ledger became unreadable, ...) never means "valid":
+        the caller decides what to do with a token it could not check."""
         t = _as_bytes(tenant, "tenant")
         s = _as_bytes(subject, "subject")
         c = _as_bytes(client, "client")
