@@ -190,7 +190,7 @@ class _Verdict(ctypes.Structure):
 
 
 class _Stats(ctypes.Structure):
-    """``struct revledger_stats`` (a structure tag: the name is also the function's)."""
+    """``revledger_statistics``, filled by ``revledger_stats``."""
 
     _fields_ = [
         ("rule_records", ctypes.c_uint64),
