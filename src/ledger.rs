@@ -277,7 +277,7 @@ impl Generation {
                 let in_snapshot = match scope {
                     Scope::Global => Ok(s.global()),
                     _ => s.get(
-                        file,
+                        s.section(file),
                         scope,
                         h.key(scope, h.tenant(tenant), key),
                         tenant,
