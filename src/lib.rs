@@ -43,6 +43,11 @@ pub use ledger::{CompactStats, Ledger, Stats, WriterOptions, AUTO_COMPACT_MIN_RE
 pub use log::Recovery;
 pub use rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict, MAX_KEY_LEN, MAX_ROLES};
 
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// The crate version, as `revledger_version()` reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
