@@ -823,3 +823,124 @@ fn automatic_compaction_is_opt_in_and_bounds_the_log_tail() {
         assert!(reader.check(&token(b"t", n, &[], 5)).unwrap().is_revoked());
     }
 }
+
+/// Child of `readers_in_another_process_answer_right_through_compactions`: checks a fixed
+/// set of tokens in a loop until its stdin closes, then prints `checks wrong`.
+#[test]
+fn child_compaction_reader() {
+    let Some(path) = std::env::var_os("REVLEDGER_TEST_COMPACTION_READER") else {
+        return;
+    };
+    use std::io::Read;
+    let r = Ledger::open_reader(PathBuf::from(path)).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+        let _ = done_tx.send(());
+    });
+    println!("\nREADY");
+    let (mut checks, mut wrong) = (0u64, 0u64);
+    let mut seen_later = false;
+    loop {
+        for i in 0..200 {
+            // Subjects 0..200 were revoked at 1000 before this process started.
+            let name = format!("stable-{i}");
+            checks += 1;
+            wrong += u64::from(!subject_revoked_at(&r, &name, 999));
+            wrong += u64::from(subject_revoked_at(&r, &name, 1000));
+            // Never revoked.
+            let other = format!("never-{i}");
+            wrong += u64::from(subject_revoked_at(&r, &other, 0));
+        }
+        // Revoked while we run: once seen, never unseen.
+        let later = subject_revoked_at(&r, "later", 0);
+        wrong += u64::from(seen_later && !later);
+        seen_later |= later;
+        if done_rx.try_recv().is_ok() {
+            break;
+        }
+    }
+    let generation = r.stats(0).unwrap().generation;
+    println!("\nREPORT {checks} {wrong} {seen_later} {generation}");
+}
+
+fn subject_revoked_at(l: &Ledger, sub: &str, iat: i64) -> bool {
+    l.check(&token(b"t", sub.as_bytes(), &[], iat))
+        .unwrap()
+        .is_revoked()
+}
+
+#[test]
+fn readers_in_another_process_answer_right_through_compactions() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = writer(&path);
+    let stable: Vec<String> = (0..200).map(|i| format!("stable-{i}")).collect();
+    let rules: Vec<Rule> = stable
+        .iter()
+        .map(|n| Rule::new(Scope::Subject, b"t", n.as_bytes(), 1000))
+        .collect();
+    w.revoke_batch(&rules).unwrap();
+    let mut children: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "child_compaction_reader",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("REVLEDGER_TEST_COMPACTION_READER", &path)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut out = BufReader::new(c.stdout.take().unwrap());
+            let mut line = String::new();
+            while !line.contains("READY") {
+                line.clear();
+                assert!(out.read_line(&mut line).unwrap() > 0, "child died");
+            }
+            (c, out)
+        })
+        .collect();
+    // Compact over and over while the readers check, with revokes in between.
+    for round in 0..30 {
+        w.revoke(&Rule::new(
+            Scope::Subject,
+            b"t",
+            format!("noise-{round}").as_bytes(),
+            5,
+        ))
+        .unwrap();
+        if round == 10 {
+            w.revoke(&Rule::new(Scope::Subject, b"t", b"later", 50))
+                .unwrap();
+        }
+        w.compact(0).unwrap();
+    }
+    assert_eq!(w.stats(0).unwrap().generation, 30);
+    for (c, out) in &mut children {
+        drop(c.stdin.take());
+        let mut report = String::new();
+        for line in out.lines() {
+            let line = line.unwrap();
+            if let Some(r) = line.strip_prefix("REPORT ") {
+                report = r.to_string();
+            }
+        }
+        assert!(c.wait().unwrap().success());
+        let f: Vec<&str> = report.split(' ').collect();
+        assert_eq!(f.len(), 4, "no report from the reader: {report:?}");
+        let checks: u64 = f[0].parse().unwrap();
+        assert!(checks >= 200, "the reader barely ran: {report}");
+        assert_eq!(f[1], "0", "wrong answers during compaction: {report}");
+        assert_eq!(
+            f[2], "true",
+            "the reader never saw the rule added meanwhile"
+        );
+        assert_eq!(f[3], "30", "the reader did not follow every compaction");
+    }
+}
