@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
 #define SENTINEL ((revledger *)(uintptr_t)0x5EED)
 
@@ -352,8 +351,8 @@ static void missing_directory_is_io(void) {
   EXPECT(strstr(revledger_last_error(), "missing.ledger") != NULL);
 }
 
-/* One writer per ledger: a second one, in this process or another, gets LOCKED until
- * the first closes. */
+/* One writer per ledger: a second one gets LOCKED until the first closes (another
+ * process: tests/c/test_processes.c). */
 static void second_writer_is_locked(void) {
   char path[256];
   h_path(path, sizeof path, "l");
@@ -362,19 +361,6 @@ static void second_writer_is_locked(void) {
   FAILS(revledger_open_writer(path, 3600, &w2), REVLEDGER_LOCKED);
   EXPECT(w2 == SENTINEL);
   FAILS(revledger_open_writer(path, 0, &w2), REVLEDGER_LOCKED);
-
-  /* Another process. Its exit code is the status it got. */
-  fflush(NULL);
-  pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    revledger *c = NULL;
-    revledger_status s = revledger_open_writer(path, 3600, &c);
-    _exit((int)s);
-  }
-  int status = 0;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
-  EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == REVLEDGER_LOCKED);
 
   /* Readers are not writers: they open alongside. */
   revledger *r = NULL;
