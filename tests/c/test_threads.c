@@ -72,7 +72,7 @@ static void *checker(void *p) {
     for (int i = 0; i < SUBJECTS; i++) {
       int k = (i + a->id * (SUBJECTS / CHECKERS)) % SUBJECTS;
       bool committed = atomic_load_explicit(&s->returned[k], memory_order_acquire);
-      revledger_verdict v;
+      revledger_verdict v = {false, REVLEDGER_SCOPE_GLOBAL, 0};
       if (!check_one(s, s->names[k], 50, &v)) return NULL;
       checks++;
       bool bad = false;
@@ -238,10 +238,124 @@ static void last_error_is_thread_local(void) {
   EXPECT(strstr(revledger_last_error(), "missing.ledger") != NULL);
 }
 
+
+/* Checks stay right while the writer compacts the ledger again and again: a reader
+ * handle follows each new file, and no answer for a token that has not expired changes
+ * during a swap. Rules "dead-*" (cutoff 100) are dropped by compaction at NOW; rules
+ * "live-*" are kept; each round adds one rule "new-<round>" before compacting. */
+enum { LIVE = 24, ROUNDS = 6, NOW = 5000 };
+
+typedef struct {
+  const revledger *reader;
+  atomic_int rounds_returned; /* rounds whose revoke has returned */
+  atomic_bool done;
+  atomic_long checks;
+} compaction_shared;
+
+static void *compaction_checker(void *p) {
+  compaction_shared *s = p;
+  char name[32];
+  long checks = 0;
+  int reported = 0;
+  for (;;) {
+    bool last_pass = atomic_load(&s->done);
+    int returned = atomic_load(&s->rounds_returned);
+    for (int k = 0; k < LIVE; k++) {
+      snprintf(name, sizeof name, "live-%d", k);
+      revledger_token t = tok("acme", name, NULL, NULL, NULL, NULL, NULL, NOW);
+      revledger_verdict v = {false, REVLEDGER_SCOPE_GLOBAL, 0};
+      revledger_status st = revledger_check(s->reader, &t, &v);
+      checks++;
+      if (st != REVLEDGER_OK || !v.revoked || v.scope != REVLEDGER_SCOPE_SUBJECT ||
+          v.cutoff != BASE + k) {
+        if (reported++ < 5) {
+          char msg[200];
+          snprintf(msg, sizeof msg, "%s during compaction: status %s revoked=%d cutoff=%lld",
+                   name, h_status(st), (int)v.revoked, (long long)v.cutoff);
+          h_fail(__FILE__, __LINE__, msg);
+        } else {
+          atomic_fetch_add(&h_case_failures, 1);
+        }
+      }
+      t.issued_at = BASE + k;
+      st = revledger_check(s->reader, &t, &v);
+      checks++;
+      if (st != REVLEDGER_OK || v.revoked) {
+        if (reported++ < 5) h_fail(__FILE__, __LINE__, "token issued at a live cutoff");
+        else atomic_fetch_add(&h_case_failures, 1);
+      }
+    }
+    for (int r = 0; r < returned; r++) {
+      snprintf(name, sizeof name, "new-%d", r);
+      revledger_token t = tok("acme", name, NULL, NULL, NULL, NULL, NULL, NOW);
+      revledger_verdict v = {false, REVLEDGER_SCOPE_GLOBAL, 0};
+      revledger_status st = revledger_check(s->reader, &t, &v);
+      checks++;
+      if (st != REVLEDGER_OK || !v.revoked || v.cutoff != 2 * BASE + r) {
+        if (reported++ < 5) h_fail(__FILE__, __LINE__, "a rule added between compactions");
+        else atomic_fetch_add(&h_case_failures, 1);
+      }
+    }
+    if (last_pass) break;
+  }
+  atomic_fetch_add(&s->checks, checks);
+  return NULL;
+}
+
+static void checks_stay_right_while_the_writer_compacts(void) {
+  char path[256];
+  h_path(path, sizeof path, "l");
+  revledger *w = NULL, *r = NULL;
+  REQUIRE(OK(revledger_open_writer(path, 3600, &w)));
+  char name[32];
+  for (int k = 0; k < LIVE; k++) {
+    snprintf(name, sizeof name, "live-%d", k);
+    EXPECT(OK(revledger_revoke(w, REVLEDGER_SCOPE_SUBJECT, B("acme"), B(name), BASE + k)));
+    snprintf(name, sizeof name, "dead-%d", k);
+    EXPECT(OK(revledger_revoke(w, REVLEDGER_SCOPE_SUBJECT, B("acme"), B(name), 100)));
+  }
+  REQUIRE(OK(revledger_open_reader(path, &r)));
+  revledger_statistics st;
+  REQUIRE(OK(revledger_stats(r, NOW, &st)));
+  EXPECT(st.live_keys == 2 * LIVE);
+  EXPECT(st.expired_keys == LIVE); /* 100 + 3600 + leeway < NOW */
+
+  static compaction_shared s;
+  memset(&s, 0, sizeof s);
+  s.reader = r;
+  atomic_init(&s.rounds_returned, 0);
+  atomic_init(&s.done, false);
+  atomic_init(&s.checks, 0);
+  pthread_t threads[CHECKERS];
+  int started = 0;
+  while (started < CHECKERS &&
+         pthread_create(&threads[started], NULL, compaction_checker, &s) == 0)
+    started++;
+  EXPECT(started == CHECKERS);
+  for (int round = 0; round < ROUNDS; round++) {
+    snprintf(name, sizeof name, "new-%d", round);
+    EXPECT(OK(revledger_revoke(w, REVLEDGER_SCOPE_SUBJECT, B("acme"), B(name), 2 * BASE + round)));
+    atomic_store(&s.rounds_returned, round + 1);
+    EXPECT(OK(revledger_compact(w, NOW)));
+  }
+  atomic_store(&s.done, true);
+  for (int i = 0; i < started; i++) pthread_join(threads[i], NULL);
+  EXPECT(atomic_load(&s.checks) >= (long)CHECKERS * LIVE * 2);
+
+  /* The reader now reads the last compacted file: only live rules are left. */
+  REQUIRE(OK(revledger_stats(r, NOW, &st)));
+  EXPECT(st.live_keys == LIVE + ROUNDS);
+  EXPECT(st.rule_records == LIVE + ROUNDS);
+  EXPECT(st.expired_keys == 0);
+  revledger_close(r);
+  revledger_close(w);
+}
+
 int main(void) {
   RUN(checkers_on_the_writer_handle_while_one_thread_revokes);
   RUN(checkers_on_a_reader_handle_while_one_thread_revokes);
   RUN(two_revoking_threads_lose_nothing);
+  RUN(checks_stay_right_while_the_writer_compacts);
   RUN(last_error_is_thread_local);
   return h_finish();
 }
