@@ -4,7 +4,8 @@
 # Builds the release library, compiles every tests/c/test_*.c and examples/c/minimal.c
 # with strict flags against the committed header, links each once against the static
 # and once against the shared library, runs both, then runs the shared build under
-# valgrind memcheck. Outputs go to target/c-tests/. Ends with "N passed, M failed"
+# valgrind memcheck; also builds and runs the C block of README.md. Outputs go to
+# target/c-tests/. Ends with "N passed, M failed"
 # (N counts every test case run, in every build), and exits non-zero on any failure.
 set -euo pipefail
 
@@ -154,6 +155,28 @@ john: valid'
       fail 1 "example ($kind)"
     fi
   done
+fi
+
+# ---- the README's C block --------------------------------------------------------------
+# The first ```c block after "## C" in README.md, with a main that runs it: it must build
+# under the same flags and find John's token revoked.
+echo "==> README.md C block"
+readme_c="$out/readme.c"
+awk '/^## C$/ { in_c = 1; next } /^## / { in_c = 0 }
+     in_c && /^```c$/ { code = 1; next } code && /^```$/ { exit } code { print }' README.md >"$readme_c"
+if [ -s "$readme_c" ]; then
+  printf '\nint main(int argc, char **argv) { return argc > 1 && john_is_revoked(argv[1]) == 1 ? 0 : 1; }\n' >>"$readme_c"
+  readme_tmp=$(mktemp -d /tmp/revledger-readme-XXXXXX)
+  if "$cc" "${cflags[@]}" "$readme_c" -o "$out/static/readme" "${static_libs[@]}" &&
+    timeout --kill-after=10 300 "$out/static/readme" "$readme_tmp/acme.ledger"; then
+    echo "  [static readme] ok   README.md's C block builds and finds John revoked"
+    pass 1
+  else
+    fail 1 "README.md's C block ($readme_c)"
+  fi
+  rm -rf "$readme_tmp"
+else
+  fail 1 "README.md has no C block under '## C'"
 fi
 
 echo "$passed passed, $failed failed"
