@@ -289,6 +289,7 @@ static void writes_on_a_reader_are_read_only(void) {
   EXPECT(cutoff == 42);
   revledger_rule rule = {REVLEDGER_SCOPE_SUBJECT, B("acme"), B("john"), 5};
   FAILS(revledger_revoke_batch(r, &rule, 1), REVLEDGER_READ_ONLY);
+  FAILS(revledger_revoke_batch(r, NULL, 0), REVLEDGER_READ_ONLY); /* even with nothing */
   FAILS(revledger_sync(r), REVLEDGER_READ_ONLY);
   FAILS(revledger_compact(r, 0), REVLEDGER_READ_ONLY);
   EXPECT(rule_records(w) == 0);
