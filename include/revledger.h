@@ -294,7 +294,8 @@ revledger_status revledger_revoke_now(revledger *ledger,
 
 /**
  * Records `rules_len` rules in one write: all are checked first, then all are
- * committed together, or none is.
+ * committed together, or none is. A reader handle: `REVLEDGER_READ_ONLY`, even for an
+ * empty batch.
  *
  * # Safety
  * `ledger` is NULL or a live handle; `rules` is NULL (only with `rules_len == 0`) or

@@ -417,7 +417,8 @@ pub unsafe extern "C" fn revledger_revoke_now(
 }
 
 /// Records `rules_len` rules in one write: all are checked first, then all are
-/// committed together, or none is.
+/// committed together, or none is. A reader handle: `REVLEDGER_READ_ONLY`, even for an
+/// empty batch.
 ///
 /// # Safety
 /// `ledger` is NULL or a live handle; `rules` is NULL (only with `rules_len == 0`) or
@@ -432,7 +433,12 @@ pub unsafe extern "C" fn revledger_revoke_batch(
         // SAFETY: forwarded caller contract.
         let ledger = unsafe { handle(ledger)? };
         if rules_len == 0 {
-            return Ok(());
+            // Nothing to write; but a reader handle is refused as for any batch.
+            return if ledger.is_writer() {
+                Ok(())
+            } else {
+                Err(from_error(Error::ReadOnly))
+            };
         }
         if rules.is_null() {
             return Err(invalid("rules is NULL but rules_len is not 0"));
@@ -647,4 +653,49 @@ pub extern "C" fn revledger_status_name(status: u32) -> *const c_char {
 pub extern "C" fn revledger_version() -> *const c_char {
     const V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
     V.as_ptr() as *const c_char
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+    use std::ptr;
+
+    fn open(path: &std::path::Path, writer: bool) -> *mut revledger {
+        let c = CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        let mut h: *mut revledger = ptr::null_mut();
+        // SAFETY: a NUL-terminated path and a writable out-pointer.
+        let s = unsafe {
+            if writer {
+                revledger_open_writer(c.as_ptr(), 3600, &mut h)
+            } else {
+                revledger_open_reader(c.as_ptr(), &mut h)
+            }
+        };
+        assert_eq!(s, revledger_status::REVLEDGER_OK);
+        h
+    }
+
+    /// A batch on a reader handle is READ_ONLY whatever its length, as `revoke_batch` of
+    /// the Rust API is; an empty batch used to return OK there.
+    #[test]
+    fn empty_batch_on_a_reader_is_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l");
+        let w = open(&path, true);
+        let r = open(&path, false);
+        // SAFETY: live handles; NULL rules with length 0 is allowed.
+        unsafe {
+            assert_eq!(
+                revledger_revoke_batch(r, ptr::null(), 0),
+                revledger_status::REVLEDGER_READ_ONLY
+            );
+            assert_eq!(
+                revledger_revoke_batch(w, ptr::null(), 0),
+                revledger_status::REVLEDGER_OK
+            );
+            revledger_close(r);
+            revledger_close(w);
+        }
+    }
 }
