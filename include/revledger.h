@@ -82,6 +82,12 @@ typedef enum {
 } revledger_scope;
 
 /**
+ * A Redis stream entry id, `<milliseconds>-<sequence>`. Ids order as the stream does:
+ * by milliseconds, then by sequence.
+ */
+typedef struct StreamId StreamId;
+
+/**
  * An open ledger handle (writer or reader). Opaque; free it with `revledger_close`.
  * Thread safety: `revledger_check` and `revledger_refresh` may run on one handle from
  * many threads at once, concurrently with `revledger_revoke`/`revledger_sync` on it;
@@ -353,6 +359,25 @@ revledger_status revledger_compact(revledger *ledger, int64_t now);
  * `ledger` is NULL or a live handle; `out` is NULL or writable.
  */
 revledger_status revledger_stats(const revledger *ledger, int64_t now, revledger_statistics *out);
+
+/**
+ * How fresh the ledger is, for a ledger fed from a stream by `revledger sync`.
+ * `*last_heard_unix` receives the Unix second at which the sync process last heard from
+ * the stream (a new entry or a heartbeat, at most a second or so apart while the stream
+ * answers), or 0 when no sync process ever recorded a position: a gateway that wants
+ * answers at most N seconds old fails closed when `now - *last_heard_unix > N`.
+ * `last_id_ms` and `last_id_seq` (each may be NULL) receive the id of the last stream
+ * entry applied (`<ms>-<seq>`; 0 and 0 when none). With both NULL the call takes no
+ * lock: cheap enough for every request.
+ *
+ * # Safety
+ * `ledger` is NULL or a live handle; `last_heard_unix` is NULL or writable;
+ * `last_id_ms` and `last_id_seq` are NULL or writable.
+ */
+revledger_status revledger_freshness(const revledger *ledger,
+                                     int64_t *last_heard_unix,
+                                     uint64_t *last_id_ms,
+                                     uint64_t *last_id_seq);
 
 /**
  * The message of the last failed call on this thread ("" if none). Valid until the next

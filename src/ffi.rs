@@ -623,6 +623,54 @@ pub unsafe extern "C" fn revledger_stats(
     })
 }
 
+/// How fresh the ledger is, for a ledger fed from a stream by `revledger sync`.
+/// `*last_heard_unix` receives the Unix second at which the sync process last heard from
+/// the stream (a new entry or a heartbeat, at most a second or so apart while the stream
+/// answers), or 0 when no sync process ever recorded a position: a gateway that wants
+/// answers at most N seconds old fails closed when `now - *last_heard_unix > N`.
+/// `last_id_ms` and `last_id_seq` (each may be NULL) receive the id of the last stream
+/// entry applied (`<ms>-<seq>`; 0 and 0 when none). With both NULL the call takes no
+/// lock: cheap enough for every request.
+///
+/// # Safety
+/// `ledger` is NULL or a live handle; `last_heard_unix` is NULL or writable;
+/// `last_id_ms` and `last_id_seq` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_freshness(
+    ledger: *const revledger,
+    last_heard_unix: *mut i64,
+    last_id_ms: *mut u64,
+    last_id_seq: *mut u64,
+) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let ledger = unsafe { handle(ledger)? };
+        if last_heard_unix.is_null() {
+            return Err(invalid("last_heard_unix is NULL"));
+        }
+        let (heard, id) = if last_id_ms.is_null() && last_id_seq.is_null() {
+            let heard = ledger.last_heard().map_err(from_error)?;
+            (heard.unwrap_or(0), crate::StreamId::ZERO)
+        } else {
+            match ledger.stream_position().map_err(from_error)? {
+                Some(p) => (p.last_heard, p.last_id),
+                None => (0, crate::StreamId::ZERO),
+            }
+        };
+        // SAFETY (all three): non-null ones are writable (caller contract).
+        unsafe {
+            last_heard_unix.write(heard);
+            if !last_id_ms.is_null() {
+                last_id_ms.write(id.ms);
+            }
+            if !last_id_seq.is_null() {
+                last_id_seq.write(id.seq);
+            }
+        }
+        Ok(())
+    })
+}
+
 /// The message of the last failed call on this thread ("" if none). Valid until the next
 /// revledger call on this thread; do not free it.
 #[no_mangle]

@@ -21,7 +21,8 @@ use crate::header::{
 };
 use crate::index::{Hasher, Index, KeySource};
 use crate::log::{next_valid_frame, parent_dir, scan, sync_dir, LogFile, Recovery};
-use crate::record::{encode_config, encode_rule, rule_keys_at, Record};
+use crate::position::{PositionCell, StreamPosition};
+use crate::record::{encode_config, encode_position, encode_rule, rule_keys_at, Record};
 use crate::rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict};
 use crate::snapshot::{self, LiveRule, Snapshot};
 use arc_swap::ArcSwap;
@@ -134,6 +135,8 @@ struct Generation {
     catch_up: Mutex<CatchUp>,
     max_token_lifetime: AtomicI64,
     recovery: Recovery,
+    /// The last stream position record of the log.
+    position: PositionCell,
 }
 
 impl KeySource for Generation {
@@ -241,6 +244,7 @@ impl Generation {
             }),
             max_token_lifetime: AtomicI64::new(log.header.max_token_lifetime),
             recovery,
+            position: PositionCell::default(),
             log,
         })
     }
@@ -342,6 +346,11 @@ impl Generation {
                         self.max_token_lifetime
                             .fetch_max(max_token_lifetime, Ordering::AcqRel);
                     }
+                    Record::Position {
+                        stream,
+                        last_id,
+                        last_heard,
+                    } => self.position.set(stream, last_id, last_heard),
                 },
             );
             cu.applied = end;
@@ -541,6 +550,46 @@ impl Ledger {
         })
     }
 
+    /// Records every rule of `rules` and then `position` (how far into its stream the
+    /// ledger now is, and when it last heard from it) in one write, so that no crash can
+    /// leave the position without the rules it covers: after a crash the log holds a
+    /// prefix of the write, and the position record comes last. All are validated first;
+    /// either all are committed or none is. With no rules this is a heartbeat: it only
+    /// moves "last heard". Not durable until [`Ledger::sync`].
+    pub fn revoke_batch_at_position(&self, rules: &[Rule], position: &StreamPosition) -> Result<()> {
+        for (i, r) in rules.iter().enumerate() {
+            r.validate()
+                .map_err(|e| Error::invalid(format!("rule {i} of the batch: {e}")))?;
+        }
+        position.validate()?;
+        self.append(rules.len() as u64, |buf| {
+            for r in rules {
+                encode_rule(buf, r);
+            }
+            encode_position(buf, position);
+        })
+    }
+
+    /// Where the ledger stands in the stream that feeds it: the last position record
+    /// written by [`Ledger::revoke_batch_at_position`] (kept by compaction), or `None`
+    /// when no sync process ever wrote one. Brings the handle up to date first.
+    pub fn stream_position(&self) -> Result<Option<StreamPosition>> {
+        Ok(self.current()?.position.get())
+    }
+
+    /// Unix seconds at which the ledger last heard from its stream (`None`: never). The
+    /// part of [`Ledger::stream_position`] a gateway polls: lock-free and free of system
+    /// calls unless the writer committed since this handle last looked.
+    #[inline]
+    pub fn last_heard(&self) -> Result<Option<i64>> {
+        let gen = self.gen.load();
+        if !gen.stale() {
+            return Ok(gen.position.last_heard());
+        }
+        drop(gen);
+        Ok(self.current()?.position.last_heard())
+    }
+
     /// Revokes `(scope, tenant, key)` as of now: the current time rounded up to the next
     /// second. Returns the cutoff written. Not for [`Scope::Token`], whose time is `exp`.
     pub fn revoke_now(&self, scope: Scope, tenant: &[u8], key: &[u8]) -> Result<i64> {
@@ -647,7 +696,11 @@ impl Ledger {
             ..header
         };
         let tmp = compaction_path(&self.path);
-        let log = LogFile::create_compacted(&tmp, &self.path, &header, &snap)?;
+        let mut tail = Vec::new();
+        if let Some(p) = old.position.get() {
+            encode_position(&mut tail, &p); // the new file keeps the stream position
+        }
+        let log = LogFile::create_compacted(&tmp, &self.path, &header, &snap, &tail)?;
         drop(snap);
         let end = log.map.committed_len();
         // Open the new generation before it replaces the old one: if its snapshot did not

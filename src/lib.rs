@@ -34,6 +34,7 @@ mod index;
 mod ledger;
 mod log;
 mod map;
+mod position;
 pub mod record;
 mod rule;
 mod snapshot;
@@ -41,6 +42,7 @@ mod snapshot;
 pub use error::{Error, Result};
 pub use ledger::{CompactStats, Ledger, Stats, WriterOptions, AUTO_COMPACT_MIN_RECORDS};
 pub use log::Recovery;
+pub use position::{StreamId, StreamPosition};
 pub use rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict, MAX_KEY_LEN, MAX_ROLES};
 
 /// The README's Rust examples, compiled and run as doctests.

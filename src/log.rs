@@ -184,13 +184,15 @@ impl LogFile {
         })
     }
 
-    /// Writes a complete ledger (header and `snapshot`, no log yet) to `tmp`, durable and locked,
-    /// ready to be renamed onto `path` by a compaction. The file takes `path`'s mode.
+    /// Writes a complete ledger (header, `snapshot`, and `log_tail`: frames that start the
+    /// new log) to `tmp`, durable and locked, ready to be renamed onto `path` by a
+    /// compaction. The file takes `path`'s mode.
     pub(crate) fn create_compacted(
         tmp: &Path,
         path: &Path,
         header: &Header,
         snapshot: &[u8],
+        log_tail: &[u8],
     ) -> Result<LogFile> {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(path).map_or(0o600, |m| m.permissions().mode() & 0o7777);
@@ -204,7 +206,7 @@ impl LogFile {
             .map_err(|e| Error::io_path("creating", tmp, e))?;
         let result = (|| {
             lock_exclusive(&file, tmp)?;
-            let end = header.log_start;
+            let end = header.log_start + log_tail.len() as u64;
             let mut head = header.encode();
             head[OFF_COMMITTED_LEN..OFF_COMMITTED_LEN + 8].copy_from_slice(&end.to_le_bytes());
             head[OFF_SYNCED_LEN..OFF_SYNCED_LEN + 8].copy_from_slice(&end.to_le_bytes());
@@ -212,6 +214,7 @@ impl LogFile {
             file.set_len(len)
                 .and_then(|()| file.write_all_at(&head, 0))
                 .and_then(|()| file.write_all_at(snapshot, header.snapshot_offset))
+                .and_then(|()| file.write_all_at(log_tail, header.log_start))
                 .and_then(|()| file.set_permissions(std::fs::Permissions::from_mode(mode)))
                 .and_then(|()| file.sync_all())
                 .map_err(|e| Error::io_path("writing", tmp, e))?;

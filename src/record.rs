@@ -2,6 +2,7 @@
 //! byte slices; docs/FORMAT.md §3 is the byte-for-byte description.
 
 use crate::error::{Error, Result};
+use crate::position::{StreamId, StreamPosition};
 use crate::rule::{Rule, Scope, MAX_KEY_LEN};
 
 /// Frames start at multiples of this many bytes.
@@ -17,6 +18,10 @@ pub const MAX_PAYLOAD_LEN: usize = PAYLOAD_HEADER_LEN + 2 * MAX_KEY_LEN;
 pub const KIND_RULE: u8 = 1;
 /// `kind` byte of a configuration record (raises `max_token_lifetime`).
 pub const KIND_CONFIG: u8 = 2;
+/// `kind` byte of a stream position record (docs/FORMAT.md §3.4).
+pub const KIND_POSITION: u8 = 3;
+/// `key_len` of a stream position record: the entry id, two `u64`.
+pub const POSITION_ID_LEN: usize = 16;
 
 /// One decoded record, borrowing its key bytes from the buffer it was read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +32,16 @@ pub enum Record<'a> {
     Config {
         /// New maximum token lifetime in seconds.
         max_token_lifetime: i64,
+    },
+    /// How far into a stream the ledger has applied, and when it last heard from it.
+    /// The last such record of the log is the ledger's position.
+    Position {
+        /// Name of the stream.
+        stream: &'a [u8],
+        /// Id of the last entry applied.
+        last_id: StreamId,
+        /// Unix seconds at which the stream last answered.
+        last_heard: i64,
     },
 }
 
@@ -104,8 +119,30 @@ pub fn encode_config(out: &mut Vec<u8>, max_token_lifetime: i64) {
     encode_payload(out, KIND_CONFIG, 0, &[], &[], max_token_lifetime);
 }
 
+/// Appends the frame of a stream position record to `out`. The position must have
+/// passed [`StreamPosition::validate`].
+pub fn encode_position(out: &mut Vec<u8>, position: &StreamPosition) {
+    let mut id = [0u8; POSITION_ID_LEN];
+    id[..8].copy_from_slice(&position.last_id.ms.to_le_bytes());
+    id[8..].copy_from_slice(&position.last_id.seq.to_le_bytes());
+    encode_payload(
+        out,
+        KIND_POSITION,
+        0,
+        &position.stream,
+        &id,
+        position.last_heard,
+    );
+}
+
 fn le_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
 }
 
 fn le_i64(b: &[u8], at: usize) -> i64 {
@@ -182,6 +219,15 @@ fn decode_payload(p: &[u8]) -> Result<Record<'_>, &'static str> {
             })
         }
         KIND_CONFIG => Err("malformed configuration record"),
+        KIND_POSITION if scope == 0 && tenant_len > 0 && key_len == POSITION_ID_LEN => {
+            let id = &p[PAYLOAD_HEADER_LEN + tenant_len..];
+            Ok(Record::Position {
+                stream: tenant,
+                last_id: StreamId::new(le_u64(id, 0), le_u64(id, 8)),
+                last_heard: at,
+            })
+        }
+        KIND_POSITION => Err("malformed stream position record"),
         _ => Err("unknown record kind"),
     }
 }
@@ -250,6 +296,57 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn position_round_trips_and_misshapen_ones_are_refused() {
+        let pos = StreamPosition::new(
+            &b"revocations\xff"[..],
+            StreamId::new(1_700_000_000_123, 4),
+            1_700_000_001,
+        );
+        let mut v = Vec::new();
+        encode_position(&mut v, &pos);
+        assert_eq!(v.len(), frame_len(PAYLOAD_HEADER_LEN + 12 + POSITION_ID_LEN));
+        match decode_frame(&v) {
+            Frame::Valid { record, next, .. } => {
+                assert_eq!(
+                    record,
+                    Record::Position {
+                        stream: b"revocations\xff",
+                        last_id: pos.last_id,
+                        last_heard: pos.last_heard
+                    }
+                );
+                assert_eq!(next, v.len());
+            }
+            other => panic!("not valid: {other:?}"),
+        }
+        // Same bytes with a scope, or an id of the wrong length, or no stream name: refused
+        // even when the CRC is right.
+        let reframe = |payload: &mut Vec<u8>| {
+            let len = payload.len() as u32;
+            let mut f = len.to_le_bytes().to_vec();
+            f.extend_from_slice(&crc(len.to_le_bytes(), payload).to_le_bytes());
+            f.extend_from_slice(payload);
+            f.resize(frame_len(payload.len()), 0);
+            f
+        };
+        let payload = v[FRAME_HEADER_LEN..FRAME_HEADER_LEN + PAYLOAD_HEADER_LEN + 12 + 16].to_vec();
+        let mut scoped = payload.clone();
+        scoped[1] = 2;
+        assert!(matches!(decode_frame(&reframe(&mut scoped)), Frame::Invalid(_)));
+        let mut short_id = payload.clone();
+        short_id[8..12].copy_from_slice(&15u32.to_le_bytes());
+        short_id.pop();
+        assert!(matches!(decode_frame(&reframe(&mut short_id)), Frame::Invalid(_)));
+        let mut nameless = payload[..PAYLOAD_HEADER_LEN].to_vec();
+        nameless[4..8].copy_from_slice(&0u32.to_le_bytes());
+        nameless.extend_from_slice(&payload[PAYLOAD_HEADER_LEN + 12..]);
+        assert!(matches!(decode_frame(&reframe(&mut nameless)), Frame::Invalid(_)));
+        let mut kind9 = payload.clone();
+        kind9[0] = 9;
+        assert!(matches!(decode_frame(&reframe(&mut kind9)), Frame::Invalid(_)));
     }
 
     #[test]

@@ -390,7 +390,19 @@ pub fn stats(a: &StatsArgs) -> CliResult {
     let per_rule = |bytes: u64, n: u64| if n == 0 { 0.0 } else { bytes as f64 / n as f64 };
     let bytes_per_rule = per_rule(record_bytes, s.rule_records);
     let index_per_key = per_rule(s.index_bytes, s.live_keys);
+    let position = ledger.stream_position()?;
     if a.json {
+        let stream = match &position {
+            Some(p) => {
+                let mut obj = Map::new();
+                put_bytes(&mut obj, "name", &p.stream);
+                obj.insert("last_id".into(), p.last_id.to_string().into());
+                obj.insert("last_heard".into(), p.last_heard.into());
+                obj.insert("age_s".into(), p.age(unix_now_floor()).into());
+                Value::Object(obj)
+            }
+            None => Value::Null,
+        };
         let v = json!({
             "ledger": a.ledger.display().to_string(),
             "live_keys": s.live_keys,
@@ -406,11 +418,22 @@ pub fn stats(a: &StatsArgs) -> CliResult {
             "leeway": s.leeway,
             "generation": s.generation,
             "dropped_bytes": s.dropped_bytes,
+            "stream": stream,
         });
         println!("{v}");
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: [(&str, String); 13] = [
+    let stream = match &position {
+        Some(p) => format!(
+            "{} up to entry {}; last heard at {} ({} s ago)",
+            escape(&p.stream),
+            p.last_id,
+            p.last_heard,
+            p.age(unix_now_floor())
+        ),
+        None => "none (not fed by `revledger sync`)".to_string(),
+    };
+    let rows: [(&str, String); 14] = [
         ("ledger", a.ledger.display().to_string()),
         ("live keys", s.live_keys.to_string()),
         ("rule records", s.rule_records.to_string()),
@@ -436,6 +459,7 @@ pub fn stats(a: &StatsArgs) -> CliResult {
         ("leeway", format!("{} s", s.leeway)),
         ("generation", s.generation.to_string()),
         ("dropped bytes", s.dropped_bytes.to_string()),
+        ("stream", stream),
     ];
     for (name, value) in rows {
         println!("{name:<20}{value}");
@@ -616,6 +640,7 @@ pub fn verify(a: &VerifyArgs) -> CliResult {
     let ledger = open_reader(&a.ledger).map_err(failed)?;
     let mut per_scope = [0u64; 7];
     let mut configs = 0u64;
+    let mut positions = 0u64;
     let mut snapshot = SnapshotEntries::default();
     let mut in_snapshot = 0u64;
     ledger.for_each_record(|offset, record| {
@@ -623,6 +648,7 @@ pub fn verify(a: &VerifyArgs) -> CliResult {
         match record {
             Record::Rule(r) => per_scope[r.scope as usize] += 1,
             Record::Config { .. } => configs += 1,
+            Record::Position { .. } => positions += 1,
         }
     })?;
     let s = ledger.stats(unix_now_floor())?;
@@ -638,7 +664,8 @@ pub fn verify(a: &VerifyArgs) -> CliResult {
         (
             "records",
             format!(
-                "{} rules ({}; {in_snapshot} in the snapshot), {configs} config",
+                "{} rules ({}; {in_snapshot} in the snapshot), {configs} config, \
+                 {positions} stream position",
                 s.rule_records,
                 if scopes.is_empty() {
                     "none".to_string()
@@ -801,6 +828,16 @@ pub fn dump(a: &DumpArgs) -> CliResult {
                     obj.insert("kind".into(), "config".into());
                     obj.insert("max_token_lifetime".into(), max_token_lifetime.into());
                 }
+                Record::Position {
+                    stream,
+                    last_id,
+                    last_heard,
+                } => {
+                    obj.insert("kind".into(), "position".into());
+                    put_bytes(&mut obj, "stream", stream);
+                    obj.insert("last_id".into(), last_id.to_string().into());
+                    obj.insert("last_heard".into(), last_heard.into());
+                }
             }
             Value::Object(obj).to_string()
         } else {
@@ -818,6 +855,16 @@ pub fn dump(a: &DumpArgs) -> CliResult {
                         "config", "-"
                     )
                 }
+                Record::Position {
+                    stream,
+                    last_id,
+                    last_heard,
+                } => format!(
+                    "{offset:>10} {:<8} {:<8} {} {last_id} {last_heard}",
+                    "position",
+                    "-",
+                    escape(stream)
+                ),
             }
         };
         if let Err(e) = writeln!(out, "{line}") {

@@ -278,8 +278,9 @@ struct CompactArgs {
 #[command(after_help = "\
 Text lines: `offset kind scope tenant key at`; keys escaped (`-` empty, `\\xNN` a byte);
 a config record (kind `config`) has `-` for scope, tenant and key, and its `at` is the
-new max token lifetime. JSON: one object per line; a key that is not UTF-8 is given as
-`tenant_hex` / `key_hex` instead of `tenant` / `key`.")]
+new max token lifetime; a stream position (kind `position`, written by `revledger sync`)
+reads `offset position - STREAM LAST_ID LAST_HEARD`. JSON: one object per line; a key
+that is not UTF-8 is given as `tenant_hex` / `key_hex` instead of `tenant` / `key`.")]
 struct DumpArgs {
     /// Path of the ledger.
     ledger: PathBuf,
