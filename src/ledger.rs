@@ -556,7 +556,11 @@ impl Ledger {
     /// prefix of the write, and the position record comes last. All are validated first;
     /// either all are committed or none is. With no rules this is a heartbeat: it only
     /// moves "last heard". Not durable until [`Ledger::sync`].
-    pub fn revoke_batch_at_position(&self, rules: &[Rule], position: &StreamPosition) -> Result<()> {
+    pub fn revoke_batch_at_position(
+        &self,
+        rules: &[Rule],
+        position: &StreamPosition,
+    ) -> Result<()> {
         for (i, r) in rules.iter().enumerate() {
             r.validate()
                 .map_err(|e| Error::invalid(format!("rule {i} of the batch: {e}")))?;

@@ -194,9 +194,11 @@ mod tests {
         assert!(StreamPosition::new("", StreamId::ZERO, 0)
             .validate()
             .is_err());
-        assert!(StreamPosition::new(vec![b's'; MAX_KEY_LEN + 1], StreamId::ZERO, 0)
-            .validate()
-            .is_err());
+        assert!(
+            StreamPosition::new(vec![b's'; MAX_KEY_LEN + 1], StreamId::ZERO, 0)
+                .validate()
+                .is_err()
+        );
         let p = StreamPosition::new("revocations", StreamId::new(1, 2), 100);
         assert!(p.validate().is_ok());
         assert_eq!(p.age(160), 60);

@@ -307,7 +307,10 @@ mod tests {
         );
         let mut v = Vec::new();
         encode_position(&mut v, &pos);
-        assert_eq!(v.len(), frame_len(PAYLOAD_HEADER_LEN + 12 + POSITION_ID_LEN));
+        assert_eq!(
+            v.len(),
+            frame_len(PAYLOAD_HEADER_LEN + 12 + POSITION_ID_LEN)
+        );
         match decode_frame(&v) {
             Frame::Valid { record, next, .. } => {
                 assert_eq!(
@@ -335,18 +338,30 @@ mod tests {
         let payload = v[FRAME_HEADER_LEN..FRAME_HEADER_LEN + PAYLOAD_HEADER_LEN + 12 + 16].to_vec();
         let mut scoped = payload.clone();
         scoped[1] = 2;
-        assert!(matches!(decode_frame(&reframe(&mut scoped)), Frame::Invalid(_)));
+        assert!(matches!(
+            decode_frame(&reframe(&mut scoped)),
+            Frame::Invalid(_)
+        ));
         let mut short_id = payload.clone();
         short_id[8..12].copy_from_slice(&15u32.to_le_bytes());
         short_id.pop();
-        assert!(matches!(decode_frame(&reframe(&mut short_id)), Frame::Invalid(_)));
+        assert!(matches!(
+            decode_frame(&reframe(&mut short_id)),
+            Frame::Invalid(_)
+        ));
         let mut nameless = payload[..PAYLOAD_HEADER_LEN].to_vec();
         nameless[4..8].copy_from_slice(&0u32.to_le_bytes());
         nameless.extend_from_slice(&payload[PAYLOAD_HEADER_LEN + 12..]);
-        assert!(matches!(decode_frame(&reframe(&mut nameless)), Frame::Invalid(_)));
+        assert!(matches!(
+            decode_frame(&reframe(&mut nameless)),
+            Frame::Invalid(_)
+        ));
         let mut kind9 = payload.clone();
         kind9[0] = 9;
-        assert!(matches!(decode_frame(&reframe(&mut kind9)), Frame::Invalid(_)));
+        assert!(matches!(
+            decode_frame(&reframe(&mut kind9)),
+            Frame::Invalid(_)
+        ));
     }
 
     #[test]
