@@ -38,6 +38,8 @@ mod position;
 pub mod record;
 mod rule;
 mod snapshot;
+#[cfg(feature = "redis-sync")]
+pub mod sync;
 
 pub use error::{Error, Result};
 pub use ledger::{CompactStats, Ledger, Stats, WriterOptions, AUTO_COMPACT_MIN_RECORDS};

@@ -4,7 +4,7 @@ use super::bytes::{arg_bytes, escape, to_hex, unescape};
 use super::claims::Claims;
 use super::{
     At, BatchArgs, CheckArgs, CliError, CliResult, CompactArgs, CreateArgs, DumpArgs, RevokeArgs,
-    StatsArgs, VerifyArgs, EXIT_REVOKED,
+    RuleArgs, StatsArgs, VerifyArgs, EXIT_REVOKED,
 };
 use revledger::header::{Header, HEADER_LEN, OFF_SYNCED_LEN, SNAPSHOT_OFFSET};
 use revledger::record::{decode_frame, frame_len, Frame, Record, FRAME_ALIGN, MAX_PAYLOAD_LEN};
@@ -75,8 +75,9 @@ pub fn create(a: &CreateArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `revoke`: checks the rule's shape for its scope, writes it, prints it with its time.
-pub fn revoke(a: &RevokeArgs) -> CliResult {
+/// The rule `revoke` and `publish` take from their arguments: `(tenant, key, at)`, where
+/// `at` is `None` for "now". Checks its shape for its scope.
+pub fn rule_from_args(a: &RuleArgs) -> CliResult<(Vec<u8>, Vec<u8>, Option<i64>)> {
     let tenant = a
         .tenant
         .as_deref()
@@ -126,8 +127,35 @@ pub fn revoke(a: &RevokeArgs) -> CliResult {
         (_, Some(At::Unix(t))) => Some(t),
         (_, None | Some(At::Now)) => None,
     };
-    // Validate before opening: a bad rule never takes the writer's lock.
     Rule::new(scope, &tenant, &key, at.unwrap_or(0)).validate()?;
+    Ok((tenant, key, at))
+}
+
+/// How `revoke` and `publish` describe a rule: `role: tenant acme, role admin, cutoff 5`.
+pub fn rule_line(rule: &Rule) -> String {
+    let scope = rule.scope;
+    let time = if scope == Scope::Token {
+        "exp"
+    } else {
+        "cutoff"
+    };
+    let what = match scope {
+        Scope::Global => String::new(),
+        Scope::Tenant => format!("tenant {}, ", escape(rule.tenant)),
+        _ => format!(
+            "tenant {}, {scope} {}, ",
+            escape(rule.tenant),
+            escape(rule.key)
+        ),
+    };
+    format!("{scope}: {what}{time} {}", rule.at)
+}
+
+/// `revoke`: checks the rule's shape for its scope, writes it, prints it with its time.
+pub fn revoke(a: &RevokeArgs) -> CliResult {
+    let scope = a.rule.scope;
+    // Validate before opening: a bad rule never takes the writer's lock.
+    let (tenant, key, at) = rule_from_args(&a.rule)?;
     let ledger = open_writer(&a.ledger)?;
     let (at, when) = match at {
         Some(at) => {
@@ -142,18 +170,9 @@ pub fn revoke(a: &RevokeArgs) -> CliResult {
     if a.sync {
         ledger.sync()?;
     }
-    let time = if scope == Scope::Token {
-        "exp"
-    } else {
-        "cutoff"
-    };
-    let what = match scope {
-        Scope::Global => String::new(),
-        Scope::Tenant => format!("tenant {}, ", escape(&tenant)),
-        _ => format!("tenant {}, {scope} {}, ", escape(&tenant), escape(&key)),
-    };
     println!(
-        "revoked {scope}: {what}{time} {at}{when}{}",
+        "revoked {}{when}{}",
+        rule_line(&Rule::new(scope, &tenant, &key, at)),
         if a.sync { "; synced" } else { "" }
     );
     Ok(ExitCode::SUCCESS)

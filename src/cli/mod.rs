@@ -6,6 +6,8 @@ mod bytes;
 mod claims;
 mod commands;
 mod demo;
+#[cfg(feature = "redis-sync")]
+mod sync;
 
 use clap::{Args, Parser, Subcommand};
 use revledger::Scope;
@@ -96,6 +98,12 @@ enum Command {
     Dump(DumpArgs),
     /// Play the John / Mike / Bruce scenario on a temporary ledger, then time checks.
     Demo(DemoArgs),
+    /// Publish one rule to a Redis stream, for every host's `revledger sync` to apply.
+    #[cfg(feature = "redis-sync")]
+    Publish(PublishArgs),
+    /// Feed a ledger from a Redis stream: the host's one long-running writer.
+    #[cfg(feature = "redis-sync")]
+    Sync(SyncArgs),
 }
 
 #[derive(Args, Debug)]
@@ -148,6 +156,16 @@ Examples:
 struct RevokeArgs {
     /// Path of the ledger (it must exist: see `create`).
     ledger: PathBuf,
+    #[command(flatten)]
+    rule: RuleArgs,
+    /// Make the record durable (fdatasync) before exiting.
+    #[arg(long)]
+    sync: bool,
+}
+
+/// The rule of `revoke` and `publish`.
+#[derive(Args, Debug)]
+struct RuleArgs {
     /// global, tenant, subject, role, client, session or token.
     #[arg(value_parser = parse_scope)]
     scope: Scope,
@@ -163,9 +181,6 @@ struct RevokeArgs {
     /// The revoked token's exp (token scope only): the rule is kept until then.
     #[arg(long, value_name = "UNIX", conflicts_with = "at")]
     exp: Option<i64>,
-    /// Make the record durable (fdatasync) before exiting.
-    #[arg(long)]
-    sync: bool,
     /// Tenant and key are given in hex (for bytes that are not UTF-8).
     #[arg(long)]
     hex: bool,
@@ -289,6 +304,82 @@ struct DumpArgs {
     json: bool,
 }
 
+#[cfg(feature = "redis-sync")]
+#[derive(Args, Debug)]
+#[command(after_help = "\
+The rule takes the arguments of `revledger revoke` (without the ledger). Examples:
+  revledger publish --redis redis://10.0.0.5:6379/ --stream revocations role --tenant acme super_admin
+  revledger publish --redis URL --stream revocations subject --tenant acme john --at 1700000000 \\
+      --reason 'roles changed' --origin iam
+  revledger publish --redis URL --stream revocations token --tenant acme 3f2a-jti --exp 1700003600
+Each XADD also trims the stream by age (MINID now - max token lifetime - leeway), so a
+host catching up from the beginning reads exactly the rules that can still matter; the
+lifetime must be at least that of every ledger the stream feeds. Format: docs/SYNC.md.")]
+struct PublishArgs {
+    #[command(flatten)]
+    rule: RuleArgs,
+    /// Redis URL: redis://[user:password@]host:port/[db].
+    #[arg(long, value_name = "URL")]
+    redis: String,
+    /// Name of the stream (a Redis key).
+    #[arg(long, value_name = "NAME")]
+    stream: OsString,
+    /// Why the rule was published (kept in the stream entry, not in ledgers).
+    #[arg(long, value_name = "TEXT")]
+    reason: Option<OsString>,
+    /// Who published it (kept in the stream entry, not in ledgers).
+    #[arg(long, value_name = "TEXT")]
+    origin: Option<OsString>,
+    /// Trim entries older than this plus the leeway; at least the max token lifetime of
+    /// every ledger fed from the stream.
+    #[arg(long, value_name = "SECS", default_value_t = 86_400)]
+    max_token_lifetime: i64,
+    /// Clock-skew leeway of the trimming.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    leeway: i64,
+    /// Do not trim the stream.
+    #[arg(long, conflicts_with_all = ["max_token_lifetime", "leeway"])]
+    no_trim: bool,
+}
+
+#[cfg(feature = "redis-sync")]
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Runs until killed. Reads the stream from the position recorded in the ledger (from the
+beginning for a new ledger, which it creates), appends each batch of rules together with
+the new position in one write and syncs it, so a restart after a crash, kill -9
+included, goes on with nothing lost. When nothing arrives it still records, about once a
+second, that it heard from Redis (`revledger stats` shows it; gateways read it through
+revledger_freshness). When Redis is unreachable it retries with backoff, says so on
+stderr, and the ledger keeps answering. One sync per ledger: a second one exits with 2.
+  revledger sync --redis redis://10.0.0.5:6379/ --stream revocations /var/lib/revledger/acme.ledger")]
+struct SyncArgs {
+    /// Path of the ledger; created when missing.
+    ledger: PathBuf,
+    /// Redis URL: redis://[user:password@]host:port/[db].
+    #[arg(long, value_name = "URL")]
+    redis: String,
+    /// Name of the stream (a Redis key).
+    #[arg(long, value_name = "NAME")]
+    stream: OsString,
+    /// Most entries read, appended and synced at a time.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(usize))]
+    batch: usize,
+    /// Compact the ledger this often (only the writer can); 0: never.
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    compact_every: u64,
+    /// For a new ledger, the longest token lifetime to cover (0: one day); for an existing
+    /// one, 0 keeps it and a larger value raises it.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    max_token_lifetime: i64,
+    /// Clock-skew leeway of a new ledger (default 300).
+    #[arg(long, value_name = "SECS")]
+    leeway: Option<i64>,
+    /// Also log every heartbeat.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+}
+
 #[derive(Args, Debug)]
 struct DemoArgs {
     /// How many checks each timing runs.
@@ -332,6 +423,10 @@ fn run(command: Command) -> CliResult {
         Command::Compact(a) => commands::compact(&a),
         Command::Dump(a) => commands::dump(&a),
         Command::Demo(a) => demo::run(&a),
+        #[cfg(feature = "redis-sync")]
+        Command::Publish(a) => sync::publish(&a),
+        #[cfg(feature = "redis-sync")]
+        Command::Sync(a) => sync::sync(&a),
     }
 }
 

@@ -1,0 +1,147 @@
+//! `publish` and `sync`: the fleet over Redis Streams (docs/SYNC.md), through
+//! `revledger::sync`.
+
+use super::bytes::arg_bytes;
+use super::commands::{rule_from_args, rule_line};
+use super::{CliError, CliResult, PublishArgs, SyncArgs};
+use revledger::sync::{Event, Follower, Notes, Publisher, SyncError, SyncOptions, Trim};
+use revledger::{now_cutoff, unix_now_floor, Error, Ledger, Rule, Scope, WriterOptions};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+impl From<SyncError> for CliError {
+    fn from(e: SyncError) -> CliError {
+        match e {
+            SyncError::Ledger(e) => e.into(),
+            e => CliError::new(e.to_string()),
+        }
+    }
+}
+
+/// `publish`: one rule, one stream entry.
+pub fn publish(a: &PublishArgs) -> CliResult {
+    let scope = a.rule.scope;
+    let (tenant, key, at) = rule_from_args(&a.rule)?;
+    let (at, when) = match at {
+        Some(at) => (at, ""),
+        None if scope == Scope::Token => {
+            return Err(CliError::new(
+                "a token rule needs --exp UNIX: the token's exp",
+            ))
+        }
+        None => (now_cutoff(), " (now, rounded up to the next second)"),
+    };
+    let rule = Rule::new(scope, &tenant, &key, at);
+    let stream = arg_bytes("stream", &a.stream, false)?;
+    let reason = a
+        .reason
+        .as_deref()
+        .map(|r| arg_bytes("reason", r, false))
+        .transpose()?;
+    let origin = a
+        .origin
+        .as_deref()
+        .map(|o| arg_bytes("origin", o, false))
+        .transpose()?;
+    let trim = if a.no_trim {
+        Trim::None
+    } else {
+        Trim::by_age(a.max_token_lifetime, a.leeway)
+    };
+    // Checked before connecting: a bad rule never reaches the stream.
+    trim.check(&rule, unix_now_floor())?;
+    let mut p = Publisher::connect(&a.redis, stream.clone(), trim)?;
+    let notes = Notes {
+        reason: reason.as_deref(),
+        origin: origin.as_deref(),
+    };
+    let id = p.publish_with_notes(&rule, &notes)?;
+    println!(
+        "published {}{when} as entry {id} of stream {}",
+        rule_line(&rule),
+        String::from_utf8_lossy(&stream)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a log line.
+fn utc_now() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+/// `sync`: the long-running single writer of the host's ledger, fed from the stream.
+pub fn sync(a: &SyncArgs) -> CliResult {
+    let stream = arg_bytes("stream", &a.stream, false)?;
+    let created = !a.ledger.exists();
+    let options = WriterOptions {
+        max_token_lifetime: a.max_token_lifetime,
+        leeway: a.leeway,
+        ..WriterOptions::default()
+    };
+    let ledger = match Ledger::open_writer(&a.ledger, &options) {
+        Ok(l) => l,
+        Err(Error::Locked(p)) => {
+            return Err(CliError::new(format!(
+                "ledger {} is locked by another writer: another `revledger sync` (or a \
+                 program revoking through it) already feeds it; one sync per ledger",
+                p.display()
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let log = |line: &dyn std::fmt::Display| eprintln!("revledger sync: {} {line}", utc_now());
+    if created {
+        log(&format_args!(
+            "created ledger {} (max token lifetime {} s, leeway {} s)",
+            a.ledger.display(),
+            ledger.max_token_lifetime(),
+            ledger.leeway()
+        ));
+    }
+    let mut opts = SyncOptions::new(a.redis.clone(), stream);
+    opts.batch = a.batch;
+    opts.compact_every = (a.compact_every > 0).then(|| Duration::from_secs(a.compact_every));
+    let mut follower = Follower::new(&ledger, opts)?;
+    let p = follower.position();
+    log(&format_args!(
+        "following stream {} into {} from entry {}{}",
+        String::from_utf8_lossy(&p.stream),
+        a.ledger.display(),
+        p.last_id,
+        if p.last_heard > 0 {
+            format!(" (last heard at {})", p.last_heard)
+        } else {
+            String::new()
+        }
+    ));
+    let verbose = a.verbose;
+    let stop = AtomicBool::new(false); // runs until killed; every batch is synced
+    follower.run(&stop, &mut |e: &Event| {
+        if verbose || !matches!(e, Event::Heartbeat { .. }) {
+            log(e);
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

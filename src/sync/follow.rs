@@ -1,0 +1,623 @@
+//! Following a stream into a ledger: the loop of `revledger sync` (docs/SYNC.md §3).
+//!
+//! One step reads a batch with `XREAD COUNT n BLOCK t` from the ledger's recorded
+//! position, turns each entry into a rule (a malformed entry is reported and skipped),
+//! appends the rules and the new position in one write, and syncs: one fdatasync per
+//! batch (group commit). A read that times out with nothing new is a heartbeat: the
+//! position is written again with a newer "last heard", at most once per second. When
+//! Redis cannot be reached, steps report it and ask the caller to wait, with exponential
+//! backoff; the ledger keeps answering and its "last heard" stays put.
+
+use super::message::parse_fields;
+use super::{redact_url, Result, SyncError};
+use crate::ledger::{CompactStats, Ledger};
+use crate::position::{StreamId, StreamPosition};
+use crate::rule::{unix_now_floor, Rule};
+use redis::Value;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How a [`Follower`] reads its stream.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// `redis://[user:password@]host:port/[db]`.
+    pub redis_url: String,
+    /// Name of the stream (a Redis key).
+    pub stream: Vec<u8>,
+    /// Most entries read (and applied in one write and one sync) at a time.
+    pub batch: usize,
+    /// How long one read waits for new entries; also the heartbeat cadence.
+    pub block: Duration,
+    /// Time allowed to connect, and beyond `block`, for a reply.
+    pub timeout: Duration,
+    /// First wait after Redis failed; doubled at each further failure...
+    pub backoff_min: Duration,
+    /// ...up to this.
+    pub backoff_max: Duration,
+    /// Compact the ledger this often (the sync process holds the writer's lock, so no
+    /// one else can); `None`: never.
+    pub compact_every: Option<Duration>,
+}
+
+impl SyncOptions {
+    /// Options for following `stream` on the Redis at `redis_url`, with the defaults:
+    /// batches of 10,000 entries, 1 s blocking reads, 5 s timeouts, backoff from 100 ms
+    /// to 5 s, compaction every hour.
+    pub fn new(redis_url: impl Into<String>, stream: impl Into<Vec<u8>>) -> SyncOptions {
+        SyncOptions {
+            redis_url: redis_url.into(),
+            stream: stream.into(),
+            batch: 10_000,
+            block: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            compact_every: Some(Duration::from_secs(3600)),
+        }
+    }
+}
+
+/// What a [`Follower`] reports as it goes (the log of `revledger sync`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Connected to Redis; reading entries after `from`.
+    Connected {
+        /// The Redis URL, password hidden.
+        redis: String,
+        /// Id after which entries are read.
+        from: StreamId,
+    },
+    /// The ledger's position is for another stream: this one is read from its beginning.
+    NewStream {
+        /// The stream the ledger was fed from before.
+        previous: Vec<u8>,
+    },
+    /// The stream does not exist (a Redis that lost its data, or nothing published yet):
+    /// its entries are read from the beginning when it appears.
+    StreamMissing {
+        /// The ledger's position, now read again from `0-0`.
+        position: StreamId,
+    },
+    /// The stream's newest id is older than the ledger's position: it was recreated.
+    /// It is read again from the beginning (applying a rule twice changes nothing).
+    StreamReset {
+        /// The ledger's position.
+        position: StreamId,
+        /// The stream's `last-generated-id`.
+        last_generated: StreamId,
+    },
+    /// Entries after the ledger's position were trimmed before it read them. With
+    /// publishers trimming by age (max token lifetime + leeway) they could no longer
+    /// revoke a live token; otherwise rules were lost.
+    TrimmedPast {
+        /// The ledger's position.
+        position: StreamId,
+        /// The stream's `max-deleted-entry-id`.
+        max_deleted: StreamId,
+    },
+    /// A batch was applied and synced.
+    Applied {
+        /// Rules appended.
+        rules: usize,
+        /// Malformed entries skipped (each also reported as [`Event::Skipped`]).
+        skipped: usize,
+        /// The ledger's position now.
+        last_id: StreamId,
+    },
+    /// An entry that is not a valid rule was skipped; the entries after it are applied.
+    Skipped {
+        /// Its id.
+        id: StreamId,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Redis could not be reached, or failed; the next attempt is in `retry_in`.
+    Unreachable {
+        /// What failed.
+        error: String,
+        /// Wait before the next attempt.
+        retry_in: Duration,
+        /// Consecutive failures so far.
+        attempt: u32,
+    },
+    /// Nothing new: "last heard" moved to this Unix second.
+    Heartbeat {
+        /// The new "last heard".
+        last_heard: i64,
+    },
+    /// The ledger was compacted.
+    Compacted(CompactStats),
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Connected { redis, from } => {
+                write!(f, "connected to {redis}; reading entries after {from}")
+            }
+            Event::NewStream { previous } => write!(
+                f,
+                "the ledger was fed from stream {:?}; reading this one from its beginning",
+                String::from_utf8_lossy(previous)
+            ),
+            Event::StreamMissing { position } => write!(
+                f,
+                "the stream does not exist (yet); its entries will be read from the \
+                 beginning (the ledger was at {position})"
+            ),
+            Event::StreamReset {
+                position,
+                last_generated,
+            } => write!(
+                f,
+                "the stream was recreated (its last id {last_generated} is before the \
+                 ledger's position {position}); reading it again from the beginning"
+            ),
+            Event::TrimmedPast {
+                position,
+                max_deleted,
+            } => write!(
+                f,
+                "warning: entries up to {max_deleted} were trimmed from the stream before \
+                 this ledger read them (it was at {position}); rules older than the \
+                 publishers' trim horizon are assumed expired"
+            ),
+            Event::Applied {
+                rules,
+                skipped,
+                last_id,
+            } => write!(
+                f,
+                "applied {rules} rules ({skipped} skipped) up to entry {last_id}; synced"
+            ),
+            Event::Skipped { id, reason } => {
+                write!(f, "skipped malformed entry {id}: {reason}")
+            }
+            Event::Unreachable {
+                error,
+                retry_in,
+                attempt,
+            } => write!(
+                f,
+                "redis unreachable ({error}); retrying in {} ms (attempt {attempt}); \
+                 the ledger keeps answering from what it holds",
+                retry_in.as_millis()
+            ),
+            Event::Heartbeat { last_heard } => write!(f, "heartbeat: last heard {last_heard}"),
+            Event::Compacted(s) => write!(
+                f,
+                "compacted the ledger: {} rules kept, {} expired keys dropped, {} -> {} bytes",
+                s.rules_kept, s.keys_dropped, s.bytes_before, s.bytes_after
+            ),
+        }
+    }
+}
+
+/// The one process that feeds a ledger from a stream: reads from the ledger's recorded
+/// position and appends each batch with its new position. Holds the ledger's writer
+/// handle, so a second follower on the same ledger fails to open it with `Locked`.
+pub struct Follower<'l> {
+    ledger: &'l Ledger,
+    client: redis::Client,
+    redis_shown: String,
+    opts: SyncOptions,
+    conn: Option<redis::Connection>,
+    /// The position written last (or, before anything is written, to write next).
+    position: StreamPosition,
+    failures: u32,
+    last_compaction: Instant,
+    pending: Vec<Event>,
+}
+
+/// Why a step lost its connection: Redis failed, or answered something unreadable.
+enum Lost {
+    Redis(redis::RedisError),
+    Protocol(String),
+}
+
+impl From<redis::RedisError> for Lost {
+    fn from(e: redis::RedisError) -> Lost {
+        Lost::Redis(e)
+    }
+}
+
+impl fmt::Display for Lost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lost::Redis(e) => e.fmt(f),
+            Lost::Protocol(m) => write!(f, "unexpected answer: {m}"),
+        }
+    }
+}
+
+/// One entry of an `XREAD` answer: its id and its field/value pairs (or why they are
+/// unreadable).
+type RawEntry<'a> = (StreamId, Result<Vec<(&'a [u8], &'a [u8])>, String>);
+
+fn bytes_of(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+/// The entries of an `XREAD` answer for `stream`. Never panics, whatever Redis sent.
+fn xread_entries<'a>(reply: &'a Value, stream: &[u8]) -> Result<Vec<RawEntry<'a>>, String> {
+    let per_stream: Vec<(&Value, &Value)> = match reply {
+        Value::Nil => return Ok(Vec::new()),
+        Value::Array(items) => items
+            .iter()
+            .map(|s| match s {
+                Value::Array(pair) if pair.len() == 2 => Ok((&pair[0], &pair[1])),
+                other => Err(format!("stream item {other:?}")),
+            })
+            .collect::<Result<_, _>>()?,
+        Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
+        other => return Err(format!("XREAD answered {other:?}")),
+    };
+    let Some((_, entries)) = per_stream
+        .into_iter()
+        .find(|(name, _)| bytes_of(name) == Some(stream))
+    else {
+        return Ok(Vec::new());
+    };
+    let Value::Array(entries) = entries else {
+        return Err(format!("entries {entries:?}"));
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let Value::Array(parts) = e else {
+            return Err(format!("entry {e:?}"));
+        };
+        let [id, fields] = &parts[..] else {
+            return Err(format!("entry of {} parts", parts.len()));
+        };
+        let id = bytes_of(id)
+            .and_then(StreamId::parse)
+            .ok_or_else(|| format!("entry id {id:?}"))?;
+        let pairs = match fields {
+            Value::Array(flat) if flat.len() % 2 == 0 => flat
+                .chunks_exact(2)
+                .map(|kv| match (bytes_of(&kv[0]), bytes_of(&kv[1])) {
+                    (Some(k), Some(v)) => Ok((k, v)),
+                    _ => Err("a field name or value is not a string".to_string()),
+                })
+                .collect(),
+            Value::Array(_) => Err("odd number of field names and values".to_string()),
+            Value::Map(kvs) => kvs
+                .iter()
+                .map(|(k, v)| match (bytes_of(k), bytes_of(v)) {
+                    (Some(k), Some(v)) => Ok((k, v)),
+                    _ => Err("a field name or value is not a string".to_string()),
+                })
+                .collect(),
+            _ => Err("the entry has no fields".to_string()),
+        };
+        out.push((id, pairs));
+    }
+    Ok(out)
+}
+
+/// A field of an `XINFO STREAM` answer (a flat list of names and values, or a map).
+fn info_field<'a>(info: &'a Value, name: &[u8]) -> Option<&'a Value> {
+    match info {
+        Value::Array(flat) => flat
+            .chunks_exact(2)
+            .find(|kv| bytes_of(&kv[0]) == Some(name))
+            .map(|kv| &kv[1]),
+        Value::Map(kvs) => kvs
+            .iter()
+            .find(|(k, _)| bytes_of(k) == Some(name))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+fn info_id(info: &Value, name: &[u8]) -> Option<StreamId> {
+    info_field(info, name)
+        .and_then(bytes_of)
+        .and_then(StreamId::parse)
+}
+
+impl<'l> Follower<'l> {
+    /// A follower feeding `ledger` (a writer handle) from the stream of `options`,
+    /// starting after the ledger's recorded position when it is for that stream, from the
+    /// stream's beginning otherwise. Does not connect yet.
+    pub fn new(ledger: &'l Ledger, options: SyncOptions) -> Result<Follower<'l>> {
+        if !ledger.is_writer() {
+            return Err(SyncError::Ledger(crate::Error::ReadOnly));
+        }
+        let mut position = StreamPosition::new(options.stream.clone(), StreamId::ZERO, 0);
+        position.validate()?;
+        if options.batch == 0 || options.block.is_zero() {
+            return Err(SyncError::Ledger(crate::Error::invalid(
+                "batch and block must be positive",
+            )));
+        }
+        let client = redis::Client::open(options.redis_url.as_str())?;
+        let mut pending = Vec::new();
+        match ledger.stream_position()? {
+            Some(p) if p.stream == options.stream => position = p,
+            Some(p) => pending.push(Event::NewStream { previous: p.stream }),
+            None => {}
+        }
+        Ok(Follower {
+            ledger,
+            client,
+            redis_shown: redact_url(&options.redis_url),
+            opts: options,
+            conn: None,
+            position,
+            failures: 0,
+            last_compaction: Instant::now(),
+            pending,
+        })
+    }
+
+    /// The ledger's position as this follower last wrote it (or found it).
+    pub fn position(&self) -> &StreamPosition {
+        &self.position
+    }
+
+    /// One step: connect if needed, read one batch (waiting up to `block`), apply it.
+    /// `Ok(Some(wait))`: Redis failed (reported through `on`); wait that long before the
+    /// next step. `Err`: the ledger failed; following cannot go on.
+    pub fn step(&mut self, on: &mut dyn FnMut(&Event)) -> Result<Option<Duration>> {
+        for e in self.pending.drain(..) {
+            on(&e);
+        }
+        if self.conn.is_none() {
+            match self.connect(on) {
+                Ok(conn) => self.conn = Some(conn),
+                Err(lost) => return Ok(Some(self.unreachable(lost, on))),
+            }
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(None);
+        };
+        let reply = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(self.opts.batch)
+            .arg("BLOCK")
+            .arg(self.opts.block.as_millis().max(1) as u64)
+            .arg("STREAMS")
+            .arg(&self.opts.stream[..])
+            .arg(self.position.last_id.to_string())
+            .query::<Value>(conn);
+        let applied = match reply {
+            Ok(v) => self.apply(&v, on)?,
+            Err(e) => Err(Lost::Redis(e)),
+        };
+        if let Err(lost) = applied {
+            self.conn = None;
+            return Ok(Some(self.unreachable(lost, on)));
+        }
+        self.failures = 0;
+        if let Some(every) = self.opts.compact_every {
+            if self.last_compaction.elapsed() >= every {
+                let stats = self.ledger.compact(unix_now_floor())?;
+                self.last_compaction = Instant::now();
+                on(&Event::Compacted(stats));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Steps until `stop` is set (checked between steps and while waiting out a
+    /// backoff) or the ledger fails.
+    pub fn run(&mut self, stop: &AtomicBool, on: &mut dyn FnMut(&Event)) -> Result<()> {
+        while !stop.load(Ordering::Acquire) {
+            if let Some(wait) = self.step(on)? {
+                let until = Instant::now() + wait;
+                while !stop.load(Ordering::Acquire) {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(50)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unreachable(&mut self, lost: Lost, on: &mut dyn FnMut(&Event)) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let factor = 1u32 << (self.failures - 1).min(16);
+        let retry_in = self
+            .opts
+            .backoff_min
+            .saturating_mul(factor)
+            .min(self.opts.backoff_max);
+        on(&Event::Unreachable {
+            error: lost.to_string(),
+            retry_in,
+            attempt: self.failures,
+        });
+        retry_in
+    }
+
+    /// Connects and looks at the stream: a stream that is missing, or whose newest id is
+    /// before the ledger's position, is read again from its beginning.
+    fn connect(&mut self, on: &mut dyn FnMut(&Event)) -> Result<redis::Connection, Lost> {
+        let mut conn = self.client.get_connection_with_timeout(self.opts.timeout)?;
+        conn.set_read_timeout(Some(self.opts.block + self.opts.timeout))?;
+        conn.set_write_timeout(Some(self.opts.timeout))?;
+        let position = self.position.last_id;
+        let info = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.opts.stream[..])
+            .query::<Value>(&mut conn);
+        match info {
+            Ok(info) => {
+                let last = info_id(&info, b"last-generated-id").ok_or_else(|| {
+                    Lost::Protocol(format!("XINFO STREAM without last-generated-id: {info:?}"))
+                })?;
+                if last < position {
+                    on(&Event::StreamReset {
+                        position,
+                        last_generated: last,
+                    });
+                    self.position.last_id = StreamId::ZERO;
+                } else if let Some(deleted) = info_id(&info, b"max-deleted-entry-id") {
+                    if position != StreamId::ZERO && deleted > position {
+                        on(&Event::TrimmedPast {
+                            position,
+                            max_deleted: deleted,
+                        });
+                    }
+                }
+            }
+            Err(e) if !e.is_io_error() && e.to_string().to_lowercase().contains("no such key") => {
+                if position != StreamId::ZERO {
+                    on(&Event::StreamMissing { position });
+                    self.position.last_id = StreamId::ZERO;
+                }
+            }
+            Err(e) => return Err(Lost::Redis(e)),
+        }
+        on(&Event::Connected {
+            redis: self.redis_shown.clone(),
+            from: self.position.last_id,
+        });
+        Ok(conn)
+    }
+
+    /// Applies one `XREAD` answer. The outer error is the ledger's (fatal); the inner
+    /// one an unreadable answer (drop the connection and try again).
+    fn apply(&mut self, reply: &Value, on: &mut dyn FnMut(&Event)) -> Result<Result<(), Lost>> {
+        let now = unix_now_floor();
+        let entries = match xread_entries(reply, &self.opts.stream) {
+            Ok(e) => e,
+            Err(why) => return Ok(Err(Lost::Protocol(why))),
+        };
+        let mut last = self.position.last_id;
+        let mut rules: Vec<Rule<'_>> = Vec::with_capacity(entries.len());
+        let mut skipped = 0;
+        for (id, pairs) in &entries {
+            if *id <= last {
+                continue; // never apply out of place (XREAD only returns later ids)
+            }
+            last = *id;
+            match pairs
+                .as_ref()
+                .map_err(String::clone)
+                .and_then(|p| parse_fields(p))
+            {
+                Ok(rule) => rules.push(rule),
+                Err(reason) => {
+                    skipped += 1;
+                    on(&Event::Skipped { id: *id, reason });
+                }
+            }
+        }
+        let fresh = last != self.position.last_id;
+        if !fresh && now <= self.position.last_heard {
+            return Ok(Ok(())); // nothing new, and "last heard" already says this second
+        }
+        let position = StreamPosition {
+            stream: std::mem::take(&mut self.position.stream),
+            last_id: last,
+            last_heard: now.max(self.position.last_heard),
+        };
+        let written = self
+            .ledger
+            .revoke_batch_at_position(&rules, &position)
+            .and_then(|()| self.ledger.sync());
+        if let Err(e) = written {
+            self.position.stream = position.stream;
+            return Err(e.into());
+        }
+        self.position = position;
+        if fresh {
+            on(&Event::Applied {
+                rules: rules.len(),
+                skipped,
+                last_id: last,
+            });
+        } else {
+            on(&Event::Heartbeat {
+                last_heard: self.position.last_heard,
+            });
+        }
+        Ok(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &[u8]) -> Value {
+        Value::BulkString(s.to_vec())
+    }
+
+    fn entry(id: &str, fields: &[&[u8]]) -> Value {
+        Value::Array(vec![
+            bulk(id.as_bytes()),
+            Value::Array(fields.iter().map(|f| bulk(f)).collect()),
+        ])
+    }
+
+    #[test]
+    fn xread_answers_are_read_and_odd_ones_refused_without_panic() {
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk(b"s"),
+            Value::Array(vec![
+                entry("1-0", &[b"scope", b"global", b"at", b"5"]),
+                entry("1-1", &[b"scope"]),
+                Value::Array(vec![bulk(b"2-0"), Value::Nil]),
+            ]),
+        ])]);
+        let got = xread_entries(&reply, b"s").unwrap();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].0, StreamId::new(1, 0));
+        assert_eq!(
+            got[0].1,
+            Ok(vec![(&b"scope"[..], &b"global"[..]), (b"at", b"5")])
+        );
+        assert!(got[1].1.is_err());
+        assert!(got[2].1.is_err());
+        assert!(xread_entries(&Value::Nil, b"s").unwrap().is_empty());
+        assert!(xread_entries(&reply, b"other").unwrap().is_empty());
+        for bad in [
+            Value::Int(3),
+            Value::Array(vec![Value::Int(1)]),
+            Value::Array(vec![Value::Array(vec![bulk(b"s"), Value::Int(1)])]),
+            Value::Array(vec![Value::Array(vec![
+                bulk(b"s"),
+                Value::Array(vec![entry("x-y", &[])]),
+            ])]),
+            Value::Array(vec![Value::Array(vec![
+                bulk(b"s"),
+                Value::Array(vec![Value::Array(vec![bulk(b"1-0")])]),
+            ])]),
+        ] {
+            assert!(xread_entries(&bad, b"s").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn xinfo_fields_are_found_in_flat_lists() {
+        let info = Value::Array(vec![
+            bulk(b"length"),
+            Value::Int(2),
+            bulk(b"last-generated-id"),
+            bulk(b"5-1"),
+            bulk(b"max-deleted-entry-id"),
+            bulk(b"3-0"),
+        ]);
+        assert_eq!(
+            info_id(&info, b"last-generated-id"),
+            Some(StreamId::new(5, 1))
+        );
+        assert_eq!(
+            info_id(&info, b"max-deleted-entry-id"),
+            Some(StreamId::new(3, 0))
+        );
+        assert_eq!(info_id(&info, b"length"), None);
+        assert_eq!(info_id(&Value::Nil, b"length"), None);
+    }
+}
