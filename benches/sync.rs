@@ -65,7 +65,15 @@ fn start_redis() -> (Server, String) {
 
 fn spawn_sync(url: &str, stream: &str, ledger: &Path) -> Child {
     Command::new(BIN)
-        .args(["sync", "--redis", url, "--stream", stream, "--compact-every", "0"])
+        .args([
+            "sync",
+            "--redis",
+            url,
+            "--stream",
+            stream,
+            "--compact-every",
+            "0",
+        ])
         .arg(ledger)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -76,10 +84,14 @@ fn spawn_sync(url: &str, stream: &str, ledger: &Path) -> Child {
 
 fn open_when_there(path: &Path) -> Ledger {
     let mut l = None;
-    wait_for("the sync process creates its ledger", Duration::from_secs(20), || {
-        l = Ledger::open_reader(path).ok();
-        l.is_some()
-    });
+    wait_for(
+        "the sync process creates its ledger",
+        Duration::from_secs(20),
+        || {
+            l = Ledger::open_reader(path).ok();
+            l.is_some()
+        },
+    );
     l.unwrap()
 }
 
@@ -93,8 +105,7 @@ fn us(d: Duration) -> f64 {
 }
 
 fn main() {
-    let Some(setting) = std::env::var_os("REVLEDGER_BENCH_REDIS").filter(|v| !v.is_empty())
-    else {
+    let Some(setting) = std::env::var_os("REVLEDGER_BENCH_REDIS").filter(|v| !v.is_empty()) else {
         println!(
             "sync benchmark skipped: set REVLEDGER_BENCH_REDIS=redis://host:port/ (a Redis \
              to use) or REVLEDGER_BENCH_REDIS=1 (start a redis-server on loopback)"
@@ -116,9 +127,11 @@ fn main() {
     let reader = open_when_there(&host);
     let mut publisher = Publisher::connect(&url, stream.as_str(), Trim::by_age(86_400, 300))
         .expect("connect the publisher");
-    wait_for("the sync process hears from redis", Duration::from_secs(20), || {
-        reader.last_heard().ok().flatten().is_some()
-    });
+    wait_for(
+        "the sync process hears from redis",
+        Duration::from_secs(20),
+        || reader.last_heard().ok().flatten().is_some(),
+    );
     let names: Vec<String> = (0..TRIALS).map(|i| format!("latency-{i}")).collect();
     let mut after_return = Vec::with_capacity(TRIALS);
     let mut whole = Vec::with_capacity(TRIALS);
@@ -133,9 +146,11 @@ fn main() {
         let t0 = Instant::now();
         publisher.publish(&rule).expect("publish");
         let t1 = Instant::now();
-        wait_for("the reader answers revoked", Duration::from_secs(20), || {
-            matches!(reader.check(&token), Ok(Verdict::Revoked { .. }))
-        });
+        wait_for(
+            "the reader answers revoked",
+            Duration::from_secs(20),
+            || matches!(reader.check(&token), Ok(Verdict::Revoked { .. })),
+        );
         let t2 = Instant::now();
         after_return.push(t2 - t1);
         whole.push(t2 - t0);
@@ -156,15 +171,21 @@ fn main() {
             .iter()
             .map(|k| Rule::new(Scope::Subject, b"acme", k.as_bytes(), 1_700_000_000))
             .collect();
-        last = *p.publish_batch(&rules).expect("publish").last().expect("ids");
+        last = *p
+            .publish_batch(&rules)
+            .expect("publish")
+            .last()
+            .expect("ids");
     }
     let fresh = dir.path().join("host-c.ledger");
     let start = Instant::now();
     let mut sync = spawn_sync(&url, &bulk, &fresh);
     let reader = open_when_there(&fresh);
-    wait_for("the fresh host reaches the last entry", Duration::from_secs(300), || {
-        matches!(reader.stream_position(), Ok(Some(pos)) if pos.last_id == last)
-    });
+    wait_for(
+        "the fresh host reaches the last entry",
+        Duration::from_secs(300),
+        || matches!(reader.stream_position(), Ok(Some(pos)) if pos.last_id == last),
+    );
     let took = start.elapsed();
     let _ = sync.kill();
     let _ = sync.wait();

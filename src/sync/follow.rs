@@ -2,8 +2,12 @@
 //!
 //! One step reads a batch with `XREAD COUNT n BLOCK t` from the ledger's recorded
 //! position, turns each entry into a rule (a malformed entry is reported and skipped),
-//! appends the rules and the new position in one write, and syncs: one fdatasync per
-//! batch (group commit). A read that times out with nothing new is a heartbeat: the
+//! appends the rules and the new position in one write (committed: every reader sees
+//! them), and syncs. [`Follower::step`] syncs before it returns; [`Follower::run`] hands
+//! the fdatasync to a thread of its own, so that reading the next batch does not wait
+//! for the disk: each fdatasync covers every batch committed before it (group commit).
+//! Either way a crash leaves a prefix of the log whose last position covers every rule
+//! before it, and the stream still holds whatever the crash lost. A read that times out with nothing new is a heartbeat: the
 //! position is written again with a newer "last heard", at most once per second. When
 //! Redis cannot be reached, steps report it and ask the caller to wait, with exponential
 //! backoff; the ledger keeps answering and its "last heard" stays put.
@@ -13,6 +17,7 @@ use super::{redact_url, Result, SyncError};
 use crate::ledger::{CompactStats, Ledger};
 use crate::position::{StreamId, StreamPosition};
 use crate::rule::{unix_now_floor, Rule};
+use parking_lot::{Condvar, Mutex};
 use redis::Value;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,7 +101,7 @@ pub enum Event {
         /// The stream's `max-deleted-entry-id`.
         max_deleted: StreamId,
     },
-    /// A batch was applied and synced.
+    /// A batch was applied: committed, visible to every reader, synced right after.
     Applied {
         /// Rules appended.
         rules: usize,
@@ -169,7 +174,7 @@ impl fmt::Display for Event {
                 last_id,
             } => write!(
                 f,
-                "applied {rules} rules ({skipped} skipped) up to entry {last_id}; synced"
+                "applied {rules} rules ({skipped} skipped) up to entry {last_id}"
             ),
             Event::Skipped { id, reason } => {
                 write!(f, "skipped malformed entry {id}: {reason}")
@@ -206,8 +211,59 @@ pub struct Follower<'l> {
     /// The position written last (or, before anything is written, to write next).
     position: StreamPosition,
     failures: u32,
+    /// An `XREAD` was sent whose answer the next step receives.
+    read_ahead: bool,
     last_compaction: Instant,
     pending: Vec<Event>,
+}
+
+/// The thread that makes committed batches durable while the next one is read.
+#[derive(Default)]
+struct Syncer {
+    state: Mutex<SyncerState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct SyncerState {
+    dirty: bool,
+    stop: bool,
+    error: Option<crate::Error>,
+}
+
+impl Syncer {
+    fn run(&self, ledger: &Ledger) {
+        loop {
+            {
+                let mut st = self.state.lock();
+                while !st.dirty && !st.stop {
+                    self.wake.wait(&mut st);
+                }
+                if !st.dirty {
+                    return; // stopping, nothing left to sync
+                }
+                st.dirty = false;
+            }
+            if let Err(e) = ledger.sync() {
+                self.state.lock().error = Some(e);
+                return;
+            }
+        }
+    }
+
+    fn mark_dirty(&self) {
+        self.state.lock().dirty = true;
+        self.wake.notify_one();
+    }
+
+    fn stop(&self) {
+        self.state.lock().stop = true;
+        self.wake.notify_one();
+    }
+
+    fn take_error(&self) -> Option<crate::Error> {
+        self.state.lock().error.take()
+    }
 }
 
 /// Why a step lost its connection: Redis failed, or answered something unreadable.
@@ -351,6 +407,7 @@ impl<'l> Follower<'l> {
             conn: None,
             position,
             failures: 0,
+            read_ahead: false,
             last_compaction: Instant::now(),
             pending,
         })
@@ -365,33 +422,47 @@ impl<'l> Follower<'l> {
     /// `Ok(Some(wait))`: Redis failed (reported through `on`); wait that long before the
     /// next step. `Err`: the ledger failed; following cannot go on.
     pub fn step(&mut self, on: &mut dyn FnMut(&Event)) -> Result<Option<Duration>> {
+        self.step_with(on, None)
+    }
+
+    fn step_with(
+        &mut self,
+        on: &mut dyn FnMut(&Event),
+        syncer: Option<&Syncer>,
+    ) -> Result<Option<Duration>> {
+        if let Some(e) = syncer.and_then(Syncer::take_error) {
+            return Err(e.into());
+        }
         for e in self.pending.drain(..) {
             on(&e);
         }
         if self.conn.is_none() {
             match self.connect(on) {
-                Ok(conn) => self.conn = Some(conn),
+                Ok(conn) => {
+                    self.conn = Some(conn);
+                    self.read_ahead = false;
+                }
                 Err(lost) => return Ok(Some(self.unreachable(lost, on))),
+            }
+        }
+        if !self.read_ahead {
+            if let Err(e) = self.send_xread(self.position.last_id) {
+                self.conn = None;
+                return Ok(Some(self.unreachable(Lost::Redis(e), on)));
             }
         }
         let Some(conn) = self.conn.as_mut() else {
             return Ok(None);
         };
-        let reply = redis::cmd("XREAD")
-            .arg("COUNT")
-            .arg(self.opts.batch)
-            .arg("BLOCK")
-            .arg(self.opts.block.as_millis().max(1) as u64)
-            .arg("STREAMS")
-            .arg(&self.opts.stream[..])
-            .arg(self.position.last_id.to_string())
-            .query::<Value>(conn);
+        let reply = conn.recv_response().and_then(Value::extract_error);
+        self.read_ahead = false;
         let applied = match reply {
-            Ok(v) => self.apply(&v, on)?,
+            Ok(v) => self.apply(&v, on, syncer)?,
             Err(e) => Err(Lost::Redis(e)),
         };
         if let Err(lost) = applied {
             self.conn = None;
+            self.read_ahead = false;
             return Ok(Some(self.unreachable(lost, on)));
         }
         self.failures = 0;
@@ -406,10 +477,31 @@ impl<'l> Follower<'l> {
     }
 
     /// Steps until `stop` is set (checked between steps and while waiting out a
-    /// backoff) or the ledger fails.
+    /// backoff) or the ledger fails, syncing on a thread of its own (group commit while
+    /// the next batch is read). Everything committed is synced before it returns.
     pub fn run(&mut self, stop: &AtomicBool, on: &mut dyn FnMut(&Event)) -> Result<()> {
+        let syncer = Syncer::default();
+        let ledger = self.ledger;
+        std::thread::scope(|scope| {
+            scope.spawn(|| syncer.run(ledger));
+            let result = self.run_with(stop, on, &syncer);
+            syncer.stop();
+            result
+        })?;
+        match syncer.take_error() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    fn run_with(
+        &mut self,
+        stop: &AtomicBool,
+        on: &mut dyn FnMut(&Event),
+        syncer: &Syncer,
+    ) -> Result<()> {
         while !stop.load(Ordering::Acquire) {
-            if let Some(wait) = self.step(on)? {
+            if let Some(wait) = self.step_with(on, Some(syncer))? {
                 let until = Instant::now() + wait;
                 while !stop.load(Ordering::Acquire) {
                     let left = until.saturating_duration_since(Instant::now());
@@ -420,6 +512,26 @@ impl<'l> Follower<'l> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Sends `XREAD` for the entries after `after` without waiting for the answer, which
+    /// the next step receives: Redis prepares the next batch while this one is written.
+    fn send_xread(&mut self, after: StreamId) -> redis::RedisResult<()> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        let cmd = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(self.opts.batch)
+            .arg("BLOCK")
+            .arg(self.opts.block.as_millis().clamp(1, u64::MAX as u128) as u64)
+            .arg("STREAMS")
+            .arg(&self.opts.stream[..])
+            .arg(after.to_string())
+            .get_packed_command();
+        conn.send_packed_command(&cmd)?;
+        self.read_ahead = true;
         Ok(())
     }
 
@@ -487,7 +599,12 @@ impl<'l> Follower<'l> {
 
     /// Applies one `XREAD` answer. The outer error is the ledger's (fatal); the inner
     /// one an unreadable answer (drop the connection and try again).
-    fn apply(&mut self, reply: &Value, on: &mut dyn FnMut(&Event)) -> Result<Result<(), Lost>> {
+    fn apply(
+        &mut self,
+        reply: &Value,
+        on: &mut dyn FnMut(&Event),
+        syncer: Option<&Syncer>,
+    ) -> Result<Result<(), Lost>> {
         let now = unix_now_floor();
         let entries = match xread_entries(reply, &self.opts.stream) {
             Ok(e) => e,
@@ -513,9 +630,12 @@ impl<'l> Follower<'l> {
                 }
             }
         }
+        // Ask for the next batch now; write this one while Redis prepares it.
+        let ahead = self.send_xread(last);
         let fresh = last != self.position.last_id;
         if !fresh && now <= self.position.last_heard {
-            return Ok(Ok(())); // nothing new, and "last heard" already says this second
+            // Nothing new, and "last heard" already says this second.
+            return Ok(ahead.map_err(Lost::Redis));
         }
         let position = StreamPosition {
             stream: std::mem::take(&mut self.position.stream),
@@ -525,7 +645,13 @@ impl<'l> Follower<'l> {
         let written = self
             .ledger
             .revoke_batch_at_position(&rules, &position)
-            .and_then(|()| self.ledger.sync());
+            .and_then(|()| match syncer {
+                Some(s) => {
+                    s.mark_dirty();
+                    Ok(())
+                }
+                None => self.ledger.sync(),
+            });
         if let Err(e) = written {
             self.position.stream = position.stream;
             return Err(e.into());
@@ -542,7 +668,7 @@ impl<'l> Follower<'l> {
                 last_heard: self.position.last_heard,
             });
         }
-        Ok(Ok(()))
+        Ok(ahead.map_err(Lost::Redis))
     }
 }
 
