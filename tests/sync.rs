@@ -343,8 +343,8 @@ fn redis_restarted_mid_stream_sync_reconnects_and_goes_on() {
     let a = dir.path().join("a.ledger");
     let sa = Sync::start(&redis, &a);
     let ra = reader(&a);
-    redis
-        .publisher()
+    let mut publisher = redis.publisher();
+    publisher
         .publish(&Rule::new(Scope::Subject, b"acme", b"before", 100))
         .unwrap();
     wait_until("the first rule arrives", || {
@@ -355,8 +355,8 @@ fn redis_restarted_mid_stream_sync_reconnects_and_goes_on() {
     wait_until("sync reconnects", || {
         sa.log().matches("connected to").count() == 2
     });
-    redis
-        .publisher()
+    // The same publisher: its connection broke with the restart; it connects again.
+    publisher
         .publish(&Rule::new(Scope::Subject, b"acme", b"after", 200))
         .unwrap();
     wait_until("the rule published after the restart arrives", || {

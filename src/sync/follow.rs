@@ -633,14 +633,16 @@ impl<'l> Follower<'l> {
         // Ask for the next batch now; write this one while Redis prepares it.
         let ahead = self.send_xread(last);
         let fresh = last != self.position.last_id;
-        if !fresh && now <= self.position.last_heard {
+        // "Last heard" is the clock's word, even if the clock stepped back: a value from
+        // the future would make a stale ledger look fresh.
+        if !fresh && now == self.position.last_heard {
             // Nothing new, and "last heard" already says this second.
             return Ok(ahead.map_err(Lost::Redis));
         }
         let position = StreamPosition {
             stream: std::mem::take(&mut self.position.stream),
             last_id: last,
-            last_heard: now.max(self.position.last_heard),
+            last_heard: now,
         };
         let written = self
             .ledger

@@ -106,8 +106,10 @@ fn now_ms() -> u64 {
 }
 
 /// A connection to Redis that publishes rules to one stream, one entry per rule
-/// (docs/SYNC.md §2).
+/// (docs/SYNC.md §2). When the connection breaks, the next publish connects again and
+/// sends once more: an entry published twice changes no answer (rules are idempotent).
 pub struct Publisher {
+    client: redis::Client,
     conn: redis::Connection,
     stream: Vec<u8>,
     trim: Trim,
@@ -121,10 +123,28 @@ impl Publisher {
         crate::position::StreamPosition::new(stream.clone(), StreamId::ZERO, 0).validate()?;
         trim.validate()?;
         let client = redis::Client::open(url)?;
-        let conn = client.get_connection_with_timeout(PUBLISH_TIMEOUT)?;
-        conn.set_read_timeout(Some(PUBLISH_TIMEOUT))?;
-        conn.set_write_timeout(Some(PUBLISH_TIMEOUT))?;
-        Ok(Publisher { conn, stream, trim })
+        let conn = connect(&client)?;
+        Ok(Publisher {
+            client,
+            conn,
+            stream,
+            trim,
+        })
+    }
+
+    /// Runs `query` on the connection; when the connection broke, connects again and
+    /// runs it once more.
+    fn with_retry<T>(
+        &mut self,
+        mut query: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        match query(&mut self.conn) {
+            Err(e) if e.is_io_error() || e.is_connection_dropped() => {
+                self.conn = connect(&self.client)?;
+                Ok(query(&mut self.conn)?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// The stream this publisher writes to.
@@ -164,7 +184,7 @@ impl Publisher {
     /// Publishes `rule` with a `reason` and/or an `origin`.
     pub fn publish_with_notes(&mut self, rule: &Rule, notes: &Notes) -> Result<StreamId> {
         let cmd = self.command(rule, notes, now_ms())?;
-        let reply: redis::Value = cmd.query(&mut self.conn)?;
+        let reply: redis::Value = self.with_retry(|c| cmd.query(c))?;
         entry_id(&reply)
     }
 
@@ -187,9 +207,16 @@ impl Publisher {
         if rules.is_empty() {
             return Ok(Vec::new());
         }
-        let replies: Vec<redis::Value> = pipe.query(&mut self.conn)?;
+        let replies: Vec<redis::Value> = self.with_retry(|c| pipe.query(c))?;
         replies.iter().map(entry_id).collect()
     }
+}
+
+fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
+    let conn = client.get_connection_with_timeout(PUBLISH_TIMEOUT)?;
+    conn.set_read_timeout(Some(PUBLISH_TIMEOUT))?;
+    conn.set_write_timeout(Some(PUBLISH_TIMEOUT))?;
+    Ok(conn)
 }
 
 fn entry_id(reply: &redis::Value) -> Result<StreamId> {
