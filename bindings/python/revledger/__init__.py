@@ -231,6 +231,15 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "revledger_refresh": (_c_status, [_HandlePtr]),
     "revledger_compact": (_c_status, [_HandlePtr, ctypes.c_int64]),
     "revledger_stats": (_c_status, [_HandlePtr, ctypes.c_int64, ctypes.POINTER(_Stats)]),
+    "revledger_freshness": (
+        _c_status,
+        [
+            _HandlePtr,
+            ctypes.POINTER(ctypes.c_int64),
+            ctypes.POINTER(ctypes.c_uint64),
+            ctypes.POINTER(ctypes.c_uint64),
+        ],
+    ),
     "revledger_last_error": (ctypes.c_char_p, []),
     "revledger_status_name": (ctypes.c_char_p, [ctypes.c_uint32]),
     "revledger_version": (ctypes.c_char_p, []),
