@@ -76,8 +76,8 @@ func startRedis(t *testing.T, args ...string) *redisServer {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	r := &redisServer{t: t, port: port, dir: t.TempDir(), args: args}
+	t.Cleanup(r.stop) // first: a launch that fails still stops the server
 	r.launch()
-	t.Cleanup(r.stop)
 	return r
 }
 

@@ -86,7 +86,11 @@ class RedisServer:
             except self.redis.exceptions.ConnectionError:
                 return False
 
-        wait_until("redis-server answers PING", answers)
+        try:
+            wait_until("redis-server answers PING", answers)
+        except BaseException:
+            self.stop()  # the caller never gets the server to stop
+            raise
 
     def client(self) -> Any:
         return self.redis.Redis(host="127.0.0.1", port=self.port, password=self.password,
