@@ -39,4 +39,19 @@
 // ErrReadOnly, ErrIncompatible, ErrInternal and ErrClosed.
 //
 // Times are Unix seconds, as JWT iat/exp are.
+//
+// # Many hosts
+//
+// On a fleet, one `revledger sync` process per host feeds the host's ledger from a Redis
+// stream (docs/SYNC.md); gateways open it with OpenReader. The permission system
+// publishes rules with Publish or a Publisher (one XADD per rule, trimming the stream by
+// age), or with any Redis client. Freshness tells when the ledger last heard from the
+// stream, and Middleware's WithMaxStaleness refuses valid tokens with 503 once that is
+// longer ago than the gateway accepts:
+//
+//	id, err := revledger.Publish(ctx, "redis://redis.internal:6379/", "revocations",
+//		revledger.Rule{Scope: revledger.ScopeRole, Tenant: []byte("acme"),
+//			Key: []byte("super_admin"), At: revledger.NowCutoff()})
+//
+//	h := revledger.Middleware(api, gateway, claims, revledger.WithMaxStaleness(10*time.Second))
 package revledger

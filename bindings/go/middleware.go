@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // ErrNoToken may be returned (or wrapped) by a Middleware's claimsFromRequest when the
@@ -20,22 +21,72 @@ func WithRealm(realm string) Option {
 }
 
 // WithCheckErrorStatus sets the status written when Check fails (the ledger is
-// unreadable, closed, ...): 503 Service Unavailable by default. The request is refused
-// either way (fail closed).
+// unreadable, closed, ...) or the ledger is stale (WithMaxStaleness): 503 Service
+// Unavailable by default. The request is refused either way (fail closed).
 func WithCheckErrorStatus(code int) Option {
 	return func(m *middleware) {
 		m.onCheckError = func(w http.ResponseWriter, r *http.Request, err error, next http.Handler) {
-			http.Error(w, http.StatusText(code), code)
+			text := http.StatusText(code)
+			var stale *StaleError
+			if errors.As(err, &stale) {
+				text += ": " + stale.Error()
+			}
+			http.Error(w, text, code)
 		}
 	}
 }
 
 // WithCheckErrorHandler hands requests whose token could not be checked to h, which
 // answers them itself or, to fail open, calls next.ServeHTTP(w, r). Choosing to fail
-// open is the gateway's decision; the default fails closed with 503.
+// open is the gateway's decision; the default fails closed with 503. With
+// WithMaxStaleness, h also gets the requests refused for a stale ledger, with a
+// *StaleError (errors.Is(err, ErrStale)).
 func WithCheckErrorHandler(h func(w http.ResponseWriter, r *http.Request, err error, next http.Handler)) Option {
 	return func(m *middleware) { m.onCheckError = h }
 }
+
+// WithMaxStaleness makes the middleware fail closed when the ledger is fed by
+// `revledger sync` (docs/SYNC.md) and has not heard from its stream for longer than d,
+// or never has: a token the ledger finds valid is then refused with 503 (or as
+// WithCheckErrorStatus / WithCheckErrorHandler choose), the body saying how stale the
+// ledger is, because a revocation published meanwhile may not have reached this host.
+// A token the ledger finds revoked still gets its 401: rules only accumulate, so a
+// stale ledger's "revoked" stands.
+//
+// The sync process records that it heard from the stream about once a second while
+// Redis answers, even when nothing is published, to the whole second: choose d of a
+// few seconds at least (say 10 s). Reading the time takes no lock. d must be positive
+// (Middleware panics otherwise).
+func WithMaxStaleness(d time.Duration) Option {
+	if d <= 0 {
+		panic("revledger: WithMaxStaleness needs a positive duration, got " + d.String())
+	}
+	return func(m *middleware) { m.maxStaleness = d }
+}
+
+// ErrStale matches (errors.Is) the *StaleError given to a check-error handler when the
+// ledger is older than WithMaxStaleness allows.
+var ErrStale = errors.New("revledger: the revocation ledger is stale")
+
+// StaleError says that the ledger last heard from its stream too long ago, or never.
+type StaleError struct {
+	// LastHeard is when the ledger last heard from its stream; zero when it never did.
+	LastHeard time.Time
+	// Age is how long before the request that was (0 when it never heard).
+	Age time.Duration
+	// MaxStaleness is the limit given to WithMaxStaleness.
+	MaxStaleness time.Duration
+}
+
+func (e *StaleError) Error() string {
+	if e.LastHeard.IsZero() {
+		return "the revocation ledger has never heard from its stream (no sync process has fed it); limit " + e.MaxStaleness.String()
+	}
+	return "the revocation ledger last heard from its stream " + e.Age.Round(time.Millisecond).String() + " ago (limit " + e.MaxStaleness.String() + ")"
+}
+
+// Is makes errors.Is(err, ErrStale) true.
+func (e *StaleError) Is(target error) bool { return target == ErrStale }
 
 type middleware struct {
 	next         http.Handler
@@ -43,6 +94,8 @@ type middleware struct {
 	claims       func(*http.Request) (*Token, error)
 	realm        string
 	onCheckError func(w http.ResponseWriter, r *http.Request, err error, next http.Handler)
+	maxStaleness time.Duration    // 0: not checked
+	now          func() time.Time // the clock (tests set another)
 }
 
 // Middleware refuses requests whose token is revoked. For each request it takes the
@@ -58,15 +111,23 @@ type middleware struct {
 //   - Check refuses the claims as malformed (ErrInvalidArgument: over-long claims,
 //     too many roles): 401 error="invalid_token";
 //   - Check fails otherwise (ledger unreadable, closed): 503, or as
-//     WithCheckErrorStatus / WithCheckErrorHandler choose. Never "valid" by default.
+//     WithCheckErrorStatus / WithCheckErrorHandler choose. Never "valid" by default;
+//   - with WithMaxStaleness, a valid token while the ledger is stale: the same 503,
+//     saying how stale.
 func Middleware(next http.Handler, l *Ledger, claimsFromRequest func(*http.Request) (*Token, error), opts ...Option) http.Handler {
 	m := &middleware{
 		next:   next,
 		ledger: l,
 		claims: claimsFromRequest,
 		onCheckError: func(w http.ResponseWriter, r *http.Request, err error, next http.Handler) {
-			http.Error(w, "token revocation status unavailable", http.StatusServiceUnavailable)
+			text := "token revocation status unavailable"
+			var stale *StaleError
+			if errors.As(err, &stale) {
+				text += ": " + stale.Error()
+			}
+			http.Error(w, text, http.StatusServiceUnavailable)
 		},
+		now: time.Now,
 	}
 	for _, o := range opts {
 		o(m)
@@ -89,12 +150,36 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case err == nil && v.Revoked:
 		m.challenge(w, "invalid_token", v.Description())
 	case err == nil:
+		if m.maxStaleness > 0 {
+			if err := m.fresh(); err != nil {
+				m.onCheckError(w, r, err, m.next)
+				return
+			}
+		}
 		m.next.ServeHTTP(w, r)
 	case errors.Is(err, ErrInvalidArgument):
 		m.challenge(w, "invalid_token", "the token's claims exceed the revocation ledger's limits")
 	default:
 		m.onCheckError(w, r, err, m.next)
 	}
+}
+
+// fresh returns nil when the ledger heard from its stream within maxStaleness, else a
+// *StaleError (or the error of reading the time).
+func (m *middleware) fresh() error {
+	heard, err := m.ledger.lastHeard()
+	if err != nil {
+		return err
+	}
+	if heard == 0 {
+		return &StaleError{MaxStaleness: m.maxStaleness}
+	}
+	at := time.Unix(heard, 0)
+	age := m.now().Sub(at)
+	if age <= m.maxStaleness {
+		return nil
+	}
+	return &StaleError{LastHeard: at, Age: age, MaxStaleness: m.maxStaleness}
 }
 
 // challenge writes 401 with a Bearer challenge (RFC 6750 §3).

@@ -138,6 +138,30 @@ static rl_stats_result rl_stats(const revledger *l, int64_t now) {
 typedef struct {
 	revledger_status status;
 	char *err;
+	int64_t last_heard;
+	uint64_t id_ms;
+	uint64_t id_seq;
+} rl_freshness_result;
+
+// with_id: also read the id of the last entry applied (takes the position's lock);
+// without, the call is lock-free (the middleware's path).
+static rl_freshness_result rl_freshness(const revledger *l, int with_id) {
+	rl_freshness_result r;
+	r.last_heard = 0;
+	r.id_ms = 0;
+	r.id_seq = 0;
+	if (with_id) {
+		r.status = revledger_freshness(l, &r.last_heard, &r.id_ms, &r.id_seq);
+	} else {
+		r.status = revledger_freshness(l, &r.last_heard, NULL, NULL);
+	}
+	r.err = rl_error(r.status);
+	return r;
+}
+
+typedef struct {
+	revledger_status status;
+	char *err;
 	revledger_verdict verdict;
 } rl_check_result;
 
@@ -636,6 +660,70 @@ func (l *Ledger) Stats(now int64) (Stats, error) {
 		MaxTokenLifetime: time.Duration(s.max_token_lifetime) * time.Second,
 		Leeway:           time.Duration(s.leeway) * time.Second,
 	}, nil
+}
+
+// Freshness tells how current a ledger fed by `revledger sync` (docs/SYNC.md) is.
+type Freshness struct {
+	// LastHeard is when the sync process last heard from the stream: a new entry or a
+	// heartbeat (about once a second while the stream answers), to the whole second.
+	// Zero (IsZero) when no sync process ever recorded a position in this ledger.
+	LastHeard time.Time
+	// LastID is the id of the last stream entry applied, "<ms>-<seq>", or "" when none
+	// was (never synced, or an empty stream).
+	LastID string
+}
+
+// Age is how long before now the ledger last heard from its stream (never negative),
+// and false when it never did.
+func (f Freshness) Age(now time.Time) (time.Duration, bool) {
+	if f.LastHeard.IsZero() {
+		return 0, false
+	}
+	if d := now.Sub(f.LastHeard); d > 0 {
+		return d, true
+	}
+	return 0, true
+}
+
+// Freshness reports when the ledger last heard from the stream that feeds it and the
+// last entry applied (revledger_freshness). A ledger written only through Revoke has
+// never heard from a stream: the zero Freshness. For a check on every request,
+// Middleware's WithMaxStaleness reads the time alone, without a lock.
+func (l *Ledger) Freshness() (Freshness, error) {
+	h, err := l.acquire()
+	if err != nil {
+		return Freshness{}, err
+	}
+	r := C.rl_freshness(h, 1)
+	runtime.KeepAlive(l)
+	l.mu.RUnlock()
+	if r.status != C.REVLEDGER_OK {
+		return Freshness{}, takeError(r.status, r.err)
+	}
+	var f Freshness
+	if r.last_heard != 0 {
+		f.LastHeard = time.Unix(int64(r.last_heard), 0)
+	}
+	if r.id_ms != 0 || r.id_seq != 0 {
+		f.LastID = strconv.FormatUint(uint64(r.id_ms), 10) + "-" + strconv.FormatUint(uint64(r.id_seq), 10)
+	}
+	return f, nil
+}
+
+// lastHeard is Freshness().LastHeard as Unix seconds (0: never), without the lock
+// that reading the entry id takes.
+func (l *Ledger) lastHeard() (int64, error) {
+	h, err := l.acquire()
+	if err != nil {
+		return 0, err
+	}
+	r := C.rl_freshness(h, 0)
+	runtime.KeepAlive(l)
+	l.mu.RUnlock()
+	if r.status != C.REVLEDGER_OK {
+		return 0, takeError(r.status, r.err)
+	}
+	return int64(r.last_heard), nil
 }
 
 // roleScratch holds the roles of a token with more than four, concatenated, for C.

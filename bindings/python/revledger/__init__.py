@@ -20,6 +20,12 @@ passed through unchanged, or ``str``, encoded as UTF-8; ``None`` is the empty st
 Times are ``int`` Unix seconds. Errors are :class:`RevledgerError` subclasses carrying
 the C status and the message of ``revledger_last_error()``.
 
+On a fleet, one ``revledger sync`` process per host feeds the host's ledger from a Redis
+stream (docs/SYNC.md). :func:`publish` puts a rule on that stream (it needs the optional
+``redis`` package: ``pip install 'revledger[sync]'``), and :meth:`Ledger.freshness` tells
+when the ledger last heard from it, so that a gateway can refuse to answer from a stale
+ledger.
+
 The shared library is taken from the environment variable ``REVLEDGER_LIB`` if set,
 else from ``target/release/`` of the repository this package sits in (built by
 ``cargo build --release --lib``), else from the system's library path.
@@ -42,6 +48,7 @@ from typing import Any, ClassVar, Dict, Iterable, List, NamedTuple, Optional, Se
 
 __all__ = [
     "Corrupt",
+    "Freshness",
     "Incompatible",
     "Internal",
     "InvalidArgument",
@@ -61,6 +68,8 @@ __all__ = [
     "Verdict",
     "__version__",
     "library_version",
+    "now_cutoff",
+    "publish",
 ]
 
 #: Longest tenant, subject, role, client id, session id or token id, in bytes
@@ -257,6 +266,7 @@ _check = _c["revledger_check"]
 _refresh = _c["revledger_refresh"]
 _compact = _c["revledger_compact"]
 _stats = _c["revledger_stats"]
+_freshness = _c["revledger_freshness"]
 _last_error = _c["revledger_last_error"]
 _status_name = _c["revledger_status_name"]
 _version = _c["revledger_version"]
@@ -477,6 +487,35 @@ class Stats:
     max_token_lifetime: int
     #: Clock-skew leeway, seconds.
     leeway: int
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How current a ledger fed by ``revledger sync`` is, from :meth:`Ledger.freshness`
+    (``revledger_freshness``)."""
+
+    #: Unix second at which the sync process last heard from the stream (a new entry, or
+    #: a heartbeat about once a second while the stream answers); ``None`` when no sync
+    #: process ever recorded a position in this ledger.
+    last_heard: Optional[int]
+    #: Id of the last stream entry applied, ``"<ms>-<seq>"``; ``None`` when none was.
+    last_id: Optional[str]
+
+    def age(self, now: Optional[float] = None) -> Optional[float]:
+        """Seconds since the ledger last heard from its stream as of ``now`` (default: the
+        current time), never negative; ``None`` when it never did."""
+        if self.last_heard is None:
+            return None
+        when = time.time() if now is None else now
+        return max(0.0, when - self.last_heard)
+
+    def is_stale(self, max_staleness: float, now: Optional[float] = None) -> bool:
+        """Whether a gateway wanting answers at most ``max_staleness`` seconds old should
+        fail closed: the ledger never heard from its stream, or longer ago than that.
+        (Heartbeats come about once a second, in whole seconds: use a few seconds at
+        least, say 10.)"""
+        age = self.age(now)
+        return age is None or age > max_staleness
 
 
 class Rule(NamedTuple):
@@ -902,6 +941,40 @@ class Ledger:
         )
 
 
+    def freshness(self) -> Freshness:
+        """When the ledger last heard from the stream that feeds it, and the last entry
+        applied (see :class:`Freshness`). A ledger written only through :meth:`revoke`
+        never heard from a stream: ``Freshness(None, None)``. For a check on every
+        request, :meth:`last_heard` takes no lock."""
+        heard = ctypes.c_int64()
+        ms = ctypes.c_uint64()
+        seq = ctypes.c_uint64()
+        handle = self._enter()
+        try:
+            status = _freshness(handle, ctypes.byref(heard), ctypes.byref(ms), ctypes.byref(seq))
+            if status:
+                raise _error(status)
+        finally:
+            self._leave()
+        return Freshness(
+            last_heard=heard.value or None,
+            last_id=f"{ms.value}-{seq.value}" if ms.value or seq.value else None,
+        )
+
+    def last_heard(self) -> Optional[int]:
+        """:attr:`Freshness.last_heard` alone, without the lock that reading the entry id
+        takes: cheap enough for every request."""
+        heard = ctypes.c_int64()
+        handle = self._enter()
+        try:
+            status = _freshness(handle, ctypes.byref(heard), None, None)
+            if status:
+                raise _error(status)
+        finally:
+            self._leave()
+        return heard.value or None
+
+
 def _after_fork_in_child() -> None:
     """A forked child must not use the handles it inherited: a writer's handle would
     append at an offset the parent moves on from (two writers), and freeing it could
@@ -927,3 +1000,142 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --------------------------------------------------------------------------------------
+# Publishing to a Redis stream (docs/SYNC.md §2)
+# --------------------------------------------------------------------------------------
+
+#: Longest ``reason`` or ``origin`` :func:`publish` sends, in bytes.
+MAX_NOTE_LEN = 4096
+#: Default trimming of :func:`publish` (as ``revledger publish``): entries older than
+#: a day plus five minutes are dropped.
+DEFAULT_TRIM_LIFETIME = 86_400
+DEFAULT_TRIM_LEEWAY = 300
+
+
+def now_cutoff() -> int:
+    """"Now" as a rule's cutoff: the current Unix time rounded up to the next second, so a
+    token issued in the current second counts as issued before."""
+    return int(time.time()) + 1
+
+
+def _redis_module() -> Any:
+    try:
+        import redis
+    except ImportError as e:
+        raise ImportError(
+            "revledger.publish needs the redis package (redis-py): "
+            "pip install 'revledger[sync]' or pip install redis"
+        ) from e
+    return redis
+
+
+def _invalid(message: str) -> InvalidArgument:
+    return InvalidArgument(Status.INVALID_ARGUMENT, message)
+
+
+def publish(
+    redis_url: Any,
+    stream: BytesLike,
+    scope: Union[Scope, int, str],
+    tenant: BytesLike,
+    key: BytesLike,
+    at: int,
+    reason: BytesLike = None,
+    origin: BytesLike = None,
+    *,
+    max_token_lifetime: int = DEFAULT_TRIM_LIFETIME,
+    leeway: int = DEFAULT_TRIM_LEEWAY,
+    trim: bool = True,
+) -> str:
+    """Publishes one rule to ``stream`` for the ``revledger sync`` processes that follow it
+    and returns the id Redis gave the entry (``"<ms>-<seq>"``) once Redis holds it.
+
+    ``redis_url`` is a URL (``redis://[[user]:password@]host[:port][/db]``, a connection
+    per call) or a ``redis.Redis`` client to reuse. ``scope`` is a :class:`Scope` or its
+    name; ``tenant``, ``key``, ``at`` as for :meth:`Ledger.revoke` (``at``: the cutoff,
+    for :attr:`Scope.TOKEN` the token's ``exp``; :func:`now_cutoff` for "now"); ``reason``
+    and ``origin`` are texts for people (sync ignores them).
+
+    Unless ``trim`` is false, the stream is trimmed by age on the way (``XADD MINID``
+    now − ``max_token_lifetime`` − ``leeway``, exact), so that a host catching up from the
+    beginning reads exactly the rules that can still matter; ``max_token_lifetime`` must
+    be at least that of every ledger fed from the stream. A rule the trimming would drop
+    while it still matters (a cutoff more than ``leeway`` ahead, a token's ``exp`` more
+    than ``max_token_lifetime + leeway`` ahead) is refused.
+
+    Raises :class:`InvalidArgument` for a rule every sync process would skip (checked
+    before connecting), ``ImportError`` when the ``redis`` package is missing, and
+    redis-py's exceptions (``redis.exceptions.ConnectionError``, ...) for Redis's.
+    """
+    if isinstance(scope, str):
+        try:
+            s = Scope.parse(scope)
+        except ValueError as e:
+            raise _invalid(str(e)) from None
+    else:
+        v = _as_scope(scope)
+        if v >= len(_SCOPES):
+            raise _invalid(f"unknown scope {v}")
+        s = _SCOPES[v]
+    name = _as_bytes(stream, "stream")
+    t = _as_bytes(tenant, "tenant")
+    k = _as_bytes(key, "key")
+    when = _as_i64(at, "at")
+    notes = [(b"reason", _as_bytes(reason, "reason") if reason is not None else None),
+             (b"origin", _as_bytes(origin, "origin") if origin is not None else None)]
+    if not 0 < len(name) <= MAX_KEY_LEN:
+        raise _invalid(f"the stream name must be 1 to {MAX_KEY_LEN} bytes long")
+    if len(t) > MAX_KEY_LEN:
+        raise _invalid(f"tenant is {len(t)} bytes long; the limit is {MAX_KEY_LEN}")
+    if len(k) > MAX_KEY_LEN:
+        raise _invalid(f"{s} is {len(k)} bytes long; the limit is {MAX_KEY_LEN}")
+    if s is Scope.GLOBAL and (t or k):
+        raise _invalid("a global rule takes no tenant and no key")
+    if s is Scope.TENANT and k:
+        raise _invalid("a tenant rule takes no key besides the tenant")
+    if s > Scope.TENANT and not k:
+        raise _invalid(f"a {s} rule needs a non-empty {s} key")
+    for field, note in notes:
+        if note is not None and len(note) > MAX_NOTE_LEN:
+            raise _invalid(f"{field.decode()} is longer than {MAX_NOTE_LEN} bytes")
+    min_id: Optional[int] = None
+    if trim:
+        lifetime = _as_i64(max_token_lifetime, "max_token_lifetime")
+        skew = _as_i64(leeway, "leeway")
+        if lifetime <= 0 or skew < 0:
+            raise _invalid("trimming by age needs max_token_lifetime > 0 and leeway >= 0")
+        now_ms = time.time_ns() // 1_000_000
+        now = now_ms // 1000
+        if s is Scope.TOKEN:
+            limit, what = now + lifetime + skew, "a token rule's exp more than max token lifetime + leeway ahead"
+        else:
+            limit, what = now + skew, "a cutoff more than leeway ahead"
+        if when > limit:
+            raise _invalid(
+                f"{what} ({when} > {limit}) would be trimmed from the stream (entries are "
+                f"kept max token lifetime + leeway = {lifetime + skew} s) while it still matters"
+            )
+        min_id = max(0, now_ms - (lifetime + skew) * 1000)
+
+    fields: Dict[bytes, bytes] = {
+        b"scope": s.label.encode("ascii"),
+        b"tenant": t,
+        b"key": k,
+        b"at": str(when).encode("ascii"),
+    }
+    for field, note in notes:
+        if note is not None:
+            fields[field] = note
+
+    if isinstance(redis_url, str):
+        redis = _redis_module()
+        client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+        try:
+            reply = client.xadd(name, fields, minid=min_id, approximate=False)
+        finally:
+            client.close()
+    else:
+        reply = redis_url.xadd(name, fields, minid=min_id, approximate=False)
+    return reply.decode("ascii") if isinstance(reply, bytes) else str(reply)
