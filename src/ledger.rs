@@ -25,6 +25,7 @@ use crate::position::{PositionCell, StreamPosition};
 use crate::record::{encode_config, encode_position, encode_rule, rule_keys_at, Record};
 use crate::rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict};
 use crate::snapshot::{self, LiveRule, Snapshot};
+use crate::watch::{self, LostFlag, PathState};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
@@ -137,6 +138,8 @@ struct Generation {
     recovery: Recovery,
     /// The last stream position record of the log.
     position: PositionCell,
+    /// Set once the file stopped being the ledger at the path (src/watch.rs).
+    lost: LostFlag,
 }
 
 impl KeySource for Generation {
@@ -245,6 +248,7 @@ impl Generation {
             max_token_lifetime: AtomicI64::new(log.header.max_token_lifetime),
             recovery,
             position: PositionCell::default(),
+            lost: LostFlag::default(),
             log,
         })
     }
@@ -305,7 +309,10 @@ impl Generation {
     /// Whether the index is behind the log or the file was replaced: the slow path.
     #[inline]
     fn stale(&self) -> bool {
-        self.log.map.committed_len() != self.seen.load(Ordering::Acquire) || self.log.map.retired()
+        // `lost` first: a truncated file's header must not be read.
+        self.lost.is_set()
+            || self.log.map.committed_len() != self.seen.load(Ordering::Acquire)
+            || self.log.map.retired()
     }
 
     /// Applies every record committed since the index was last brought up to date.
@@ -495,9 +502,14 @@ impl Ledger {
         token.validate()?;
         let gen = self.gen.load();
         if !gen.stale() {
-            return check::check(&gen.lookup()?, token);
+            if !watch::due() {
+                return check::check(&gen.lookup()?, token);
+            }
+            drop(gen);
+            self.verify_path()?;
+        } else {
+            drop(gen);
         }
-        drop(gen);
         check::check(&self.current()?.lookup()?, token)
     }
 
@@ -506,6 +518,7 @@ impl Ledger {
     fn current(&self) -> Result<Arc<Generation>> {
         loop {
             let gen = self.gen.load_full();
+            gen.lost.check()?;
             if !gen.log.map.retired() {
                 gen.refresh()?;
                 return Ok(gen);
@@ -515,17 +528,51 @@ impl Ledger {
                 // file here means another process compacted it: never ours to follow.
                 return Err(Error::Internal("writer's ledger file was retired".into()));
             }
-            let _one = self.follow.lock();
-            if Arc::ptr_eq(&gen, &self.gen.load()) {
-                let next = open_reader_generation(&self.path)?;
-                self.gen.store(Arc::new(next));
+            self.follow(&gen)?;
+        }
+    }
+
+    /// A reader opens the path again after a compaction replaced its file.
+    fn follow(&self, gen: &Arc<Generation>) -> Result<()> {
+        let _one = self.follow.lock();
+        if Arc::ptr_eq(gen, &self.gen.load()) {
+            let next = open_reader_generation(&self.path)?;
+            if watch::same_file(&next.log.file, &gen.log.file) {
+                // Marked retired yet still at its path (a copy of an old file put back):
+                // fail closed until a writer opens it, which clears the mark.
+                return Err(Error::corrupt(
+                    crate::header::OFF_RETIRED as u64,
+                    "the file is marked as replaced by a compaction but is still at its path",
+                ));
             }
+            self.gen.store(Arc::new(next));
+        }
+        Ok(())
+    }
+
+    /// Checks that the handle's file is still the ledger at its path (src/watch.rs):
+    /// follows a compaction a reader has not seen yet, and fails (for good) when the file
+    /// was deleted, replaced or truncated.
+    fn verify_path(&self) -> Result<()> {
+        let gen = self.gen.load_full();
+        gen.lost.check()?;
+        match gen.log.path_state()? {
+            PathState::Current => Ok(()),
+            PathState::Compacted if self.writer.is_none() => self.follow(&gen),
+            PathState::Compacted => Err(gen.lost.set(watch::Lost::Replaced(format!(
+                "the ledger file {} was compacted by another process while this writer held it",
+                self.path.display()
+            )))),
+            PathState::Lost(why) => Err(gen.lost.set(why)),
         }
     }
 
     /// Applies every record committed since this handle last looked, following a
     /// compaction if one happened. Checks do this on their own when needed.
     pub fn refresh(&self) -> Result<()> {
+        if self.writer.is_none() {
+            self.verify_path()?;
+        }
         self.current().map(|_| ())
     }
 
@@ -612,6 +659,7 @@ impl Ledger {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
         let mut w = writer.lock();
         let gen = self.gen.load();
+        gen.lost.check()?;
         let WriterState { end, buf, .. } = &mut *w;
         buf.clear();
         encode(buf);
@@ -639,6 +687,7 @@ impl Ledger {
     pub fn sync(&self) -> Result<()> {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
         let _one_sync_at_a_time = self.sync_lock.lock();
+        self.verify_path()?;
         let (end, gen) = {
             let w = writer.lock();
             (w.end, self.gen.load_full())
@@ -646,7 +695,11 @@ impl Ledger {
         if gen.log.map.synced_len() >= end {
             return Ok(());
         }
-        gen.log.sync_data()?;
+        if let Err(e) = gen.log.sync_data() {
+            // After a failed fdatasync the kernel may have dropped the dirty pages, and a
+            // retry may succeed without writing them: durability is unknown from here on.
+            return Err(gen.lost.set(watch::Lost::SyncFailed(e.to_string())));
+        }
         gen.log.map.publish_synced(end)
     }
 
@@ -658,6 +711,7 @@ impl Ledger {
     pub fn compact(&self, now: i64) -> Result<CompactStats> {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
         let mut w = writer.lock();
+        self.verify_path()?;
         let old = self.gen.load_full();
         old.refresh()?;
         let header = Header {

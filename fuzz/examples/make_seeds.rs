@@ -66,7 +66,15 @@ fn main() {
         let w = Ledger::open_writer(&path, &WriterOptions::default()).unwrap();
         w.compact(8_000).unwrap();
     }
-    put(&open, "compacted", 0, &committed_bytes(&path));
+    let compacted = committed_bytes(&path);
+    put(&open, "compacted", 0, &compacted);
+    put(&open, "compacted-fix-snapshot", 16 | 2, &compacted);
+    {
+        let w = Ledger::open_writer(&path, &WriterOptions::default()).unwrap();
+        w.revoke(&Rule::new(Scope::Role, b"acme", b"auditor", 9_000)).unwrap();
+        w.revoke(&Rule::new(Scope::Subject, b"acme", b"john", 9_500)).unwrap();
+    }
+    put(&open, "compacted-then-appended", 0, &committed_bytes(&path));
     put(&open, "not-a-ledger", 0, b"hello, this is not a ledger");
 
     for (i, r) in rules().iter().enumerate() {

@@ -1,7 +1,7 @@
 //! A ledger opened from arbitrary file bytes, by a reader and by a writer, then used.
 //!
-//! The first input byte picks fix-ups (valid static header, valid frame CRCs, a
-//! committed length covering the file, `keep_valid_prefix`) so that the fuzzer reaches
+//! The first input byte picks fix-ups (valid static header, valid frame CRCs, valid
+//! snapshot checksums, a committed length covering the file, `keep_valid_prefix`) so that the fuzzer reaches
 //! recovery, the index and checks instead of stopping at checksums. Oracles: no panic
 //! and no out-of-bounds read on any content; every answer equals the reference model
 //! built from the records the same handle reports; a reader's records are a prefix of
@@ -13,24 +13,26 @@ use libfuzzer_sys::fuzz_target;
 use revledger::header::{HEADER_LEN, OFF_COMMITTED_LEN};
 use revledger::record::Record;
 use revledger::{Ledger, Rule, Scope, Token, Verdict, WriterOptions};
-use revledger_fuzz::{fix_frame_crcs, fix_header, token_for, Model, OwnedRule};
+use revledger_fuzz::{
+    fix_frame_crcs, fix_header, fix_snapshot_crcs, log_start, token_for, Model, OwnedRule,
+};
 
 const FIX_HEADER: u8 = 1;
 const FIX_CRCS: u8 = 2;
 const COMMIT_ALL: u8 = 4;
 const KEEP_PREFIX: u8 = 8;
+const FIX_SNAPSHOT: u8 = 16;
 /// Checks per handle, to bound the time one input takes.
 const MAX_RULES_CHECKED: usize = 48;
 
-fn records(l: &Ledger) -> Option<Vec<OwnedRule>> {
+fn records(l: &Ledger) -> revledger::Result<Vec<OwnedRule>> {
     let mut out = Vec::new();
     l.for_each_record(|_, r| {
         if let Record::Rule(r) = r {
             out.push(OwnedRule::of(&r));
         }
-    })
-    .ok()?;
-    Some(out)
+    })?;
+    Ok(out)
 }
 
 /// Every answer of `l` about the keys of `rules` (and a stranger) matches the model.
@@ -69,11 +71,15 @@ fuzz_target!(|input: &[u8]| {
         return;
     };
     let mut file = bytes.to_vec();
-    if mode & (FIX_HEADER | FIX_CRCS | COMMIT_ALL) != 0 && file.len() < HEADER_LEN {
+    if mode & (FIX_HEADER | FIX_CRCS | COMMIT_ALL | FIX_SNAPSHOT) != 0 && file.len() < HEADER_LEN {
         file.resize(HEADER_LEN, 0);
     }
     if mode & FIX_CRCS != 0 {
-        fix_frame_crcs(&mut file, HEADER_LEN);
+        let start = log_start(&file);
+        fix_frame_crcs(&mut file, start);
+    }
+    if mode & FIX_SNAPSHOT != 0 {
+        fix_snapshot_crcs(&mut file);
     }
     if mode & COMMIT_ALL != 0 {
         let end = file.len() as u64;
@@ -92,7 +98,7 @@ fuzz_target!(|input: &[u8]| {
     let mut read_rules = None;
     if let Some(r) = &reader {
         let _ = r.stats(0);
-        if let Some(rules) = records(r) {
+        if let Ok(rules) = records(r) {
             agree(r, &rules, &model_of(&rules));
             read_rules = Some(rules);
         }
@@ -106,8 +112,17 @@ fuzz_target!(|input: &[u8]| {
     let Ok(writer) = Ledger::open_writer(&path, &options) else {
         return;
     };
-    let Some(rules) = records(&writer) else {
-        panic!("a writer that opened cannot list its records");
+    let rules = match records(&writer) {
+        Ok(rules) => rules,
+        // The snapshot section is checked lazily (block by block, entry by entry): a
+        // hostile one with valid checksums opens and fails closed when it is read.
+        Err(revledger::Error::Corrupt { .. }) => {
+            let _ = writer.revoke(&Rule::new(Scope::Subject, b"t", b"k", 1));
+            let _ = writer.check(&Token::default());
+            let _ = writer.compact(i64::MIN);
+            return;
+        }
+        Err(e) => panic!("a writer that opened cannot list its records: {e}"),
     };
     if let Some(read) = &read_rules {
         if !options.keep_valid_prefix {

@@ -50,6 +50,69 @@ pub fn fix_frame_crcs(file: &mut [u8], from: usize) {
     }
 }
 
+/// Recomputes the checksums of the snapshot section (docs/FORMAT.md §4) that the static
+/// header points to, when its own bounds are consistent: the block CRCs, the CRC of
+/// CRCs, the snapshot header's CRC, then block 0's (which covers that header). Lets the
+/// fuzzer reach the snapshot's bounds checks and lookups with hostile tables and offsets.
+pub fn fix_snapshot_crcs(file: &mut [u8]) {
+    const BLOCK: usize = 4096;
+    const H_BLOCKS: usize = 8;
+    const H_CRCS_OFF: usize = 40;
+    const H_CRCS_CRC: usize = 48;
+    const H_CRC: usize = 508;
+    let le = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+    if file.len() < HEADER_LEN {
+        return;
+    }
+    let (off, len) = (le(file, 72) as usize, le(file, 80) as usize);
+    let Some(s) = off
+        .checked_add(len)
+        .and_then(|end| file.get_mut(off..end))
+    else {
+        return;
+    };
+    if s.len() < 512 {
+        return;
+    }
+    let n_blocks = u32::from_le_bytes(s[H_BLOCKS..H_BLOCKS + 4].try_into().unwrap()) as usize;
+    let crcs_off = le(s, H_CRCS_OFF) as usize;
+    if crcs_off < 512
+        || !crcs_off.is_multiple_of(4)
+        || n_blocks != crcs_off.div_ceil(BLOCK)
+        || crcs_off.checked_add(n_blocks * 4) != Some(s.len())
+    {
+        return;
+    }
+    let mut crcs = vec![0u32; n_blocks];
+    for (i, c) in crcs.iter_mut().enumerate().skip(1) {
+        *c = crc32fast::hash(&s[i * BLOCK..((i + 1) * BLOCK).min(crcs_off)]);
+    }
+    let mut h = crc32fast::Hasher::new();
+    for c in &crcs[1..] {
+        h.update(&c.to_le_bytes());
+    }
+    s[H_CRCS_CRC..H_CRCS_CRC + 4].copy_from_slice(&h.finalize().to_le_bytes());
+    let hcrc = crc32fast::hash(&s[..H_CRC]);
+    s[H_CRC..H_CRC + 4].copy_from_slice(&hcrc.to_le_bytes());
+    crcs[0] = crc32fast::hash(&s[..BLOCK.min(crcs_off)]);
+    for (i, c) in crcs.iter().enumerate() {
+        s[crcs_off + i * 4..crcs_off + i * 4 + 4].copy_from_slice(&c.to_le_bytes());
+    }
+}
+
+/// Where the log starts according to the (possibly hostile) header, if in the file.
+pub fn log_start(file: &[u8]) -> usize {
+    if file.len() < HEADER_LEN {
+        return HEADER_LEN;
+    }
+    let v = u64::from_le_bytes(file[88..96].try_into().unwrap());
+    if v >= HEADER_LEN as u64 && v <= file.len() as u64 {
+        v as usize
+    } else {
+        HEADER_LEN
+    }
+}
+
 /// Owned copy of a rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedRule {
