@@ -96,7 +96,10 @@ pub(crate) enum PathState {
 pub(crate) enum Lost {
     Deleted(String),
     Replaced(String),
-    Truncated { offset: u64, why: String },
+    Truncated {
+        offset: u64,
+        why: String,
+    },
     /// A writer's fdatasync failed: what it committed may not be durable, and a later
     /// fdatasync cannot tell (the kernel may have dropped the pages).
     SyncFailed(String),

@@ -69,7 +69,13 @@ impl Tmpfs {
     fn mount(size: &str) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().ok()?;
         let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .output()
             .is_ok_and(|o| o.status.success());
@@ -170,7 +176,10 @@ fn fill_until_full(dir: &Path, free: Option<&dyn Fn()>) -> usize {
     }
     for k in &failed {
         assert!(!revoked(&w, k), "a rule of the refused batch is visible");
-        assert!(!revoked(&r, k), "a rule of the refused batch reached a reader");
+        assert!(
+            !revoked(&r, k),
+            "a rule of the refused batch reached a reader"
+        );
     }
     drop(w);
     // Recovery scans past the committed end: the refused batch must not come back.
@@ -178,7 +187,10 @@ fn fill_until_full(dir: &Path, free: Option<&dyn Fn()>) -> usize {
     let all = contents(&path);
     assert_eq!(all.len(), committed, "rules after reopening");
     for k in &failed {
-        assert!(!revoked(&w, k), "a rule of the refused batch came back after reopening");
+        assert!(
+            !revoked(&w, k),
+            "a rule of the refused batch came back after reopening"
+        );
     }
     // Space freed: the ledger takes revokes again, and compaction works.
     let Some(free) = free else {
@@ -287,8 +299,13 @@ fn read_only_dir_scenario(dir: &Path) {
         other => panic!("compaction in a read-only directory: {other:?}"),
     }
     assert!(revoked(&w, b"during") && revoked(&w, b"before"));
-    w.revoke(&Rule::new(Scope::Subject, b"t", b"after-failed-compaction", 1000))
-        .unwrap();
+    w.revoke(&Rule::new(
+        Scope::Subject,
+        b"t",
+        b"after-failed-compaction",
+        1000,
+    ))
+    .unwrap();
     match Ledger::open_writer(dir.join("new"), &WriterOptions::default()).map(|_| ()) {
         Err(Error::Io { source, .. }) => {
             assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied)
@@ -337,7 +354,11 @@ fn read_only_directory_and_permission_denied() {
     if root {
         // Root ignores permissions: the scenario runs as nobody, who owns the file.
         std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
-        let mut c = child("read_only_directory_and_permission_denied", "ro-dir", dir.path());
+        let mut c = child(
+            "read_only_directory_and_permission_denied",
+            "ro-dir",
+            dir.path(),
+        );
         c.uid(NOBODY).gid(NOBODY);
         run_ok(c, "read-only directory scenario as nobody");
     } else {
@@ -365,7 +386,11 @@ fn read_only_directory_and_permission_denied() {
         permission_denied_scenario(&path);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
-    assert_eq!(std::fs::read(&path).unwrap(), before, "a refused open changed the file");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "a refused open changed the file"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -394,7 +419,8 @@ fn deleted_ledger_fails_closed_in_readers_and_the_writer_learns_at_sync() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
     let w = writer(&path);
-    w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000)).unwrap();
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000))
+        .unwrap();
     let r1 = Ledger::open_reader(&path).unwrap();
     let r2 = Ledger::open_reader(&path).unwrap();
     assert!(revoked(&r1, b"x") && revoked(&r2, b"x"));
@@ -428,7 +454,6 @@ fn deleted_ledger_fails_closed_in_readers_and_the_writer_learns_at_sync() {
     assert!(revoked(&r3, b"new"));
 }
 
-
 #[test]
 fn replaced_ledger_fails_closed_unless_it_is_the_same_ledger_compacted() {
     let dir = tempfile::tempdir().unwrap();
@@ -436,9 +461,11 @@ fn replaced_ledger_fails_closed_unless_it_is_the_same_ledger_compacted() {
     let other = dir.path().join("other");
     {
         let w = writer(&path);
-        w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000)).unwrap();
+        w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000))
+            .unwrap();
         let o = writer(&other);
-        o.revoke(&Rule::new(Scope::Subject, b"t", b"o", 1000)).unwrap();
+        o.revoke(&Rule::new(Scope::Subject, b"t", b"o", 1000))
+            .unwrap();
     }
     // Replaced by another ledger (another seed).
     let r = Ledger::open_reader(&path).unwrap();
@@ -464,7 +491,8 @@ fn replaced_ledger_fails_closed_unless_it_is_the_same_ledger_compacted() {
     let old_name = dir.path().join("old");
     std::fs::hard_link(&path, &old_name).unwrap();
     let w = writer(&path);
-    w.revoke(&Rule::new(Scope::Subject, b"t", b"y", 1000)).unwrap();
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"y", 1000))
+        .unwrap();
     w.compact(0).unwrap();
     // Take the mark off the old file, as if the reader looked before the writer set it.
     let old = OpenOptions::new().write(true).open(&old_name).unwrap();
@@ -484,7 +512,8 @@ fn a_retired_mark_on_the_file_at_the_path_fails_closed_and_a_writer_clears_it() 
     let path = dir.path().join("l");
     {
         let w = writer(&path);
-        w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000)).unwrap();
+        w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000))
+            .unwrap();
     }
     let f = OpenOptions::new().write(true).open(&path).unwrap();
     f.write_all_at(&1u64.to_le_bytes(), 144).unwrap();
@@ -643,14 +672,20 @@ fn revledger_never_truncates_a_ledger_file() {
     // Compaction: a new inode; the old one keeps its size (readers may map it).
     let old = Ledger::open_reader(&path).unwrap();
     let old_ino = std::fs::metadata(&path).unwrap().ino();
-    w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000)).unwrap();
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000))
+        .unwrap();
     w.compact(0).unwrap();
     sizes.look(&path, "compaction");
     assert_ne!(std::fs::metadata(&path).unwrap().ino(), old_ino);
     assert!(revoked(&old, b"x"));
     for i in 0..100 {
-        w.revoke(&Rule::new(Scope::Subject, b"t", format!("{i}").as_bytes(), 1))
-            .unwrap();
+        w.revoke(&Rule::new(
+            Scope::Subject,
+            b"t",
+            format!("{i}").as_bytes(),
+            1,
+        ))
+        .unwrap();
         sizes.look(&path, "append after compaction");
     }
     assert_eq!(sizes.0.len(), 2, "inodes seen");
@@ -663,7 +698,8 @@ fn ledger_files_are_created_0600_and_compaction_keeps_the_mode() {
     let w = writer(&path);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode(&path), 0o600);
-    w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000)).unwrap();
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000))
+        .unwrap();
     w.compact(0).unwrap();
     assert_eq!(mode(&path), 0o600, "after compaction");
     // An operator who opens the file to a group keeps that choice across compactions.
@@ -700,7 +736,11 @@ fn the_lock_holds_across_processes_and_paths() {
     std::os::unix::fs::symlink(&path, &link).unwrap();
     let hard = dir.path().join("hardlink");
     std::fs::hard_link(&path, &hard).unwrap();
-    let mut c = child("the_lock_holds_across_processes_and_paths", "hold-lock", &link);
+    let mut c = child(
+        "the_lock_holds_across_processes_and_paths",
+        "hold-lock",
+        &link,
+    );
     c.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped());
     let mut kid = c.spawn().unwrap();
