@@ -424,7 +424,7 @@ impl Ledger {
     /// Opens the ledger at `path` for writing, creating it if missing. Holds an exclusive
     /// lock on the file until dropped; a second writer anywhere gets [`Error::Locked`].
     pub fn open_writer(path: impl AsRef<Path>, options: &WriterOptions) -> Result<Ledger> {
-        let path = path.as_ref();
+        let path = &watch::absolute(path.as_ref())?;
         if options.max_token_lifetime < 0 {
             return Err(Error::invalid("max_token_lifetime must not be negative"));
         }
@@ -485,7 +485,7 @@ impl Ledger {
     /// have it open alongside its writer; they see each committed record on their next
     /// `check`.
     pub fn open_reader(path: impl AsRef<Path>) -> Result<Ledger> {
-        let path = path.as_ref();
+        let path = &watch::absolute(path.as_ref())?;
         Ok(Ledger {
             path: path.to_path_buf(),
             gen: ArcSwap::from_pointee(open_reader_generation(path)?),

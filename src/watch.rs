@@ -60,6 +60,13 @@ fn id(m: &Metadata) -> (u64, u64) {
     (m.dev(), m.ino())
 }
 
+/// `path` made absolute against the current directory (symbolic links are kept, not
+/// resolved): a handle keeps naming the same file when its process changes directory, as
+/// daemons do after opening their files.
+pub(crate) fn absolute(path: &Path) -> Result<std::path::PathBuf> {
+    std::path::absolute(path).map_err(|e| Error::io_path("resolving", path, e))
+}
+
 /// Whether `file` is the file `path` names now.
 pub(crate) fn is_at_path(file: &File, path: &Path) -> Result<bool> {
     let ours = file

@@ -772,3 +772,40 @@ fn the_lock_holds_across_processes_and_paths() {
         "reader answers after the writer left"
     );
 }
+
+#[test]
+fn a_handle_opened_by_a_relative_path_survives_a_change_of_directory() {
+    if let Some((role, dir)) = child_role() {
+        if role == "chdir" {
+            // As a daemon does: open relative to the working directory, then leave it.
+            std::env::set_current_dir(&dir).unwrap();
+            let r = Ledger::open_reader("l").unwrap();
+            let w = Ledger::open_writer("l", &WriterOptions::default()).unwrap();
+            std::env::set_current_dir("/").unwrap();
+            r.refresh().unwrap();
+            for _ in 0..=revledger::PATH_CHECK_EVERY {
+                assert!(revoked(&r, b"x"));
+            }
+            w.revoke(&Rule::new(Scope::Subject, b"t", b"y", 1000))
+                .unwrap();
+            w.sync().unwrap();
+            w.compact(0).unwrap();
+            assert!(revoked(&r, b"y"), "the reader followed the compaction");
+            println!("chdir scenario done");
+        }
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    writer(&dir.path().join("l"))
+        .revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000))
+        .unwrap();
+    let text = run_ok(
+        child(
+            "a_handle_opened_by_a_relative_path_survives_a_change_of_directory",
+            "chdir",
+            dir.path(),
+        ),
+        "chdir scenario",
+    );
+    assert!(text.contains("chdir scenario done"), "{text}");
+}
