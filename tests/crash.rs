@@ -12,7 +12,8 @@
 //!    order (any subset of sectors). Each must open to a prefix holding every synced
 //!    record; a state that opens as `Corrupt` must be one where a sector was lost before
 //!    a later one reached the disk, and `keep_valid_prefix` must recover it to such a
-//!    prefix. The counts of each are printed (docs/RELIABILITY.md).
+//!    prefix. The counts of each are printed (docs/RELIABILITY.md);
+//!    `REVLEDGER_CRASH_SAMPLES=N` draws more random states where there are too many.
 
 use revledger::record::Record;
 use revledger::{Error, Ledger, Rule, Scope, WriterOptions};
@@ -310,6 +311,14 @@ fn kill_9_at_random_points_leaves_a_prefix_with_every_synced_rule() {
 
 const SECTOR: usize = 512;
 
+/// Random crash states drawn per crash point when there are too many to try them all
+/// (`REVLEDGER_CRASH_SAMPLES`, default 64).
+fn samples() -> u64 {
+    std::env::var("REVLEDGER_CRASH_SAMPLES")
+        .map(|s| s.parse().expect("REVLEDGER_CRASH_SAMPLES is a number"))
+        .unwrap_or(64)
+}
+
 /// One write the disk may or may not have received: a sector's new content, or a new
 /// file length.
 #[derive(Clone, Debug)]
@@ -513,7 +522,9 @@ fn check_crash_point(
     let cuts: Vec<usize> = if n <= 64 {
         (0..=n).collect()
     } else {
-        let mut c: Vec<usize> = (0..62).map(|_| rng.below(n as u64) as usize).collect();
+        let mut c: Vec<usize> = (0..samples())
+            .map(|_| rng.below(n as u64) as usize)
+            .collect();
         c.extend([0, n]);
         c
     };
@@ -530,7 +541,7 @@ fn check_crash_point(
     let subsets: Vec<u64> = if n <= 10 {
         (0..1u64 << n).collect()
     } else {
-        (0..64).map(|_| rng.next()).collect()
+        (0..samples()).map(|_| rng.next()).collect()
     };
     for mask in subsets {
         let chosen = |i: usize| {
