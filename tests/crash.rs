@@ -27,6 +27,8 @@ const CHILD_ENV: &str = "REVLEDGER_CRASH_CHILD";
 const MAX_BATCH: u64 = 8;
 /// A child stops on its own after this many calls, should its parent be gone.
 const CHILD_MAX_OPS: u64 = 20_000;
+/// Rounds on one ledger file before the next starts afresh.
+const EPOCH: u64 = 200;
 
 /// xorshift64*: small, seedable, good enough to pick kill points.
 struct Rng(u64);
@@ -186,11 +188,18 @@ fn kill_9_at_random_points_leaves_a_prefix_with_every_synced_rule() {
     println!("kill -9: {rounds} rounds, REVLEDGER_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("l");
     let exe = std::env::current_exe().unwrap();
     let mut stats = KillStats::default();
+    let mut path = dir.path().join("l");
     let mut have = 0u64; // rules 0..have are in the ledger
     for round in 0..rounds {
+        if round > 0 && round % EPOCH == 0 {
+            // A fresh ledger now and then: each round checks every rule, so a long run
+            // on one file would be quadratic.
+            stats.rules += have;
+            path = dir.path().join(format!("l{round}"));
+            have = 0;
+        }
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
@@ -282,15 +291,19 @@ fn kill_9_at_random_points_leaves_a_prefix_with_every_synced_rule() {
         if nw > n {
             stats.adopted += 1;
         }
+        let leftover = path.with_file_name(format!(
+            ".{}.compacting",
+            path.file_name().unwrap().to_string_lossy()
+        ));
         assert!(
-            !dir.path().join(".l.compacting").exists(),
+            !leftover.exists(),
             "round {round}: a crashed compaction's file was left behind"
         );
         drop(w);
         have = nw;
         stats.rounds += 1;
     }
-    stats.rules = have;
+    stats.rules += have;
     println!(
         "kill -9: {} rounds survived ({} during compaction, {} during sync, {} during appends \
          or recovery); {} rules appended, 0 lost; {} times the next writer adopted frames \
