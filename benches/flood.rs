@@ -1,7 +1,7 @@
 //! Hash flooding: one million keys crafted so that an unkeyed hash (FxHash-style, the
 //! kind of fast hash an index might use without a seed) gives every one of them the same
 //! 64-bit value. Against a table keyed by that hash, each lookup then walks every
-//! colliding key; revledger keys its hash (xxh3) with a per-ledger random seed, so the
+//! colliding key; revledger keys its hash with a per-ledger random seed, so the
 //! crafted keys spread like any others.
 //!
 //! Groups (`cargo bench --bench flood`):

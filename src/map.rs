@@ -8,7 +8,7 @@
 //!    `len <= known_file_len`, a size observed through `fstat` (or set by this process's
 //!    own `set_len`) *before* the slice is made. Files only grow: revledger never
 //!    truncates a ledger file. Another process that truncates the file under a mapping
-//!    breaks this invariant (SIGBUS); docs/FORMAT.md §6 states that rule.
+//!    breaks this invariant (SIGBUS); docs/FORMAT.md §7 states that rule.
 //! 2. Bytes below `committed_len` are never written again by a writer (append-only), so
 //!    a shared slice over them does not alias a concurrent write. Bytes of the header's
 //!    dynamic half are only accessed through `AtomicU64`s, never through slices.

@@ -155,7 +155,7 @@ impl LogFile {
                     offset: ours.len(),
                     why: format!(
                         "the ledger file {} was truncated by another process from {mapped} to \
-                         {} bytes; revledger never truncates a ledger (docs/FORMAT.md §6)",
+                         {} bytes; revledger never truncates a ledger (docs/FORMAT.md §7)",
                         path.display(),
                         ours.len()
                     ),

@@ -23,6 +23,23 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+/// Spawning a process forks, and until the child execs it holds a copy of every open
+/// file description, a writer's `flock` included: a writer closed at that moment stays
+/// locked until the exec. Tests here run in parallel, so spawning holds this lock for
+/// writing (`Command::spawn` returns once the child has exec'd) and opening a writer
+/// holds it for reading.
+static FORK: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn spawn(c: &mut Command) -> std::process::Child {
+    let _g = FORK.write().unwrap_or_else(|e| e.into_inner());
+    c.spawn().unwrap()
+}
+
+fn open_writer(path: impl AsRef<Path>, options: &WriterOptions) -> revledger::Result<Ledger> {
+    let _g = FORK.read().unwrap_or_else(|e| e.into_inner());
+    Ledger::open_writer(path, options)
+}
+
 const CHILD_ENV: &str = "REVLEDGER_CRASH_CHILD";
 const MAX_BATCH: u64 = 8;
 /// A child stops on its own after this many calls, should its parent be gone.
@@ -117,7 +134,7 @@ fn prefix_len(l: &Ledger) -> Result<u64, String> {
 /// N are committed, `@s N` when a sync covering them returned, `@K`/`@k` around a
 /// compaction and `@S` before a sync.
 fn crash_child(path: &Path, start: u64, seed: u64) {
-    let w = Ledger::open_writer(path, &WriterOptions::with_lifetime(3600)).unwrap();
+    let w = open_writer(path, &WriterOptions::with_lifetime(3600)).unwrap();
     let mut rng = Rng(seed | 1);
     let mut next = start;
     println!("@open {next}");
@@ -200,20 +217,20 @@ fn kill_9_at_random_points_leaves_a_prefix_with_every_synced_rule() {
             path = dir.path().join(format!("l{round}"));
             have = 0;
         }
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "kill_9_at_random_points_leaves_a_prefix_with_every_synced_rule",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, &path)
-            .env("REVLEDGER_CRASH_START", have.to_string())
-            .env("REVLEDGER_CRASH_SEED", rng.next().to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn(
+            Command::new(&exe)
+                .args([
+                    "--exact",
+                    "kill_9_at_random_points_leaves_a_prefix_with_every_synced_rule",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, &path)
+                .env("REVLEDGER_CRASH_START", have.to_string())
+                .env("REVLEDGER_CRASH_SEED", rng.next().to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        );
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut lines = Vec::new();
         // Kill after a random number of reports (0: while it starts and recovers), after
@@ -281,7 +298,7 @@ fn kill_9_at_random_points_leaves_a_prefix_with_every_synced_rule() {
         );
         drop(r);
         // Then the next writer: recovery may adopt frames written but not yet published.
-        let w = Ledger::open_writer(&path, &WriterOptions::default())
+        let w = open_writer(&path, &WriterOptions::default())
             .unwrap_or_else(|e| panic!("round {round}: writer after kill -9: {e}"));
         let nw = prefix_len(&w).unwrap_or_else(|e| panic!("round {round}: writer: {e}"));
         assert!(
@@ -484,7 +501,7 @@ fn check_state(scratch: &Path, bytes: &[u8], synced: u64, appended: u64, what: &
         Err(e) => panic!("{what}: reader: {e}"),
     };
     drop(reader);
-    match Ledger::open_writer(&path, &WriterOptions::default()) {
+    match open_writer(&path, &WriterOptions::default()) {
         Ok(w) => {
             let n = prefix_len(&w).unwrap_or_else(|e| panic!("{what}: writer: {e}"));
             in_range(n, "writer");
@@ -509,7 +526,7 @@ fn check_state(scratch: &Path, bytes: &[u8], synced: u64, appended: u64, what: &
                 keep_valid_prefix: true,
                 ..WriterOptions::default()
             };
-            let w = Ledger::open_writer(&path, &keep)
+            let w = open_writer(&path, &keep)
                 .unwrap_or_else(|e| panic!("{what}: keep_valid_prefix: {e}"));
             let n = prefix_len(&w).unwrap_or_else(|e| panic!("{what}: kept prefix: {e}"));
             in_range(n, "keep_valid_prefix");
@@ -596,7 +613,7 @@ fn power_loss_states_open_to_a_prefix_with_every_synced_rule() {
     let mut stats = PowerStats::default();
 
     // Creation is durable before the file appears (temporary file, fsync, link).
-    let mut w = Ledger::open_writer(&path, &WriterOptions::with_lifetime(3600)).unwrap();
+    let mut w = open_writer(&path, &WriterOptions::with_lifetime(3600)).unwrap();
     let mut disk = Disk::new(read());
     let (mut appended, mut synced) = (0u64, 0u64);
     let big = |i: u64| [key(i), vec![b'x'; 3000]].concat();
@@ -677,7 +694,7 @@ fn power_loss_states_open_to_a_prefix_with_every_synced_rule() {
             }
             Op::Reopen => {
                 drop(w);
-                w = Ledger::open_writer(&path, &WriterOptions::default()).unwrap();
+                w = open_writer(&path, &WriterOptions::default()).unwrap();
                 disk.synced(read());
                 synced = appended;
             }

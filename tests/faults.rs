@@ -15,13 +15,30 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+
+/// Spawning a process forks, and until the child execs it holds a copy of every open
+/// file description, a writer's `flock` included: a writer closed at that moment stays
+/// locked until the exec. Tests here run in parallel, so spawning holds this lock for
+/// writing (`Command::spawn` returns once the child has exec'd) and opening a writer
+/// holds it for reading.
+static FORK: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn spawn(c: &mut Command) -> std::process::Child {
+    let _g = FORK.write().unwrap_or_else(|e| e.into_inner());
+    c.spawn().unwrap()
+}
+
+fn open_writer(path: impl AsRef<Path>, options: &WriterOptions) -> revledger::Result<Ledger> {
+    let _g = FORK.read().unwrap_or_else(|e| e.into_inner());
+    Ledger::open_writer(path, options)
+}
 
 const CHILD_ENV: &str = "REVLEDGER_FAULT_CHILD";
 const NOBODY: u32 = 65534;
 
 fn writer(path: &Path) -> Ledger {
-    Ledger::open_writer(path, &WriterOptions::with_lifetime(3600)).unwrap()
+    open_writer(path, &WriterOptions::with_lifetime(3600)).unwrap()
 }
 
 fn subject(name: &[u8], iat: i64) -> Token<'_> {
@@ -68,18 +85,11 @@ struct Tmpfs {
 impl Tmpfs {
     fn mount(size: &str) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().ok()?;
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .output()
-            .is_ok_and(|o| o.status.success());
-        ok.then_some(Tmpfs { dir })
+        let mut c = Command::new("mount");
+        c.args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755")])
+            .arg("tmpfs")
+            .arg(dir.path());
+        run_quiet(&mut c).then_some(Tmpfs { dir })
     }
 
     fn path(&self) -> &Path {
@@ -87,18 +97,16 @@ impl Tmpfs {
     }
 
     fn remount(&self, opts: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,{opts}")])
-            .arg(self.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "remount {opts}");
+        let mut c = Command::new("mount");
+        c.args(["-o", &format!("remount,{opts}")]).arg(self.path());
+        assert!(run_quiet(&mut c), "remount {opts}");
     }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
+        // Lazy: detaches even while something still has a file open there.
+        run_quiet(Command::new("umount").arg("-l").arg(self.dir.path()));
     }
 }
 
@@ -117,8 +125,19 @@ fn child_role() -> Option<(String, PathBuf)> {
     Some((role, PathBuf::from(arg)))
 }
 
+/// Runs `c` to its end, output discarded; whether it succeeded.
+fn run_quiet(c: &mut Command) -> bool {
+    c.stdout(Stdio::null()).stderr(Stdio::null());
+    let child = {
+        let _g = FORK.write().unwrap_or_else(|e| e.into_inner());
+        c.spawn()
+    };
+    child.and_then(|mut k| k.wait()).is_ok_and(|s| s.success())
+}
+
 fn run_ok(mut c: Command, what: &str) -> String {
-    let out = c.output().unwrap();
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let out = spawn(&mut c).wait_with_output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -267,13 +286,13 @@ fn read_only_file_system_refuses_the_writer_and_keeps_answering_readers() {
     fs.remount("ro");
     let r = Ledger::open_reader(&path).unwrap();
     assert!(revoked(&r, b"kept"));
-    match Ledger::open_writer(&path, &WriterOptions::default()).map(|_| ()) {
+    match open_writer(&path, &WriterOptions::default()).map(|_| ()) {
         Err(Error::Io { source, .. }) => {
             assert_eq!(source.raw_os_error(), Some(30), "EROFS expected: {source}")
         }
         other => panic!("writer on a read-only file system: {other:?}"),
     }
-    match Ledger::open_writer(fs.path().join("new"), &WriterOptions::default()).map(|_| ()) {
+    match open_writer(fs.path().join("new"), &WriterOptions::default()).map(|_| ()) {
         Err(Error::Io { .. }) => {}
         other => panic!("creating on a read-only file system: {other:?}"),
     }
@@ -306,7 +325,7 @@ fn read_only_dir_scenario(dir: &Path) {
         1000,
     ))
     .unwrap();
-    match Ledger::open_writer(dir.join("new"), &WriterOptions::default()).map(|_| ()) {
+    match open_writer(dir.join("new"), &WriterOptions::default()).map(|_| ()) {
         Err(Error::Io { source, .. }) => {
             assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied)
         }
@@ -318,7 +337,7 @@ fn read_only_dir_scenario(dir: &Path) {
 fn permission_denied_scenario(path: &Path) {
     for open in [
         Ledger::open_reader(path).map(|_| ()),
-        Ledger::open_writer(path, &WriterOptions::default()).map(|_| ()),
+        open_writer(path, &WriterOptions::default()).map(|_| ()),
     ] {
         match open {
             Err(Error::Io { source, context }) => {
@@ -555,7 +574,7 @@ fn fuzz_regressions_open_without_panic() {
             keep_valid_prefix: mode & 8 != 0,
             ..WriterOptions::default()
         };
-        if let Ok(w) = Ledger::open_writer(&path, &options) {
+        if let Ok(w) = open_writer(&path, &options) {
             w.for_each_record(|_, _| {}).unwrap();
             w.revoke(&Rule::new(Scope::Subject, b"t", b"fresh", 10))
                 .unwrap();
@@ -660,7 +679,7 @@ fn revledger_never_truncates_a_ledger_file() {
     let f = OpenOptions::new().write(true).open(&path).unwrap();
     f.write_all_at(&[0xCD; 8], 256 + 8).unwrap();
     drop(f);
-    let w = Ledger::open_writer(
+    let w = open_writer(
         &path,
         &WriterOptions {
             keep_valid_prefix: true,
@@ -743,7 +762,7 @@ fn the_lock_holds_across_processes_and_paths() {
     );
     c.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped());
-    let mut kid = c.spawn().unwrap();
+    let mut kid = spawn(&mut c);
     let mut out = BufReader::new(kid.stdout.take().unwrap());
     let mut line = String::new();
     while !line.contains("LOCKED") {
@@ -753,7 +772,7 @@ fn the_lock_holds_across_processes_and_paths() {
     for p in [&path, &link, &hard] {
         assert!(
             matches!(
-                Ledger::open_writer(p, &WriterOptions::default()),
+                open_writer(p, &WriterOptions::default()),
                 Err(Error::Locked(_))
             ),
             "second writer through {} not locked out",
@@ -780,7 +799,7 @@ fn a_handle_opened_by_a_relative_path_survives_a_change_of_directory() {
             // As a daemon does: open relative to the working directory, then leave it.
             std::env::set_current_dir(&dir).unwrap();
             let r = Ledger::open_reader("l").unwrap();
-            let w = Ledger::open_writer("l", &WriterOptions::default()).unwrap();
+            let w = open_writer("l", &WriterOptions::default()).unwrap();
             std::env::set_current_dir("/").unwrap();
             r.refresh().unwrap();
             for _ in 0..=revledger::PATH_CHECK_EVERY {
