@@ -24,7 +24,11 @@ fn rules() -> Vec<Rule<'static>> {
 /// The file trimmed to the end of its committed log (the rest is preallocated zeros).
 fn committed_bytes(path: &Path) -> Vec<u8> {
     let mut b = std::fs::read(path).unwrap();
-    let end = u64::from_le_bytes(b[OFF_COMMITTED_LEN..OFF_COMMITTED_LEN + 8].try_into().unwrap());
+    let end = u64::from_le_bytes(
+        b[OFF_COMMITTED_LEN..OFF_COMMITTED_LEN + 8]
+            .try_into()
+            .unwrap(),
+    );
     b.truncate(end as usize);
     b
 }
@@ -71,8 +75,10 @@ fn main() {
     put(&open, "compacted-fix-snapshot", 16 | 2, &compacted);
     {
         let w = Ledger::open_writer(&path, &WriterOptions::default()).unwrap();
-        w.revoke(&Rule::new(Scope::Role, b"acme", b"auditor", 9_000)).unwrap();
-        w.revoke(&Rule::new(Scope::Subject, b"acme", b"john", 9_500)).unwrap();
+        w.revoke(&Rule::new(Scope::Role, b"acme", b"auditor", 9_000))
+            .unwrap();
+        w.revoke(&Rule::new(Scope::Subject, b"acme", b"john", 9_500))
+            .unwrap();
     }
     put(&open, "compacted-then-appended", 0, &committed_bytes(&path));
     put(&open, "not-a-ledger", 0, b"hello, this is not a ledger");

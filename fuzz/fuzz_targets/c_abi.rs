@@ -8,10 +8,10 @@
 //! `revledger_status_name` always return a C string.
 #![no_main]
 
-use arbitrary::Arbitrary;
-use libfuzzer_sys::fuzz_target;
 use ::revledger::ffi::*;
 use ::revledger::{Rule, Scope, Token, MAX_KEY_LEN, MAX_ROLES};
+use arbitrary::Arbitrary;
+use libfuzzer_sys::fuzz_target;
 use revledger_fuzz::Model;
 use std::ffi::{CStr, CString};
 use std::ptr;
@@ -89,18 +89,54 @@ struct RuleArg {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    OpenWriter { slot: u8, lifetime: i32 },
-    OpenReader { slot: u8 },
-    OpenWithNulls { writer: bool, null_path: bool },
-    Close { slot: u8 },
-    Revoke { slot: u8, rule: RuleArg },
-    RevokeNow { slot: u8, rule: RuleArg, null_out: bool },
-    RevokeBatch { slot: u8, rules: Vec<RuleArg>, null_rules: bool },
-    Sync { slot: u8 },
-    Check { slot: u8, token: TokenArg, null_token: bool, null_out: bool },
-    Refresh { slot: u8 },
-    Compact { slot: u8, now: i16 },
-    Stats { slot: u8, null_out: bool },
+    OpenWriter {
+        slot: u8,
+        lifetime: i32,
+    },
+    OpenReader {
+        slot: u8,
+    },
+    OpenWithNulls {
+        writer: bool,
+        null_path: bool,
+    },
+    Close {
+        slot: u8,
+    },
+    Revoke {
+        slot: u8,
+        rule: RuleArg,
+    },
+    RevokeNow {
+        slot: u8,
+        rule: RuleArg,
+        null_out: bool,
+    },
+    RevokeBatch {
+        slot: u8,
+        rules: Vec<RuleArg>,
+        null_rules: bool,
+    },
+    Sync {
+        slot: u8,
+    },
+    Check {
+        slot: u8,
+        token: TokenArg,
+        null_token: bool,
+        null_out: bool,
+    },
+    Refresh {
+        slot: u8,
+    },
+    Compact {
+        slot: u8,
+        now: i16,
+    },
+    Stats {
+        slot: u8,
+        null_out: bool,
+    },
     StatusName(u32),
 }
 
@@ -128,7 +164,10 @@ fn last_error() -> String {
 fn expect(got: revledger_status, want: revledger_status, what: &dyn std::fmt::Debug) {
     assert_eq!(got, want, "{what:?}: {}", last_error());
     if got != REVLEDGER_OK {
-        assert!(!last_error().is_empty(), "{what:?}: failure without a message");
+        assert!(
+            !last_error().is_empty(),
+            "{what:?}: failure without a message"
+        );
     }
 }
 
@@ -146,7 +185,10 @@ impl Harness {
     }
 
     fn writer_open(&self) -> bool {
-        self.handles.iter().flatten().any(|(_, k)| *k == Kind::Writer)
+        self.handles
+            .iter()
+            .flatten()
+            .any(|(_, k)| *k == Kind::Writer)
     }
 
     fn free_slot(&self, slot: u8) -> Option<usize> {
@@ -167,7 +209,10 @@ impl Harness {
         let (Some(scope), Some(tenant), Some(key)) = (scope_of(r.scope), tenant, key) else {
             return (REVLEDGER_INVALID_ARGUMENT, None);
         };
-        if Rule::new(scope, &tenant, &key, r.at.into()).validate().is_err() {
+        if Rule::new(scope, &tenant, &key, r.at.into())
+            .validate()
+            .is_err()
+        {
             return (REVLEDGER_INVALID_ARGUMENT, None);
         }
         if kind == Kind::Reader {
@@ -179,7 +224,9 @@ impl Harness {
     fn run(&mut self, op: &Op) {
         match op {
             Op::OpenWriter { slot, lifetime } => {
-                let Some(i) = self.free_slot(*slot) else { return };
+                let Some(i) = self.free_slot(*slot) else {
+                    return;
+                };
                 let lifetime = i64::from(*lifetime);
                 let (want, effective) = if lifetime < 0 {
                     (REVLEDGER_INVALID_ARGUMENT, self.lifetime)
@@ -210,7 +257,9 @@ impl Harness {
                 }
             }
             Op::OpenReader { slot } => {
-                let Some(i) = self.free_slot(*slot) else { return };
+                let Some(i) = self.free_slot(*slot) else {
+                    return;
+                };
                 let want = if self.lifetime.is_some() {
                     REVLEDGER_OK
                 } else {
@@ -359,7 +408,8 @@ impl Harness {
                 }
                 // SAFETY: a live handle or NULL; `raw.len()` rules or NULL.
                 let got = unsafe { revledger_revoke_batch(h, ptr_arg, raw.len()) };
-                if want == REVLEDGER_READ_ONLY || (kind == Some(Kind::Reader) && want != REVLEDGER_OK)
+                if want == REVLEDGER_READ_ONLY
+                    || (kind == Some(Kind::Reader) && want != REVLEDGER_OK)
                 {
                     assert!(
                         got == REVLEDGER_READ_ONLY || got == REVLEDGER_INVALID_ARGUMENT,
@@ -523,7 +573,11 @@ impl Harness {
             scope: revledger_scope::REVLEDGER_SCOPE_TOKEN,
             cutoff: -7,
         };
-        let tp = if null_token { ptr::null() } else { &t as *const _ };
+        let tp = if null_token {
+            ptr::null()
+        } else {
+            &t as *const _
+        };
         let vp = if null_out {
             ptr::null_mut()
         } else {
@@ -533,7 +587,11 @@ impl Harness {
         // lengths or NULL; `vp` is NULL or writable.
         let got = unsafe { revledger_check(h, tp, vp) };
         if !want_ok {
-            expect(got, REVLEDGER_INVALID_ARGUMENT, &"check with a bad argument");
+            expect(
+                got,
+                REVLEDGER_INVALID_ARGUMENT,
+                &"check with a bad argument",
+            );
             assert!(v.revoked && v.cutoff == -7, "verdict written on failure");
             return;
         }
@@ -560,7 +618,10 @@ impl Harness {
                 assert!(v.revoked, "{tok:?}");
             }
             ::revledger::Verdict::Revoked { scope, cutoff } => {
-                assert!(v.revoked, "model says {model:?}, revledger valid for {tok:?}");
+                assert!(
+                    v.revoked,
+                    "model says {model:?}, revledger valid for {tok:?}"
+                );
                 assert_eq!(v.scope as u32, scope as u32, "{tok:?}");
                 assert_eq!(v.cutoff, cutoff, "{tok:?}");
             }

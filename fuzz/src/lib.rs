@@ -2,7 +2,7 @@
 //! fuzzer get past checksums, and the plain reference model of DESIGN.md §2 that the
 //! targets compare revledger's answers with.
 
-use revledger::header::{HEADER_LEN, MAGIC, FORMAT_VERSION, STATIC_CRC_LEN};
+use revledger::header::{FORMAT_VERSION, HEADER_LEN, MAGIC, STATIC_CRC_LEN};
 use revledger::record::{FRAME_ALIGN, FRAME_HEADER_LEN, MAX_PAYLOAD_LEN, PAYLOAD_HEADER_LEN};
 use revledger::{Rule, Scope, Token, Verdict};
 use std::collections::HashMap;
@@ -12,7 +12,10 @@ use std::path::Path;
 pub fn scratch_dir() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
-        if let Ok(d) = tempfile::Builder::new().prefix("revledger-fuzz").tempdir_in(shm) {
+        if let Ok(d) = tempfile::Builder::new()
+            .prefix("revledger-fuzz")
+            .tempdir_in(shm)
+        {
             return d;
         }
     }
@@ -65,10 +68,7 @@ pub fn fix_snapshot_crcs(file: &mut [u8]) {
         return;
     }
     let (off, len) = (le(file, 72) as usize, le(file, 80) as usize);
-    let Some(s) = off
-        .checked_add(len)
-        .and_then(|end| file.get_mut(off..end))
-    else {
+    let Some(s) = off.checked_add(len).and_then(|end| file.get_mut(off..end)) else {
         return;
     };
     if s.len() < 512 {
