@@ -568,7 +568,11 @@ impl Ledger {
     }
 
     /// Applies every record committed since this handle last looked, following a
-    /// compaction if one happened. Checks do this on their own when needed.
+    /// compaction if one happened. Checks do this on their own when needed. On a reader,
+    /// also checks that the file is still the ledger at its path (deleted, replaced or
+    /// truncated: an error, and every later call fails; checks do this once in
+    /// [`PATH_CHECK_EVERY`](crate::PATH_CHECK_EVERY) per thread): call it from a timer to
+    /// bound in time how long a reader may answer from a file that was removed.
     pub fn refresh(&self) -> Result<()> {
         if self.writer.is_none() {
             self.verify_path()?;
