@@ -402,7 +402,12 @@ impl Harness {
                 if kind.is_none() {
                     want = REVLEDGER_INVALID_ARGUMENT;
                 } else if raw.is_empty() {
-                    want = REVLEDGER_OK;
+                    // An empty batch writes nothing, but a reader refuses any batch.
+                    want = if kind == Some(Kind::Reader) {
+                        REVLEDGER_READ_ONLY
+                    } else {
+                        REVLEDGER_OK
+                    };
                 } else if *null_rules {
                     want = REVLEDGER_INVALID_ARGUMENT;
                 }
@@ -472,7 +477,7 @@ impl Harness {
             }
             Op::Stats { slot, null_out } => {
                 let (h, kind) = self.handle(*slot);
-                let mut s = revledger_stats::default();
+                let mut s = revledger_statistics::default();
                 let out = if *null_out {
                     ptr::null_mut()
                 } else {
