@@ -22,7 +22,9 @@ use crate::header::{
 use crate::index::{Hasher, Index, KeySource};
 use crate::log::{next_valid_frame, parent_dir, scan, sync_dir, LogFile, Recovery};
 use crate::position::{PositionCell, StreamPosition};
-use crate::record::{encode_config, encode_position, encode_rule, rule_keys_at, Record};
+use crate::record::{
+    decode_frame, encode_config, encode_position, encode_rule, rule_keys_at, Frame, Record,
+};
 use crate::rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict};
 use crate::snapshot::{self, LiveRule, Snapshot};
 use crate::watch::{self, LostFlag, PathState};
@@ -120,6 +122,9 @@ struct CatchUp {
     /// Corruption found after open: every later check reports it (fail closed).
     failure: Option<(u64, String)>,
     rule_records: u64,
+    /// The `committed_len` at which the log was found to end in a torn tail (at
+    /// `applied`): a crash left it, and the next writer cuts it off.
+    torn: Option<u64>,
 }
 
 /// One ledger file and the index built from it. A compaction makes a new generation.
@@ -244,6 +249,7 @@ impl Generation {
                 applied: start,
                 failure: None,
                 rule_records: 0,
+                torn: None,
             }),
             max_token_lifetime: AtomicI64::new(log.header.max_token_lifetime),
             recovery,
@@ -330,10 +336,33 @@ impl Generation {
             cu.failure = Some((0, why.clone()));
             return Err(Error::corrupt(0, why));
         }
+        if committed < cu.applied {
+            // The log was cut below what this index holds (a writer recovered with
+            // keep_valid_prefix, or the bytes changed): the index can no longer follow it.
+            let why = format!(
+                "the log was cut to {committed} bytes, below the {} this reader had read; \
+                 reopen the ledger",
+                cu.applied
+            );
+            cu.failure = Some((committed, why.clone()));
+            return Err(Error::corrupt(committed, why));
+        }
         let mut limit = committed;
         if limit > self.log.map.known_file_len() {
             // A file shorter than its header claims: read only what exists.
             limit = limit.min(self.log.map.refresh_len(&self.log.file)?);
+        }
+        if cu.torn == Some(committed) && cu.applied < limit {
+            // Still the torn tail, unless a writer has since cut it and appended until
+            // `committed_len` came back to the same value: then a valid frame starts
+            // where the log stopped.
+            let bytes = self.log.map.bytes(limit)?;
+            if !matches!(
+                decode_frame(&bytes[cu.applied as usize..]),
+                Frame::Valid { .. }
+            ) {
+                return Ok(());
+            }
         }
         if cu.applied < limit {
             self.readable.fetch_max(limit, Ordering::AcqRel);
@@ -380,7 +409,13 @@ impl Generation {
                 }
             }
         }
-        self.seen.store(committed, Ordering::Release);
+        // Past a torn tail, `seen` stays where the log stops, never equal to a
+        // `committed_len` a writer could publish again after cutting the tail: otherwise
+        // the records it appends up to that same length would go unseen.
+        let torn = cu.applied < limit;
+        cu.torn = torn.then_some(committed);
+        self.seen
+            .store(if torn { cu.applied } else { committed }, Ordering::Release);
         Ok(())
     }
 

@@ -23,21 +23,25 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Spawning a process forks, and until the child execs it holds a copy of every open
-/// file description, a writer's `flock` included: a writer closed at that moment stays
-/// locked until the exec. Tests here run in parallel, so spawning holds this lock for
-/// writing (`Command::spawn` returns once the child has exec'd) and opening a writer
-/// holds it for reading.
-static FORK: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-fn spawn(c: &mut Command) -> std::process::Child {
-    let _g = FORK.write().unwrap_or_else(|e| e.into_inner());
-    c.spawn().unwrap()
+/// Spawning a process clones the file descriptor table, and the child holds a copy of
+/// every open file description until it execs, a writer's `flock` included; the kernel
+/// lets the parent go on (and closes those copies) a moment later. So a writer closed
+/// while another test of this binary spawns a process stays locked for that moment, and
+/// reopening it at once can get `Locked`. Tests here run in parallel and spawn: opening
+/// a writer they expect to get retries `Locked` a bounded number of times. (The tests
+/// that expect `Locked` call `Ledger::open_writer` directly.)
+fn open_writer(path: impl AsRef<Path>, options: &WriterOptions) -> revledger::Result<Ledger> {
+    for _ in 0..100_000 {
+        match Ledger::open_writer(path.as_ref(), options) {
+            Err(Error::Locked(_)) => std::thread::yield_now(),
+            other => return other,
+        }
+    }
+    Ledger::open_writer(path, options)
 }
 
-fn open_writer(path: impl AsRef<Path>, options: &WriterOptions) -> revledger::Result<Ledger> {
-    let _g = FORK.read().unwrap_or_else(|e| e.into_inner());
-    Ledger::open_writer(path, options)
+fn spawn(c: &mut Command) -> std::process::Child {
+    c.spawn().unwrap()
 }
 
 const CHILD_ENV: &str = "REVLEDGER_CRASH_CHILD";
@@ -744,4 +748,91 @@ fn power_loss_states_open_to_a_prefix_with_every_synced_rule() {
         stats.reordered_corrupt_recovered
     );
     assert!(stats.states > 100, "{stats:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Readers that stay open across a writer's recovery
+
+fn subject_token(name: &[u8]) -> revledger::Token<'_> {
+    revledger::Token {
+        tenant: b"t",
+        subject: name,
+        issued_at: 0,
+        ..revledger::Token::default()
+    }
+}
+
+#[test]
+fn a_reader_open_on_a_torn_tail_sees_what_the_recovered_writer_appends() {
+    // Found by fuzzing (open_file): a reader that opened a file whose committed length
+    // covered a torn record (as a power loss can leave it) took that length as seen; a
+    // writer then cut the tail and appended records up to the same length, and the
+    // reader's next checks answered "valid" for them.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let rule = |k: &'static [u8]| Rule::new(Scope::Subject, b"t", k, 1000);
+    let torn_at = {
+        let w = open_writer(&path, &WriterOptions::with_lifetime(3600)).unwrap();
+        w.revoke(&rule(b"a")).unwrap();
+        w.sync().unwrap();
+        let b = std::fs::read(&path).unwrap();
+        let at = u64::from_le_bytes(b[128..136].try_into().unwrap());
+        w.revoke(&rule(b"b")).unwrap();
+        at
+    };
+    // The power loss: the second record's payload never reached the disk, the header did;
+    // only the first record was synced.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&[0; 16], torn_at + 16).unwrap();
+    f.write_all_at(&torn_at.to_le_bytes(), 136).unwrap();
+    drop(f);
+    let r = Ledger::open_reader(&path).unwrap();
+    assert!(r.check(&subject_token(b"a")).unwrap().is_revoked());
+    assert!(!r.check(&subject_token(b"b")).unwrap().is_revoked());
+    // The writer cuts the torn record and appends one of the same size: the committed
+    // length is back where the reader saw it.
+    let w = open_writer(&path, &WriterOptions::default()).unwrap();
+    assert!(w.stats(0).unwrap().dropped_bytes > 0);
+    w.revoke(&rule(b"c")).unwrap();
+    assert!(
+        r.check(&subject_token(b"c")).unwrap().is_revoked(),
+        "the reader missed a record appended after the writer's recovery"
+    );
+    assert!(!r.check(&subject_token(b"b")).unwrap().is_revoked());
+}
+
+#[test]
+fn a_reader_fails_closed_when_the_log_is_cut_below_what_it_read() {
+    // A writer that keeps the valid prefix cuts the log below records a running reader
+    // already applied (they were damaged after the reader read them): that reader cannot
+    // follow the new log, and says so instead of missing the writer's next records.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let mut frames = Vec::new();
+    {
+        let w = open_writer(&path, &WriterOptions::with_lifetime(3600)).unwrap();
+        for k in [&b"a"[..], b"b", b"c"] {
+            w.revoke(&Rule::new(Scope::Subject, b"t", k, 1000)).unwrap();
+        }
+        w.for_each_record(|off, _| frames.push(off)).unwrap();
+    }
+    let r = Ledger::open_reader(&path).unwrap();
+    assert!(r.check(&subject_token(b"c")).unwrap().is_revoked());
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&[0xEE], frames[1] + 12).unwrap();
+    drop(f);
+    let keep = WriterOptions {
+        keep_valid_prefix: true,
+        ..WriterOptions::default()
+    };
+    let w = open_writer(&path, &keep).unwrap();
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"new", 1000))
+        .unwrap();
+    match r.check(&subject_token(b"new")) {
+        Err(Error::Corrupt { .. }) => {}
+        other => panic!("a reader whose log was cut below its index answered {other:?}"),
+    }
+    let again = Ledger::open_reader(&path).unwrap();
+    assert!(again.check(&subject_token(b"new")).unwrap().is_revoked());
+    assert!(!again.check(&subject_token(b"c")).unwrap().is_revoked());
 }
