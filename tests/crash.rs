@@ -118,7 +118,7 @@ fn prefix_len(l: &Ledger) -> Result<u64, String> {
                 err = Some(format!("rule {i} twice"));
             }
         }
-        Record::Config { .. } => {}
+        Record::Config { .. } | Record::Position { .. } => {}
     })
     .map_err(|e| format!("listing records: {e}"))?;
     if let Some(e) = err {

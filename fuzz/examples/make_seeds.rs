@@ -3,8 +3,8 @@
 //! Run: `cargo run --manifest-path fuzz/Cargo.toml --example make_seeds` (from the root).
 
 use revledger::header::{HEADER_LEN, OFF_COMMITTED_LEN};
-use revledger::record::{encode_config, encode_rule};
-use revledger::{Ledger, Rule, Scope, WriterOptions};
+use revledger::record::{encode_config, encode_position, encode_rule};
+use revledger::{Ledger, Rule, Scope, StreamId, StreamPosition, WriterOptions};
 use std::path::Path;
 
 fn rules() -> Vec<Rule<'static>> {
@@ -52,6 +52,13 @@ fn main() {
         w.revoke_batch(&rules()).unwrap();
         drop(w);
         let w = Ledger::open_writer(&path, &WriterOptions::with_lifetime(7200)).unwrap();
+        let position = StreamPosition::new(
+            &b"revocations"[..],
+            StreamId::new(1_700_000_000_000, 3),
+            1_700_000_001,
+        );
+        w.revoke_batch_at_position(&[Rule::new(Scope::Client, b"acme", b"cli", 900)], &position)
+            .unwrap();
         w.sync().unwrap();
     }
     let whole = committed_bytes(&path);
@@ -91,6 +98,12 @@ fn main() {
     let mut v = Vec::new();
     encode_config(&mut v, 7200);
     put(&frames, "config", 0, &v);
+    let mut v = Vec::new();
+    encode_position(
+        &mut v,
+        &StreamPosition::new(&b"revocations"[..], StreamId::new(5, 7), 9),
+    );
+    put(&frames, "position", 0, &v);
     put(&frames, "zeros", 0, &[0; 16]);
     put(&frames, "header", 0, &whole[..HEADER_LEN]);
     println!("seeds written under {}", root.display());

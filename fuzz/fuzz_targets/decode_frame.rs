@@ -5,9 +5,10 @@
 use libfuzzer_sys::fuzz_target;
 use revledger::header::Header;
 use revledger::record::{
-    decode_frame, encode_config, encode_rule, rule_keys_at, Frame, Record, FRAME_ALIGN,
-    FRAME_HEADER_LEN,
+    decode_frame, encode_config, encode_position, encode_rule, rule_keys_at, Frame, Record,
+    FRAME_ALIGN, FRAME_HEADER_LEN,
 };
+use revledger::StreamPosition;
 
 fuzz_target!(|input: &[u8]| {
     let Some((&mode, bytes)) = input.split_first() else {
@@ -42,6 +43,16 @@ fuzz_target!(|input: &[u8]| {
                 Record::Config { max_token_lifetime } => {
                     assert!(max_token_lifetime >= 0);
                     encode_config(&mut again, max_token_lifetime);
+                }
+                Record::Position {
+                    stream,
+                    last_id,
+                    last_heard,
+                } => {
+                    let p = StreamPosition::new(stream, last_id, last_heard);
+                    p.validate()
+                        .expect("a decoded position is a valid position");
+                    encode_position(&mut again, &p);
                 }
             }
             assert_eq!(again, &buf[..next], "a valid frame did not round-trip");
