@@ -22,9 +22,12 @@ use crate::header::{
 use crate::index::{Hasher, Index, KeySource};
 use crate::log::{next_valid_frame, parent_dir, scan, sync_dir, LogFile, Recovery};
 use crate::position::{PositionCell, StreamPosition};
-use crate::record::{encode_config, encode_position, encode_rule, rule_keys_at, Record};
+use crate::record::{
+    decode_frame, encode_config, encode_position, encode_rule, rule_keys_at, Frame, Record,
+};
 use crate::rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict};
 use crate::snapshot::{self, LiveRule, Snapshot};
+use crate::watch::{self, LostFlag, PathState};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
@@ -119,6 +122,9 @@ struct CatchUp {
     /// Corruption found after open: every later check reports it (fail closed).
     failure: Option<(u64, String)>,
     rule_records: u64,
+    /// The `committed_len` at which the log was found to end in a torn tail (at
+    /// `applied`): a crash left it, and the next writer cuts it off.
+    torn: Option<u64>,
 }
 
 /// One ledger file and the index built from it. A compaction makes a new generation.
@@ -137,6 +143,8 @@ struct Generation {
     recovery: Recovery,
     /// The last stream position record of the log.
     position: PositionCell,
+    /// Set once the file stopped being the ledger at the path (src/watch.rs).
+    lost: LostFlag,
 }
 
 impl KeySource for Generation {
@@ -241,10 +249,12 @@ impl Generation {
                 applied: start,
                 failure: None,
                 rule_records: 0,
+                torn: None,
             }),
             max_token_lifetime: AtomicI64::new(log.header.max_token_lifetime),
             recovery,
             position: PositionCell::default(),
+            lost: LostFlag::default(),
             log,
         })
     }
@@ -305,7 +315,10 @@ impl Generation {
     /// Whether the index is behind the log or the file was replaced: the slow path.
     #[inline]
     fn stale(&self) -> bool {
-        self.log.map.committed_len() != self.seen.load(Ordering::Acquire) || self.log.map.retired()
+        // `lost` first: a truncated file's header must not be read.
+        self.lost.is_set()
+            || self.log.map.committed_len() != self.seen.load(Ordering::Acquire)
+            || self.log.map.retired()
     }
 
     /// Applies every record committed since the index was last brought up to date.
@@ -323,10 +336,33 @@ impl Generation {
             cu.failure = Some((0, why.clone()));
             return Err(Error::corrupt(0, why));
         }
+        if committed < cu.applied {
+            // The log was cut below what this index holds (a writer recovered with
+            // keep_valid_prefix, or the bytes changed): the index can no longer follow it.
+            let why = format!(
+                "the log was cut to {committed} bytes, below the {} this reader had read; \
+                 reopen the ledger",
+                cu.applied
+            );
+            cu.failure = Some((committed, why.clone()));
+            return Err(Error::corrupt(committed, why));
+        }
         let mut limit = committed;
         if limit > self.log.map.known_file_len() {
             // A file shorter than its header claims: read only what exists.
             limit = limit.min(self.log.map.refresh_len(&self.log.file)?);
+        }
+        if cu.torn == Some(committed) && cu.applied < limit {
+            // Still the torn tail, unless a writer has since cut it and appended until
+            // `committed_len` came back to the same value: then a valid frame starts
+            // where the log stopped.
+            let bytes = self.log.map.bytes(limit)?;
+            if !matches!(
+                decode_frame(&bytes[cu.applied as usize..]),
+                Frame::Valid { .. }
+            ) {
+                return Ok(());
+            }
         }
         if cu.applied < limit {
             self.readable.fetch_max(limit, Ordering::AcqRel);
@@ -373,7 +409,13 @@ impl Generation {
                 }
             }
         }
-        self.seen.store(committed, Ordering::Release);
+        // Past a torn tail, `seen` stays where the log stops, never equal to a
+        // `committed_len` a writer could publish again after cutting the tail: otherwise
+        // the records it appends up to that same length would go unseen.
+        let torn = cu.applied < limit;
+        cu.torn = torn.then_some(committed);
+        self.seen
+            .store(if torn { cu.applied } else { committed }, Ordering::Release);
         Ok(())
     }
 
@@ -417,7 +459,7 @@ impl Ledger {
     /// Opens the ledger at `path` for writing, creating it if missing. Holds an exclusive
     /// lock on the file until dropped; a second writer anywhere gets [`Error::Locked`].
     pub fn open_writer(path: impl AsRef<Path>, options: &WriterOptions) -> Result<Ledger> {
-        let path = path.as_ref();
+        let path = &watch::absolute(path.as_ref())?;
         if options.max_token_lifetime < 0 {
             return Err(Error::invalid("max_token_lifetime must not be negative"));
         }
@@ -478,7 +520,7 @@ impl Ledger {
     /// have it open alongside its writer; they see each committed record on their next
     /// `check`.
     pub fn open_reader(path: impl AsRef<Path>) -> Result<Ledger> {
-        let path = path.as_ref();
+        let path = &watch::absolute(path.as_ref())?;
         Ok(Ledger {
             path: path.to_path_buf(),
             gen: ArcSwap::from_pointee(open_reader_generation(path)?),
@@ -495,9 +537,14 @@ impl Ledger {
         token.validate()?;
         let gen = self.gen.load();
         if !gen.stale() {
-            return check::check(&gen.lookup()?, token);
+            if !watch::due() {
+                return check::check(&gen.lookup()?, token);
+            }
+            drop(gen);
+            self.verify_path()?;
+        } else {
+            drop(gen);
         }
-        drop(gen);
         check::check(&self.current()?.lookup()?, token)
     }
 
@@ -506,6 +553,7 @@ impl Ledger {
     fn current(&self) -> Result<Arc<Generation>> {
         loop {
             let gen = self.gen.load_full();
+            gen.lost.check()?;
             if !gen.log.map.retired() {
                 gen.refresh()?;
                 return Ok(gen);
@@ -515,17 +563,55 @@ impl Ledger {
                 // file here means another process compacted it: never ours to follow.
                 return Err(Error::Internal("writer's ledger file was retired".into()));
             }
-            let _one = self.follow.lock();
-            if Arc::ptr_eq(&gen, &self.gen.load()) {
-                let next = open_reader_generation(&self.path)?;
-                self.gen.store(Arc::new(next));
+            self.follow(&gen)?;
+        }
+    }
+
+    /// A reader opens the path again after a compaction replaced its file.
+    fn follow(&self, gen: &Arc<Generation>) -> Result<()> {
+        let _one = self.follow.lock();
+        if Arc::ptr_eq(gen, &self.gen.load()) {
+            let next = open_reader_generation(&self.path)?;
+            if watch::same_file(&next.log.file, &gen.log.file) {
+                // Marked retired yet still at its path (a copy of an old file put back):
+                // fail closed until a writer opens it, which clears the mark.
+                return Err(Error::corrupt(
+                    crate::header::OFF_RETIRED as u64,
+                    "the file is marked as replaced by a compaction but is still at its path",
+                ));
             }
+            self.gen.store(Arc::new(next));
+        }
+        Ok(())
+    }
+
+    /// Checks that the handle's file is still the ledger at its path (src/watch.rs):
+    /// follows a compaction a reader has not seen yet, and fails (for good) when the file
+    /// was deleted, replaced or truncated.
+    fn verify_path(&self) -> Result<()> {
+        let gen = self.gen.load_full();
+        gen.lost.check()?;
+        match gen.log.path_state()? {
+            PathState::Current => Ok(()),
+            PathState::Compacted if self.writer.is_none() => self.follow(&gen),
+            PathState::Compacted => Err(gen.lost.set(watch::Lost::Replaced(format!(
+                "the ledger file {} was compacted by another process while this writer held it",
+                self.path.display()
+            )))),
+            PathState::Lost(why) => Err(gen.lost.set(why)),
         }
     }
 
     /// Applies every record committed since this handle last looked, following a
-    /// compaction if one happened. Checks do this on their own when needed.
+    /// compaction if one happened. Checks do this on their own when needed. On a reader,
+    /// also checks that the file is still the ledger at its path (deleted, replaced or
+    /// truncated: an error, and every later call fails; checks do this once in
+    /// [`PATH_CHECK_EVERY`](crate::PATH_CHECK_EVERY) per thread): call it from a timer to
+    /// bound in time how long a reader may answer from a file that was removed.
     pub fn refresh(&self) -> Result<()> {
+        if self.writer.is_none() {
+            self.verify_path()?;
+        }
         self.current().map(|_| ())
     }
 
@@ -612,6 +698,7 @@ impl Ledger {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
         let mut w = writer.lock();
         let gen = self.gen.load();
+        gen.lost.check()?;
         let WriterState { end, buf, .. } = &mut *w;
         buf.clear();
         encode(buf);
@@ -639,6 +726,7 @@ impl Ledger {
     pub fn sync(&self) -> Result<()> {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
         let _one_sync_at_a_time = self.sync_lock.lock();
+        self.verify_path()?;
         let (end, gen) = {
             let w = writer.lock();
             (w.end, self.gen.load_full())
@@ -646,7 +734,11 @@ impl Ledger {
         if gen.log.map.synced_len() >= end {
             return Ok(());
         }
-        gen.log.sync_data()?;
+        if let Err(e) = gen.log.sync_data() {
+            // After a failed fdatasync the kernel may have dropped the dirty pages, and a
+            // retry may succeed without writing them: durability is unknown from here on.
+            return Err(gen.lost.set(watch::Lost::SyncFailed(e.to_string())));
+        }
         gen.log.map.publish_synced(end)
     }
 
@@ -658,6 +750,7 @@ impl Ledger {
     pub fn compact(&self, now: i64) -> Result<CompactStats> {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
         let mut w = writer.lock();
+        self.verify_path()?;
         let old = self.gen.load_full();
         old.refresh()?;
         let header = Header {

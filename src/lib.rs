@@ -40,12 +40,14 @@ mod rule;
 mod snapshot;
 #[cfg(feature = "redis-sync")]
 pub mod sync;
+mod watch;
 
 pub use error::{Error, Result};
 pub use ledger::{CompactStats, Ledger, Stats, WriterOptions, AUTO_COMPACT_MIN_RECORDS};
 pub use log::Recovery;
 pub use position::{StreamId, StreamPosition};
 pub use rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict, MAX_KEY_LEN, MAX_ROLES};
+pub use watch::CHECK_EVERY as PATH_CHECK_EVERY;
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

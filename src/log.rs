@@ -146,20 +146,40 @@ impl LogFile {
     }
 
     /// Opens (creating it with `new_header` if missing) and locks a ledger for writing.
+    ///
+    /// The file locked must still be the one at the path: a writer that compacts renames
+    /// a new file over the path, and one that exits releases its lock, between our open
+    /// and our lock. Then the locked file is a retired one: open the path again.
     pub(crate) fn open_writer(
         path: &Path,
-        new_header: impl FnOnce() -> Result<Header>,
+        new_header: impl Fn() -> Result<Header>,
     ) -> Result<LogFile> {
-        if !path.exists() {
-            create_file(path, &new_header()?)?;
+        for _attempt in 0..16 {
+            if !path.exists() {
+                create_file(path, &new_header()?)?;
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map_err(|e| Error::io_path("opening", path, e))?;
+            lock_exclusive(&file, path)?;
+            if !crate::watch::is_at_path(&file, path)? {
+                continue;
+            }
+            let log = LogFile::from_file(path, file, true)?;
+            if log.map.retired() {
+                // At its path, so current by definition: a copy of a retired file was put
+                // back. Readers that saw the mark report an error until it is cleared.
+                log.map.clear_retired()?;
+            }
+            return Ok(log);
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io_path("opening", path, e))?;
-        lock_exclusive(&file, path)?;
-        LogFile::from_file(path, file, true)
+        Err(Error::io_path(
+            "locking",
+            path,
+            std::io::Error::other("the file at the path keeps being replaced"),
+        ))
     }
 
     fn from_file(path: &Path, file: File, writable: bool) -> Result<LogFile> {
@@ -237,7 +257,12 @@ impl LogFile {
     /// With `keep_valid_prefix`, corruption is cut off like a torn tail instead of failing.
     pub(crate) fn recover(&self, keep_valid_prefix: bool) -> Result<Recovery> {
         let file_len = self.map.refresh_len(&self.file)?;
-        let bytes = self.map.bytes(file_len)?;
+        // Only the written part of the file is read through the mapping: past it are holes
+        // (preallocated space), all zeros, and on tmpfs a read fault on a hole allocates a
+        // page, which on a full tmpfs is SIGBUS. Nothing past the written part can hold a
+        // frame, so the result is the same.
+        let written = crate::map::data_end(&self.file, file_len).max(self.header.log_start);
+        let bytes = self.map.bytes(written.min(file_len))?;
         let (end, stop) = scan(bytes, self.header.log_start, file_len, |_, _| {});
         let synced = self.map.synced_len();
         let committed = self.map.committed_len();
@@ -297,9 +322,15 @@ impl LogFile {
                 .map_err(|e| Error::io_path("growing", &self.path, e))?;
             self.map.grow_to(&self.file, new_len)?;
         }
-        self.file
-            .write_all_at(frames, at)
-            .map_err(|e| Error::io_path("appending to", &self.path, e))
+        self.file.write_all_at(frames, at).map_err(|e| {
+            // A write that failed part way (disk full, file size limit) may have left
+            // whole frames past the committed end. Nothing was published, but recovery
+            // scans past `committed_len` and would take them for records appended just
+            // before a crash: a failed batch would come back in part. Zero what was
+            // written; blocks it allocated can be overwritten without new space.
+            let _ = zero_range(&self.file, at, at + frames.len() as u64);
+            Error::io_path("appending to", &self.path, e)
+        })
     }
 
     /// fdatasync of the file.

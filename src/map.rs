@@ -8,7 +8,7 @@
 //!    `len <= known_file_len`, a size observed through `fstat` (or set by this process's
 //!    own `set_len`) *before* the slice is made. Files only grow: revledger never
 //!    truncates a ledger file. Another process that truncates the file under a mapping
-//!    breaks this invariant (SIGBUS); docs/FORMAT.md §6 states that rule.
+//!    breaks this invariant (SIGBUS); docs/FORMAT.md §7 states that rule.
 //! 2. Bytes below `committed_len` are never written again by a writer (append-only), so
 //!    a shared slice over them does not alias a concurrent write. Bytes of the header's
 //!    dynamic half are only accessed through `AtomicU64`s, never through slices.
@@ -16,6 +16,8 @@
 //! 3. When the file outgrows a reservation, a larger one is made and the old one is kept
 //!    until the `FileMap` is dropped, so pointers and slices taken from an older region
 //!    stay valid for the `FileMap`'s lifetime.
+//!    Past the end of the file's data (see [`data_end`]) a writer reads nothing through
+//!    the mapping: on tmpfs, a read fault on a hole allocates a page, SIGBUS when full.
 //! 4. The header is 8-byte aligned (offset 0 of a page-aligned mapping) and its atomics
 //!    sit at multiples of 8, as `AtomicU64` requires.
 
@@ -192,6 +194,44 @@ impl FileMap {
     /// Marks this file as replaced by a compaction (writer only).
     pub(crate) fn publish_retired(&self) -> Result<()> {
         self.store(OFF_RETIRED, 1)
+    }
+
+    /// Removes a stale `retired` mark from a file that is at its path (writer only).
+    pub(crate) fn clear_retired(&self) -> Result<()> {
+        self.store(OFF_RETIRED, 0)
+    }
+}
+
+/// End of the last data region of `file` (whose length is `len`): past it the file is
+/// one hole, reading as zeros. `len` when the file system cannot tell (no `SEEK_DATA`).
+pub(crate) fn data_end(file: &File, len: u64) -> u64 {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    let mut end = 0u64;
+    let mut pos: libc::off_t = 0;
+    loop {
+        // SAFETY: lseek on a file descriptor this `File` owns and keeps open for the
+        // call; it only moves the descriptor's offset, which revledger never uses
+        // (every read and write is positioned: pread/pwrite).
+        let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = std::io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::ENXIO) {
+                end // no data at or after `pos`
+            } else {
+                len // SEEK_DATA unsupported: assume all of it is data
+            };
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return len;
+        }
+        end = hole as u64;
+        if end >= len {
+            return len;
+        }
+        pos = hole;
     }
 }
 
