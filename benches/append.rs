@@ -22,7 +22,6 @@ mod common;
 use common::*;
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
 use revledger::{Ledger, Rule, Scope, WriterOptions};
-use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 /// Records a file takes before it is replaced by a fresh one.
@@ -244,7 +243,7 @@ fn main() {
                     let row = kv_key(&mut buf, Scope::Subject, b"tenant-000042", &k);
                     pipe.cmd("SET").arg(row).arg(BASE).ignore();
                 }
-                black_box(pipe.exec(&mut con).expect("redis SET"));
+                pipe.exec(&mut con).expect("redis SET");
             })
         });
         let _ = redis::cmd("FLUSHDB").exec(&mut con);
