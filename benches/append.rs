@@ -212,10 +212,7 @@ fn main() {
     drop(db);
 
     // Redis
-    if let Some(url) = redis_url("append") {
-        let mut con = redis::Client::open(url)
-            .and_then(|c| c.get_connection())
-            .expect("connecting to REVLEDGER_BENCH_REDIS");
+    if let Some(mut con) = redis_connection("append") {
         let _ = redis::cmd("FLUSHDB").exec(&mut con);
         let mut buf = [0u8; 64];
         let mut n = 0u64;

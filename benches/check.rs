@@ -39,11 +39,7 @@ fn main() {
         .with_measurement(ThreadCpu::default())
         .configure_from_args();
     let mut wall = Criterion::default().configure_from_args();
-    let mut redis = redis_url("check").map(|url| {
-        redis::Client::open(url)
-            .and_then(|c| c.get_connection())
-            .expect("connecting to REVLEDGER_BENCH_REDIS")
-    });
+    let mut redis = redis_connection("check");
     let mut fixtures = Vec::new();
     for n in sizes() {
         fixtures.push(bench_size(&mut cpu, &mut wall, n, redis.as_mut()));

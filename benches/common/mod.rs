@@ -174,14 +174,25 @@ impl criterion::measurement::Measurement for ThreadCpu {
     }
 }
 
-/// The `REVLEDGER_BENCH_REDIS` URL, or `None` after printing why Redis is skipped.
-pub fn redis_url(what: &str) -> Option<String> {
-    match std::env::var("REVLEDGER_BENCH_REDIS") {
-        Ok(u) if !u.is_empty() => Some(u),
+/// A connection to the Redis at `REVLEDGER_BENCH_REDIS`, or `None` after printing why
+/// the Redis baseline of `what` is skipped.
+pub fn redis_connection(what: &str) -> Option<redis::Connection> {
+    let url = match std::env::var("REVLEDGER_BENCH_REDIS") {
+        Ok(u) if !u.is_empty() => u,
         _ => {
             eprintln!(
                 "revledger-bench: Redis baseline of {what} SKIPPED: set \
                  REVLEDGER_BENCH_REDIS=redis://127.0.0.1:PORT to measure it"
+            );
+            return None;
+        }
+    };
+    match redis::Client::open(url.as_str()).and_then(|c| c.get_connection()) {
+        Ok(con) => Some(con),
+        Err(e) => {
+            eprintln!(
+                "revledger-bench: Redis baseline of {what} SKIPPED: cannot connect to \
+                 REVLEDGER_BENCH_REDIS={url}: {e}"
             );
             None
         }
