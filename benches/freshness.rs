@@ -10,6 +10,12 @@
 //! Latency = seen − returned (≤ 0 when the reader saw the record before `revoke` even
 //! returned to the writer); also seen − called.
 //!
+//! On a shared machine the reader is sometimes descheduled while it spins, and the trial
+//! then measures the scheduler. Each trial therefore also records whether the reader
+//! thread was switched out involuntarily during its spin (`getrusage(RUSAGE_THREAD)`,
+//! `ru_nivcsw`), or the writer between its two clock reads; the results give the
+//! percentiles of all trials and of the undisturbed ones.
+//!
 //! Not a criterion benchmark (it wants percentiles): results go to
 //! `target/revledger-bench/freshness.json` and are printed.
 
@@ -26,6 +32,15 @@ const TENANT: &[u8] = b"tenant-000001";
 
 fn trial_key(i: u64) -> Key {
     key(b"fre_", scramble(i))
+}
+
+/// Involuntary context switches of the calling thread so far.
+fn preemptions() -> i64 {
+    // SAFETY: an all-zero `rusage` is a valid value; getrusage only writes into it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage; RUSAGE_THREAD is supported on Linux.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    ru.ru_nivcsw
 }
 
 fn main() {
@@ -53,6 +68,7 @@ fn main() {
     let mut after_return = Vec::with_capacity(trials as usize);
     let mut after_call = Vec::with_capacity(trials as usize);
     let mut revoke_ns = Vec::with_capacity(trials as usize);
+    let mut undisturbed = Vec::with_capacity(trials as usize);
     let started = std::time::Instant::now();
     for i in 0..trials {
         let key = trial_key(i);
@@ -92,9 +108,14 @@ fn main() {
     let elapsed = started.elapsed();
 
     let summary = |name: &str, v: &mut Vec<i64>| {
+        if v.is_empty() {
+            eprintln!("freshness {name}: no trials");
+            return serde_json::Value::Null;
+        }
         v.sort_unstable();
         let pct = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
         let s = serde_json::json!({
+            "trials": v.len(),
             "p50_ns": pct(0.50), "p90_ns": pct(0.90), "p99_ns": pct(0.99),
             "p999_ns": pct(0.999), "min_ns": v[0], "max_ns": v[v.len() - 1],
             "mean_ns": v.iter().sum::<i64>() as f64 / v.len() as f64,
@@ -110,9 +131,12 @@ fn main() {
         );
         s
     };
+    let undisturbed_trials = undisturbed.len();
     let json = serde_json::json!({
         "quick": quick(),
         "trials": trials,
+        "undisturbed_trials": undisturbed_trials,
+        "from_revoke_return_undisturbed": summary("from revoke returning, undisturbed trials", &mut undisturbed),
         "background_rules": BACKGROUND_RULES,
         "seconds": elapsed.as_secs_f64(),
         "from_revoke_return": summary("from revoke returning", &mut after_return),
@@ -143,10 +167,12 @@ fn writer_child() {
         while monotonic_ns() < until {
             std::hint::spin_loop();
         }
+        let switched = preemptions();
         let called = monotonic_ns();
         writer.revoke(&rule).expect("revoke");
         let returned = monotonic_ns();
-        writeln!(out, "{called} {returned}")
+        let switched = preemptions() - switched;
+        writeln!(out, "{called} {returned} {switched}")
             .and_then(|()| out.flush())
             .expect("stdout");
     }

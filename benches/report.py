@@ -301,8 +301,13 @@ class Report:
         # freshness
         if self.fresh:
             p99 = self.fresh["from_revoke_return"]["p99_ns"]
-            self.target("cross-process: writer's `revoke` returned → spinning reader sees `revoked`, p99",
-                        "≤ 50 µs", fmt_ns(p99), p99 <= 50_000)
+            quiet = self.fresh.get("from_revoke_return_undisturbed")
+            caveat = None
+            if quiet and self.overloaded:
+                caveat = (f"machine overloaded; the {quiet['trials']:,} trials in which neither "
+                          f"process was switched out: p99 {fmt_ns(quiet['p99_ns'])}")
+            self.target("cross-process: writer's `revoke` returned → spinning reader sees `revoked`, "
+                        "p99 of all trials", "≤ 50 µs", fmt_ns(p99), p99 <= 50_000, caveat=caveat)
         else:
             self.target("cross-process freshness p99", "≤ 50 µs", None, None)
         # open
@@ -500,14 +505,21 @@ class Report:
         self.add(f"{f['trials']:,} trials; a writer process revokes (a ledger of "
                  f"{f['background_rules']:,} rules), a reader process spins on `check`. Both read "
                  "CLOCK_MONOTONIC; ≤ 0 means the reader saw the record before `revoke` returned "
-                 "to the writer.")
+                 "to the writer. A trial is *undisturbed* when the reader thread was not switched "
+                 "out involuntarily while it spun, nor the writer between its two clock reads "
+                 "(`getrusage(RUSAGE_THREAD)`): on a loaded machine the other trials also measure "
+                 "the scheduler.")
         self.add()
         rows = []
         for key, what in (("from_revoke_return", "writer's `revoke` returned → reader sees `revoked`"),
+                          ("from_revoke_return_undisturbed", "the same, trials in which neither "
+                           "process was switched out involuntarily"),
                           ("from_revoke_call", "writer calls `revoke` → reader sees `revoked`"),
                           ("revoke_call", "the `revoke` call itself (writer)")):
-            s = f[key]
-            rows.append([what, fmt_ns(s["p50_ns"]), fmt_ns(s["p90_ns"]), fmt_ns(s["p99_ns"]),
+            s = f.get(key)
+            if not s:
+                continue
+            rows.append([what + (f" ({s['trials']:,} trials)" if "trials" in s else ""), fmt_ns(s["p50_ns"]), fmt_ns(s["p90_ns"]), fmt_ns(s["p99_ns"]),
                          fmt_ns(s["p999_ns"]), fmt_ns(s["max_ns"]), str(s["at_or_below_zero"])])
         self.table(["interval", "p50", "p90", "p99", "p99.9", "max", "≤ 0"], rows)
 
