@@ -4,6 +4,9 @@
 //! `common::ThreadCpu`: the machine is shared); ids
 //! `<implementation>.<kind>.r<roles>[.<threads>t]/<size>`:
 //! - `revledger.{valid,revoked}.r{0,3,10}`: one reader handle, tokens cycled from a pool;
+//!   the ledger is compacted (every rule in the snapshot index, read in place);
+//! - `revledger_log.{valid,revoked}.r3`: the same tokens against the same rules never
+//!   compacted (all in the log; the reader indexes them itself at open);
 //! - `revledger.fresh.r3`: a token issued after every cutoff (the fast path);
 //! - `std_hashmap.*`: `HashMap<(Vec<u8>, Vec<u8>), i64>` per scope, SipHash, probed by
 //!   borrowed keys, the same lookups per token;
@@ -65,9 +68,17 @@ fn bench_size(
     eprintln!("revledger-bench: building the {label} fixtures");
     let dir = scratch();
     let path = dir.path().join("bench.ledger");
-    let build = build_ledger(&path, n);
+    let build = build_ledger(&path, n, State::Compacted);
     let reader = Ledger::open_reader(&path).expect("opening the benchmark ledger");
-    let stats = reader.stats(BASE).expect("stats");
+    let stats = reader.stats(COMPACT_AT).expect("stats");
+    assert_eq!(
+        stats.snapshot_keys, n as u64,
+        "the compacted ledger's snapshot"
+    );
+    let log_path = dir.path().join("bench-log.ledger");
+    let log_build = build_ledger(&log_path, n, State::Log);
+    let log_reader = Ledger::open_reader(&log_path).expect("opening the benchmark ledger");
+    let log_stats = log_reader.stats(COMPACT_AT).expect("stats");
     let t = Instant::now();
     let maps = StdMaps::build(n);
     let maps_build = t.elapsed();
@@ -80,8 +91,9 @@ fn bench_size(
         load_redis(con, n);
     }
     eprintln!(
-        "revledger-bench: {label}: ledger {:.1} s, HashMap {:.1} s, redb {:.1} s",
-        build.as_secs_f64(),
+        "revledger-bench: {label}: ledger {:.1} s + compaction {:.1} s, HashMap {:.1} s, redb {:.1} s",
+        build.append.as_secs_f64(),
+        build.compact.unwrap_or_default().as_secs_f64(),
         maps_build.as_secs_f64(),
         redb_build.as_secs_f64()
     );
@@ -109,6 +121,12 @@ fn bench_size(
                 cycle(&mut g, &name("revledger"), &label, toks, |t| {
                     reader.check(t).expect("check")
                 });
+                if roles == 3 {
+                    verify(&log_reader, toks, &pool);
+                    cycle(&mut g, &name("revledger_log"), &label, toks, |t| {
+                        log_reader.check(t).expect("check")
+                    });
+                }
                 if kind == Kind::Valid || roles == 3 {
                     for (t, o) in toks.iter().zip(&pool).take(2_000) {
                         assert_eq!(maps.check(t), o.expect, "HashMap baseline disagrees");
@@ -161,7 +179,13 @@ fn bench_size(
         "rules": n,
         "label": label,
         "pool_tokens": pool_size(n),
-        "ledger_build_s": build.as_secs_f64(),
+        "ledger_append_s": build.append.as_secs_f64(),
+        "ledger_compact_s": build.compact.unwrap_or_default().as_secs_f64(),
+        "log_ledger_append_s": log_build.append.as_secs_f64(),
+        "log_live_keys": log_stats.live_keys,
+        "log_index_bytes": log_stats.index_bytes,
+        "log_log_bytes": log_stats.log_bytes,
+        "snapshot_keys": stats.snapshot_keys,
         "hashmap_build_s": maps_build.as_secs_f64(),
         "redb_build_s": redb_build.as_secs_f64(),
         "redb_file_bytes": std::fs::metadata(&redb_path).map(|m| m.len()).unwrap_or(0),

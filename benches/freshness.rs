@@ -26,7 +26,7 @@ use revledger::{Ledger, Rule, Scope, Token, WriterOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
-/// Rules in the ledger besides the trials' own.
+/// Rules in the ledger (compacted) besides the trials' own, appended after them.
 const BACKGROUND_RULES: usize = 100_000;
 const TENANT: &[u8] = b"tenant-000001";
 
@@ -53,7 +53,7 @@ fn main() {
     let trials: u64 = if quick() { 500 } else { 20_000 };
     let dir = scratch();
     let path = dir.path().join("fresh.ledger");
-    build_ledger(&path, BACKGROUND_RULES);
+    build_ledger(&path, BACKGROUND_RULES, State::Compacted);
     let reader = Ledger::open_reader(&path).expect("open_reader");
     let mut child = spawn_child(
         "freshness-writer",
@@ -69,6 +69,7 @@ fn main() {
     let mut after_call = Vec::with_capacity(trials as usize);
     let mut revoke_ns = Vec::with_capacity(trials as usize);
     let mut undisturbed = Vec::with_capacity(trials as usize);
+    let (mut reader_switches, mut writer_switches) = (0u64, 0u64);
     let started = std::time::Instant::now();
     for i in 0..trials {
         let key = trial_key(i);
@@ -82,6 +83,7 @@ fn main() {
         writeln!(to_writer, "{i}").expect("writing to the writer");
         to_writer.flush().expect("writing to the writer");
         let spin_start = std::time::Instant::now();
+        let switched_before = preemptions();
         let seen = loop {
             if reader.check(&token).expect("check").is_revoked() {
                 break monotonic_ns();
@@ -91,17 +93,25 @@ fn main() {
                 "trial {i}: the revocation never became visible"
             );
         };
+        let reader_switched = preemptions() != switched_before;
         line.clear();
         from_writer
             .read_line(&mut line)
             .expect("reading the writer's clock");
         let mut parts = line.split_whitespace().map(|p| p.parse::<i64>());
-        let (Some(Ok(called)), Some(Ok(returned))) = (parts.next(), parts.next()) else {
+        let (Some(Ok(called)), Some(Ok(returned)), Some(Ok(writer_switched))) =
+            (parts.next(), parts.next(), parts.next())
+        else {
             panic!("writer answered {line:?}");
         };
         after_return.push(seen - returned);
         after_call.push(seen - called);
         revoke_ns.push(returned - called);
+        reader_switches += u64::from(reader_switched);
+        writer_switches += u64::from(writer_switched != 0);
+        if !reader_switched && writer_switched == 0 {
+            undisturbed.push(seen - returned);
+        }
     }
     drop(to_writer);
     let _ = child.wait();
@@ -136,6 +146,8 @@ fn main() {
         "quick": quick(),
         "trials": trials,
         "undisturbed_trials": undisturbed_trials,
+        "reader_switched_trials": reader_switches,
+        "writer_switched_trials": writer_switches,
         "from_revoke_return_undisturbed": summary("from revoke returning, undisturbed trials", &mut undisturbed),
         "background_rules": BACKGROUND_RULES,
         "seconds": elapsed.as_secs_f64(),

@@ -7,14 +7,18 @@
 //! - sharing: 8 reader processes of one ledger, their total PSS against one reader's RSS
 //!   (DESIGN §5: ≤ 2×), read from /proc/PID/smaps_rollup.
 //!
-//! Criterion group `open`, id `revledger.open_first_check/<size>`; memory figures go to
+//! Each size is measured compacted (the snapshot index is used in place: opening should
+//! not depend on the size) and never compacted (the reader indexes the whole log).
+//!
+//! Criterion group `open`, ids `revledger.open_first_check/<size>` (compacted) and
+//! `revledger_log.open_first_check/<size>`; memory figures go to
 //! `target/revledger-bench/open.json`.
 
 mod common;
 
 use common::*;
 use criterion::{BenchmarkId, Criterion, SamplingMode};
-use revledger::{Ledger, Verdict};
+use revledger::{Ledger, Token, Verdict};
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::time::{Duration, Instant};
@@ -44,48 +48,57 @@ fn main() {
         *sizes.iter().max().expect("a size")
     };
     let mut figures = Vec::new();
-    let mut sharing = serde_json::Value::Null;
+    let mut sharing = Vec::new();
     for &n in &sizes {
         let label = size_label(n);
-        eprintln!("revledger-bench: building the {label} ledger");
-        let dir = scratch();
-        let path = dir.path().join("bench.ledger");
-        let build = build_ledger(&path, n);
-        let pool = tokens(n, Kind::Valid, 3, 1);
-        with_tokens(&pool, |toks| {
-            let token = &toks[0];
-            // One open outside criterion: the first after writing, and the memory figures.
-            let t = Instant::now();
-            let reader = Ledger::open_reader(&path).expect("open_reader");
-            assert_eq!(reader.check(token).expect("check"), Verdict::Valid);
-            let first_open = t.elapsed();
-            let stats = reader.stats(BASE).expect("stats");
-            drop(reader);
-            let keys = key_bytes(n);
-            figures.push(serde_json::json!({
-                "rules": n,
-                "label": label,
-                "build_s": build.as_secs_f64(),
-                "first_open_s": first_open.as_secs_f64(),
-                "live_keys": stats.live_keys,
-                "rule_records": stats.rule_records,
-                "index_bytes": stats.index_bytes,
-                "index_bytes_per_rule": stats.index_bytes as f64 / stats.live_keys.max(1) as f64,
-                "log_bytes": stats.log_bytes,
-                "file_bytes": stats.file_bytes,
-                "key_bytes": keys,
-                "log_bytes_per_rule_beyond_keys":
-                    (stats.log_bytes as f64 - keys as f64) / stats.live_keys.max(1) as f64,
-            }));
+        for state in [State::Compacted, State::Log] {
+            eprintln!(
+                "revledger-bench: building the {label} ledger ({})",
+                state.name()
+            );
+            let dir = scratch();
+            let path = dir.path().join("bench.ledger");
+            let build = build_ledger(&path, n, state);
+            let pool = tokens(n, Kind::Valid, 3, 1);
+            with_tokens(&pool, |toks| {
+                let token = &toks[0];
+                // One open outside criterion, the first after writing; and memory figures.
+                let t = Instant::now();
+                let reader = Ledger::open_reader(&path).expect("open_reader");
+                assert_eq!(reader.check(token).expect("check"), Verdict::Valid);
+                let first_open = t.elapsed();
+                let stats = reader.stats(COMPACT_AT).expect("stats");
+                drop(reader);
+                let keys = key_bytes(n);
+                let live = stats.live_keys.max(1) as f64;
+                figures.push(serde_json::json!({
+                    "rules": n,
+                    "label": label,
+                    "state": state.name(),
+                    "append_s": build.append.as_secs_f64(),
+                    "compact_s": build.compact.map(|d| d.as_secs_f64()),
+                    "first_open_s": first_open.as_secs_f64(),
+                    "live_keys": stats.live_keys,
+                    "snapshot_keys": stats.snapshot_keys,
+                    "rule_records": stats.rule_records,
+                    "index_bytes": stats.index_bytes,
+                    "index_bytes_per_rule": stats.index_bytes as f64 / live,
+                    "log_bytes": stats.log_bytes,
+                    "file_bytes": stats.file_bytes,
+                    "key_bytes": keys,
+                    "log_bytes_per_rule_beyond_keys": (stats.log_bytes as f64 - keys as f64) / live,
+                }));
 
-            let mut g = c.benchmark_group("open");
-            g.warm_up_time(warm)
-                .measurement_time(measure)
-                .sample_size(10)
-                .sampling_mode(SamplingMode::Flat);
-            g.bench_function(
-                BenchmarkId::new("revledger.open_first_check", &label),
-                |b| {
+                let id = match state {
+                    State::Compacted => "revledger.open_first_check",
+                    State::Log => "revledger_log.open_first_check",
+                };
+                let mut g = c.benchmark_group("open");
+                g.warm_up_time(warm)
+                    .measurement_time(measure)
+                    .sample_size(10)
+                    .sampling_mode(SamplingMode::Flat);
+                g.bench_function(BenchmarkId::new(id, &label), |b| {
                     b.iter_custom(|iters| {
                         let mut total = 0;
                         for _ in 0..iters {
@@ -97,12 +110,12 @@ fn main() {
                         }
                         Duration::from_nanos(total.max(0) as u64)
                     })
-                },
-            );
-            g.finish();
-        });
-        if n == share_n {
-            sharing = measure_sharing(&path, n);
+                });
+                g.finish();
+            });
+            if n == share_n {
+                sharing.push(measure_sharing(&path, n, state));
+            }
         }
     }
     write_json(
@@ -112,12 +125,14 @@ fn main() {
     c.final_summary();
 }
 
-/// Starts one reader process, then seven more, and reads their memory.
-fn measure_sharing(path: &std::path::Path, n: usize) -> serde_json::Value {
+/// Starts one reader process, then seven more, and reads their memory. Each reader
+/// checks every key of the ledger once, so that it has touched all of its index.
+fn measure_sharing(path: &std::path::Path, n: usize, state: State) -> serde_json::Value {
     let path = path.to_str().expect("a UTF-8 scratch path");
+    let n_arg = n.to_string();
     let mut children = Vec::new();
     let start = |children: &mut Vec<std::process::Child>| {
-        let mut child = spawn_child("reader", &[path]);
+        let mut child = spawn_child("reader", &[path, &n_arg]);
         let mut line = String::new();
         BufReader::new(child.stdout.as_mut().expect("child stdout"))
             .read_line(&mut line)
@@ -137,14 +152,16 @@ fn measure_sharing(path: &std::path::Path, n: usize) -> serde_json::Value {
     }
     let total_pss: u64 = mem.iter().map(|m| m.1).sum();
     eprintln!(
-        "revledger-bench: {READERS} readers of {}: total PSS {} MiB, one reader alone RSS {} MiB",
+        "revledger-bench: {READERS} readers of {} ({}): total PSS {} MiB, one reader alone RSS {} MiB",
         size_label(n),
+        state.name(),
         total_pss >> 20,
         alone_rss >> 20
     );
     serde_json::json!({
         "rules": n,
         "label": size_label(n),
+        "state": state.name(),
         "readers": READERS,
         "one_reader_rss": alone_rss,
         "one_reader_pss": alone_pss,
@@ -155,15 +172,28 @@ fn measure_sharing(path: &std::path::Path, n: usize) -> serde_json::Value {
     })
 }
 
-/// A reader process: opens the ledger, answers one check, says `ready`, and stays until
-/// its stdin closes.
+/// A reader process: opens the ledger, checks one token per rule carrying that rule's
+/// key, says `ready`, and stays until its stdin closes.
 fn reader_child() {
-    let path = std::env::args().nth(1).expect("ledger path");
-    let reader = Ledger::open_reader(&path).expect("open_reader");
-    let pool = tokens(0, Kind::Valid, 3, 1);
-    with_tokens(&pool, |toks| {
-        black_box(reader.check(&toks[0]).expect("check"));
-    });
+    let args: Vec<String> = std::env::args().collect();
+    let (path, n) = (&args[1], args[2].parse::<usize>().expect("rule count"));
+    let reader = Ledger::open_reader(path).expect("open_reader");
+    let mut revoked = 0usize;
+    for r in rules(n) {
+        let k = r.key_bytes();
+        let roles = [k];
+        let token = Token {
+            tenant: &r.tenant,
+            subject: k,
+            session: k,
+            client: k,
+            token_id: k,
+            roles: &roles,
+            issued_at: VALID_IAT,
+        };
+        revoked += usize::from(reader.check(&token).expect("check").is_revoked());
+    }
+    black_box(revoked);
     println!("ready");
     std::io::stdout().flush().expect("stdout");
     let mut sink = Vec::new();

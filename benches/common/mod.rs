@@ -350,9 +350,41 @@ pub fn key_bytes(n: usize) -> u64 {
         .sum()
 }
 
-/// Creates a ledger of `n` live rules at `path` with `revoke_batch` in chunks; returns
-/// the time it took.
-pub fn build_ledger(path: &Path, n: usize) -> Duration {
+/// When compaction of a benchmark ledger runs: after every cutoff and token `exp` of the
+/// workload, and before any of them expires, so it keeps every rule.
+pub const COMPACT_AT: i64 = BASE + DAY;
+
+/// The state a benchmark ledger is left in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Compacted: every rule in the snapshot index that readers use in place (the
+    /// steady state of a long-lived ledger).
+    Compacted,
+    /// Every rule in the log, never compacted: each reader indexes the log itself.
+    Log,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Compacted => "compacted",
+            State::Log => "log",
+        }
+    }
+}
+
+/// Times of building a benchmark ledger.
+#[derive(Clone, Copy, Debug)]
+pub struct Built {
+    /// Appending the rules with `revoke_batch` and syncing.
+    pub append: Duration,
+    /// Compacting them (when asked).
+    pub compact: Option<Duration>,
+}
+
+/// Creates a ledger of `n` live rules at `path` with `revoke_batch` in chunks, then
+/// compacts it at [`COMPACT_AT`] if `state` asks.
+pub fn build_ledger(path: &Path, n: usize, state: State) -> Built {
     let start = Instant::now();
     let writer = Ledger::open_writer(path, &WriterOptions::with_lifetime(2 * DAY))
         .expect("creating the benchmark ledger");
@@ -370,8 +402,17 @@ pub fn build_ledger(path: &Path, n: usize) -> Duration {
     }
     flush(&mut chunk);
     writer.sync().expect("syncing the benchmark ledger");
+    let append = start.elapsed();
+    let compact = (state == State::Compacted).then(|| {
+        let start = Instant::now();
+        let stats = writer
+            .compact(COMPACT_AT)
+            .expect("compacting the benchmark ledger");
+        assert_eq!(stats.keys_dropped, 0, "compaction dropped workload rules");
+        start.elapsed()
+    });
     drop(writer);
-    start.elapsed()
+    Built { append, compact }
 }
 
 /// One token to check, owning its bytes.
