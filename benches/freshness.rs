@@ -36,11 +36,29 @@ fn trial_key(i: u64) -> Key {
 
 /// Involuntary context switches of the calling thread so far.
 fn preemptions() -> i64 {
+    switches().1
+}
+
+/// Voluntary and involuntary context switches of the calling thread so far.
+fn switches() -> (i64, i64) {
     // SAFETY: an all-zero `rusage` is a valid value; getrusage only writes into it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `ru` is a valid, writable rusage; RUSAGE_THREAD is supported on Linux.
     unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    ru.ru_nivcsw
+    (ru.ru_nvcsw, ru.ru_nivcsw)
+}
+
+/// Time the hypervisor ran something else on this machine's CPUs (the `steal` column
+/// of /proc/stat), in clock ticks: a guest cannot see it as a context switch.
+fn steal_ticks() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(8).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
 }
 
 fn main() {
@@ -70,6 +88,8 @@ fn main() {
     let mut revoke_ns = Vec::with_capacity(trials as usize);
     let mut undisturbed = Vec::with_capacity(trials as usize);
     let (mut reader_switches, mut writer_switches) = (0u64, 0u64);
+    let mut reader_blocked = 0u64;
+    let steal_before = steal_ticks();
     let started = std::time::Instant::now();
     for i in 0..trials {
         let key = trial_key(i);
@@ -83,7 +103,7 @@ fn main() {
         writeln!(to_writer, "{i}").expect("writing to the writer");
         to_writer.flush().expect("writing to the writer");
         let spin_start = std::time::Instant::now();
-        let switched_before = preemptions();
+        let (blocked_before, switched_before) = switches();
         let seen = loop {
             if reader.check(&token).expect("check").is_revoked() {
                 break monotonic_ns();
@@ -93,7 +113,9 @@ fn main() {
                 "trial {i}: the revocation never became visible"
             );
         };
-        let reader_switched = preemptions() != switched_before;
+        let (blocked_after, switched_after) = switches();
+        let reader_switched = switched_after != switched_before;
+        reader_blocked += u64::from(blocked_after != blocked_before);
         line.clear();
         from_writer
             .read_line(&mut line)
@@ -148,6 +170,8 @@ fn main() {
         "undisturbed_trials": undisturbed_trials,
         "reader_switched_trials": reader_switches,
         "writer_switched_trials": writer_switches,
+        "reader_blocked_trials": reader_blocked,
+        "steal_ticks": steal_ticks() - steal_before,
         "from_revoke_return_undisturbed": summary("from revoke returning, undisturbed trials", &mut undisturbed),
         "background_rules": BACKGROUND_RULES,
         "seconds": elapsed.as_secs_f64(),

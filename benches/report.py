@@ -393,20 +393,20 @@ class Report:
                 [("revledger", k, r) for k in ("valid", "revoked", "fresh") for r in (0, 3, 10)]
                 + [("revledger_log", k, 3) for k in ("valid", "revoked")]
             ):
-                    rl = self.get(c, f"{impl}.{kind}.r{roles}", size)
-                    if not rl:
-                        continue
-                    hm = self.get(c, f"std_hashmap.{kind}.r{roles}", size)
-                    kv = self.get(c, f"redb.{kind}.r{roles}", size)
-                    rows.append([
-                        f"{kind}, {roles} roles" + (" — **never compacted**" if impl == "revledger_log" else ""),
-                        fmt_ci(rl),
-                        fmt_ci(hm),
-                        fmt_x(ratio(hm and hm["median"], rl["median"])) if hm else "—",
-                        fmt_ci(kv),
-                        fmt_x(ratio(kv and kv["median"], rl["median"])) if kv else "—",
-                        fmt_x(ratio(rl["median"], chase and chase["median"])) if chase else "—",
-                    ])
+                rl = self.get(c, f"{impl}.{kind}.r{roles}", size)
+                if not rl:
+                    continue
+                hm = self.get(c, f"std_hashmap.{kind}.r{roles}", size)
+                kv = self.get(c, f"redb.{kind}.r{roles}", size)
+                rows.append([
+                    f"{kind}, {roles} roles" + (" — **never compacted**" if impl == "revledger_log" else ""),
+                    fmt_ci(rl),
+                    fmt_ci(hm),
+                    fmt_x(ratio(hm and hm["median"], rl["median"])) if hm else "—",
+                    fmt_ci(kv),
+                    fmt_x(ratio(kv and kv["median"], rl["median"])) if kv else "—",
+                    fmt_x(ratio(rl["median"], chase and chase["median"])) if chase else "—",
+                ])
             self.table(["token", "revledger", "std HashMap", "HashMap ÷ revledger", "redb",
                         "redb ÷ revledger", "revledger ÷ random access"], rows)
             self.add(f"One dependent random memory access over {fmt_bytes(fx['chase_bytes']) if fx else '24 B/rule'}: "
@@ -575,6 +575,14 @@ class Report:
             rows.append([what + (f" ({s['trials']:,} trials)" if "trials" in s else ""), fmt_ns(s["p50_ns"]), fmt_ns(s["p90_ns"]), fmt_ns(s["p99_ns"]),
                          fmt_ns(s["p999_ns"]), fmt_ns(s["max_ns"]), str(s["at_or_below_zero"])])
         self.table(["interval", "p50", "p90", "p99", "p99.9", "max", "≤ 0"], rows)
+        if "reader_switched_trials" in f:
+            self.add(f"The reader was switched out involuntarily during {f['reader_switched_trials']:,} "
+                     f"trials and the writer during {f['writer_switched_trials']:,}; the reader "
+                     f"blocked (a voluntary switch, which would be the library's doing) in "
+                     f"{f.get('reader_blocked_trials', 0):,}; the hypervisor took "
+                     f"{f.get('steal_ticks', 0):,} clock ticks of steal time during the "
+                     f"{f['seconds']:.1f} s of trials, which no process sees as a switch.")
+            self.add()
 
     # -- chart --------------------------------------------------------------------------
 
