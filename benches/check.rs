@@ -1,0 +1,257 @@
+//! `check` against its baselines, side by side in one run, for each ledger size.
+//!
+//! Criterion group `check`, measured in the benchmark thread's CPU time (see
+//! `common::ThreadCpu`: the machine is shared); ids
+//! `<implementation>.<kind>.r<roles>[.<threads>t]/<size>`:
+//! - `revledger.{valid,revoked}.r{0,3,10}`: one reader handle, tokens cycled from a pool;
+//!   the ledger is compacted (every rule in the snapshot index, read in place);
+//! - `revledger_log.{valid,revoked}.r3`: the same tokens against the same rules never
+//!   compacted (all in the log; the reader indexes them itself at open);
+//! - `revledger.fresh.r3`: a token issued after every cutoff (the fast path);
+//! - `std_hashmap.*`: `HashMap<(Vec<u8>, Vec<u8>), i64>` per scope, SipHash, probed by
+//!   borrowed keys, the same lookups per token;
+//! - `chase.access`: one dependent random memory access over 24 bytes per rule;
+//! - `redb.valid.r3`: the same keys in one read transaction per token;
+//! - `revledger.valid.r3.{1,2}t`: the same loop on one and on two threads sharing the
+//!   handle; the figure is CPU time per check (summed over the threads).
+//!
+//! Criterion group `check_wall`, in wall time, for what waits on something else:
+//! - `revledger.valid.r3` again, as the reference in this clock;
+//! - `revledger.valid.r3.{1,2}t`: the time per check at the aggregate throughput, so
+//!   the two-thread throughput ratio is `1t / 2t`;
+//! - `redis.valid.r3`: `EXISTS` of the same keys, pipelined, one round trip per token
+//!   (only with `REVLEDGER_BENCH_REDIS`).
+//!
+//! Also writes `target/revledger-bench/check.json` (the fixtures: sizes, memory).
+
+mod common;
+
+use common::*;
+use criterion::measurement::{Measurement, WallTime};
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
+use revledger::{Ledger, Token};
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+fn main() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        return;
+    }
+    let mut cpu = Criterion::default()
+        .with_measurement(ThreadCpu::default())
+        .configure_from_args();
+    let mut wall = Criterion::default().configure_from_args();
+    let mut redis = redis_connection("check");
+    let mut fixtures = Vec::new();
+    for n in sizes() {
+        fixtures.push(bench_size(&mut cpu, &mut wall, n, redis.as_mut()));
+    }
+    if let Some(con) = redis.as_mut() {
+        let _ = redis::cmd("FLUSHDB").exec(con);
+    }
+    write_json(
+        "check",
+        &serde_json::json!({ "quick": quick(), "fixtures": fixtures }),
+    );
+    cpu.final_summary();
+    wall.final_summary();
+}
+
+fn bench_size(
+    cpu: &mut Criterion<ThreadCpu>,
+    wall: &mut Criterion<WallTime>,
+    n: usize,
+    mut redis: Option<&mut redis::Connection>,
+) -> serde_json::Value {
+    let label = size_label(n);
+    eprintln!("revledger-bench: building the {label} fixtures");
+    let dir = scratch();
+    let path = dir.path().join("bench.ledger");
+    let build = build_ledger(&path, n, State::Compacted);
+    let reader = Ledger::open_reader(&path).expect("opening the benchmark ledger");
+    let stats = reader.stats(COMPACT_AT).expect("stats");
+    assert_eq!(
+        stats.snapshot_keys, n as u64,
+        "the compacted ledger's snapshot"
+    );
+    let log_path = dir.path().join("bench-log.ledger");
+    let log_build = build_ledger(&log_path, n, State::Log);
+    let log_reader = Ledger::open_reader(&log_path).expect("opening the benchmark ledger");
+    let log_stats = log_reader.stats(COMPACT_AT).expect("stats");
+    let t = Instant::now();
+    let maps = StdMaps::build(n);
+    let maps_build = t.elapsed();
+    let t = Instant::now();
+    let redb_path = dir.path().join("bench.redb");
+    let redb = build_redb(&redb_path, n);
+    let redb_build = t.elapsed();
+    let mut chase = Chase::new(24 * n);
+    if let Some(con) = redis.as_deref_mut() {
+        load_redis(con, n);
+    }
+    eprintln!(
+        "revledger-bench: {label}: ledger {:.1} s + compaction {:.1} s, HashMap {:.1} s, redb {:.1} s",
+        build.append.as_secs_f64(),
+        build.compact.unwrap_or_default().as_secs_f64(),
+        maps_build.as_secs_f64(),
+        redb_build.as_secs_f64()
+    );
+
+    let (warm, measure, samples) = micro_times();
+    let mut g = cpu.benchmark_group("check");
+    g.warm_up_time(warm)
+        .measurement_time(measure)
+        .sample_size(samples);
+    let mut gw = wall.benchmark_group("check_wall");
+    gw.warm_up_time(warm)
+        .measurement_time(measure)
+        .sample_size(samples);
+
+    g.bench_function(BenchmarkId::new("chase.access", &label), |b| {
+        b.iter(|| black_box(chase.step()))
+    });
+
+    for roles in [0, 3, 10] {
+        for kind in [Kind::Valid, Kind::Revoked] {
+            let pool = tokens(n, kind, roles, pool_size(n));
+            with_tokens(&pool, |toks| {
+                verify(&reader, toks, &pool);
+                let name = |what: &str| format!("{what}.{}.r{roles}", kind.name());
+                cycle(&mut g, &name("revledger"), &label, toks, |t| {
+                    reader.check(t).expect("check")
+                });
+                if roles == 3 {
+                    verify(&log_reader, toks, &pool);
+                    cycle(&mut g, &name("revledger_log"), &label, toks, |t| {
+                        log_reader.check(t).expect("check")
+                    });
+                }
+                if kind == Kind::Valid || roles == 3 {
+                    for (t, o) in toks.iter().zip(&pool).take(2_000) {
+                        assert_eq!(maps.check(t), o.expect, "HashMap baseline disagrees");
+                    }
+                    cycle(&mut g, &name("std_hashmap"), &label, toks, |t| {
+                        maps.check(t)
+                    });
+                }
+                if roles == 3 && kind == Kind::Valid {
+                    for (t, o) in toks.iter().zip(&pool).take(200) {
+                        assert_eq!(redb_check(&redb, t), o.expect, "redb baseline disagrees");
+                    }
+                    cycle(&mut g, &name("redb"), &label, toks, |t| {
+                        redb_check(&redb, t)
+                    });
+                    cycle(&mut gw, &name("revledger"), &label, toks, |t| {
+                        reader.check(t).expect("check")
+                    });
+                    if let Some(con) = redis.as_deref_mut() {
+                        let mut pipe = redis::pipe();
+                        assert_eq!(redis_exists(con, &mut pipe, &toks[0]), 0);
+                        cycle(&mut gw, &name("redis"), &label, toks, |t| {
+                            redis_exists(con, &mut pipe, t)
+                        });
+                    }
+                    for threads in [1, 2] {
+                        let id = format!("{}.{threads}t", name("revledger"));
+                        g.bench_function(BenchmarkId::new(&id, &label), |b| {
+                            b.iter_custom(|iters| on_threads(threads, iters, &reader, toks).1)
+                        });
+                        gw.bench_function(BenchmarkId::new(&id, &label), |b| {
+                            b.iter_custom(|iters| on_threads(threads, iters, &reader, toks).0)
+                        });
+                    }
+                }
+            });
+        }
+    }
+    let pool = tokens(n, Kind::Fresh, 3, pool_size(n));
+    with_tokens(&pool, |toks| {
+        verify(&reader, toks, &pool);
+        cycle(&mut g, "revledger.fresh.r3", &label, toks, |t| {
+            reader.check(t).expect("check")
+        });
+    });
+    g.finish();
+    gw.finish();
+
+    serde_json::json!({
+        "rules": n,
+        "label": label,
+        "pool_tokens": pool_size(n),
+        "ledger_append_s": build.append.as_secs_f64(),
+        "ledger_compact_s": build.compact.unwrap_or_default().as_secs_f64(),
+        "log_ledger_append_s": log_build.append.as_secs_f64(),
+        "log_live_keys": log_stats.live_keys,
+        "log_index_bytes": log_stats.index_bytes,
+        "log_log_bytes": log_stats.log_bytes,
+        "snapshot_keys": stats.snapshot_keys,
+        "hashmap_build_s": maps_build.as_secs_f64(),
+        "redb_build_s": redb_build.as_secs_f64(),
+        "redb_file_bytes": std::fs::metadata(&redb_path).map(|m| m.len()).unwrap_or(0),
+        "live_keys": stats.live_keys,
+        "index_bytes": stats.index_bytes,
+        "log_bytes": stats.log_bytes,
+        "file_bytes": stats.file_bytes,
+        "key_bytes": key_bytes(n),
+        "chase_bytes": 24 * n,
+    })
+}
+
+/// Benchmarks `f` over the pool, one token per iteration, in order (the pool is random).
+fn cycle<M: Measurement, R>(
+    g: &mut BenchmarkGroup<'_, M>,
+    name: &str,
+    label: &str,
+    toks: &[Token],
+    mut f: impl FnMut(&Token) -> R,
+) {
+    let mask = toks.len() - 1;
+    assert!(toks.len().is_power_of_two());
+    let mut i = 0usize;
+    g.bench_function(BenchmarkId::new(name, label), |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(f(black_box(&toks[i & mask])))
+        })
+    });
+}
+
+/// `iters` checks on each of `threads` threads sharing one handle, each from its own
+/// part of the pool. Returns, divided by `threads`, the wall time (so: the time per
+/// check at the aggregate throughput) and the threads' summed CPU time (the CPU time
+/// per check).
+fn on_threads(threads: usize, iters: u64, reader: &Ledger, toks: &[Token]) -> (Duration, Duration) {
+    let mask = toks.len() - 1;
+    let barrier = Barrier::new(threads);
+    let spans: Vec<(Instant, Instant, i64)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let offset = k * toks.len() / threads;
+                    barrier.wait();
+                    let start = Instant::now();
+                    let cpu = thread_cpu_ns();
+                    for j in 0..iters as usize {
+                        let t = &toks[(offset + j) & mask];
+                        black_box(reader.check(black_box(t)).expect("check"));
+                    }
+                    let cpu = thread_cpu_ns() - cpu;
+                    (start, Instant::now(), cpu)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread"))
+            .collect()
+    });
+    let start = spans.iter().map(|s| s.0).min().expect("a thread");
+    let end = spans.iter().map(|s| s.1).max().expect("a thread");
+    let cpu: i64 = spans.iter().map(|s| s.2).sum();
+    (
+        (end - start) / threads as u32,
+        Duration::from_nanos(cpu.max(0) as u64) / threads as u32,
+    )
+}
