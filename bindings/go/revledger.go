@@ -498,14 +498,23 @@ func size(b []byte) C.size_t { return C.size_t(len(b)) }
 // record is committed (visible to every reader's next Check); it is durable after Sync.
 // On a reader: ErrReadOnly.
 func (l *Ledger) Revoke(scope Scope, tenant, key []byte, at int64) error {
+	err := l.call(func(h *C.revledger) C.rl_result {
+		return C.rl_revoke(h, C.uint32_t(scope), ptr(tenant), size(tenant), ptr(key), size(key), C.int64_t(at))
+	})
+	runtime.KeepAlive(tenant)
+	runtime.KeepAlive(key)
+	return err
+}
+
+// call runs one C call that returns only a status on the live handle, and turns the
+// status into an error. The handle stays open (Close waits) until the call returns.
+func (l *Ledger) call(c func(h *C.revledger) C.rl_result) error {
 	h, err := l.acquire()
 	if err != nil {
 		return err
 	}
-	r := C.rl_revoke(h, C.uint32_t(scope), ptr(tenant), size(tenant), ptr(key), size(key), C.int64_t(at))
+	r := c(h)
 	runtime.KeepAlive(l)
-	runtime.KeepAlive(tenant)
-	runtime.KeepAlive(key)
 	l.mu.RUnlock()
 	if r.status != C.REVLEDGER_OK {
 		return takeError(r.status, r.err)
@@ -591,50 +600,20 @@ func (l *Ledger) RevokeBatch(rules []Rule) error {
 // Sync makes every committed record durable (fdatasync). Many revokes, one Sync: group
 // commit. On a reader: ErrReadOnly.
 func (l *Ledger) Sync() error {
-	h, err := l.acquire()
-	if err != nil {
-		return err
-	}
-	r := C.rl_sync(h)
-	runtime.KeepAlive(l)
-	l.mu.RUnlock()
-	if r.status != C.REVLEDGER_OK {
-		return takeError(r.status, r.err)
-	}
-	return nil
+	return l.call(func(h *C.revledger) C.rl_result { return C.rl_sync(h) })
 }
 
 // Refresh brings the handle's index up to date with the file now. Checks do it on
 // their own; this moves the work off a request's path (e.g. from a ticker).
 func (l *Ledger) Refresh() error {
-	h, err := l.acquire()
-	if err != nil {
-		return err
-	}
-	r := C.rl_refresh(h)
-	runtime.KeepAlive(l)
-	l.mu.RUnlock()
-	if r.status != C.REVLEDGER_OK {
-		return takeError(r.status, r.err)
-	}
-	return nil
+	return l.call(func(h *C.revledger) C.rl_result { return C.rl_refresh(h) })
 }
 
 // Compact drops the rules that can no longer revoke an unexpired token as of now (Unix
 // seconds) by rewriting the ledger and swapping it in atomically; readers follow on
 // their next Check. Writer only (ErrReadOnly otherwise).
 func (l *Ledger) Compact(now int64) error {
-	h, err := l.acquire()
-	if err != nil {
-		return err
-	}
-	r := C.rl_compact(h, C.int64_t(now))
-	runtime.KeepAlive(l)
-	l.mu.RUnlock()
-	if r.status != C.REVLEDGER_OK {
-		return takeError(r.status, r.err)
-	}
-	return nil
+	return l.call(func(h *C.revledger) C.rl_result { return C.rl_compact(h, C.int64_t(now)) })
 }
 
 // Stats returns figures about the ledger as of now (Unix seconds).
