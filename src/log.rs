@@ -9,6 +9,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Size a new ledger file is created with (zeros after the header).
 const INITIAL_FILE_LEN: u64 = 1 << 20;
@@ -31,6 +32,11 @@ pub(crate) struct LogFile {
     pub(crate) file: File,
     pub(crate) map: FileMap,
     pub(crate) header: Header,
+    /// Writer: the file's blocks are allocated (fallocate) below this offset, so frames
+    /// below it are copied straight into the mapping; 0 until the first append.
+    allocated: AtomicU64,
+    /// Writer: false once the file system refused fallocate; appends then use pwrite.
+    mapped_writes: AtomicBool,
 }
 
 /// Visits every valid frame in `bytes[from..to]` and tells where and why it stopped.
@@ -201,6 +207,8 @@ impl LogFile {
             file,
             map,
             header,
+            allocated: AtomicU64::new(0),
+            mapped_writes: AtomicBool::new(true),
         })
     }
 
@@ -244,6 +252,8 @@ impl LogFile {
                 file,
                 map,
                 header: header.clone(),
+                allocated: AtomicU64::new(0),
+                mapped_writes: AtomicBool::new(true),
             })
         })();
         if result.is_err() {
@@ -306,17 +316,48 @@ impl LogFile {
 
     /// Writes `frames` at `at` (the committed end), growing the file first if needed.
     /// Does not publish: the caller does, once the bytes are in place.
+    ///
+    /// Frames are copied into the shared mapping (no system call per append) over blocks
+    /// that `fallocate` reserved when the file grew, so a full disk is an error at growth,
+    /// never a SIGBUS at the copy. Where the file system has no fallocate, `pwrite`.
     pub(crate) fn write_at(&self, at: u64, frames: &[u8]) -> Result<()> {
         let need = at + frames.len() as u64;
-        let file_len = self.map.known_file_len();
         if need > crate::index::MAX_INDEXED_OFFSET {
             return Err(Error::invalid(
                 "ledger file reached its 1 TiB limit; compact it",
             ));
         }
+        if self.mapped_writes.load(Ordering::Relaxed)
+            && need > self.allocated.load(Ordering::Relaxed)
+        {
+            let file_len = self.map.known_file_len();
+            let target = if need > file_len {
+                grown_len(file_len, need)
+            } else {
+                file_len
+            };
+            match crate::map::allocate(&self.file, at, target - at) {
+                Ok(()) => {
+                    self.map.grow_to(&self.file, target)?;
+                    self.allocated.store(target, Ordering::Relaxed);
+                }
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL)
+                    ) =>
+                {
+                    self.mapped_writes.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(Error::io_path("growing", &self.path, e)),
+            }
+        }
+        if self.mapped_writes.load(Ordering::Relaxed) {
+            return self.map.write_past_committed(at, frames);
+        }
+        let file_len = self.map.known_file_len();
         if need > file_len {
-            let grow = (file_len / 4).clamp(MIN_GROWTH, MAX_GROWTH);
-            let new_len = need.max(file_len + grow).next_multiple_of(MIN_GROWTH);
+            let new_len = grown_len(file_len, need);
             self.file
                 .set_len(new_len)
                 .map_err(|e| Error::io_path("growing", &self.path, e))?;
@@ -339,6 +380,13 @@ impl LogFile {
             .sync_data()
             .map_err(|e| Error::io_path("syncing", &self.path, e))
     }
+}
+
+/// The size a file of `file_len` bytes grows to when `need` bytes must fit: a quarter
+/// more, between 1 MiB and 64 MiB, in whole MiB.
+fn grown_len(file_len: u64, need: u64) -> u64 {
+    let grow = (file_len / 4).clamp(MIN_GROWTH, MAX_GROWTH);
+    need.max(file_len + grow).next_multiple_of(MIN_GROWTH)
 }
 
 fn read_prefix(file: &File, buf: &mut [u8]) -> std::io::Result<usize> {

@@ -181,6 +181,37 @@ impl FileMap {
         Ok(())
     }
 
+    /// Copies `bytes` into the file at `offset` through the mapping (writer only).
+    /// `offset` must be at or past `committed_len` and the range's blocks allocated
+    /// (see [`allocate`]); the caller publishes the new end afterwards.
+    pub(crate) fn write_past_committed(&self, offset: u64, bytes: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::ReadOnly);
+        }
+        let end = offset
+            .checked_add(bytes.len() as u64)
+            .filter(|&e| e <= self.known_file_len())
+            .ok_or_else(|| Error::Internal("append past the end of the mapped file".into()))?;
+        if offset < self.committed_len() || offset < HEADER_LEN as u64 {
+            return Err(Error::Internal("append below the committed end".into()));
+        }
+        let region = self.region();
+        debug_assert!(end <= region.raw.len() as u64);
+        // SAFETY: `[offset, end)` is inside the file (`end <= known_file_len`) and so inside
+        // the writable region (invariant 1). It lies at or past `committed_len`, which no
+        // reader reads and no slice covers (invariant 2): only this writer, under its append
+        // lock, touches these bytes. Its blocks were allocated by `allocate`, so the store
+        // cannot fault on a full disk. `bytes` is a separate heap buffer: no overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                region.raw.as_mut_ptr().add(offset as usize),
+                bytes.len(),
+            )
+        };
+        Ok(())
+    }
+
     /// Publishes a new end of the committed log (writer only).
     pub(crate) fn publish_committed(&self, len: u64) -> Result<()> {
         self.store(OFF_COMMITTED_LEN, len)
@@ -250,5 +281,30 @@ pub(crate) fn prefetch(bytes: &[u8], offset: usize) {
         };
         #[cfg(not(target_arch = "x86_64"))]
         let _ = b;
+    }
+}
+
+/// Reserves disk blocks for `file[offset..offset + len]`, extending the file if needed
+/// (`fallocate`), so that stores through a shared mapping there cannot hit a hole on a
+/// full disk (SIGBUS): the disk-full error comes from this call instead.
+pub(crate) fn allocate(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if len == 0 {
+        return Ok(());
+    }
+    let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
+        return Err(std::io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    loop {
+        // SAFETY: a plain system call on a file descriptor this `File` owns and keeps open
+        // for the call; it touches no memory of this process.
+        let r = unsafe { libc::fallocate(file.as_raw_fd(), 0, off, n) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
