@@ -3,7 +3,7 @@
 //! # Safety invariants
 //!
 //! 1. A [`FileMap`] reserves a range of address space larger than the file (`MAP_SHARED`,
-//!    read-only for readers, read-write for the writer's header stores). Pages past the
+//!    read-only for readers, read-write for the writer's header stores and appends). Pages past the
 //!    end of the file are never touched: every slice handed out covers `[0, len)` with
 //!    `len <= known_file_len`, a size observed through `fstat` (or set by this process's
 //!    own `set_len`) *before* the slice is made. Files only grow: revledger never
@@ -20,6 +20,9 @@
 //!    the mapping: on tmpfs, a read fault on a hole allocates a page, SIGBUS when full.
 //! 4. The header is 8-byte aligned (offset 0 of a page-aligned mapping) and its atomics
 //!    sit at multiples of 8, as `AtomicU64` requires.
+//! 5. The writer stores appended frames through the mapping only at or past
+//!    `committed_len` (nobody reads there, invariant 2) and only over blocks that
+//!    [`allocate`] reserved on disk, so a store never faults on a full disk.
 
 use crate::error::{Error, Result};
 use crate::header::{HEADER_LEN, OFF_COMMITTED_LEN, OFF_RETIRED, OFF_SYNCED_LEN};
