@@ -753,9 +753,15 @@ impl Ledger {
         self.verify_path()?;
         let old = self.gen.load_full();
         old.refresh()?;
+        let generation = old.log.header.generation.checked_add(1).ok_or_else(|| {
+            Error::corrupt(
+                64,
+                "the header's generation is at its maximum: cannot compact",
+            )
+        })?;
         let header = Header {
             max_token_lifetime: old.max_token_lifetime(),
-            generation: old.log.header.generation + 1,
+            generation,
             created_at: unix_now_floor(),
             ..old.log.header.clone()
         };
