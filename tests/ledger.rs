@@ -7,7 +7,21 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 fn writer(path: &Path) -> Ledger {
-    Ledger::open_writer(path, &WriterOptions::with_lifetime(3600)).unwrap()
+    open_writer(path, &WriterOptions::with_lifetime(3600)).unwrap()
+}
+
+/// `Ledger::open_writer`, retried while it says `Locked`: other tests of this binary
+/// start child processes, and a child holds a copy of every open file (and so of a
+/// writer's flock) from its fork until its exec, a few microseconds. Reopening a ledger
+/// whose writer was just dropped can land in that window (RELIABILITY.md, fork and flock).
+fn open_writer(path: &Path, options: &WriterOptions) -> revledger::Result<Ledger> {
+    for _ in 0..10_000 {
+        match Ledger::open_writer(path, options) {
+            Err(Error::Locked(_)) => std::thread::yield_now(),
+            other => return other,
+        }
+    }
+    Ledger::open_writer(path, options)
 }
 
 fn token<'a>(tenant: &'a [u8], sub: &'a [u8], roles: &'a [&'a [u8]], iat: i64) -> Token<'a> {
@@ -424,14 +438,14 @@ fn max_token_lifetime_is_kept_raised_never_lowered() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
     drop(writer(&path));
-    let w = Ledger::open_writer(&path, &WriterOptions::default()).unwrap();
+    let w = open_writer(&path, &WriterOptions::default()).unwrap();
     assert_eq!(w.max_token_lifetime(), 3600);
     drop(w);
     assert!(matches!(
-        Ledger::open_writer(&path, &WriterOptions::with_lifetime(60)),
+        open_writer(&path, &WriterOptions::with_lifetime(60)),
         Err(Error::InvalidArgument(_))
     ));
-    let w = Ledger::open_writer(&path, &WriterOptions::with_lifetime(7200)).unwrap();
+    let w = open_writer(&path, &WriterOptions::with_lifetime(7200)).unwrap();
     assert_eq!(w.max_token_lifetime(), 7200);
     drop(w);
     assert_eq!(
@@ -439,7 +453,7 @@ fn max_token_lifetime_is_kept_raised_never_lowered() {
         7200
     );
     assert!(matches!(
-        Ledger::open_writer(&path, &WriterOptions::with_lifetime(-1)),
+        open_writer(&path, &WriterOptions::with_lifetime(-1)),
         Err(Error::InvalidArgument(_))
     ));
     let fresh = dir.path().join("fresh");
@@ -501,7 +515,7 @@ fn torn_tail_is_cut_at_every_byte_of_the_last_record() {
                 b[136..144].copy_from_slice(&last.to_le_bytes());
                 std::fs::write(&torn, &b).unwrap();
                 let l = if writer_opens_first {
-                    let w = Ledger::open_writer(&torn, &WriterOptions::default()).unwrap();
+                    let w = open_writer(&torn, &WriterOptions::default()).unwrap();
                     assert_eq!(w.stats(0).unwrap().dropped_bytes > 0, garbage || cut > last);
                     w
                 } else {
@@ -538,7 +552,7 @@ fn corrupt_byte_in_the_middle_is_reported_with_its_offset() {
         std::fs::write(&path, &b).unwrap();
         for open in [
             Ledger::open_reader(&path).map(|_| ()),
-            Ledger::open_writer(&path, &WriterOptions::default()).map(|_| ()),
+            open_writer(&path, &WriterOptions::default()).map(|_| ()),
         ] {
             match open {
                 Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, victim, "flip at {at}"),
@@ -563,7 +577,7 @@ fn corrupt_byte_in_the_middle_is_reported_with_its_offset() {
     let mut b = clean.clone();
     b[victim as usize + 12] ^= 1;
     std::fs::write(&path, &b).unwrap();
-    let w = Ledger::open_writer(
+    let w = open_writer(
         &path,
         &WriterOptions {
             keep_valid_prefix: true,

@@ -534,7 +534,7 @@ fn read_u64_at(file: &File, offset: usize) -> std::io::Result<u64> {
     Ok(u64::from_le_bytes(b))
 }
 
-/// Scans the whole file as the writer's recovery does (docs/FORMAT.md §4): frames from
+/// Scans the whole file as the writer's recovery does (docs/FORMAT.md §5): frames from
 /// the start of the log (after the header, or the snapshot section), until zeros or a
 /// bad frame; then judges what follows. `committed_end` is
 /// where the committed log ends, as a reader found it.
