@@ -266,12 +266,23 @@ class Report:
             x = ratio(k, v)
             self.target(f"faster than an embedded KV store (redb), {size}", "≥ 20×",
                         fmt_x(x) if x else None, x is not None and x >= 20)
+        rtts = sorted(r for r in (self.med("check_wall", "redis.valid.r3", s) for s in self.sizes) if r)
+        typical_rtt = rtts[len(rtts) // 2] if rtts else None
         for size, goal in (("10k", 1000), ("10M", 150)):
             v = self.med("check_wall", "revledger.valid.r3", size)
             r = self.med("check_wall", "redis.valid.r3", size)
             x = ratio(r, v)
-            self.target(f"faster than a Redis round trip, {size} (wall time)", f"≥ {goal}×",
-                        fmt_x(x) if x else None, x is not None and x >= goal)
+            what = f"faster than a Redis round trip, {size} (wall time)"
+            if x is not None and typical_rtt and not (0.5 <= r / typical_rtt <= 2):
+                # The same round trip costs about the same at every size: one that does not
+                # was disturbed (Redis is another process on this loaded machine).
+                st = status(x >= goal) + (f" (suspect: this round trip took {fmt_ns(r)}, "
+                                          f"{r / typical_rtt:.1f}× its median over the sizes "
+                                          f"in this run, {fmt_ns(typical_rtt)})")
+                self.targets.append((what, f"≥ {goal}×", fmt_x(x), st))
+            else:
+                self.target(what, f"≥ {goal}×", fmt_x(x) if x else None,
+                            x is not None and x >= goal)
         for size in self.sizes:
             worst = None
             for roles in (0, 3, 10):
@@ -729,8 +740,12 @@ def main():
     rep = Report(crit, bench_out, overloaded)
     rep.build_targets()
     mode = read_text(bench_out, "mode") or ("quick" if rep.check.get("quick") else "full")
-    commit = command("git", "rev-parse", "--short", "HEAD")
-    dirty = command("git", "status", "--porcelain", "--untracked-files=no")
+    recorded = (read_text(bench_out, "commit") or "").split()
+    if len(recorded) == 2:  # what scripts/bench saw when the run started
+        commit, dirty = recorded[0], recorded[1] == "dirty"
+    else:
+        commit = command("git", "rev-parse", "--short", "HEAD")
+        dirty = command("git", "status", "--porcelain", "--untracked-files=no")
     rustc = command("rustc", "--version")
     redis_version = read_text(bench_out, "redis-version")
 
@@ -784,12 +799,13 @@ def main():
     a()
     a("## Targets (DESIGN.md §5)")
     a()
-    met = sum(1 for t in rep.targets if t[3] == "met")
+    met = sum(1 for t in rep.targets if t[3].startswith("met"))
     missed = sum(1 for t in rep.targets if t[3].startswith("**NOT"))
     unmeasured = sum(1 for t in rep.targets if t[3] == "not measured")
     inconclusive = sum(1 for t in rep.targets if t[3].startswith("inconclusive"))
+    suspect = sum(1 for t in rep.targets if "suspect" in t[3])
     a(f"{met} met, **{missed} not met**, {inconclusive} inconclusive, {unmeasured} not measured "
-      "in this run.")
+      f"in this run{f'; {suspect} of these figures suspect (see its row)' if suspect else ''}.")
     a()
     rep.table(["target", "goal", "measured", "status"],
               [[w, g, m_ if m_ is not None else "—", s] for w, g, m_, s in rep.targets])
