@@ -783,8 +783,8 @@ def main():
     a("- Valid tokens carry keys that are not in the ledger and an `iat` before the newest "
       "cutoff of every scope, so every table is really probed: token id, subject, session, "
       "client, each role, tenant (5 + roles lookups), the same lookups for every baseline. "
-      "Revoked tokens are each revoked by a rule sampled across the ledger (subject, session, "
-      "client, role, token id in turn). The \"fresh\" token is issued after every cutoff. "
+      "Revoked tokens are each revoked by one rule sampled evenly across the ledger, so by a "
+      "subject, session, token id, role or client rule in the ledger's proportions. The \"fresh\" token is issued after every cutoff. "
       "Keys are ~20 bytes, tenants 13; tokens are cycled from a pool large enough "
       "(131,072 at 1M and 10M) that the index lines they touch do not stay cached.")
     a("- revledger's figures are for a **compacted** ledger (every rule in the snapshot index that "
