@@ -38,8 +38,6 @@ mod position;
 pub mod record;
 mod rule;
 mod snapshot;
-#[cfg(feature = "redis-sync")]
-pub mod sync;
 mod watch;
 
 pub use error::{Error, Result};

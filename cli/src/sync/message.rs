@@ -2,7 +2,7 @@
 //! `scope`, `tenant`, `key`, `at`, and optionally `reason` and `origin`. Pure functions
 //! over byte slices, shared by the publisher and the sync process.
 
-use crate::rule::{Rule, Scope};
+use revledger::{Rule, Scope};
 
 /// Field holding the scope's name: `global`, `tenant`, `subject`, `role`, `client`,
 /// `session` or `token`.
@@ -122,7 +122,7 @@ pub fn parse_fields<'a>(pairs: &[(&'a [u8], &'a [u8])]) -> Result<Rule<'a>, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rule::MAX_KEY_LEN;
+    use revledger::MAX_KEY_LEN;
 
     fn parse<'a>(pairs: &[(&'a str, &'a [u8])]) -> Result<Rule<'a>, String> {
         let p: Vec<(&[u8], &[u8])> = pairs.iter().map(|(n, v)| (n.as_bytes(), *v)).collect();

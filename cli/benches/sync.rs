@@ -11,8 +11,8 @@
 //! `redis-server` of its own on a free loopback port. Unset: skipped, saying so.
 //! Results: stdout and `target/revledger-bench/sync.json`.
 
-use revledger::sync::{Publisher, Trim};
 use revledger::{Ledger, Rule, Scope, StreamId, Token, Verdict};
+use revledger_cli::sync::{Publisher, Trim};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -6,17 +6,17 @@
 //!
 //! Because rules commute and are idempotent (DESIGN.md §2), reading an entry twice (after
 //! a crash, a reconnection, a failover) changes no answer, so an at-least-once stream is
-//! all it takes. Compiled with the cargo feature `redis-sync` (on by default; a C
-//! library built with `--no-default-features` leaves the `redis` crate out).
+//! all it takes. It lives in the `revledger-cli` crate, beside the command line, so that
+//! the library the gateways link (`librevledger`) carries no Redis client.
 //!
 //! ```no_run
-//! use revledger::sync::{Publisher, Trim};
+//! use revledger_cli::sync::{Publisher, Trim};
 //! use revledger::{now_cutoff, Rule, Scope};
 //! // On the permission system: super_admin changed now.
 //! let mut p = Publisher::connect("redis://127.0.0.1:6379/", "revocations", Trim::by_age(3600, 300))?;
 //! let id = p.publish(&Rule::new(Scope::Role, b"acme", b"super_admin", now_cutoff()))?;
 //! println!("published as entry {id}");
-//! # Ok::<(), revledger::sync::SyncError>(())
+//! # Ok::<(), revledger_cli::sync::SyncError>(())
 //! ```
 
 mod follow;
@@ -35,7 +35,7 @@ pub enum SyncError {
     /// Redis could not be reached, or refused or failed a command; or its URL is bad.
     Redis(redis::RedisError),
     /// The ledger failed, or refused an argument (a rule, a stream name).
-    Ledger(crate::Error),
+    Ledger(revledger::Error),
     /// Redis answered something that is not what the command returns.
     Protocol(String),
 }
@@ -66,8 +66,8 @@ impl From<redis::RedisError> for SyncError {
     }
 }
 
-impl From<crate::Error> for SyncError {
-    fn from(e: crate::Error) -> SyncError {
+impl From<revledger::Error> for SyncError {
+    fn from(e: revledger::Error) -> SyncError {
         SyncError::Ledger(e)
     }
 }

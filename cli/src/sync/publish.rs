@@ -2,9 +2,9 @@
 
 use super::message::{fields, Notes, MAX_NOTE_LEN};
 use super::{Result, SyncError};
-use crate::error::Error;
-use crate::position::StreamId;
-use crate::rule::{Rule, Scope};
+use revledger::Error;
+use revledger::StreamId;
+use revledger::{Rule, Scope};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Time allowed to connect to Redis, and for each command of a publisher.
@@ -56,7 +56,7 @@ impl Trim {
     /// Refuses a rule the trimming would drop from the stream while it still matters: a
     /// cutoff more than `leeway` in the future, or a token rule whose `exp` lies further
     /// ahead than a token can live.
-    pub fn check(&self, rule: &Rule, now: i64) -> crate::Result<()> {
+    pub fn check(&self, rule: &Rule, now: i64) -> revledger::Result<()> {
         let Trim::ByAge {
             max_token_lifetime,
             leeway,
@@ -76,7 +76,7 @@ impl Trim {
             ),
         };
         if rule.at > limit {
-            return Err(Error::invalid(format!(
+            return Err(Error::InvalidArgument(format!(
                 "{what} ({} > {limit}) would be trimmed from the stream (entries are kept \
                  max token lifetime + leeway = {} s) while it still matters",
                 rule.at,
@@ -86,13 +86,13 @@ impl Trim {
         Ok(())
     }
 
-    fn validate(&self) -> crate::Result<()> {
+    fn validate(&self) -> revledger::Result<()> {
         match *self {
             Trim::ByAge {
                 max_token_lifetime,
                 leeway,
-            } if max_token_lifetime <= 0 || leeway < 0 => Err(Error::invalid(
-                "trimming by age needs max_token_lifetime > 0 and leeway >= 0",
+            } if max_token_lifetime <= 0 || leeway < 0 => Err(Error::InvalidArgument(
+                "trimming by age needs max_token_lifetime > 0 and leeway >= 0".into(),
             )),
             _ => Ok(()),
         }
@@ -120,7 +120,7 @@ impl Publisher {
     /// `rediss://` is not built in) to publish to `stream`.
     pub fn connect(url: &str, stream: impl Into<Vec<u8>>, trim: Trim) -> Result<Publisher> {
         let stream = stream.into();
-        crate::position::StreamPosition::new(stream.clone(), StreamId::ZERO, 0).validate()?;
+        revledger::StreamPosition::new(stream.clone(), StreamId::ZERO, 0).validate()?;
         trim.validate()?;
         let client = redis::Client::open(url)?;
         let conn = connect(&client)?;
@@ -157,7 +157,7 @@ impl Publisher {
         self.trim.check(rule, (now_ms / 1000) as i64)?;
         for (name, note) in [("reason", notes.reason), ("origin", notes.origin)] {
             if note.is_some_and(|n| n.len() > MAX_NOTE_LEN) {
-                return Err(SyncError::Ledger(Error::invalid(format!(
+                return Err(SyncError::Ledger(Error::InvalidArgument(format!(
                     "{name} is longer than {MAX_NOTE_LEN} bytes"
                 ))));
             }
@@ -197,9 +197,9 @@ impl Publisher {
             let cmd = self
                 .command(r, &Notes::default(), now)
                 .map_err(|e| match e {
-                    SyncError::Ledger(e) => {
-                        SyncError::Ledger(Error::invalid(format!("rule {i} of the batch: {e}")))
-                    }
+                    SyncError::Ledger(e) => SyncError::Ledger(Error::InvalidArgument(format!(
+                        "rule {i} of the batch: {e}"
+                    ))),
                     e => e,
                 })?;
             pipe.add_command(cmd);

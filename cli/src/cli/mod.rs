@@ -6,7 +6,6 @@ mod bytes;
 mod claims;
 mod commands;
 mod demo;
-#[cfg(feature = "redis-sync")]
 mod sync;
 
 use clap::{Args, Parser, Subcommand};
@@ -99,10 +98,8 @@ enum Command {
     /// Play the John / Mike / Bruce scenario on a temporary ledger, then time checks.
     Demo(DemoArgs),
     /// Publish one rule to a Redis stream, for every host's `revledger sync` to apply.
-    #[cfg(feature = "redis-sync")]
     Publish(PublishArgs),
     /// Feed a ledger from a Redis stream: the host's one long-running writer.
-    #[cfg(feature = "redis-sync")]
     Sync(SyncArgs),
 }
 
@@ -304,7 +301,6 @@ struct DumpArgs {
     json: bool,
 }
 
-#[cfg(feature = "redis-sync")]
 #[derive(Args, Debug)]
 #[command(after_help = "\
 The rule takes the arguments of `revledger revoke` (without the ledger). Examples:
@@ -342,7 +338,6 @@ struct PublishArgs {
     no_trim: bool,
 }
 
-#[cfg(feature = "redis-sync")]
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Runs until killed. Reads the stream from the position recorded in the ledger (from the
@@ -423,9 +418,7 @@ fn run(command: Command) -> CliResult {
         Command::Compact(a) => commands::compact(&a),
         Command::Dump(a) => commands::dump(&a),
         Command::Demo(a) => demo::run(&a),
-        #[cfg(feature = "redis-sync")]
         Command::Publish(a) => sync::publish(&a),
-        #[cfg(feature = "redis-sync")]
         Command::Sync(a) => sync::sync(&a),
     }
 }

@@ -14,11 +14,11 @@
 
 use super::message::parse_fields;
 use super::{redact_url, Result, SyncError};
-use crate::ledger::{CompactStats, Ledger};
-use crate::position::{StreamId, StreamPosition};
-use crate::rule::{unix_now_floor, Rule};
 use parking_lot::{Condvar, Mutex};
 use redis::Value;
+use revledger::{unix_now_floor, Rule};
+use revledger::{CompactStats, Ledger};
+use revledger::{StreamId, StreamPosition};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -228,7 +228,7 @@ struct Syncer {
 struct SyncerState {
     dirty: bool,
     stop: bool,
-    error: Option<crate::Error>,
+    error: Option<revledger::Error>,
 }
 
 impl Syncer {
@@ -261,7 +261,7 @@ impl Syncer {
         self.wake.notify_one();
     }
 
-    fn take_error(&self) -> Option<crate::Error> {
+    fn take_error(&self) -> Option<revledger::Error> {
         self.state.lock().error.take()
     }
 }
@@ -383,13 +383,13 @@ impl<'l> Follower<'l> {
     /// stream's beginning otherwise. Does not connect yet.
     pub fn new(ledger: &'l Ledger, options: SyncOptions) -> Result<Follower<'l>> {
         if !ledger.is_writer() {
-            return Err(SyncError::Ledger(crate::Error::ReadOnly));
+            return Err(SyncError::Ledger(revledger::Error::ReadOnly));
         }
         let mut position = StreamPosition::new(options.stream.clone(), StreamId::ZERO, 0);
         position.validate()?;
         if options.batch == 0 || options.block.is_zero() {
-            return Err(SyncError::Ledger(crate::Error::invalid(
-                "batch and block must be positive",
+            return Err(SyncError::Ledger(revledger::Error::InvalidArgument(
+                "batch and block must be positive".into(),
             )));
         }
         let client = redis::Client::open(options.redis_url.as_str())?;

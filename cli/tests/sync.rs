@@ -5,10 +5,9 @@
 //!
 //! No sleep stands for synchronisation: every wait polls a condition ("the ledger holds
 //! X", "the log says Y") against a deadline.
-#![cfg(feature = "redis-sync")]
 
-use revledger::sync::{Publisher, Trim};
 use revledger::{unix_now_floor, Ledger, Rule, Scope, StreamId, Token, Verdict};
+use revledger_cli::sync::{Publisher, Trim};
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

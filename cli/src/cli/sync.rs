@@ -1,10 +1,10 @@
 //! `publish` and `sync`: the fleet over Redis Streams (docs/SYNC.md), through
-//! `revledger::sync`.
+//! `revledger_cli::sync`.
 
 use super::bytes::arg_bytes;
 use super::commands::{rule_from_args, rule_line};
 use super::{CliError, CliResult, PublishArgs, SyncArgs};
-use revledger::sync::{Event, Follower, Notes, Publisher, SyncError, SyncOptions, Trim};
+use crate::sync::{Event, Follower, Notes, Publisher, SyncError, SyncOptions, Trim};
 use revledger::{now_cutoff, unix_now_floor, Error, Ledger, Rule, Scope, WriterOptions};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
