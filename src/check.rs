@@ -1,17 +1,17 @@
 //! The check: which rule, if any, revokes a token (DESIGN.md §2, "A token to check").
 
 use crate::error::Result;
-use crate::index::Hasher;
+use crate::hash::Hasher;
 use crate::rule::{Scope, Token, Verdict};
 
-/// Where the check reads rules from: the snapshot and the index of the log after it.
+/// Where the check reads rules from: the shared index and this process's tail index.
 pub(crate) trait Rules {
     fn hasher(&self) -> &Hasher;
-    /// Largest cutoff of any rule of `scope`, `i64::MIN` when none.
-    fn newest(&self, scope: Scope) -> i64;
+    /// Per scope (in [`Scope`] order), the largest cutoff of any of its rules, `i64::MIN`
+    /// when none; index 0 is the global cutoff.
+    fn newest(&self) -> [i64; 7];
     fn has_token_rules(&self) -> bool;
-    fn global(&self) -> Option<i64>;
-    /// Starts loading the memory a lookup of `hash` in `scope` will read.
+    /// Starts loading the memory a lookup of `hash` in `scope` reads first.
     fn prefetch(&self, scope: Scope, hash: u64);
     /// Effective cutoff of `(scope, tenant, key)`, whose hash is `hash`.
     fn get(&self, scope: Scope, hash: u64, tenant: &[u8], key: &[u8]) -> Result<Option<i64>>;
@@ -27,25 +27,28 @@ const PREPARED_ROLES: usize = 16;
 /// Client, Role, Tenant, Global) and only a strictly later cutoff replaces the one found,
 /// which breaks ties in that order. A scope whose newest cutoff is not after `iat` cannot
 /// revoke the token and is not probed, so a recent token usually costs no hashing at all.
-/// The keys that are probed are all hashed and their buckets prefetched first, so that
-/// the cache misses of a large ledger overlap instead of adding up.
+/// The keys that are probed are all hashed and their filter words prefetched first, so
+/// that the cache misses of a large ledger overlap instead of adding up.
 #[inline]
 pub(crate) fn check(rules: &impl Rules, token: &Token) -> Result<Verdict> {
     let iat = token.issued_at;
-    let wants = |scope: Scope| iat < rules.newest(scope);
+    let newest = rules.newest();
+    let wants = |scope: Scope| iat < newest[scope as usize];
     let jti = !token.token_id.is_empty() && rules.has_token_rules();
     let sub = !token.subject.is_empty() && wants(Scope::Subject);
     let sid = !token.session.is_empty() && wants(Scope::Session);
     let azp = !token.client.is_empty() && wants(Scope::Client);
     let role = !token.roles.is_empty() && wants(Scope::Role);
     let tenant = wants(Scope::Tenant);
+    let global = newest[Scope::Global as usize];
     if !(jti || sub || sid || azp || role || tenant) {
-        return Ok(match rules.global() {
-            Some(g) if iat < g => Verdict::Revoked {
+        return Ok(if iat < global {
+            Verdict::Revoked {
                 scope: Scope::Global,
-                cutoff: g,
-            },
-            _ => Verdict::Valid,
+                cutoff: global,
+            }
+        } else {
+            Verdict::Valid
         });
     }
 
@@ -115,8 +118,8 @@ pub(crate) fn check(rules: &impl Rules, token: &Token) -> Result<Verdict> {
         consider(Scope::Role, role_best);
     }
     consider(Scope::Tenant, get(Scope::Tenant, tenant_hash, b"")?);
-    if wants(Scope::Global) {
-        consider(Scope::Global, rules.global());
+    if iat < global {
+        consider(Scope::Global, Some(global));
     }
     Ok(match best {
         Some((scope, cutoff)) => Verdict::Revoked { scope, cutoff },

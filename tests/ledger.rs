@@ -752,8 +752,14 @@ fn sync_and_close_make_the_synced_end_cover_everything() {
     assert!(committed > 256);
 }
 
+/// The sidecar index of a ledger at `path` (docs/FORMAT.md §4).
+fn index_file(path: &Path, generation: u64) -> PathBuf {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    path.with_file_name(format!(".{name}.g{generation}.index"))
+}
+
 #[test]
-fn damaged_snapshot_is_refused_with_corrupt() {
+fn damaged_or_missing_index_never_gives_a_wrong_answer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
     let w = writer(&path);
@@ -766,75 +772,137 @@ fn damaged_snapshot_is_refused_with_corrupt() {
         .collect();
     w.revoke_batch(&rules).unwrap();
     w.compact(0).unwrap();
+    let generation = w.stats(0).unwrap().generation;
     drop(w);
-    let clean = std::fs::read(&path).unwrap();
-    let snap_len = u64::from_le_bytes(clean[80..88].try_into().unwrap()) as usize;
-    assert!(snap_len > 100_000, "no snapshot written");
-    let base = 4096;
-    for (i, at) in [
-        base,
-        base + 9,
-        base + 600,
-        base + snap_len / 3,
-        base + snap_len - 2,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    let index = index_file(&path, generation);
+    let clean = std::fs::read(&index).unwrap();
+    assert!(clean.len() > 200_000, "index of {} bytes", clean.len());
+    let every_answer = |what: &str| {
+        // Refused, or every answer right: never "valid" for a revoked token.
+        let outcome = Ledger::open_reader(&path).and_then(|r| {
+            for n in names.iter().step_by(7) {
+                let v = r.check(&token(b"t", n, &[], 10))?;
+                assert!(
+                    v.is_revoked(),
+                    "{what}: {} answered {v:?}",
+                    String::from_utf8_lossy(n)
+                );
+            }
+            r.stats(0)
+        });
+        if let Ok(s) = &outcome {
+            assert_eq!(s.live_keys, 20_000, "{what}");
+        }
+    };
+    every_answer("clean");
+    for at in [
+        0,
+        9,
+        130,
+        200,
+        4096,
+        4096 + 800,
+        clean.len() / 3,
+        clean.len() - 3,
+    ] {
         let mut b = clean.clone();
         b[at] ^= 0x20;
-        std::fs::write(&path, &b).unwrap();
-        // Refused at open, or by the first check that reads the damaged block: never an
-        // answer computed from damaged bytes.
-        let outcome = Ledger::open_reader(&path).and_then(|r| {
-            for n in &names {
-                r.check(&token(b"t", n, &[], 10))?;
-            }
-            r.stats(0).map(|_| ())
-        });
-        assert!(
-            matches!(outcome, Err(Error::Corrupt { .. })),
-            "flip {i} at {at}: {outcome:?}"
-        );
+        std::fs::write(&index, &b).unwrap();
+        every_answer(&format!("flip at {at}"));
     }
-    // Cut inside the snapshot: refused.
-    std::fs::write(&path, &clean[..base + snap_len / 2]).unwrap();
-    assert!(Ledger::open_reader(&path).is_err());
+    let mut zeroed = clean.clone();
+    zeroed[4096..].fill(0);
+    std::fs::write(&index, &zeroed).unwrap();
+    every_answer("filter and table zeroed");
+    std::fs::write(&index, &clean[..clean.len() / 2]).unwrap();
+    every_answer("cut in half");
+    std::fs::remove_file(&index).unwrap();
+    every_answer("missing");
+    // The next writer rebuilds it; readers then map it again.
+    drop(writer(&path));
+    let r = Ledger::open_reader(&path).unwrap();
+    let s = r.stats(0).unwrap();
+    assert!(s.shared_index && s.tail_bytes == 0, "{s:?}");
+    every_answer("rebuilt");
 }
 
 #[test]
-fn automatic_compaction_is_opt_in_and_bounds_the_log_tail() {
+fn background_compaction_is_on_by_default_and_the_index_grows_without_it() {
     let dir = tempfile::tempdir().unwrap();
     let names: Vec<Vec<u8>> = (0..25_000).map(|i| format!("u{i}").into_bytes()).collect();
-    let rules: Vec<Rule> = names
-        .iter()
-        .map(|n| Rule::new(Scope::Subject, b"t", n, i64::MAX / 2))
-        .collect();
-    // Off by default: the log keeps every record.
-    let plain = Ledger::open_writer(dir.path().join("plain"), &WriterOptions::default()).unwrap();
-    for chunk in rules.chunks(1000) {
-        plain.revoke_batch(chunk).unwrap();
-    }
-    assert_eq!(plain.stats(0).unwrap().generation, 0);
-    // On: compaction runs once the tail outgrows the snapshot, answers unchanged.
-    let auto = Ledger::open_writer(
-        dir.path().join("auto"),
+    let rules = |at: i64| -> Vec<Rule> {
+        names
+            .iter()
+            .map(|n| Rule::new(Scope::Subject, b"t", n, at))
+            .collect()
+    };
+    // Off: no rule is ever dropped, but the shared index still grows with the ledger,
+    // and readers that opened before and after find every key through it.
+    let plain_path = dir.path().join("plain");
+    let plain = Ledger::open_writer(
+        &plain_path,
         &WriterOptions {
-            auto_compact: Some(0.5),
+            compaction: None,
             ..WriterOptions::default()
         },
     )
     .unwrap();
-    let reader = Ledger::open_reader(dir.path().join("auto")).unwrap();
-    for chunk in rules.chunks(1000) {
-        auto.revoke_batch(chunk).unwrap();
+    let early = Ledger::open_reader(&plain_path).unwrap();
+    for chunk in rules(i64::MAX / 2).chunks(1000) {
+        plain.revoke_batch(chunk).unwrap();
     }
+    plain.wait_background().unwrap();
+    let s = plain.stats(0).unwrap();
+    assert_eq!(s.generation, 0);
+    assert!(s.index_epoch >= 2, "the index never grew: {s:?}");
+    assert_eq!(s.live_keys, 25_000);
+    let late = Ledger::open_reader(&plain_path).unwrap();
+    let ls = late.stats(0).unwrap();
+    assert!(ls.shared_index && ls.tail_bytes == 0, "{ls:?}");
+    for n in names.iter().step_by(97) {
+        assert!(early.check(&token(b"t", n, &[], 5)).unwrap().is_revoked());
+        assert!(late.check(&token(b"t", n, &[], 5)).unwrap().is_revoked());
+    }
+    // On (the default policy, with a small threshold): rules revoked again and again
+    // are compacted away in the background; answers stay right throughout.
+    let auto_path = dir.path().join("auto");
+    let auto = Ledger::open_writer(
+        &auto_path,
+        &WriterOptions {
+            compaction: Some(revledger::CompactionPolicy {
+                ratio: 0.5,
+                min_records: 1000,
+            }),
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+    let reader = Ledger::open_reader(&auto_path).unwrap();
+    let now = revledger::unix_now_floor();
+    for round in 0..4 {
+        for chunk in rules(now + round).chunks(1000) {
+            auto.revoke_batch(chunk).unwrap();
+            for n in chunk.iter().step_by(199) {
+                let v = reader.check(&token(b"t", n.key, &[], 5)).unwrap();
+                assert!(v.is_revoked(), "round {round}: {v:?}");
+            }
+        }
+    }
+    auto.wait_background().unwrap();
     let s = auto.stats(0).unwrap();
     assert!(s.generation >= 1, "never compacted: {s:?}");
-    assert!(s.snapshot_keys >= 10_000);
+    assert!(s.compacted_keys >= 10_000, "{s:?}");
     assert_eq!(s.live_keys, 25_000);
+    assert!(s.background_error.is_none(), "{s:?}");
     for n in names.iter().step_by(101) {
-        assert!(reader.check(&token(b"t", n, &[], 5)).unwrap().is_revoked());
+        let v = reader.check(&token(b"t", n, &[], 5)).unwrap();
+        assert_eq!(
+            v,
+            Verdict::Revoked {
+                scope: Scope::Subject,
+                cutoff: now + 3
+            }
+        );
     }
 }
 
