@@ -715,6 +715,8 @@ pub(crate) struct Writer {
 /// What a handle shares with its background jobs.
 pub(crate) struct Inner {
     pub(crate) path: PathBuf,
+    /// The clock-skew leeway (fixed when the ledger was created; compactions keep it).
+    leeway: i64,
     pub(crate) gen: ArcSwap<Generation>,
     /// Serialises opening a new generation (readers).
     follow: Mutex<()>,
@@ -727,12 +729,21 @@ pub struct Ledger {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.inner.path)
+            .field("writer", &self.inner.writer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A token `iat` this far past the host's clock, plus the leeway, cannot be judged.
 static CLOCK_HINT: AtomicI64 = AtomicI64::new(i64::MIN);
 
 /// Refuses a token issued after the host's clock plus the leeway (DESIGN.md §3, Time
-/// sanity). One comparison with a clock reading shared by the process; the clock is read
-/// again only for a token that looks issued in the future.
+/// sanity) when no rule revokes it. One comparison with a clock reading shared by the
+/// process; the clock is read again only for a token that looks issued in the future.
 #[inline(always)]
 fn check_issued_at(iat: i64, leeway: i64) -> Result<()> {
     if iat <= CLOCK_HINT.load(Ordering::Relaxed).saturating_add(leeway) {
@@ -818,6 +829,7 @@ impl Ledger {
         let ledger = Ledger {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
+                leeway: gen.log.header.leeway,
                 gen: ArcSwap::from_pointee(gen),
                 follow: Mutex::new(()),
                 writer: Some(Writer {
@@ -853,10 +865,12 @@ impl Ledger {
     /// `check`. Constant time: the reader maps the writer's shared index.
     pub fn open_reader(path: impl AsRef<Path>) -> Result<Ledger> {
         let path = &watch::absolute(path.as_ref())?;
+        let gen = open_reader_generation(path, None)?;
         Ok(Ledger {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                gen: ArcSwap::from_pointee(open_reader_generation(path, None)?),
+                leeway: gen.log.header.leeway,
+                gen: ArcSwap::from_pointee(gen),
                 follow: Mutex::new(()),
                 writer: None,
             }),
@@ -870,15 +884,25 @@ impl Ledger {
     pub fn check(&self, token: &Token) -> Result<Verdict> {
         token.validate()?;
         let gen = self.inner.gen.load();
-        check_issued_at(token.issued_at, gen.log.header.leeway)?;
-        if gen.fresh() {
-            if !watch::due() {
-                return check::check(&gen.lookup(), token);
-            }
-            drop(gen);
-            self.verify_path()?;
+        let verdict = if gen.fresh() && !watch::due() {
+            check::check(&gen.lookup(), token)?
         } else {
             drop(gen);
+            self.check_slow(token)?
+        };
+        if verdict == Verdict::Valid {
+            // Never "valid" for a token issued in the future (a revoked verdict stands).
+            check_issued_at(token.issued_at, self.inner.leeway)?;
+        }
+        Ok(verdict)
+    }
+
+    #[cold]
+    fn check_slow(&self, token: &Token) -> Result<Verdict> {
+        let gen = self.inner.gen.load();
+        if gen.fresh() {
+            drop(gen);
+            self.verify_path()?;
         }
         check::check(&self.current()?.lookup(), token)
     }
@@ -1065,7 +1089,7 @@ impl Ledger {
 
     /// Clock-skew leeway, in seconds.
     pub fn leeway(&self) -> i64 {
-        self.inner.gen.load().log.header.leeway
+        self.inner.leeway
     }
 
     /// Whether this handle is the writer.

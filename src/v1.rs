@@ -43,9 +43,6 @@ const TAG_MASK: u64 = !((1 << TAG_SHIFT) - 1);
 /// When it is clear, a key not found in its full home bucket is not in the table.
 const OVERFLOW: u64 = 1 << 39;
 const OFFSET_MASK: u64 = OVERFLOW - 1;
-/// Largest snapshot section (heap offsets have 39 bits).
-#[cfg(test)]
-pub const MAX_SNAPSHOT_LEN: u64 = OVERFLOW;
 const KEYED: usize = 6;
 /// Header offsets.
 const H_BLOCKS: usize = 8;
@@ -552,12 +549,6 @@ impl Snapshot {
         self.global
     }
 
-    /// Whether the snapshot holds Token rules.
-    #[cfg(test)]
-    pub(crate) fn has_token_rules(&self) -> bool {
-        self.tables[Scope::Token as usize - 1].entries != 0
-    }
-
     /// Number of keys held (the global rule counts as one).
     #[cfg(test)]
     pub(crate) fn keys(&self) -> u64 {
@@ -642,7 +633,7 @@ pub(crate) fn decode_header(b: &[u8]) -> Result<V1Header> {
                 .checked_add(h.snapshot_len)
                 .is_some_and(|end| end <= h.log_start)
     };
-    if h.max_token_lifetime < 0 || h.leeway < 0 || !snapshot_ok || h.log_start % 8 != 0 {
+    if h.max_token_lifetime < 0 || h.leeway < 0 || !snapshot_ok || !h.log_start.is_multiple_of(8) {
         return Err(Error::corrupt(40, "version 1 header fields disagree"));
     }
     Ok(h)

@@ -1026,3 +1026,89 @@ fn readers_in_another_process_answer_right_through_compactions() {
         assert_eq!(f[3], "30", "the reader did not follow every compaction");
     }
 }
+
+/// A ledger written by revledger format version 1 (tests/fixtures/format-v1.ledger: made
+/// by the version 1 CLI — create, five rules, compact into a snapshot, three more rules):
+/// a reader refuses it saying how to upgrade; a writer upgrades it in place, every rule
+/// kept; then readers read it.
+#[test]
+fn a_format_1_ledger_is_upgraded_by_its_next_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.ledger");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v1.ledger"),
+        &path,
+    )
+    .unwrap();
+    match Ledger::open_reader(&path) {
+        Err(Error::Incompatible(m)) => {
+            assert!(m.contains("version 1") && m.contains("upgrade"), "{m}")
+        }
+        other => panic!("a version 1 file opened as {other:?}"),
+    }
+    let w = open_writer(&path, &WriterOptions::default()).unwrap();
+    let s = w.stats(0).unwrap();
+    assert_eq!(s.generation, 2, "{s:?}");
+    assert_eq!(s.live_keys, 7, "6 keys and the global rule: {s:?}");
+    assert_eq!(w.max_token_lifetime(), 4_000_000_000);
+    drop(w);
+    let r = Ledger::open_reader(&path).unwrap();
+    let t = |sub: &'static [u8], iat: i64| Token {
+        tenant: b"acme",
+        subject: sub,
+        issued_at: iat,
+        ..Token::default()
+    };
+    let subject = |cutoff| Verdict::Revoked {
+        scope: Scope::Subject,
+        cutoff,
+    };
+    assert_eq!(
+        r.check(&t(b"alice", 1_700_000_000)).unwrap(),
+        subject(1_700_000_500)
+    );
+    assert_eq!(
+        r.check(&t(b"bob", 1_700_000_000)).unwrap(),
+        subject(1_700_000_100)
+    );
+    assert_eq!(
+        r.check(&t(b"carol", 1_700_000_100)).unwrap(),
+        Verdict::Valid
+    );
+    let roles: &[&[u8]] = &[b"admin"];
+    let admin = Token {
+        roles,
+        ..t(b"dave", 1_700_000_150)
+    };
+    assert_eq!(
+        r.check(&admin).unwrap(),
+        Verdict::Revoked {
+            scope: Scope::Role,
+            cutoff: 1_700_000_200
+        }
+    );
+    let jti = Token {
+        token_id: b"jti-1",
+        ..t(b"erin", 1_800_000_000)
+    };
+    assert!(r.check(&jti).unwrap().is_revoked());
+    let spa = Token {
+        client: b"spa",
+        ..t(b"erin", 1_700_000_550)
+    };
+    assert_eq!(
+        r.check(&spa).unwrap(),
+        Verdict::Revoked {
+            scope: Scope::Client,
+            cutoff: 1_700_000_600
+        }
+    );
+    assert_eq!(
+        r.check(&t(b"zed", 1_500_000_000)).unwrap(),
+        Verdict::Revoked {
+            scope: Scope::Global,
+            cutoff: 1_600_000_000
+        }
+    );
+    assert!(r.stats(0).unwrap().shared_index);
+}

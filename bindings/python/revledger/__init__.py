@@ -213,6 +213,22 @@ class _Stats(ctypes.Structure):
     ]
 
 
+class _WriterOptions(ctypes.Structure):
+    """``revledger_writer_options``, filled by ``revledger_writer_options_init``."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("max_token_lifetime_s", ctypes.c_int64),
+        ("leeway_s", ctypes.c_int64),
+        ("keep_valid_prefix", ctypes.c_bool),
+        ("compaction", ctypes.c_uint32),
+        ("compact_ratio", ctypes.c_double),
+        ("compact_min_records", ctypes.c_uint64),
+        ("file_mode", ctypes.c_uint32),
+        ("file_group", ctypes.c_int64),
+    ]
+
+
 def _declare(name: str, restype: Any, argtypes: Sequence[Any]) -> Any:
     fn = getattr(_lib, name)
     fn.restype = restype
@@ -227,6 +243,12 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
         _c_status,
         [ctypes.c_char_p, ctypes.c_int64, ctypes.POINTER(_HandlePtr)],
     ),
+    "revledger_writer_options_init": (None, [ctypes.POINTER(_WriterOptions)]),
+    "revledger_open_writer_with": (
+        _c_status,
+        [ctypes.c_char_p, ctypes.POINTER(_WriterOptions), ctypes.POINTER(_HandlePtr)],
+    ),
+    "revledger_wait_background": (_c_status, [_HandlePtr]),
     "revledger_open_reader": (_c_status, [ctypes.c_char_p, ctypes.POINTER(_HandlePtr)]),
     "revledger_close": (None, [_HandlePtr]),
     "revledger_revoke": (_c_status, [_HandlePtr, _c_scope, _Bytes, _Bytes, ctypes.c_int64]),
@@ -256,6 +278,9 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
 
 _c = {name: _declare(name, res, args) for name, (res, args) in _SIGNATURES.items()}
 _open_writer = _c["revledger_open_writer"]
+_writer_options_init = _c["revledger_writer_options_init"]
+_open_writer_with = _c["revledger_open_writer_with"]
+_wait_background = _c["revledger_wait_background"]
 _open_reader = _c["revledger_open_reader"]
 _close = _c["revledger_close"]
 _revoke = _c["revledger_revoke"]
@@ -661,21 +686,42 @@ class Ledger:
         return self
 
     @classmethod
-    def open_writer(cls, path: PathLike, max_token_lifetime: int = 3600) -> Ledger:
+    def open_writer(
+        cls,
+        path: PathLike,
+        max_token_lifetime: int = 3600,
+        *,
+        file_mode: int = 0o600,
+        file_group: Optional[int] = None,
+        compaction: bool = True,
+    ) -> Ledger:
         """Opens (creating it if missing) the ledger at ``path`` for writing and takes its
         exclusive lock until :meth:`close`. Another writer, in any process: :class:`Locked`.
 
         ``max_token_lifetime``: on creation, the longest lifetime (seconds) of the tokens
         to cover (0 = one day); on reopening, 0 keeps the ledger's value, a larger value
-        raises it, a smaller one is :class:`InvalidArgument`.
+        raises it, a smaller one is :class:`InvalidArgument`. ``file_mode`` and
+        ``file_group`` (a group id): of the files the writer creates, kept by every
+        compaction (0o640 and the readers' group for readers running as another user).
+        ``compaction``: whether the writer compacts in the background (the default).
         """
         raw = _as_path(path)
-        lifetime = _as_i64(max_token_lifetime, "max_token_lifetime")
+        opts = _WriterOptions()
+        _writer_options_init(ctypes.byref(opts))
+        opts.max_token_lifetime_s = _as_i64(max_token_lifetime, "max_token_lifetime")
+        opts.file_mode = int(file_mode)
+        opts.file_group = -1 if file_group is None else int(file_group)
+        opts.compaction = 0 if compaction else 1
         out = _HandlePtr()
-        status = _open_writer(raw, lifetime, ctypes.byref(out))
+        status = _open_writer_with(raw, ctypes.byref(opts), ctypes.byref(out))
         if status:
             raise _error(status)
         return cls._from_handle(out, os.fsdecode(raw), True)
+
+    def wait_background(self) -> None:
+        """Writer: waits for the background compaction or index growth running now, if
+        any; raises its error if it failed (answers are unaffected either way)."""
+        self._call(_wait_background)
 
     @classmethod
     def open_reader(cls, path: PathLike) -> Ledger:

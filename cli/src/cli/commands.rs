@@ -59,11 +59,8 @@ pub fn create(a: &CreateArgs) -> CliResult {
             a.ledger.display()
         )));
     }
-    let options = WriterOptions {
-        max_token_lifetime: a.max_token_lifetime,
-        leeway: a.leeway,
-        ..WriterOptions::default()
-    };
+    super::writer::check(&a.writer)?;
+    let options = a.writer.options(a.max_token_lifetime, a.leeway);
     let ledger = Ledger::open_writer(&a.ledger, &options)?;
     ledger.sync()?;
     println!(

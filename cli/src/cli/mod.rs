@@ -7,6 +7,7 @@ mod claims;
 mod commands;
 mod demo;
 mod sync;
+mod writer;
 
 use clap::{Args, Parser, Subcommand};
 use revledger::Scope;
@@ -113,6 +114,8 @@ struct CreateArgs {
     /// Clock-skew leeway added to every expiry decision (default 300).
     #[arg(long, value_name = "SECS")]
     leeway: Option<i64>,
+    #[command(flatten)]
+    writer: writer::WriterArgs,
 }
 
 /// When a rule takes effect.
@@ -360,8 +363,9 @@ struct SyncArgs {
     /// Most entries read, appended and synced at a time.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(usize))]
     batch: usize,
-    /// Compact the ledger this often (only the writer can); 0: never.
-    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    /// Also compact the ledger this often, in the sync loop; 0 (default): never (the
+    /// writer compacts in the background on its own policy, see --compaction).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
     compact_every: u64,
     /// For a new ledger, the longest token lifetime to cover (0: one day); for an existing
     /// one, 0 keeps it and a larger value raises it.
@@ -373,6 +377,8 @@ struct SyncArgs {
     /// Also log every heartbeat.
     #[arg(long, short = 'v')]
     verbose: bool,
+    #[command(flatten)]
+    writer: writer::WriterArgs,
 }
 
 #[derive(Args, Debug)]

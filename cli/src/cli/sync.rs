@@ -5,7 +5,7 @@ use super::bytes::arg_bytes;
 use super::commands::{rule_from_args, rule_line};
 use super::{CliError, CliResult, PublishArgs, SyncArgs};
 use crate::sync::{Event, Follower, Notes, Publisher, SyncError, SyncOptions, Trim};
-use revledger::{now_cutoff, unix_now_floor, Error, Ledger, Rule, Scope, WriterOptions};
+use revledger::{now_cutoff, unix_now_floor, Error, Ledger, Rule, Scope};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -95,11 +95,8 @@ fn utc_now() -> String {
 pub fn sync(a: &SyncArgs) -> CliResult {
     let stream = arg_bytes("stream", &a.stream, false)?;
     let created = !a.ledger.exists();
-    let options = WriterOptions {
-        max_token_lifetime: a.max_token_lifetime,
-        leeway: a.leeway,
-        ..WriterOptions::default()
-    };
+    super::writer::check(&a.writer)?;
+    let options = a.writer.options(a.max_token_lifetime, a.leeway);
     let ledger = match Ledger::open_writer(&a.ledger, &options) {
         Ok(l) => l,
         Err(Error::Locked(p)) => {
