@@ -228,13 +228,20 @@ fn a_degraded_position_is_seen_by_readers_kept_by_compaction_and_cleared_only_by
     w.sync().unwrap();
     drop(r);
     let r = Ledger::open_reader(&path).unwrap();
-    assert_eq!(r.degraded().unwrap(), 6, "compaction keeps the degraded bits");
+    assert_eq!(
+        r.degraded().unwrap(),
+        6,
+        "compaction keeps the degraded bits"
+    );
 
     // Through the C ABI, lock-free.
     let c_path = CString::new(path.to_str().unwrap()).unwrap();
     let mut h = std::ptr::null_mut();
     // SAFETY: a valid C string and out-pointer.
-    assert_eq!(unsafe { revledger_open_reader(c_path.as_ptr(), &mut h) } as i32, 0);
+    assert_eq!(
+        unsafe { revledger_open_reader(c_path.as_ptr(), &mut h) } as i32,
+        0
+    );
     let (mut heard, mut bits) = (0i64, 0u32);
     // SAFETY: a live handle and writable out-pointers.
     let st = unsafe { revledger_freshness_state(h, &mut heard, &mut bits) };
@@ -248,7 +255,10 @@ fn a_degraded_position_is_seen_by_readers_kept_by_compaction_and_cleared_only_by
     assert_eq!(r.degraded().unwrap(), 0);
     // SAFETY: as above.
     unsafe {
-        assert_eq!(revledger_freshness_state(h, &mut heard, &mut bits) as i32, 0);
+        assert_eq!(
+            revledger_freshness_state(h, &mut heard, &mut bits) as i32,
+            0
+        );
         revledger_close(h);
     }
     assert_eq!((heard, bits), (60, 0));
