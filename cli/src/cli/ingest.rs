@@ -8,7 +8,8 @@ use std::process::ExitCode;
 /// `ingest`: runs the receiver until SIGTERM or SIGINT, or checks its configuration.
 pub fn ingest(a: &IngestArgs) -> CliResult {
     if a.check_config {
-        let summary = crate::ingest::check_config(&a.config).map_err(|e| CliError::new(e.to_string()))?;
+        let summary =
+            crate::ingest::check_config(&a.config).map_err(|e| CliError::new(e.to_string()))?;
         println!("{summary}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -49,8 +50,10 @@ fn init_logs(format: LogFormat, verbose: bool) {
 /// Resolves on the first SIGTERM or SIGINT.
 async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the process still stops on the default action.
         return std::future::pending().await;
     };

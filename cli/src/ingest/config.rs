@@ -436,7 +436,9 @@ impl Config {
             return err("[server] tls_cert and tls_key go together");
         }
         if s.max_body_bytes == 0 || s.max_connections == 0 || s.request_timeout_secs == 0 {
-            return err("[server] max_body_bytes, max_connections and request_timeout_secs must be > 0");
+            return err(
+                "[server] max_body_bytes, max_connections and request_timeout_secs must be > 0",
+            );
         }
         if s.workers == Some(0) {
             return err("[server] workers must be > 0");
@@ -479,7 +481,9 @@ impl Config {
                 ));
             }
             if rate.per_second == 0 || rate.burst == 0 {
-                return err(format!("[[{kind}]] {name}: rate needs per_second and burst > 0"));
+                return err(format!(
+                    "[[{kind}]] {name}: rate needs per_second and burst > 0"
+                ));
             }
             Ok(())
         };
@@ -497,9 +501,16 @@ impl Config {
         }
         for t in &self.auth0 {
             let what = format!("[[auth0]] {}", t.name);
-            one_secret(&what, "authorization", &t.authorization, &t.authorization_file)?;
+            one_secret(
+                &what,
+                "authorization",
+                &t.authorization,
+                &t.authorization_file,
+            )?;
             if t.tenants.is_empty() {
-                return err(format!("{what}: tenants must list at least one tenant (\"\" for none)"));
+                return err(format!(
+                    "{what}: tenants must list at least one tenant (\"\" for none)"
+                ));
             }
         }
         for t in &self.keycloak {
@@ -540,16 +551,24 @@ impl SsfConfig {
         }
         match (&self.jwks_file, &self.jwks_uri) {
             (Some(_), Some(_)) | (None, None) => {
-                return err(format!("{what}: needs exactly one of jwks_file and jwks_uri"))
+                return err(format!(
+                    "{what}: needs exactly one of jwks_file and jwks_uri"
+                ))
             }
-            (None, Some(uri)) => check_jwks_uri(uri).map_err(|e| ConfigError(format!("{what}: {e}")))?,
+            (None, Some(uri)) => {
+                check_jwks_uri(uri).map_err(|e| ConfigError(format!("{what}: {e}")))?
+            }
             _ => {}
         }
         if self.jwks_min_refresh_secs == 0 || self.jwks_max_age_secs == 0 {
-            return err(format!("{what}: jwks_min_refresh_secs and jwks_max_age_secs must be > 0"));
+            return err(format!(
+                "{what}: jwks_min_refresh_secs and jwks_max_age_secs must be > 0"
+            ));
         }
         if self.authorization.is_some() && self.authorization_file.is_some() {
-            return err(format!("{what}: authorization and authorization_file exclude each other"));
+            return err(format!(
+                "{what}: authorization and authorization_file exclude each other"
+            ));
         }
         for a in self.algorithms.iter().flatten() {
             if !ASYMMETRIC_ALGORITHMS.contains(&a.as_str()) {
@@ -563,10 +582,14 @@ impl SsfConfig {
             return err(format!("{what}: algorithms must not be empty"));
         }
         if self.tenant.is_empty() {
-            return err(format!("{what}: tenant must list at least one source (\"=\" for the empty tenant)"));
+            return err(format!(
+                "{what}: tenant must list at least one source (\"=\" for the empty tenant)"
+            ));
         }
         for t in &self.tenant {
-            if !(t.starts_with('=') || matches!(t.as_str(), "subject.tenant" | "subject.iss" | "iss")) {
+            if !(t.starts_with('=')
+                || matches!(t.as_str(), "subject.tenant" | "subject.iss" | "iss"))
+            {
                 return err(format!(
                     "{what}: tenant source {t:?} is not subject.tenant, subject.iss, iss or =TEXT"
                 ));
@@ -591,9 +614,9 @@ fn one_secret(
     file: &Option<PathBuf>,
 ) -> Result<(), ConfigError> {
     match (inline, file) {
-        (Some(_), Some(_)) | (None, None) => {
-            err(format!("{what}: needs exactly one of {name} and {name}_file"))
-        }
+        (Some(_), Some(_)) | (None, None) => err(format!(
+            "{what}: needs exactly one of {name} and {name}_file"
+        )),
         (Some(s), None) if s.is_empty() => err(format!("{what}: {name} must not be empty")),
         _ => Ok(()),
     }
@@ -678,16 +701,37 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         for (edit, needle) in [
-            (MINIMAL.replace("[sink.ledger]", "[sink.redis]\nstream = \"s\""), "url"),
-            (MINIMAL.replace("path = \"/ssf\"", "path = \"ssf\""), "must start with /"),
-            (MINIMAL.replace("jwks_file = \"/tmp/jwks.json\"", ""), "jwks_file and jwks_uri"),
             (
-                MINIMAL.replace("jwks_file = \"/tmp/jwks.json\"", "jwks_uri = \"http://idp.example.com/k\""),
+                MINIMAL.replace("[sink.ledger]", "[sink.redis]\nstream = \"s\""),
+                "url",
+            ),
+            (
+                MINIMAL.replace("path = \"/ssf\"", "path = \"ssf\""),
+                "must start with /",
+            ),
+            (
+                MINIMAL.replace("jwks_file = \"/tmp/jwks.json\"", ""),
+                "jwks_file and jwks_uri",
+            ),
+            (
+                MINIMAL.replace(
+                    "jwks_file = \"/tmp/jwks.json\"",
+                    "jwks_uri = \"http://idp.example.com/k\"",
+                ),
                 "must be https",
             ),
-            (MINIMAL.replace("name = \"idp\"", "name = \"idp\"\nalgorithms = [\"HS256\"]"), "HS256"),
-            (MINIMAL.replace("name = \"idp\"", "name = \"idp\"\ntenant = [\"sub\"]"), "tenant source"),
-            (MINIMAL.replace("name = \"idp\"", "name = \"idp\"\nisuer = \"x\""), "unknown field"),
+            (
+                MINIMAL.replace("name = \"idp\"", "name = \"idp\"\nalgorithms = [\"HS256\"]"),
+                "HS256",
+            ),
+            (
+                MINIMAL.replace("name = \"idp\"", "name = \"idp\"\ntenant = [\"sub\"]"),
+                "tenant source",
+            ),
+            (
+                MINIMAL.replace("name = \"idp\"", "name = \"idp\"\nisuer = \"x\""),
+                "unknown field",
+            ),
             (MINIMAL.replace("listen", "lisen"), "unknown field"),
         ] {
             let e = Config::parse(&edit).unwrap_err().to_string();

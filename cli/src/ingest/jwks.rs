@@ -207,7 +207,10 @@ impl KeySource {
                     .await
                     .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
                 if bytes.len() > MAX_JWKS_BYTES {
-                    return Err(format!("{} is larger than {MAX_JWKS_BYTES} bytes", path.display()));
+                    return Err(format!(
+                        "{} is larger than {MAX_JWKS_BYTES} bytes",
+                        path.display()
+                    ));
                 }
                 KeySet::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))
             }
@@ -331,7 +334,10 @@ impl KeyStore {
             return Err(Refusal::new(
                 RefusalKind::InvalidKey,
                 match kid {
-                    Some(k) => format!("no {alg:?} key with kid {k:?} in {}", self.source.describe()),
+                    Some(k) => format!(
+                        "no {alg:?} key with kid {k:?} in {}",
+                        self.source.describe()
+                    ),
                     None => format!("no {alg:?} key in {}", self.source.describe()),
                 },
             ));
@@ -357,18 +363,36 @@ mod tests {
     #[test]
     fn only_public_signature_keys_are_kept() {
         let set = KeySet::parse(RFC7517_A1.as_bytes()).unwrap();
-        assert_eq!(set.len(), 1, "the enc EC key, the oct key and the unknown type are skipped");
-        assert_eq!(set.candidates(Some("2011-04-29"), Algorithm::RS256).len(), 1);
+        assert_eq!(
+            set.len(),
+            1,
+            "the enc EC key, the oct key and the unknown type are skipped"
+        );
+        assert_eq!(
+            set.candidates(Some("2011-04-29"), Algorithm::RS256).len(),
+            1
+        );
         assert_eq!(set.candidates(None, Algorithm::RS256).len(), 1);
-        assert!(set.candidates(Some("2011-04-29"), Algorithm::RS384).is_empty(), "alg pinned");
-        assert!(set.candidates(Some("2011-04-29"), Algorithm::ES256).is_empty());
+        assert!(
+            set.candidates(Some("2011-04-29"), Algorithm::RS384)
+                .is_empty(),
+            "alg pinned"
+        );
+        assert!(set
+            .candidates(Some("2011-04-29"), Algorithm::ES256)
+            .is_empty());
         assert!(set.candidates(Some("hmac"), Algorithm::HS256).is_empty());
         assert!(set.candidates(Some("other"), Algorithm::RS256).is_empty());
     }
 
     #[test]
     fn documents_without_usable_keys_are_errors() {
-        for doc in ["", "{}", r#"{"keys":{}}"#, r#"{"keys":[{"kty":"oct","k":"AA"}]}"#] {
+        for doc in [
+            "",
+            "{}",
+            r#"{"keys":{}}"#,
+            r#"{"keys":[{"kty":"oct","k":"AA"}]}"#,
+        ] {
             assert!(KeySet::parse(doc.as_bytes()).is_err(), "{doc}");
         }
     }

@@ -116,13 +116,10 @@ impl Metrics {
             events.clone(),
         );
         let rules = Family::default();
-        registry.register(
-            "rules",
-            "Rules committed, by scope",
-            rules.clone(),
+        registry.register("rules", "Rules committed, by scope", rules.clone());
+        let commit_seconds = Family::<SourceLabels, Histogram>::new_with_constructor(
+            commit_histogram as fn() -> Histogram,
         );
-        let commit_seconds =
-            Family::<SourceLabels, Histogram>::new_with_constructor(commit_histogram as fn() -> Histogram);
         registry.register(
             "commit_seconds",
             "Time from a request's arrival to its rules committed (and synced when durable)",
@@ -292,15 +289,21 @@ mod tests {
         m.committed(&s, 0.001);
         let text = m.encode();
         assert!(
-            text.contains(r#"revledger_ingest_requests_total{kind="ssf",source="okta",code="202"} 1"#),
+            text.contains(
+                r#"revledger_ingest_requests_total{kind="ssf",source="okta",code="202"} 1"#
+            ),
             "{text}"
         );
         assert!(text.contains(
             r#"revledger_ingest_events_total{kind="ssf",source="okta",outcome="applied"} 2"#
         ));
         assert!(!text.contains(r#"outcome="refused""#));
-        assert!(text.contains(r#"revledger_ingest_rules_total{kind="ssf",source="okta",scope="session"} 1"#));
-        assert!(text.contains("revledger_ingest_commit_seconds_count{kind=\"ssf\",source=\"okta\"} 1"));
+        assert!(text.contains(
+            r#"revledger_ingest_rules_total{kind="ssf",source="okta",scope="session"} 1"#
+        ));
+        assert!(
+            text.contains("revledger_ingest_commit_seconds_count{kind=\"ssf\",source=\"okta\"} 1")
+        );
         assert!(text.contains("revledger_ingest_sink_up 1"));
     }
 }

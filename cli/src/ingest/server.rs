@@ -125,8 +125,13 @@ pub fn check_config(path: &Path) -> Result<String, IngestError> {
     let sources = sources(&config, 0)?;
     for t in &config.ssf {
         if let Some(f) = &t.jwks_file {
-            let bytes = std::fs::read(f)
-                .map_err(|e| IngestError(format!("[[ssf]] {}: cannot read {}: {e}", t.name, f.display())))?;
+            let bytes = std::fs::read(f).map_err(|e| {
+                IngestError(format!(
+                    "[[ssf]] {}: cannot read {}: {e}",
+                    t.name,
+                    f.display()
+                ))
+            })?;
             KeySet::parse(&bytes)
                 .map_err(|e| IngestError(format!("[[ssf]] {}: {}: {e}", t.name, f.display())))?;
         }
@@ -143,7 +148,11 @@ pub fn check_config(path: &Path) -> Result<String, IngestError> {
     Ok(format!(
         "configuration OK: listen {}{}, {} source(s): {}; rules to {sink}",
         config.server.listen,
-        if config.server.tls_cert.is_some() { " (TLS)" } else { "" },
+        if config.server.tls_cert.is_some() {
+            " (TLS)"
+        } else {
+            ""
+        },
         list.len(),
         list.join(", ")
     ))
@@ -156,7 +165,10 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, IngestErr
         .and_then(|it| it.collect::<Result<_, _>>())
         .map_err(|e| IngestError(format!("tls_cert {}: {e}", cert.display())))?;
     if certs.is_empty() {
-        return Err(IngestError(format!("tls_cert {}: no certificate", cert.display())));
+        return Err(IngestError(format!(
+            "tls_cert {}: no certificate",
+            cert.display()
+        )));
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| IngestError(format!("tls_key {}: {e}", key.display())))?;
@@ -225,7 +237,9 @@ pub async fn run(
     let listener = TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| IngestError(format!("cannot listen on {}: {e}", config.server.listen)))?;
-    let addr = listener.local_addr().map_err(|e| IngestError(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| IngestError(e.to_string()))?;
     info!(addr = %addr, tls = tls.is_some(), "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -261,9 +275,8 @@ pub async fn run(
         let _ = t.await;
     }
     drop(sources);
-    let mut shared = Arc::try_unwrap(shared).map_err(|_| {
-        IngestError("requests still hold the writer after the drain".into())
-    })?;
+    let mut shared = Arc::try_unwrap(shared)
+        .map_err(|_| IngestError("requests still hold the writer after the drain".into()))?;
     tokio::task::spawn_blocking(move || shared.sink.close())
         .await
         .map_err(|e| IngestError(e.to_string()))?;
@@ -312,14 +325,15 @@ async fn serve(
             let _slot = slot;
             let result = match tls {
                 Some(acceptor) => {
-                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
+                    let stream =
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     watcher.watch(conn.into_owned()).await
                 }
@@ -335,8 +349,14 @@ async fn serve(
     }
     drop(listener);
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    info!(connections = graceful.count(), "stopping: draining requests in flight");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    info!(
+        connections = graceful.count(),
+        "stopping: draining requests in flight"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         warn!("requests still in flight after the grace period: closing them");
     }
 }
@@ -416,7 +436,10 @@ async fn deliver(
         }
     };
     let events = match mapped.and_then(|events| {
-        let rules: Vec<_> = events.iter().flat_map(|e| e.rules.iter().cloned()).collect();
+        let rules: Vec<_> = events
+            .iter()
+            .flat_map(|e| e.rules.iter().cloned())
+            .collect();
         check_rules(&rules, now, shared.max_future).map(|()| events)
     }) {
         Ok(events) => events,
@@ -426,15 +449,21 @@ async fn deliver(
             return refuse(&source.imp, &refusal);
         }
     };
-    let (fresh, duplicates): (Vec<MappedEvent>, Vec<MappedEvent>) = events
-        .into_iter()
-        .partition(|e| e.id.as_deref().is_none_or(|id| !shared.sink.seen(&labels.source, id)));
+    let (fresh, duplicates): (Vec<MappedEvent>, Vec<MappedEvent>) =
+        events.into_iter().partition(|e| {
+            e.id.as_deref()
+                .is_none_or(|id| !shared.sink.seen(&labels.source, id))
+        });
     let rules: Vec<_> = fresh.iter().flat_map(|e| e.rules.iter().cloned()).collect();
     let n_rules = rules.len();
     if let Err(e) = shared.sink.apply(rules).await {
         shared.metrics.sink_failed();
         error!(kind = %labels.kind, source = %labels.source, error = %e, "rules not committed; the sender will retry");
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("rules not committed: {e}\n")).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("rules not committed: {e}\n"),
+        )
+            .into_response();
     }
     shared
         .sink
@@ -479,7 +508,10 @@ fn refuse(imp: &SourceImpl, refusal: &Refusal) -> Response {
             });
             (
                 StatusCode::BAD_REQUEST,
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
                 body.to_string(),
             )
                 .into_response()
@@ -518,6 +550,10 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
     if shared.metrics.sink_is_up() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "the last write to the sink failed\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the last write to the sink failed\n",
+        )
+            .into_response()
     }
 }

@@ -49,9 +49,9 @@ impl Target {
                     .revoke_batch(rules)
                     .map_err(|e| SinkError(format!("ledger {}: {e}", ledger.path().display())))?;
                 if *durable {
-                    ledger
-                        .sync()
-                        .map_err(|e| SinkError(format!("ledger {}: {e}", ledger.path().display())))?;
+                    ledger.sync().map_err(|e| {
+                        SinkError(format!("ledger {}: {e}", ledger.path().display()))
+                    })?;
                 }
                 Ok(())
             }
@@ -123,11 +123,7 @@ impl Sink {
                 let p = Publisher::connect(&url, r.stream.as_bytes(), trim).map_err(|e| {
                     SinkError(format!("redis {}: {e}", crate::sync::redact_url(&url)))
                 })?;
-                let describe = format!(
-                    "stream {} on {}",
-                    r.stream,
-                    crate::sync::redact_url(&url)
-                );
+                let describe = format!("stream {} on {}", r.stream, crate::sync::redact_url(&url));
                 (
                     Target::Redis(Box::new(p)),
                     None,
@@ -325,8 +321,13 @@ mod tests {
             let sink = sink.clone();
             tasks.push(tokio::spawn(async move {
                 let user = format!("user-{i}");
-                sink.apply(vec![OwnedRule::new(Scope::Subject, b"acme", user.as_bytes(), 1000)])
-                    .await
+                sink.apply(vec![OwnedRule::new(
+                    Scope::Subject,
+                    b"acme",
+                    user.as_bytes(),
+                    1000,
+                )])
+                .await
             }));
         }
         for t in tasks {
@@ -343,8 +344,14 @@ mod tests {
             };
             assert!(reader.check(&t).unwrap().is_revoked(), "{user}");
         }
-        assert!(Ledger::open_writer(&path, &WriterOptions::with_lifetime(3600)).is_err(), "still held");
+        assert!(
+            Ledger::open_writer(&path, &WriterOptions::with_lifetime(3600)).is_err(),
+            "still held"
+        );
         drop(sink);
-        assert!(Ledger::open_writer(&path, &WriterOptions::with_lifetime(3600)).is_ok(), "closed");
+        assert!(
+            Ledger::open_writer(&path, &WriterOptions::with_lifetime(3600)).is_ok(),
+            "closed"
+        );
     }
 }

@@ -20,9 +20,7 @@
 //! whole second.
 
 use super::config::{OpaqueSession, SsfConfig, USER_FORMATS};
-use super::event::{
-    cutoff_from_secs, json_secs, MappedEvent, OwnedRule, Refusal, RefusalKind,
-};
+use super::event::{cutoff_from_secs, json_secs, MappedEvent, OwnedRule, Refusal, RefusalKind};
 use super::jwks::{KeyStore, Loaded};
 use jsonwebtoken::{Algorithm, Validation};
 use revledger::Scope;
@@ -190,9 +188,10 @@ pub async fn verify(
             Err(e) => {
                 use jsonwebtoken::errors::ErrorKind as K;
                 match e.kind() {
-                    K::InvalidSignature | K::InvalidEcdsaKey | K::InvalidRsaKey(_) | K::InvalidKeyFormat => {
-                        last = Some(e)
-                    }
+                    K::InvalidSignature
+                    | K::InvalidEcdsaKey
+                    | K::InvalidRsaKey(_)
+                    | K::InvalidKeyFormat => last = Some(e),
                     _ => return Err(Refusal::invalid(format!("the SET cannot be read: {e}"))),
                 }
             }
@@ -242,15 +241,19 @@ pub fn map_set(
     }
     let aud_ok = match obj.get("aud") {
         Some(Value::String(a)) => policy.audiences.iter().any(|x| x == a),
-        Some(Value::Array(list)) => list
-            .iter()
-            .any(|a| a.as_str().is_some_and(|a| policy.audiences.iter().any(|x| x == a))),
+        Some(Value::Array(list)) => list.iter().any(|a| {
+            a.as_str()
+                .is_some_and(|a| policy.audiences.iter().any(|x| x == a))
+        }),
         _ => false,
     };
     if !aud_ok {
         return Err(Refusal::new(
             RefusalKind::InvalidAudience,
-            format!("aud {} does not name this receiver", obj.get("aud").unwrap_or(&Value::Null)),
+            format!(
+                "aud {} does not name this receiver",
+                obj.get("aud").unwrap_or(&Value::Null)
+            ),
         ));
     }
     let jti = string(obj, "jti")?.ok_or_else(|| Refusal::invalid("the SET has no jti"))?;
@@ -272,9 +275,9 @@ pub fn map_set(
     let mut mapped = Vec::with_capacity(events.len());
     let mut notes = SetNotes::default();
     for (uri, payload) in events {
-        let payload = payload
-            .as_object()
-            .ok_or_else(|| Refusal::invalid(format!("event {uri}: its payload is not an object")))?;
+        let payload = payload.as_object().ok_or_else(|| {
+            Refusal::invalid(format!("event {uri}: its payload is not an object"))
+        })?;
         let id = Some(if events.len() == 1 {
             jti.to_string()
         } else {
@@ -312,12 +315,10 @@ pub fn map_set(
             at,
             now,
         };
-        let rules = ctx
-            .rules(&subj, session)
-            .map_err(|mut r| {
-                r.reason = format!("event {uri}: {}", r.reason);
-                r
-            })?;
+        let rules = ctx.rules(&subj, session).map_err(|mut r| {
+            r.reason = format!("event {uri}: {}", r.reason);
+            r
+        })?;
         mapped.push(MappedEvent {
             id,
             kind: uri.clone(),
@@ -341,7 +342,9 @@ fn string<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(Refusal::invalid(format!("{name} must be a string, found {other}"))),
+        Some(other) => Err(Refusal::invalid(format!(
+            "{name} must be a string, found {other}"
+        ))),
     }
 }
 
@@ -447,7 +450,9 @@ fn simple(obj: &Map<String, Value>, format: String) -> Result<SimpleId, String> 
     let field = |name: &str| -> Result<String, String> {
         match obj.get(name) {
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-            _ => Err(format!("a {format} subject needs a non-empty string {name}")),
+            _ => Err(format!(
+                "a {format} subject needs a non-empty string {name}"
+            )),
         }
     };
     let (value, iss) = match format.as_str() {
@@ -474,7 +479,11 @@ struct RuleContext<'a> {
 impl RuleContext<'_> {
     /// The tenant for a rule about `named` (the identifier whose `iss` `subject.iss`
     /// reads), with `complex_tenant` the complex subject's tenant member.
-    fn tenant(&self, named: Option<&SimpleId>, complex_tenant: Option<&SimpleId>) -> Option<Vec<u8>> {
+    fn tenant(
+        &self,
+        named: Option<&SimpleId>,
+        complex_tenant: Option<&SimpleId>,
+    ) -> Option<Vec<u8>> {
         for source in &self.policy.tenant {
             let found = match source {
                 TenantSource::SubjectTenant => complex_tenant.map(|t| t.value.clone()),
@@ -537,7 +546,8 @@ impl RuleContext<'_> {
                 if mode != OpaqueSession::Subject {
                     rules.push(self.rule(Scope::Session, id, None, None)?);
                 }
-                if mode != OpaqueSession::Session && self.policy.subject_formats.contains("opaque") {
+                if mode != OpaqueSession::Session && self.policy.subject_formats.contains("opaque")
+                {
                     rules.push(self.rule(Scope::Subject, id, Some(id), None)?);
                 }
                 Ok(rules)
@@ -546,7 +556,9 @@ impl RuleContext<'_> {
             Subject::Aliases(ids) => {
                 let usable: Vec<&SimpleId> = ids
                     .iter()
-                    .filter(|i| i.format == "jwt_id" || self.policy.subject_formats.contains(&i.format))
+                    .filter(|i| {
+                        i.format == "jwt_id" || self.policy.subject_formats.contains(&i.format)
+                    })
                     .collect();
                 if usable.is_empty() {
                     return Err(Refusal::invalid(
@@ -569,7 +581,9 @@ impl RuleContext<'_> {
                 if let Some(ids) = user {
                     let usable: Vec<&SimpleId> = ids
                         .iter()
-                        .filter(|i| i.format == "jwt_id" || self.policy.subject_formats.contains(&i.format))
+                        .filter(|i| {
+                            i.format == "jwt_id" || self.policy.subject_formats.contains(&i.format)
+                        })
                         .collect();
                     if usable.is_empty() {
                         return Err(Refusal::invalid(
@@ -625,8 +639,14 @@ mod tests {
             issuer: "https://idp.example.com/123456789/".into(),
             audiences: vec!["https://sp.example.com/caep".into()],
             algorithms: vec![Algorithm::ES256, Algorithm::RS256],
-            tenant: vec![TenantSource::SubjectTenant, TenantSource::Fixed(String::new())],
-            subject_formats: ["iss_sub", "opaque", "email"].iter().map(|s| s.to_string()).collect(),
+            tenant: vec![
+                TenantSource::SubjectTenant,
+                TenantSource::Fixed(String::new()),
+            ],
+            subject_formats: ["iss_sub", "opaque", "email"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             opaque_session: OpaqueSession::SessionAndSubject,
             allow_tenant_rules: false,
             token_lifetime: 3900,
@@ -667,8 +687,18 @@ mod tests {
         assert_eq!(
             rules(&s),
             [
-                OwnedRule::new(Scope::Session, b"", b"dMTlD|1600802906337.16|16008.16", 1615304992),
-                OwnedRule::new(Scope::Subject, b"", b"dMTlD|1600802906337.16|16008.16", 1615304992),
+                OwnedRule::new(
+                    Scope::Session,
+                    b"",
+                    b"dMTlD|1600802906337.16|16008.16",
+                    1615304992
+                ),
+                OwnedRule::new(
+                    Scope::Subject,
+                    b"",
+                    b"dMTlD|1600802906337.16|16008.16",
+                    1615304992
+                ),
             ]
         );
         let mut p = policy();
@@ -686,7 +716,12 @@ mod tests {
         );
         assert_eq!(
             rules(&s),
-            [OwnedRule::new(Scope::Session, b"123456789", b"dMTlD|1600802906337.16|16008.16", 1615304992)]
+            [OwnedRule::new(
+                Scope::Session,
+                b"123456789",
+                b"dMTlD|1600802906337.16|16008.16",
+                1615304992
+            )]
         );
         // Complex: user + device + tenant, no session → the user.
         let s = set(
@@ -701,7 +736,12 @@ mod tests {
         );
         assert_eq!(
             rules(&s),
-            [OwnedRule::new(Scope::Subject, b"123456789", b"jane.smith@example.com", 1615304992)]
+            [OwnedRule::new(
+                Scope::Subject,
+                b"123456789",
+                b"jane.smith@example.com",
+                1615304992
+            )]
         );
     }
 
@@ -714,7 +754,12 @@ mod tests {
         );
         assert_eq!(
             rules(&s),
-            [OwnedRule::new(Scope::Subject, b"", b"jane.smith@example.com", 1615304992)]
+            [OwnedRule::new(
+                Scope::Subject,
+                b"",
+                b"jane.smith@example.com",
+                1615304992
+            )]
         );
         let s = set(
             json!({"format": "jwt_id", "iss": "https://idp.example.com/987654321/",
@@ -724,7 +769,12 @@ mod tests {
         );
         assert_eq!(
             rules(&s),
-            [OwnedRule::new(Scope::Token, b"", b"f61t6e20zdo3px56gepu8rzlsp4c1dpc0fx7", NOW + 3900)]
+            [OwnedRule::new(
+                Scope::Token,
+                b"",
+                b"f61t6e20zdo3px56gepu8rzlsp4c1dpc0fx7",
+                NOW + 3900
+            )]
         );
         // Tenant from the subject's iss (the keycloak mapping's tenant).
         let mut p = policy();
@@ -732,7 +782,11 @@ mod tests {
         let (e, _) = map_set(&s, &p, NOW).unwrap();
         assert_eq!(e[0].rules[0].tenant, b"https://idp.example.com/987654321/");
         // No event_timestamp: the SET's iat.
-        let s = set(json!({"format": "email", "email": "a@b.c"}), "assurance-level-change", json!({}));
+        let s = set(
+            json!({"format": "email", "email": "a@b.c"}),
+            "assurance-level-change",
+            json!({}),
+        );
         assert_eq!(rules(&s)[0].at, 1615305160);
     }
 
@@ -748,24 +802,44 @@ mod tests {
         s.as_object_mut().unwrap().remove("sub_id");
         assert_eq!(
             rules(&s),
-            [OwnedRule::new(Scope::Subject, b"", b"7375626A656374", 1615305160)]
+            [OwnedRule::new(
+                Scope::Subject,
+                b"",
+                b"7375626A656374",
+                1615305160
+            )]
         );
     }
 
     #[test]
     fn ignored_events_and_verification() {
-        let mut s = set(json!({"format": "opaque", "id": "f67e39a0a4d34d56b3aa1bc4cff0069f"}), "x", json!({}));
+        let mut s = set(
+            json!({"format": "opaque", "id": "f67e39a0a4d34d56b3aa1bc4cff0069f"}),
+            "x",
+            json!({}),
+        );
         s["events"] = json!({ format!("{SSF}verification"): {"state": "VGhpcyBpcyBhbiBleGFtcGxlIHN0YXRlIHZhbHVlLgo="} });
         let (events, notes) = map_set(&s, &policy(), NOW).unwrap();
         assert!(events[0].rules.is_empty());
-        assert_eq!(notes.verification.as_deref(), Some("VGhpcyBpcyBhbiBleGFtcGxlIHN0YXRlIHZhbHVlLgo="));
-        let s = set(json!({"format": "opaque", "id": "x"}), "session-established", json!({}));
+        assert_eq!(
+            notes.verification.as_deref(),
+            Some("VGhpcyBpcyBhbiBleGFtcGxlIHN0YXRlIHZhbHVlLgo=")
+        );
+        let s = set(
+            json!({"format": "opaque", "id": "x"}),
+            "session-established",
+            json!({}),
+        );
         assert!(rules(&s).is_empty());
     }
 
     #[test]
     fn claims_are_checked_with_the_rfc_codes() {
-        let good = set(json!({"format": "opaque", "id": "x"}), "credential-change", json!({}));
+        let good = set(
+            json!({"format": "opaque", "id": "x"}),
+            "credential-change",
+            json!({}),
+        );
         let p = policy();
         let mut bad = good.clone();
         bad["iss"] = json!("https://evil.example.com/");
@@ -793,22 +867,45 @@ mod tests {
     #[test]
     fn subjects_that_cannot_be_mapped_refuse_the_set() {
         let p = policy();
-        let s = set(json!({"format": "phone_number", "phone_number": "+12065550100"}), "credential-change", json!({}));
+        let s = set(
+            json!({"format": "phone_number", "phone_number": "+12065550100"}),
+            "credential-change",
+            json!({}),
+        );
         assert!(refusal(&s, &p).reason.contains("subject_formats"));
-        let s = set(json!({"format": "complex", "device": {"format": "opaque", "id": "d"}}), "credential-change", json!({}));
+        let s = set(
+            json!({"format": "complex", "device": {"format": "opaque", "id": "d"}}),
+            "credential-change",
+            json!({}),
+        );
         assert!(refusal(&s, &p).reason.contains("device"));
-        let s = set(json!({"format": "complex", "tenant": {"format": "opaque", "id": "t"}}), "session-revoked", json!({}));
+        let s = set(
+            json!({"format": "complex", "tenant": {"format": "opaque", "id": "t"}}),
+            "session-revoked",
+            json!({}),
+        );
         assert_eq!(refusal(&s, &p).kind, RefusalKind::AccessDenied);
         let mut open = policy();
         open.allow_tenant_rules = true;
         let (e, _) = map_set(&s, &open, NOW).unwrap();
-        assert_eq!(e[0].rules, [OwnedRule::new(Scope::Tenant, b"t", b"", 1615305160)]);
-        let s = set(json!({"format": "iss_sub", "iss": "x"}), "credential-change", json!({}));
+        assert_eq!(
+            e[0].rules,
+            [OwnedRule::new(Scope::Tenant, b"t", b"", 1615305160)]
+        );
+        let s = set(
+            json!({"format": "iss_sub", "iss": "x"}),
+            "credential-change",
+            json!({}),
+        );
         assert!(refusal(&s, &p).reason.contains("sub"));
         let s = set(json!("jane"), "credential-change", json!({}));
         assert_eq!(refusal(&s, &p).kind, RefusalKind::Invalid);
         // Two events, one unmappable: nothing of the SET is applied.
-        let mut s = set(json!({"format": "opaque", "id": "x"}), "credential-change", json!({}));
+        let mut s = set(
+            json!({"format": "opaque", "id": "x"}),
+            "credential-change",
+            json!({}),
+        );
         s["events"][format!("{CAEP}session-revoked")] = json!({"subject": {"format": "bogus"}});
         assert!(map_set(&s, &p, NOW).is_err());
     }
@@ -829,8 +926,11 @@ mod tests {
 
     #[test]
     fn millisecond_timestamps_of_the_drafts_are_read_as_such() {
-        let s = set(json!({"format": "opaque", "id": "x"}), "credential-change",
-                    json!({"event_timestamp": 1615304991643u64}));
+        let s = set(
+            json!({"format": "opaque", "id": "x"}),
+            "credential-change",
+            json!({"event_timestamp": 1615304991643u64}),
+        );
         assert_eq!(rules(&s)[0].at, 1615304992);
     }
 
