@@ -17,7 +17,7 @@
 #include <revledger.h>
 
 
-#define NGX_HTTP_REVLEDGER_OFF          -1
+#define NGX_HTTP_REVLEDGER_OFF          -2  /* NGX_CONF_UNSET is -1 */
 
 #define NGX_HTTP_REVLEDGER_FAIL_CLOSED  0
 #define NGX_HTTP_REVLEDGER_FAIL_OPEN    1
