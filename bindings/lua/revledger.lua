@@ -155,9 +155,10 @@ local jwt_buf = ffi_new("revledger_bytes")
 local roles_cap = 16
 local roles_buf = ffi_new("revledger_bytes[?]", roles_cap)
 
+-- nil, "<STATUS_NAME>: <message>", "<STATUS_NAME>"
 local function failure(status)
-  return string_format("%s: %s", ffi_string(C.revledger_status_name(status)),
-                       ffi_string(C.revledger_last_error()))
+  local name = ffi_string(C.revledger_status_name(status))
+  return nil, string_format("%s: %s", name, ffi_string(C.revledger_last_error())), name
 end
 
 local function verdict_table(v)
@@ -188,7 +189,7 @@ function _M.open_reader(path)
   end
   local status = C.revledger_open_reader(path, handle_out)
   if status ~= 0 then
-    return nil, failure(status)
+    return failure(status)
   end
   local handle = ffi_gc(handle_out[0], C.revledger_close)
   handle_out[0] = nil
@@ -203,7 +204,7 @@ function _M.claims(spec)
   end
   local status = C.revledger_claims_new(spec, claims_out)
   if status ~= 0 then
-    return nil, failure(status)
+    return failure(status)
   end
   local handle = ffi_gc(claims_out[0], C.revledger_claims_free)
   claims_out[0] = nil
@@ -237,9 +238,10 @@ end
 
 --- Is the compact JWS `jwt` ("header.payload.signature") revoked? Its payload is read
 --- through `claims`; its signature is NOT verified. Returns
---- {revoked=, scope=, cutoff=, description=}, or nil and a message (an unreadable
---- token is "REVLEDGER_INVALID_ARGUMENT: ..."; anything else means the ledger could
---- not answer).
+--- {revoked=, scope=, cutoff=, description=}, or nil, a message and the status name:
+--- "REVLEDGER_INVALID_ARGUMENT" for a token that cannot be read (bad encoding, no
+--- iat, a claim of the wrong type: answer 401 invalid_token); any other status means
+--- the ledger could not answer (fail closed: 503, or let through by choice).
 function Ledger:check_jwt(claims, jwt)
   local handle = self.handle
   if handle == nil then
@@ -256,7 +258,7 @@ function Ledger:check_jwt(claims, jwt)
   local status = C.revledger_check_jwt(handle, claims.handle, jwt_buf, verdict_buf)
   jwt_buf.ptr = nil
   if status ~= 0 then
-    return nil, failure(status)
+    return failure(status)
   end
   return verdict_table(verdict_buf)
 end
@@ -328,7 +330,7 @@ function Ledger:check(t)
 
   local status = C.revledger_check(handle, tok, verdict_buf)
   if status ~= 0 then
-    return nil, failure(status)
+    return failure(status)
   end
   return verdict_table(verdict_buf)
 end

@@ -160,7 +160,8 @@ class Nginx:
         self.port = free_port()
         self.upstream = free_port()
         self.workers = workers
-        self.modules = list(modules) if modules else [module_path()]
+        # the module under test unless told otherwise; ["-"]: none
+        self.modules = [] if list(modules) == ["-"] else list(modules) or [module_path()]
         self.main = main
         self.master = master
         self.wrapper = list(wrapper)
@@ -170,21 +171,22 @@ class Nginx:
 
     # configuration
 
-    def render(self, http: str) -> str:
-        lines = [f"load_module {m};" for m in self.modules]
-        if self.as_user:
-            lines.append(f"user {WORKER_USER} {WORKER_USER};")
-        lines += [
-            f"worker_processes {self.workers};",
+    def preamble(self) -> str:
+        """Main-context directives every test configuration needs."""
+        return "\n".join([
             f"error_log {self.error_log} info;",
             f"pid {self.prefix}/nginx.pid;",
             "daemon off;",
             f"master_process {'on' if self.master else 'off'};",
-            self.main,
-            "events { worker_connections 256; }",
-            "http {",
-            "    log_format revledger '$status $revledger_verdict [$revledger_scope] $request_uri';",
-            f"    access_log {self.access_log} revledger;",
+        ]) + "\n"
+
+    def upstream_server(self) -> str:
+        """http-context directives: logs and temp paths in the prefix, and the upstream
+        server (nginx itself answering 200 with the request's URI)."""
+        return "\n".join([
+            "    log_format revledger '$status $revledger_verdict [$revledger_scope] $request_uri';"
+            if self.modules else "",
+            f"    access_log {self.access_log}{' revledger' if self.modules else ''};",
             f"    client_body_temp_path {self.prefix}/tmp/body;",
             f"    proxy_temp_path {self.prefix}/tmp/proxy;",
             f"    fastcgi_temp_path {self.prefix}/tmp/fastcgi;",
@@ -194,6 +196,19 @@ class Nginx:
             f"        listen 127.0.0.1:{self.upstream};",
             "        location / { return 200 \"upstream $request_uri\\n\"; }",
             "    }",
+        ]) + "\n"
+
+    def render(self, http: str) -> str:
+        lines = [f"load_module {m};" for m in self.modules]
+        if self.as_user:
+            lines.append(f"user {WORKER_USER} {WORKER_USER};")
+        lines += [
+            f"worker_processes {self.workers};",
+            self.preamble(),
+            self.main,
+            "events { worker_connections 256; }",
+            "http {",
+            self.upstream_server(),
             http.replace("{port}", str(self.port)).replace("{upstream}", str(self.upstream)),
             "}",
         ]
