@@ -7,6 +7,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/** The version of revledger this header belongs to (revledger_version() says which
+ * library is loaded). */
+#define REVLEDGER_VERSION_MAJOR 0
+#define REVLEDGER_VERSION_MINOR 1
+#define REVLEDGER_VERSION_PATCH 0
+#define REVLEDGER_VERSION_STRING "0.1.0"
+
 /**
  * Status of a call.
  */
