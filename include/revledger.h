@@ -402,6 +402,21 @@ revledger_status revledger_check_jwt(const revledger *ledger,
                                      revledger_verdict *out);
 
 /**
+ * `revledger_check_jwt` with the token as a pointer and a length rather than a
+ * `revledger_bytes` passed by value, for foreign-function interfaces that cannot pass
+ * a struct by value at full speed: LuaJIT's compiler leaves any call with a struct
+ * argument to its interpreter (bindings/lua calls this one). Same answers and errors.
+ *
+ * # Safety
+ * As `revledger_check_jwt`, with `jwt`/`jwt_len` following the `revledger_bytes` rules.
+ */
+revledger_status revledger_check_jwt_ptr(const revledger *ledger,
+                                         const revledger_claims *claims,
+                                         const uint8_t *jwt,
+                                         size_t jwt_len,
+                                         revledger_verdict *out);
+
+/**
  * Brings the handle's index up to date with the log now (checks do it on their own;
  * this moves the work off a request's path, e.g. from a timer).
  *

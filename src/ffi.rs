@@ -702,6 +702,29 @@ pub unsafe extern "C" fn revledger_check_jwt(
     unsafe { check_with(ledger, claims, jwt, "jwt", out, Ledger::check_jwt) }
 }
 
+/// `revledger_check_jwt` with the token as a pointer and a length rather than a
+/// `revledger_bytes` passed by value, for foreign-function interfaces that cannot pass
+/// a struct by value at full speed: LuaJIT's compiler leaves any call with a struct
+/// argument to its interpreter (bindings/lua calls this one). Same answers and errors.
+///
+/// # Safety
+/// As `revledger_check_jwt`, with `jwt`/`jwt_len` following the `revledger_bytes` rules.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_check_jwt_ptr(
+    ledger: *const revledger,
+    claims: *const revledger_claims,
+    jwt: *const u8,
+    jwt_len: usize,
+    out: *mut revledger_verdict,
+) -> revledger_status {
+    let jwt = revledger_bytes {
+        ptr: jwt,
+        len: jwt_len,
+    };
+    // SAFETY: forwarded caller contract.
+    unsafe { check_with(ledger, claims, jwt, "jwt", out, Ledger::check_jwt) }
+}
+
 /// Brings the handle's index up to date with the log now (checks do it on their own;
 /// this moves the work off a request's path, e.g. from a timer).
 ///
