@@ -89,6 +89,12 @@ revledger_status revledger_check_jwt(const revledger *ledger,
                                      revledger_bytes jwt,
                                      revledger_verdict *out);
 
+revledger_status revledger_check_jwt_ptr(const revledger *ledger,
+                                         const revledger_claims *claims,
+                                         const uint8_t *jwt,
+                                         size_t jwt_len,
+                                         revledger_verdict *out);
+
 const char *revledger_last_error(void);
 
 const char *revledger_status_name(uint32_t status);
@@ -151,7 +157,6 @@ local handle_out = ffi_new("revledger *[1]")
 local claims_out = ffi_new("revledger_claims *[1]")
 local verdict_buf = ffi_new("revledger_verdict")
 local token_buf = ffi_new("revledger_token")
-local jwt_buf = ffi_new("revledger_bytes")
 local roles_cap = 16
 local roles_buf = ffi_new("revledger_bytes[?]", roles_cap)
 
@@ -253,10 +258,8 @@ function Ledger:check_jwt(claims, jwt)
   if type(jwt) ~= "string" then
     return nil, "revledger: check_jwt: jwt must be a string"
   end
-  jwt_buf.ptr = jwt
-  jwt_buf.len = #jwt
-  local status = C.revledger_check_jwt(handle, claims.handle, jwt_buf, verdict_buf)
-  jwt_buf.ptr = nil
+  -- the pointer-and-length form: LuaJIT compiles no call that passes a struct by value
+  local status = C.revledger_check_jwt_ptr(handle, claims.handle, jwt, #jwt, verdict_buf)
   if status ~= 0 then
     return failure(status)
   end
