@@ -1,8 +1,8 @@
 package revledger
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../../include
-#cgo LDFLAGS: ${SRCDIR}/../../target/release/librevledger.a -lm -ldl -lpthread
+// Where the library comes from: link_repo.go (default) or link_pkgconfig.go (build tag
+// revledger_pkgconfig).
 
 #include <stdint.h>
 #include <stdlib.h>
