@@ -5,6 +5,7 @@
 //!
 //! Needs python3 with jwcrypto (scripts/install-deps installs it).
 
+use revledger::{ClaimMapping, Ledger, Scope, Verdict};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -267,20 +268,18 @@ impl Drop for Ingest {
     }
 }
 
-/// `revledger check LEDGER --claims JSON --json`: the verdict for a token's claims.
-fn check(ledger: &Path, claims: &Value) -> Value {
-    let out = Command::new(BIN)
-        .arg("check")
-        .arg(ledger)
-        .args(["--json", "--claims", &claims.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        matches!(out.status.code(), Some(0) | Some(1)),
-        "check: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+/// The next check of a token with these JWT claims, through a claim mapping of
+/// DESIGN.md §7 (`generic`, `auth0`, `keycloak`), as a gateway does it.
+fn check(ledger: &Path, mapping: &str, claims: &Value) -> Verdict {
+    let reader = Ledger::open_reader(ledger).unwrap();
+    let mapping = ClaimMapping::new(mapping).unwrap();
+    reader
+        .check_claims(&mapping, claims.to_string().as_bytes())
+        .unwrap()
+}
+
+fn revoked(scope: Scope, cutoff: i64) -> Verdict {
+    Verdict::Revoked { scope, cutoff }
 }
 
 fn records(ledger: &Path) -> usize {
@@ -318,6 +317,7 @@ fn caep_and_risc_examples_signed_in_python_revoke_the_next_check() {
     let keys = Keys::new();
     let ingest = Ingest::start(&ssf_source(&keys, ""));
     let t = now() - 30; // the events happened 30 s ago
+    let signed_at = now(); // the SETs' iat is at least this
     let examples = [
         // CAEP session-revoked, complex subject: session + user + tenant.
         set(
@@ -404,71 +404,71 @@ fn caep_and_risc_examples_signed_in_python_revoke_the_next_check() {
     let l = &ingest.ledger;
     let before = t - 1;
     let after = t + 1;
+    let generic = |claims: Value| check(l, "generic", &claims);
     // Session of s-1: that session's tokens go, the user's other sessions stay.
-    let v = check(
-        l,
-        &json!({"tid": "123456789", "sub": "99beb27c-c1c2-4955-882a-e0dc4996fcbc",
-                             "sid": "dMTlD|1600802906337.16|16008.16", "iat": before}),
+    assert_eq!(
+        generic(
+            json!({"tid": "123456789", "sub": "99beb27c-c1c2-4955-882a-e0dc4996fcbc",
+                       "sid": "dMTlD|1600802906337.16|16008.16", "iat": before})
+        ),
+        revoked(Scope::Session, t + 1)
     );
     assert_eq!(
-        (
-            v["revoked"].as_bool(),
-            v["scope"].as_str(),
-            v["cutoff"].as_i64()
+        generic(
+            json!({"tid": "123456789", "sub": "99beb27c-c1c2-4955-882a-e0dc4996fcbc",
+                       "sid": "other-session", "iat": before})
         ),
-        (Some(true), Some("session"), Some(t + 1))
+        Verdict::Valid
     );
-    let v = check(
-        l,
-        &json!({"tid": "123456789", "sub": "99beb27c-c1c2-4955-882a-e0dc4996fcbc",
-                             "sid": "other-session", "iat": before}),
-    );
-    assert_eq!(v["revoked"], false, "{v}");
     // A token issued in the same second as the event counts as issued before it.
-    let v = check(
-        l,
-        &json!({"tid": "123456789", "sub": "x", "sid": "dMTlD|1600802906337.16|16008.16", "iat": t}),
+    let sid = "dMTlD|1600802906337.16|16008.16";
+    assert!(generic(json!({"tid": "123456789", "sub": "x", "sid": sid, "iat": t})).is_revoked());
+    assert_eq!(
+        generic(json!({"tid": "123456789", "sub": "x", "sid": sid, "iat": after})),
+        Verdict::Valid,
+        "issued after the change"
     );
-    assert_eq!(v["revoked"], true, "{v}");
-    let v = check(
-        l,
-        &json!({"tid": "123456789", "sub": "x", "sid": "dMTlD|1600802906337.16|16008.16", "iat": after}),
-    );
-    assert_eq!(v["revoked"], false, "issued after the change: {v}");
     // s-2: the user, in tenant 123456789 (and only there).
-    let v = check(
-        l,
-        &json!({"tid": "123456789", "sub": "jane.smith@example.com", "iat": before}),
+    assert_eq!(
+        generic(json!({"tid": "123456789", "sub": "jane.smith@example.com", "iat": before})),
+        revoked(Scope::Subject, t + 1)
     );
-    assert_eq!(v["scope"], "subject", "{v}");
-    let v = check(
-        l,
-        &json!({"tid": "other", "sub": "jane.smith@example.com", "iat": before}),
+    assert_eq!(
+        generic(json!({"tid": "other", "sub": "jane.smith@example.com", "iat": before})),
+        Verdict::Valid
     );
-    assert_eq!(v["revoked"], false, "{v}");
     // s-3: exactly that token, whatever its iat.
-    let v = check(
-        l,
-        &json!({"sub": "u", "jti": "f61t6e20zdo3px56gepu8rzlsp4c1dpc0fx7", "iat": now()}),
-    );
-    assert_eq!(v["scope"], "token", "{v}");
-    // s-4 .. s-7: the subject.
+    assert!(matches!(
+        generic(json!({"sub": "u", "jti": "f61t6e20zdo3px56gepu8rzlsp4c1dpc0fx7", "iat": now()})),
+        Verdict::Revoked {
+            scope: Scope::Token,
+            ..
+        }
+    ));
+    // s-4, s-7: the subject, as of the event.
     for sub in ["joe@example.com", "joe.smith@example.com"] {
-        let v = check(l, &json!({"sub": sub, "iat": before}));
         assert_eq!(
-            (v["revoked"].as_bool(), v["scope"].as_str()),
-            (Some(true), Some("subject")),
-            "{sub}: {v}"
+            generic(json!({"sub": sub, "iat": before})),
+            revoked(Scope::Subject, t + 1),
+            "{sub}"
         );
-        let v = check(l, &json!({"sub": sub, "iat": after}));
-        assert_eq!(v["revoked"], false, "{sub}: {v}");
+        assert_eq!(
+            generic(json!({"sub": sub, "iat": after})),
+            Verdict::Valid,
+            "{sub}"
+        );
     }
     // s-5, s-6 have no event_timestamp: the SET's iat (now) is the cutoff.
     for sub in ["amy@example.com", "john.doe@example.com"] {
-        let v = check(l, &json!({"sub": sub, "iat": now() - 1}));
-        assert_eq!(v["scope"], "subject", "{sub}: {v}");
-        let v = check(l, &json!({"sub": sub, "iat": now() + 5}));
-        assert_eq!(v["revoked"], false, "{sub}: {v}");
+        assert!(
+            generic(json!({"sub": sub, "iat": now() - 1})).is_revoked(),
+            "{sub}"
+        );
+        assert_eq!(
+            generic(json!({"sub": sub, "iat": now() + 5})),
+            Verdict::Valid,
+            "{sub}"
+        );
     }
     let m = ingest.get_metrics();
     assert!(
@@ -683,11 +683,14 @@ fn replays_and_reordering_change_nothing() {
         assert_eq!(ingest.post_set(&later).0, 202, "a replay is acknowledged");
     }
     assert_eq!(records(&ingest.ledger), n, "replays are not written again");
-    let v = check(&ingest.ledger, &json!({"sub": "user-7", "iat": t + 40}));
     assert_eq!(
-        v["cutoff"],
-        t + 51,
-        "the latest cutoff wins, whatever the order: {v}"
+        check(
+            &ingest.ledger,
+            "generic",
+            &json!({"sub": "user-7", "iat": t + 40})
+        ),
+        revoked(Scope::Subject, t + 51),
+        "the latest cutoff wins, whatever the order"
     );
     let m = ingest.get_metrics();
     assert!(m.contains(r#"outcome="duplicate"} 3"#), "{m}");
