@@ -461,7 +461,7 @@ fn caep_and_risc_examples_signed_in_python_revoke_the_next_check() {
     // s-5, s-6 have no event_timestamp: the SET's iat (now) is the cutoff.
     for sub in ["amy@example.com", "john.doe@example.com"] {
         assert!(
-            generic(json!({"sub": sub, "iat": now() - 1})).is_revoked(),
+            generic(json!({"sub": sub, "iat": signed_at - 1})).is_revoked(),
             "{sub}"
         );
         assert_eq!(
