@@ -5,9 +5,7 @@ that root writes and compacts."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
