@@ -6,6 +6,7 @@ mod bytes;
 mod claims;
 mod commands;
 mod demo;
+mod ingest;
 mod sync;
 
 use clap::{Args, Parser, Subcommand};
@@ -101,6 +102,9 @@ enum Command {
     Publish(PublishArgs),
     /// Feed a ledger from a Redis stream: the host's one long-running writer.
     Sync(SyncArgs),
+    /// Receive identity-provider events (SSF/CAEP/RISC, Auth0, Keycloak) over HTTP and
+    /// turn them into rules.
+    Ingest(IngestArgs),
 }
 
 #[derive(Args, Debug)]
@@ -441,6 +445,42 @@ struct SyncArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Runs until SIGTERM or SIGINT, then stops accepting, drains the requests in flight and
+commits what is queued. The configuration file (TOML) names the listener, the sink (a
+local ledger, or the Redis stream `revledger sync` follows) and the sources; docs/INGEST.md
+has a complete example per source.
+  revledger ingest --config /etc/revledger/ingest.toml --check-config
+  revledger ingest --config /etc/revledger/ingest.toml --metrics-listen 127.0.0.1:9187")]
+struct IngestArgs {
+    /// The configuration file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+    /// Check the configuration (and the files it names) and exit: 0 if good, 2 if not.
+    #[arg(long)]
+    check_config: bool,
+    /// Serve GET /metrics (Prometheus) and GET /healthz on this address (overrides
+    /// [metrics] listen).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Log lines as text or as one JSON object each.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Also log each ignored or replayed event.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// `2025-01-01T00:00:00Z INFO message key=value ...`
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Args, Debug)]
 struct DemoArgs {
     /// How many checks each timing runs.
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
@@ -485,6 +525,7 @@ fn run(command: Command) -> CliResult {
         Command::Demo(a) => demo::run(&a),
         Command::Publish(a) => sync::publish(&a),
         Command::Sync(a) => sync::sync(&a),
+        Command::Ingest(a) => ingest::ingest(&a),
     }
 }
 
