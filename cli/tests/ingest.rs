@@ -985,3 +985,391 @@ fn check_config_names_what_is_wrong() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
 }
+
+/// The hex HMAC of `body`, computed by Python's `hmac` module.
+fn python_hmac(secret: &str, algorithm: &str, body: &[u8]) -> String {
+    let mut child = Command::new("python3")
+        .arg(jose())
+        .args(["hmac", secret, algorithm])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn iso(t: i64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(t as u64 * 1000 + 575))
+        .to_string()
+}
+
+/// A Management API operation as Auth0's log stream delivers it (shape of Auth0's `sapi`
+/// log entries).
+fn sapi(log_id: &str, t: i64, method: &str, path: &str, body: Value) -> Value {
+    json!({"log_id": log_id, "data": {
+        "date": iso(t), "type": "sapi", "description": "Management API operation",
+        "client_id": "360yuN1BXP4u3tBChK5VOgekgGJ7CwLL", "client_name": "", "ip": "35.167.74.121",
+        "user_agent": "Mozilla/5.0",
+        "details": {
+            "request": {"method": method, "path": path, "query": {}, "userAgent": "Mozilla/5.0",
+                        "body": body, "channel": "https://manage.auth0.com/", "ip": "35.167.74.121",
+                        "auth": {"user": {"user_id": "auth0|6181ce2b0f293a006d158194",
+                                          "name": "neo.theone@gmail.com", "email": "neo.theone@gmail.com"},
+                                 "strategy": "jwt", "credentials": {"jti": "08eb25a1ae7ae2bea404571e84634806"}}},
+            "response": {"statusCode": 204, "body": {}}
+        },
+        "user_id": "auth0|6181ce2b0f293a006d158194", "log_id": log_id
+    }})
+}
+
+#[test]
+fn auth0_log_stream_batches_revoke_users_and_roles_through_the_auth0_mapping() {
+    let ingest = Ingest::start(
+        "[[auth0]]\nname = \"tenant-a\"\npath = \"/auth0\"\nauthorization = \"Bearer 7e5f\"\n\
+         tenants = [\"\", \"org_abc\"]\n[auth0.role_names]\nrol_4Ff0 = \"admin\"\n",
+    );
+    let t = now() - 20;
+    let login = json!({"log_id": "900201", "data": {"date": iso(t), "type": "s",
+        "connection": "Username-Password-Authentication", "client_id": "aI61p8I8aFjmYRliLWgvM9ev97kCCNDB",
+        "client_name": "Default App", "ip": "81.2.69.143", "details": {"session_id": "m5Sg"},
+        "user_id": "auth0|618223a4e3f49e006948565c", "user_name": "dev@test.com", "log_id": "900201"}});
+    let batch = [
+        login,
+        sapi(
+            "900202",
+            t,
+            "post",
+            "/api/v2/users/auth0%7C123/roles",
+            json!({"roles": ["rol_4Ff0"]}),
+        ),
+        sapi(
+            "900203",
+            t,
+            "delete",
+            "/api/v2/roles/rol_4Ff0/permissions",
+            json!({"permissions": [{"resource_server_identifier": "https://api.example.com",
+                                     "permission_name": "delete:reports"}]}),
+        ),
+        sapi(
+            "900204",
+            t,
+            "post",
+            "/api/v2/log-streams",
+            json!({"name": "Postdump"}),
+        ),
+    ];
+    // JSON Lines, the stream's default content format.
+    let body: String = batch.iter().map(|e| format!("{e}\n")).collect();
+    let auth = [("authorization", "Bearer 7e5f")];
+    let (status, answer) = ingest.post(
+        "/auth0",
+        "application/json",
+        &[("authorization", "Bearer nope")],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(records(&ingest.ledger), 0);
+    let (status, answer) = ingest.post("/auth0", "application/json", &auth, body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    let a: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        (a["applied"].as_u64(), a["ignored"].as_u64()),
+        (Some(2), Some(2)),
+        "{a}"
+    );
+    let auth0 = |claims: Value| check(&ingest.ledger, "auth0", &claims);
+    let (before, after) = (t - 1, t + 1);
+    assert_eq!(
+        auth0(json!({"sub": "auth0|123", "iat": before})),
+        revoked(Scope::Subject, t + 1)
+    );
+    assert_eq!(
+        auth0(json!({"sub": "auth0|123", "org_id": "org_abc", "iat": before})),
+        revoked(Scope::Subject, t + 1)
+    );
+    assert_eq!(
+        auth0(json!({"sub": "auth0|123", "iat": after})),
+        Verdict::Valid
+    );
+    // The role's holders (an Action's namespaced roles claim) and the removed permission.
+    assert_eq!(
+        auth0(json!({"sub": "auth0|9", "https://example.com/roles": ["admin"], "iat": before})),
+        revoked(Scope::Role, t + 1)
+    );
+    assert_eq!(
+        auth0(
+            json!({"sub": "auth0|9", "permissions": ["read:reports", "delete:reports"], "iat": before})
+        ),
+        revoked(Scope::Role, t + 1)
+    );
+    assert_eq!(
+        auth0(json!({"sub": "auth0|9", "permissions": ["read:reports"], "iat": before})),
+        Verdict::Valid
+    );
+    // A replayed batch is acknowledged and not written again.
+    let n = records(&ingest.ledger);
+    let (status, answer) = ingest.post("/auth0", "application/json", &auth, body.as_bytes());
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap()["duplicates"],
+        4
+    );
+    assert_eq!(records(&ingest.ledger), n);
+    // An entry that cannot be mapped refuses the whole batch (a JSON array this time).
+    let bad = json!([
+        sapi(
+            "900301",
+            t,
+            "delete",
+            "/api/v2/users/auth0%7C777",
+            json!({})
+        ),
+        sapi(
+            "900302",
+            t,
+            "delete",
+            "/api/v2/roles/rol_unknown",
+            json!({})
+        ),
+    ]);
+    let (status, answer) = ingest.post(
+        "/auth0",
+        "application/json",
+        &auth,
+        bad.to_string().as_bytes(),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("role_names"), "{answer}");
+    assert_eq!(
+        records(&ingest.ledger),
+        n,
+        "nothing of a refused batch is applied"
+    );
+    assert_eq!(
+        auth0(json!({"sub": "auth0|777", "iat": before})),
+        Verdict::Valid
+    );
+    let m = ingest.get_metrics();
+    assert!(
+        m.contains(
+            r#"revledger_ingest_events_total{kind="auth0",source="tenant-a",outcome="ignored"} 2"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            r#"revledger_ingest_events_total{kind="auth0",source="tenant-a",outcome="refused"} 2"#
+        ),
+        "{m}"
+    );
+}
+
+const KC_ISS: &str = "http://localhost:8080/realms/acme";
+const KC_CLIENT: &str = "6b1d5d5e-aaaa-4bbb-8ccc-000000000001";
+
+/// An admin event as phasetwo's ext-event-webhook sends it.
+fn kc_admin(
+    id: &str,
+    t: i64,
+    resource: &str,
+    op: &str,
+    path: &str,
+    representation: Value,
+) -> Value {
+    json!({
+        "time": t * 1000 + 484, "realmId": "f3b3c8d6-0c1d-4c38-9d2e-5a3f5cbe1ed1", "realmName": "acme",
+        "authDetails": {"realmId": "master", "clientId": "security-admin-console",
+                        "userId": "2b8e6a4c-3d1f-4c5e-9a7b-1f2e3d4c5b6a", "ipAddress": "172.18.0.1",
+                        "username": "admin"},
+        "resourceType": resource, "operationType": op, "resourcePath": path,
+        "representation": representation.to_string(), "details": {},
+        "id": id, "uid": format!("{id}-send"), "type": format!("admin.{resource}-{op}")
+    })
+}
+
+#[test]
+fn keycloak_webhook_events_revoke_through_the_keycloak_mapping() {
+    let ingest = Ingest::start(&format!(
+        "[[keycloak]]\nname = \"sso\"\npath = \"/keycloak\"\nsecret = \"whsec-1\"\n\
+         issuer = \"http://localhost:8080/realms/{{realm}}\"\n\
+         [keycloak.clients]\n\"{KC_CLIENT}\" = \"orders-api\"\n"
+    ));
+    let t = now() - 20;
+    let user = "6a2e0f5c-1111-4222-8333-444455556666";
+    let events = [
+        kc_admin(
+            "e1",
+            t,
+            "REALM_ROLE_MAPPING",
+            "DELETE",
+            &format!("users/{user}/role-mappings/realm"),
+            json!([{"id": "0c0c", "name": "super_admin", "composite": false, "clientRole": false,
+                         "containerId": "f3b3c8d6-0c1d-4c38-9d2e-5a3f5cbe1ed1"}]),
+        ),
+        kc_admin(
+            "e2",
+            t,
+            "CLIENT_ROLE",
+            "UPDATE",
+            &format!("clients/{KC_CLIENT}/roles/refund"),
+            json!({"id": "0d0d", "name": "refund", "description": "may refund", "composite": false,
+                        "clientRole": true, "containerId": KC_CLIENT}),
+        ),
+        kc_admin(
+            "e3",
+            t,
+            "REALM_ROLE",
+            "DELETE",
+            "roles/ops:oncall",
+            json!(null),
+        ),
+        json!({"time": t * 1000 + 12, "realmId": "f3b3c8d6-0c1d-4c38-9d2e-5a3f5cbe1ed1", "realmName": "acme",
+               "type": "access.LOGOUT", "id": "e4", "uid": "e4-send",
+               "authDetails": {"realmId": "acme", "clientId": "account-console",
+                               "userId": "7b7b", "sessionId": "a7f3c1d2-session", "ipAddress": "172.18.0.1"},
+               "details": {"redirect_uri": "http://localhost:3000/"}}),
+    ];
+    for e in &events {
+        let body = e.to_string();
+        let sig = python_hmac("whsec-1", "HmacSHA256", body.as_bytes());
+        let (status, answer) = ingest.post(
+            "/keycloak",
+            "application/json",
+            &[("x-keycloak-signature", &sig)],
+            body.as_bytes(),
+        );
+        assert_eq!(status, 200, "{answer}\n{}", ingest.logs());
+    }
+    let kc = |claims: Value| check(&ingest.ledger, "keycloak", &claims);
+    let before = t - 1;
+    assert_eq!(
+        kc(json!({"iss": KC_ISS, "sub": user, "iat": before})),
+        revoked(Scope::Subject, t + 1)
+    );
+    assert_eq!(
+        kc(json!({"iss": "http://localhost:8080/realms/other", "sub": user, "iat": before})),
+        Verdict::Valid
+    );
+    assert_eq!(
+        kc(
+            json!({"iss": KC_ISS, "sub": "u9", "resource_access": {"orders-api": {"roles": ["refund"]}}, "iat": before})
+        ),
+        revoked(Scope::Role, t + 1)
+    );
+    assert_eq!(
+        kc(
+            json!({"iss": KC_ISS, "sub": "u9", "realm_access": {"roles": ["ops:oncall"]}, "iat": before})
+        ),
+        revoked(Scope::Role, t + 1)
+    );
+    // The client role `oncall` of a client `ops` is another key than the realm role `ops:oncall`.
+    assert_eq!(
+        kc(
+            json!({"iss": KC_ISS, "sub": "u9", "resource_access": {"ops": {"roles": ["oncall"]}}, "iat": before})
+        ),
+        Verdict::Valid
+    );
+    assert_eq!(
+        kc(json!({"iss": KC_ISS, "sub": "7b7b", "sid": "a7f3c1d2-session", "iat": before})),
+        revoked(Scope::Session, t + 1)
+    );
+    assert_eq!(
+        kc(json!({"iss": KC_ISS, "sub": "7b7b", "sid": "another", "iat": before})),
+        Verdict::Valid
+    );
+    // A bad or missing signature: 401, nothing applied.
+    let n = records(&ingest.ledger);
+    let e = kc_admin("e5", t, "USER", "DELETE", "users/1d1d", json!(null)).to_string();
+    let sig = python_hmac("wrong", "HmacSHA256", e.as_bytes());
+    assert_eq!(
+        ingest
+            .post(
+                "/keycloak",
+                "application/json",
+                &[("x-keycloak-signature", &sig)],
+                e.as_bytes()
+            )
+            .0,
+        401
+    );
+    assert_eq!(
+        ingest
+            .post("/keycloak", "application/json", &[], e.as_bytes())
+            .0,
+        401
+    );
+    assert_eq!(records(&ingest.ledger), n);
+    // An unknown client: refused with the reason.
+    let e = kc_admin(
+        "e6",
+        t,
+        "CLIENT_ROLE",
+        "DELETE",
+        "clients/0000/roles/x",
+        json!(null),
+    )
+    .to_string();
+    let sig = python_hmac("whsec-1", "HmacSHA256", e.as_bytes());
+    let (status, answer) = ingest.post(
+        "/keycloak",
+        "application/json",
+        &[("x-keycloak-signature", &sig)],
+        e.as_bytes(),
+    );
+    assert_eq!(status, 400);
+    assert!(answer.contains("keycloak.clients"), "{answer}");
+    assert_eq!(records(&ingest.ledger), n);
+}
+
+#[test]
+fn keycloak_hmac_sha1_as_configured() {
+    let ingest = Ingest::start(
+        "[[keycloak]]\nname = \"legacy\"\npath = \"/kc\"\nsecret = \"old\"\nalgorithm = \"HmacSHA1\"\n\
+         [keycloak.realms.acme]\nissuer = \"https://sso.example.com/auth/realms/acme\"\n",
+    );
+    let t = now() - 5;
+    let e = kc_admin(
+        "s1",
+        t,
+        "USER",
+        "UPDATE",
+        "users/9a9a",
+        json!({"id": "9a9a", "username": "bob", "enabled": false}),
+    )
+    .to_string();
+    let sha256 = python_hmac("old", "HmacSHA256", e.as_bytes());
+    assert_eq!(
+        ingest
+            .post(
+                "/kc",
+                "application/json",
+                &[("x-keycloak-signature", &sha256)],
+                e.as_bytes()
+            )
+            .0,
+        401
+    );
+    let sha1 = python_hmac("old", "HmacSHA1", e.as_bytes());
+    assert_eq!(
+        ingest
+            .post(
+                "/kc",
+                "application/json",
+                &[("x-keycloak-signature", &sha1)],
+                e.as_bytes()
+            )
+            .0,
+        200
+    );
+    assert_eq!(
+        check(
+            &ingest.ledger,
+            "keycloak",
+            &json!({"iss": "https://sso.example.com/auth/realms/acme", "sub": "9a9a", "iat": t - 1})
+        ),
+        revoked(Scope::Subject, t + 1)
+    );
+}

@@ -365,6 +365,10 @@ pub struct KeycloakConfig {
     /// `resource_access` name them), for client-role events.
     #[serde(default)]
     pub clients: BTreeMap<String, String>,
+    /// Map an admin's "sign out all active sessions" of a realm (`logout-all`) to a tenant
+    /// rule: every token of the realm (default false: such events are refused).
+    #[serde(default)]
+    pub allow_tenant_rules: bool,
     /// Requests per second.
     #[serde(default)]
     pub rate: RateLimit,

@@ -7,6 +7,8 @@
 //!
 //! - [`ssf`]: OpenID Shared Signals (CAEP, RISC) pushed as signed SETs (RFC 8935), keys
 //!   from [`jwks`];
+//! - [`auth0`]: Auth0 Log Streams (custom webhook), authenticated by a bearer secret;
+//! - [`keycloak`]: Keycloak events from the webhook extensions, HMAC-signed;
 //!
 //! and the parts they share: [`config`] (the TOML file), [`event`] (rules, cutoffs,
 //! refusals), [`sink`] (the ledger or the stream, group commit, replay window),
@@ -17,9 +19,11 @@
 //! nothing applied. Rules are idempotent and commute (§2), so a replayed or reordered
 //! event changes no answer; replays are also recognised by event id and not written again.
 
+pub mod auth0;
 pub mod config;
 pub mod event;
 pub mod jwks;
+pub mod keycloak;
 pub mod metrics;
 mod server;
 pub mod sink;

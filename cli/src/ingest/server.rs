@@ -3,9 +3,11 @@
 //! and rate; SIGTERM/SIGINT stop accepting, drain the requests in flight, and let the
 //! writer commit (and sync) what is queued before the process exits.
 
+use super::auth0::{self, Auth0Policy};
 use super::config::{read_secret, Config, ConfigError, RateLimit, SsfConfig};
 use super::event::{check_rules, MappedEvent, Refusal, RefusalKind};
 use super::jwks::{KeySet, KeySource, KeyStore, Loaded};
+use super::keycloak::{self, Hmac, KeycloakPolicy};
 use super::metrics::{Metrics, Outcome, SourceLabels};
 use super::sink::Sink;
 use super::ssf::{self, SetPolicy};
@@ -54,9 +56,18 @@ impl From<ConfigError> for IngestError {
 
 enum SourceImpl {
     Ssf {
-        policy: SetPolicy,
+        policy: Box<SetPolicy>,
         authorization: Option<String>,
-        keys: KeyStore,
+        keys: Box<KeyStore>,
+    },
+    Auth0 {
+        policy: Auth0Policy,
+        authorization: String,
+    },
+    Keycloak {
+        policy: KeycloakPolicy,
+        secret: String,
+        hmac: Hmac,
     },
 }
 
@@ -101,13 +112,50 @@ fn sources(config: &Config, token_lifetime: i64) -> Result<Vec<Source>, ConfigEr
             path: t.path.clone(),
             limiter: limiter(&t.rate),
             imp: SourceImpl::Ssf {
-                policy: SetPolicy::from_config(t, token_lifetime),
+                policy: Box::new(SetPolicy::from_config(t, token_lifetime)),
                 authorization,
-                keys: KeyStore::new(
+                keys: Box::new(KeyStore::new(
                     key_source(t)?,
                     Duration::from_secs(t.jwks_min_refresh_secs),
                     Duration::from_secs(t.jwks_max_age_secs),
-                ),
+                )),
+            },
+        });
+    }
+    for t in &config.auth0 {
+        let authorization = read_secret(&t.authorization, &t.authorization_file)?
+            .ok_or_else(|| ConfigError(format!("[[auth0]] {}: no authorization", t.name)))?;
+        out.push(Source {
+            labels: SourceLabels {
+                kind: "auth0".into(),
+                source: t.name.clone(),
+            },
+            path: t.path.clone(),
+            limiter: limiter(&t.rate),
+            imp: SourceImpl::Auth0 {
+                policy: Auth0Policy::from_config(t),
+                authorization: authorization.0,
+            },
+        });
+    }
+    for t in &config.keycloak {
+        let secret = read_secret(&t.secret, &t.secret_file)?
+            .ok_or_else(|| ConfigError(format!("[[keycloak]] {}: no secret", t.name)))?;
+        out.push(Source {
+            labels: SourceLabels {
+                kind: "keycloak".into(),
+                source: t.name.clone(),
+            },
+            path: t.path.clone(),
+            limiter: limiter(&t.rate),
+            imp: SourceImpl::Keycloak {
+                policy: KeycloakPolicy::from_config(t),
+                secret: secret.0,
+                hmac: if t.algorithm == "HmacSHA1" {
+                    Hmac::Sha1
+                } else {
+                    Hmac::Sha256
+                },
             },
         });
     }
@@ -211,7 +259,9 @@ pub async fn run(
     });
     let sources: Vec<Arc<Source>> = sources.into_iter().map(Arc::new).collect();
     for s in &sources {
-        let SourceImpl::Ssf { keys, .. } = &s.imp;
+        let SourceImpl::Ssf { keys, .. } = &s.imp else {
+            continue;
+        };
         let loaded = keys.refresh(true).await;
         report_load(&shared.metrics, &s.labels, keys, &loaded);
         if let (Loaded::Failed(e), KeySource::File(_)) = (&loaded, keys.source()) {
@@ -405,17 +455,17 @@ async fn deliver(
             .into_response();
     }
     let now = unix_now_floor();
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let mapped = match &source.imp {
         SourceImpl::Ssf {
             policy,
             authorization,
             keys,
         } => {
-            let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
             let on_load = |l: &Loaded| report_load(&shared.metrics, labels, keys, l);
             match ssf::verify(
-                text(header::CONTENT_TYPE),
-                text(header::AUTHORIZATION),
+                text("content-type"),
+                text("authorization"),
                 authorization.as_deref(),
                 body,
                 policy,
@@ -433,6 +483,28 @@ async fn deliver(
                 }),
                 Err(r) => Err(r),
             }
+        }
+        SourceImpl::Auth0 {
+            policy,
+            authorization,
+        } => {
+            let presented = text("authorization").unwrap_or("");
+            if super::secret_eq(presented.as_bytes(), authorization.as_bytes()) {
+                auth0::map_batch(body, policy)
+            } else {
+                Err(Refusal::new(
+                    RefusalKind::AuthenticationFailed,
+                    "the Authorization header is missing or is not the stream's token",
+                ))
+            }
+        }
+        SourceImpl::Keycloak {
+            policy,
+            secret,
+            hmac,
+        } => {
+            keycloak::verify_signature(text("x-keycloak-signature"), body, secret.as_bytes(), *hmac)
+                .and_then(|()| keycloak::map_body(body, policy))
         }
     };
     let events = match mapped.and_then(|events| {
@@ -495,38 +567,53 @@ async fn deliver(
     }
     match source.imp {
         SourceImpl::Ssf { .. } => StatusCode::ACCEPTED.into_response(),
-    }
-}
-
-/// The answer to a refused delivery: RFC 8935's `400 {"err", "description"}` for SSF.
-fn refuse(imp: &SourceImpl, refusal: &Refusal) -> Response {
-    match imp {
-        SourceImpl::Ssf { .. } => {
-            let body = serde_json::json!({
-                "err": refusal.kind.code(),
-                "description": refusal.reason,
+        _ => {
+            let summary = serde_json::json!({
+                "applied": applied,
+                "ignored": fresh.len() as u64 - applied,
+                "duplicates": duplicates.len(),
+                "rules": n_rules,
             });
             (
-                StatusCode::BAD_REQUEST,
+                StatusCode::OK,
                 [(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 )],
-                body.to_string(),
+                summary.to_string(),
             )
                 .into_response()
         }
     }
 }
 
-/// Status of a webhook refusal (for the sources that are not SSF).
-#[allow(dead_code)]
-fn webhook_status(kind: RefusalKind) -> StatusCode {
-    match kind {
-        RefusalKind::AuthenticationFailed => StatusCode::UNAUTHORIZED,
-        RefusalKind::AccessDenied => StatusCode::FORBIDDEN,
-        _ => StatusCode::BAD_REQUEST,
-    }
+/// The answer to a refused delivery: RFC 8935's `400 {"err", "description"}` for SSF;
+/// for the webhooks `401` (not authenticated), `403` (not allowed) or `400`, with
+/// `{"error", "error_description"}`.
+fn refuse(imp: &SourceImpl, refusal: &Refusal) -> Response {
+    let (status, body) = match imp {
+        SourceImpl::Ssf { .. } => (
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"err": refusal.kind.code(), "description": refusal.reason}),
+        ),
+        _ => (
+            match refusal.kind {
+                RefusalKind::AuthenticationFailed => StatusCode::UNAUTHORIZED,
+                RefusalKind::AccessDenied => StatusCode::FORBIDDEN,
+                _ => StatusCode::BAD_REQUEST,
+            },
+            serde_json::json!({"error": refusal.kind.code(), "error_description": refusal.reason}),
+        ),
+    };
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
