@@ -7,6 +7,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/** The version of revledger this header belongs to (revledger_version() says which
+ * library is loaded). */
+#define REVLEDGER_VERSION_MAJOR 0
+#define REVLEDGER_VERSION_MINOR 1
+#define REVLEDGER_VERSION_PATCH 0
+#define REVLEDGER_VERSION_STRING "0.1.0"
+
 /**
  * Status of a call.
  */
@@ -110,6 +117,14 @@ typedef struct StreamId StreamId;
  * `revledger_close` must not race with any other call on the same handle.
  */
 typedef struct revledger revledger;
+
+/**
+ * A compiled claim mapping (DESIGN.md §7): where the tenant, subject, roles, client,
+ * session, token id and `iat` are found in a JWT payload. Opaque; made by
+ * `revledger_claims_new`, freed by `revledger_claims_free`. Immutable: one mapping may
+ * serve any number of threads and ledgers at once.
+ */
+typedef struct revledger_claims revledger_claims;
 
 /**
  * How `revledger_open_writer_with` opens (and, if missing, creates) a ledger. Fill it
@@ -430,6 +445,74 @@ revledger_status revledger_check(const revledger *ledger,
                                  revledger_verdict *out);
 
 /**
+ * Compiles a claim mapping. `spec` is a built-in name (`generic`, `auth0`, `keycloak`,
+ * `entra`) or the JSON text of a pointer spec, e.g.
+ * `{"tenant":["/tid"],"subject":["/sub"],"roles":["/realm_access/roles"]}` (the forms
+ * and key conventions are in the README, "Claim mappings"). An unknown name or a
+ * misshapen spec: `REVLEDGER_INVALID_ARGUMENT`, the message saying what is wrong. On
+ * success `*out` receives a mapping to free with `revledger_claims_free`.
+ *
+ * # Safety
+ * `spec` is NULL or a NUL-terminated string; `out` is NULL or writable.
+ */
+revledger_status revledger_claims_new(const char *spec, revledger_claims **out);
+
+/**
+ * Frees a mapping made by `revledger_claims_new`. NULL is a no-op. It must not be in
+ * use by another thread.
+ *
+ * # Safety
+ * `claims` is NULL or a mapping from `revledger_claims_new`, not yet freed.
+ */
+void revledger_claims_free(revledger_claims *claims);
+
+/**
+ * Is the token whose JWT payload is `json` (a JSON object) revoked? Reads the payload
+ * through `claims` and checks the token, as `revledger_check` does. A payload the
+ * mapping cannot read (not a JSON object, no `iat`, a claim of the wrong type, over a
+ * limit): `REVLEDGER_INVALID_ARGUMENT`, the message naming the claim. Thread-safe.
+ *
+ * # Safety
+ * `ledger` is NULL or a live handle; `claims` is NULL or a live mapping; `json` follows
+ * the `revledger_bytes` rules; `out` is NULL or writable.
+ */
+revledger_status revledger_check_claims(const revledger *ledger,
+                                        const revledger_claims *claims,
+                                        revledger_bytes json,
+                                        revledger_verdict *out);
+
+/**
+ * Is the token `jwt`, a compact JWS `header.payload.signature`, revoked? The payload is
+ * base64url-decoded and checked as `revledger_check_claims` does. **The signature is
+ * NOT verified** (the header is not read either): a deny layer after authentication,
+ * never instead of it. A token that is not three base64url parts, or whose payload the
+ * mapping cannot read: `REVLEDGER_INVALID_ARGUMENT`. Thread-safe.
+ *
+ * # Safety
+ * `ledger` is NULL or a live handle; `claims` is NULL or a live mapping; `jwt` follows
+ * the `revledger_bytes` rules; `out` is NULL or writable.
+ */
+revledger_status revledger_check_jwt(const revledger *ledger,
+                                     const revledger_claims *claims,
+                                     revledger_bytes jwt,
+                                     revledger_verdict *out);
+
+/**
+ * `revledger_check_jwt` with the token as a pointer and a length rather than a
+ * `revledger_bytes` passed by value, for foreign-function interfaces that cannot pass
+ * a struct by value at full speed: LuaJIT's compiler leaves any call with a struct
+ * argument to its interpreter (bindings/lua calls this one). Same answers and errors.
+ *
+ * # Safety
+ * As `revledger_check_jwt`, with `jwt`/`jwt_len` following the `revledger_bytes` rules.
+ */
+revledger_status revledger_check_jwt_ptr(const revledger *ledger,
+                                         const revledger_claims *claims,
+                                         const uint8_t *jwt,
+                                         size_t jwt_len,
+                                         revledger_verdict *out);
+
+/**
  * Brings the handle's index up to date with the log now (checks do it on their own;
  * this moves the work off a request's path, e.g. from a timer).
  *
@@ -474,6 +557,23 @@ revledger_status revledger_freshness(const revledger *ledger,
                                      int64_t *last_heard_unix,
                                      uint64_t *last_id_ms,
                                      uint64_t *last_id_seq);
+
+/**
+ * `revledger_freshness`'s `last_heard_unix`, with whether the ledger may lack rules its
+ * stream carried: `*degraded` receives 0 when it holds every one (or when no sync
+ * process ever wrote a position), else bits 1 (entries that were not valid rules were
+ * skipped), 2 (entries were refused for their signature), 4 (the stream was trimmed
+ * past the ledger's position). A degraded ledger stays so until an operator resolves it
+ * (docs/SYNC.md §5); a gateway that checks freshness treats it as stale. Lock-free:
+ * cheap enough for every request.
+ *
+ * # Safety
+ * `ledger` is NULL or a live handle; `last_heard_unix` and `degraded` are NULL or
+ * writable.
+ */
+revledger_status revledger_freshness_state(const revledger *ledger,
+                                           int64_t *last_heard_unix,
+                                           uint32_t *degraded);
 
 /**
  * The message of the last failed call on this thread ("" if none). Valid until the next

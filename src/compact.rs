@@ -741,10 +741,12 @@ pub(crate) fn upgrade_v1_if_needed(path: &Path, file: &std::fs::File) -> Result<
             stream,
             last_id,
             last_heard,
-        } => encode_position(
-            &mut frames,
-            &crate::position::StreamPosition::new(stream, last_id, last_heard),
-        ),
+            degraded,
+        } => {
+            let mut p = crate::position::StreamPosition::new(stream, last_id, last_heard);
+            p.degraded = degraded;
+            encode_position(&mut frames, &p)
+        }
     })?;
     let header = Header {
         hash_seed: v1.hash_seed,

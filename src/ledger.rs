@@ -500,9 +500,10 @@ impl Generation {
                         stream,
                         last_id,
                         last_heard,
+                        degraded,
                     } => self
                         .position
-                        .set(payload_offset, stream, last_id, last_heard),
+                        .set(payload_offset, stream, last_id, last_heard, degraded),
                 }
             });
             if let Some(e) = failed {
@@ -581,9 +582,12 @@ impl Generation {
                                 stream,
                                 last_id,
                                 last_heard,
+                                degraded,
                             },
                         ..
-                    }) => self.position.set(off, stream, last_id, last_heard),
+                    }) => self
+                        .position
+                        .set(off, stream, last_id, last_heard, degraded),
                     _ => {
                         return Err(Error::corrupt(
                             off,
@@ -1003,6 +1007,19 @@ impl Ledger {
         }
         drop(gen);
         Ok(self.current()?.position()?.last_heard())
+    }
+
+    /// Why the ledger may lack rules its stream carried ([`StreamPosition::degraded`]: 0
+    /// when it holds every one, or when no sync process ever wrote a position). Lock-free,
+    /// like [`Ledger::last_heard`]: a gateway treats a non-zero answer as stale.
+    #[inline]
+    pub fn degraded(&self) -> Result<u8> {
+        let gen = self.inner.gen.load();
+        if gen.fresh() {
+            return Ok(gen.position()?.degraded());
+        }
+        drop(gen);
+        Ok(self.current()?.position()?.degraded())
     }
 
     /// Revokes `(scope, tenant, key)` as of now: the current time rounded up to the next

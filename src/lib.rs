@@ -30,6 +30,7 @@
 //! `map`; every file-system call goes through `io`.
 
 mod check;
+pub mod claims;
 mod compact;
 mod error;
 pub mod ffi;
@@ -47,6 +48,7 @@ mod tail;
 mod v1;
 mod watch;
 
+pub use claims::ClaimMapping;
 pub use error::{Error, Result};
 pub use ledger::{
     CompactStats, CompactionPolicy, Ledger, Stats, WriterOptions, AUTO_COMPACT_MIN_RECORDS,

@@ -74,21 +74,44 @@ pub struct StreamPosition {
     /// Unix seconds at which the sync process last got an answer from the stream (new
     /// entries or none). A gateway compares it with its clock to judge freshness.
     pub last_heard: i64,
+    /// Why the ledger may lack rules its stream carried: 0 when it holds every one; else
+    /// bits [`StreamPosition::SKIPPED`], [`StreamPosition::REFUSED`],
+    /// [`StreamPosition::TRIMMED`]. Kept by every later position until an operator
+    /// resolves it (docs/SYNC.md §5); a gateway treats a degraded ledger as stale.
+    pub degraded: u8,
 }
 
 impl StreamPosition {
-    /// A position.
+    /// [`StreamPosition::degraded`] bit: entries that were not valid rules were skipped.
+    pub const SKIPPED: u8 = 1;
+    /// [`StreamPosition::degraded`] bit: entries were refused for their signature.
+    pub const REFUSED: u8 = 2;
+    /// [`StreamPosition::degraded`] bit: the stream was trimmed past the position, so
+    /// entries never read are gone.
+    pub const TRIMMED: u8 = 4;
+    /// Every bit [`StreamPosition::degraded`] may hold.
+    pub const DEGRADED_BITS: u8 = 7;
+
+    /// A position, not degraded.
     pub fn new(stream: impl Into<Vec<u8>>, last_id: StreamId, last_heard: i64) -> StreamPosition {
         StreamPosition {
             stream: stream.into(),
             last_id,
             last_heard,
+            degraded: 0,
         }
     }
 
     /// Refuses a position the ledger cannot hold: an empty stream name or one longer
-    /// than [`MAX_KEY_LEN`] bytes.
+    /// than [`MAX_KEY_LEN`] bytes, or unknown degraded bits.
     pub fn validate(&self) -> Result<()> {
+        if self.degraded & !Self::DEGRADED_BITS != 0 {
+            return Err(Error::invalid(format!(
+                "degraded bits {:#x} beyond the known ones {:#x}",
+                self.degraded,
+                Self::DEGRADED_BITS
+            )));
+        }
         if self.stream.is_empty() {
             return Err(Error::invalid("a stream position needs a stream name"));
         }
@@ -120,6 +143,7 @@ pub(crate) struct PositionCell {
     /// Payload offset of the record `position` came from (0: none yet).
     offset: std::sync::atomic::AtomicU64,
     last_heard: std::sync::atomic::AtomicI64,
+    degraded: std::sync::atomic::AtomicU8,
 }
 
 impl Default for PositionCell {
@@ -128,6 +152,7 @@ impl Default for PositionCell {
             position: parking_lot::Mutex::new(None),
             offset: std::sync::atomic::AtomicU64::new(0),
             last_heard: std::sync::atomic::AtomicI64::new(i64::MIN),
+            degraded: std::sync::atomic::AtomicU8::new(0),
         }
     }
 }
@@ -135,7 +160,14 @@ impl Default for PositionCell {
 impl PositionCell {
     /// Records the position read from the record whose payload is at `offset`, unless a
     /// later record's position is already held.
-    pub(crate) fn set(&self, offset: u64, stream: &[u8], last_id: StreamId, last_heard: i64) {
+    pub(crate) fn set(
+        &self,
+        offset: u64,
+        stream: &[u8],
+        last_id: StreamId,
+        last_heard: i64,
+        degraded: u8,
+    ) {
         use std::sync::atomic::Ordering;
         let mut p = self.position.lock();
         if offset < self.offset.load(Ordering::Acquire) {
@@ -149,9 +181,15 @@ impl PositionCell {
                 }
                 old.last_id = last_id;
                 old.last_heard = last_heard;
+                old.degraded = degraded;
             }
-            None => *p = Some(StreamPosition::new(stream, last_id, last_heard)),
+            None => {
+                let mut new = StreamPosition::new(stream, last_id, last_heard);
+                new.degraded = degraded;
+                *p = Some(new);
+            }
         }
+        self.degraded.store(degraded, Ordering::Release);
         self.last_heard.store(last_heard, Ordering::Release);
         self.offset.store(offset, Ordering::Release);
     }
@@ -164,6 +202,11 @@ impl PositionCell {
     /// The position held.
     pub(crate) fn get(&self) -> Option<StreamPosition> {
         self.position.lock().clone()
+    }
+
+    /// `degraded` of the position held, without a lock.
+    pub(crate) fn degraded(&self) -> u8 {
+        self.degraded.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// `last_heard` of the position held, without a lock.
@@ -217,8 +260,12 @@ mod tests {
                 .validate()
                 .is_err()
         );
-        let p = StreamPosition::new("revocations", StreamId::new(1, 2), 100);
+        let mut p = StreamPosition::new("revocations", StreamId::new(1, 2), 100);
         assert!(p.validate().is_ok());
+        p.degraded = StreamPosition::DEGRADED_BITS;
+        assert!(p.validate().is_ok());
+        p.degraded = 8;
+        assert!(p.validate().is_err());
         assert_eq!(p.age(160), 60);
         assert_eq!(p.age(50), 0);
     }

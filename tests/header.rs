@@ -2,10 +2,29 @@
 
 use std::path::Path;
 
+/// The version macros of the header, from Cargo.toml's version (the one version of the
+/// crate, the header, revledger.pc and the Python and Go packages; tests/version.rs).
+fn version_macros() -> String {
+    format!(
+        "\n/** The version of revledger this header belongs to (revledger_version() says which\n \
+         * library is loaded). */\n\
+         #define REVLEDGER_VERSION_MAJOR {}\n\
+         #define REVLEDGER_VERSION_MINOR {}\n\
+         #define REVLEDGER_VERSION_PATCH {}\n\
+         #define REVLEDGER_VERSION_STRING \"{}\"",
+        env!("CARGO_PKG_VERSION_MAJOR"),
+        env!("CARGO_PKG_VERSION_MINOR"),
+        env!("CARGO_PKG_VERSION_PATCH"),
+        env!("CARGO_PKG_VERSION"),
+    )
+}
+
 #[test]
 fn committed_header_matches_a_fresh_generation() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
+    let mut config =
+        cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
+    config.after_includes = Some(version_macros());
     let mut fresh = Vec::new();
     cbindgen::Builder::new()
         .with_crate(root)

@@ -5,20 +5,33 @@
 //
 // # Building
 //
-// The package links the Rust static library statically. Build it once at the
-// repository root, then build or test the Go package as usual:
+// The package links the revledger C library in one of two ways.
 //
-//	cargo build --release --lib          # produces target/release/librevledger.a
-//	cd bindings/go && go test ./...
-//
-// The cgo directives point at the repository layout:
+// From a checkout of the repository (the default): the cgo directives of link_repo.go
+// point at the repository layout,
 //
 //	#cgo CFLAGS: -I${SRCDIR}/../../include
 //	#cgo LDFLAGS: ${SRCDIR}/../../target/release/librevledger.a -lm -ldl -lpthread
 //
-// so the package must be used from a checkout of the repository (or a vendored copy with
-// the same layout). cgo must be enabled (CGO_ENABLED=1) and a C toolchain installed.
+// so build the static library once at the repository root, then build or test as usual:
+//
+//	cargo build --release --lib          # produces target/release/librevledger.a
+//	cd bindings/go && go test ./...
+//
 // Rebuild the Rust library whenever src/ changes: Go does not track the archive.
+//
+// Against an installed library, with the build tag revledger_pkgconfig: link_pkgconfig.go
+// says `#cgo pkg-config: revledger`, which finds the header and the shared library that
+// scripts/cinstall (or a distribution package) installed:
+//
+//	scripts/cinstall --prefix /usr/local       # at the repository root
+//	go build -tags revledger_pkgconfig ./...   # PKG_CONFIG_PATH=<prefix>/lib/pkgconfig for
+//	                                           # another prefix; the loader must find
+//	                                           # librevledger.so at run time
+//
+// Either way cgo must be enabled (CGO_ENABLED=1) and a C toolchain installed.
+// PackageVersion, HeaderVersion and Version name the versions of this package, the
+// header and the linked library; they are one.
 //
 // # Use
 //

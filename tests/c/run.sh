@@ -3,7 +3,8 @@
 #   bash tests/c/run.sh
 # Builds the release library, compiles every tests/c/test_*.c and examples/c/minimal.c
 # with strict flags against the committed header, links each once against the static
-# and once against the shared library, runs both, then runs the shared build under
+# library (target/release/librevledger.a) and once against the shared library installed
+# by scripts/cinstall into target/c-tests/prefix, runs both, then runs the shared build under
 # valgrind memcheck; also builds and runs the C block of README.md. Outputs go to
 # target/c-tests/. Ends with "N passed, M failed"
 # (N counts every test case run, in every build), and exits non-zero on any failure.
@@ -16,7 +17,10 @@ cases="$root/tests/vectors/cases.txt"
 cc="${CC:-cc}"
 cflags=(-std=c11 -Wall -Wextra -Wpedantic -Werror -g -O1 -I"$root/include")
 static_libs=("$root/target/release/librevledger.a" -lpthread -ldl -lm)
-shared_libs=(-L"$root/target/release" -Wl,-rpath,"$root/target/release" -lrevledger -lpthread)
+# The shared library as installed (scripts/cinstall): its soname, librevledger.so.<abi>,
+# is a file name that only an installation provides.
+prefix="$out/prefix"
+shared_libs=(-L"$prefix/lib" -Wl,-rpath,"$prefix/lib" -lrevledger -lpthread)
 
 passed=0
 failed=0
@@ -36,6 +40,7 @@ command -v "$cc" >/dev/null || { echo "no C compiler '$cc' (scripts/install-deps
 
 rm -rf "$out"
 mkdir -p "$out/static" "$out/shared" "$out/logs"
+scripts/cinstall --no-build --prefix "$prefix" >/dev/null
 
 # ---- compile -------------------------------------------------------------------------
 tests=()
@@ -54,11 +59,11 @@ for t in "${tests[@]}" minimal; do
   if [ $ok = 1 ]; then built+=("$t"); else fail 1 "$src does not compile"; fi
 done
 
-# The shared build really loads librevledger.so, and finds it through its rpath.
+# The shared build really loads the installed librevledger.so.<abi>, through its rpath.
 for t in "${built[@]}"; do
   deps=$(LD_LIBRARY_PATH= ldd "$out/shared/$t" || true)
-  if [[ "$deps" != *"librevledger.so => $root/target/release/librevledger.so"* ]]; then
-    fail 1 "$out/shared/$t does not load target/release/librevledger.so"
+  if [[ "$deps" != *"librevledger.so."*" => $prefix/lib/librevledger.so."* ]]; then
+    fail 1 "$out/shared/$t does not load $prefix/lib/librevledger.so.*"
   fi
   deps=$(ldd "$out/static/$t" || true)
   if [[ "$deps" == *librevledger* ]]; then
@@ -91,7 +96,16 @@ run_suite() {
   fi
 }
 
-args_for() { if [ "$1" = test_vectors ]; then echo "$cases"; fi; }
+# test_claims reads provider-shaped tokens signed by PyJWT at test time.
+tokens="$out/signed-tokens.txt"
+echo "==> signing provider-shaped tokens with PyJWT (tests/claims/sign.py)"
+python3 tests/claims/sign.py --format lines >"$tokens" ||
+  fail 1 "tests/claims/sign.py (scripts/install-deps installs PyJWT and cryptography)"
+
+args_for() {
+  if [ "$1" = test_vectors ]; then echo "$cases"; fi
+  if [ "$1" = test_claims ]; then echo "$tokens"; fi
+}
 
 for kind in static shared; do
   echo "==> $kind library"

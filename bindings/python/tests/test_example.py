@@ -92,5 +92,5 @@ def test_the_package_is_typed_and_declared_as_pyproject_says():
     # One version: the library's (Cargo.toml), which revledger_version() reports.
     assert project["version"] == revledger.__version__
     cargo = tomllib.loads((REPO_ROOT / "Cargo.toml").read_text())
-    assert cargo["package"]["version"] == revledger.__version__
+    assert cargo["workspace"]["package"]["version"] == revledger.__version__
     assert meta["tool"]["setuptools"]["package-data"]["revledger"] == ["py.typed"]

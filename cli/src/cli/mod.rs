@@ -6,6 +6,7 @@ mod bytes;
 mod claims;
 mod commands;
 mod demo;
+mod ingest;
 mod sync;
 mod writer;
 
@@ -102,6 +103,29 @@ enum Command {
     Publish(PublishArgs),
     /// Feed a ledger from a Redis stream: the host's one long-running writer.
     Sync(SyncArgs),
+    /// Make an Ed25519 key for signing published rules; print its trusted-keys line.
+    Keygen(KeygenArgs),
+    /// Receive identity-provider events (SSF/CAEP/RISC, Auth0, Keycloak) over HTTP and
+    /// turn them into rules.
+    Ingest(IngestArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Writes the private key (PKCS#8 PEM, mode 0600) for `revledger publish --sign-key` (or the
+Go and Python publishers), and prints the line to add to the trusted-keys file of every
+`revledger sync --trusted-keys`:
+  revledger keygen /etc/revledger/iam.key --key-id iam --scopes subject,role,session,token
+See docs/SYNC.md §5.")]
+struct KeygenArgs {
+    /// Where to write the private key (refused if the file exists).
+    out: PathBuf,
+    /// The key's name, as publishers send it in `kid` ([A-Za-z0-9._@-], up to 64).
+    #[arg(long, value_name = "KID")]
+    key_id: String,
+    /// The scopes the printed line allows: `*` or a list such as `session,token`.
+    #[arg(long, value_name = "LIST", default_value = "*")]
+    scopes: String,
 }
 
 #[derive(Args, Debug)]
@@ -304,6 +328,61 @@ struct DumpArgs {
     json: bool,
 }
 
+/// Where Redis is and how to reach it: shared by `publish` and `sync` (docs/SYNC.md §6).
+#[derive(Args, Debug, Clone)]
+struct RedisArgs {
+    /// Redis URL: redis://[user[:password]@]host[:port][/db], or rediss:// for TLS (the
+    /// server's certificate is always verified). With --sentinel, the host is the name of
+    /// the primary as Sentinel knows it: rediss://sync@mymaster/0.
+    #[arg(long, value_name = "URL")]
+    redis: String,
+    /// File holding the Redis user's password (first line); read at each connection,
+    /// never logged. Overrides a password in the URL.
+    #[arg(long, value_name = "PATH")]
+    redis_password_file: Option<PathBuf>,
+    /// PEM file of the CA(s) that sign the server's certificate (default: the system's).
+    #[arg(long, value_name = "PATH")]
+    tls_ca: Option<PathBuf>,
+    /// PEM client certificate to present (mutual TLS), with --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A Sentinel (host:port or redis[s]://[user:password@]host:port), repeatable or
+    /// comma-separated: the primary is asked of them at every connection, so a failover
+    /// is followed.
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    sentinel: Vec<String>,
+    /// Time allowed to connect (TCP, TLS, AUTH), in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = positive_secs)]
+    connect_timeout: f64,
+    /// Time allowed for each reply, in seconds (sync's blocking reads add their 1 s).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = positive_secs)]
+    read_timeout: f64,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds in (0, 86400]")),
+    }
+}
+
+impl RedisArgs {
+    fn config(&self) -> crate::sync::RedisConfig {
+        let mut c = crate::sync::RedisConfig::new(self.redis.clone());
+        c.password_file = self.redis_password_file.clone();
+        c.ca_file = self.tls_ca.clone();
+        c.client_cert = self.tls_cert.clone();
+        c.client_key = self.tls_key.clone();
+        c.sentinels = self.sentinel.clone();
+        c.connect_timeout = std::time::Duration::from_secs_f64(self.connect_timeout);
+        c.read_timeout = std::time::Duration::from_secs_f64(self.read_timeout);
+        c
+    }
+}
+
 #[derive(Args, Debug)]
 #[command(after_help = "\
 The rule takes the arguments of `revledger revoke` (without the ledger). Examples:
@@ -317,12 +396,26 @@ lifetime must be at least that of every ledger the stream feeds. Format: docs/SY
 struct PublishArgs {
     #[command(flatten)]
     rule: RuleArgs,
-    /// Redis URL: redis://[user:password@]host:port/[db].
-    #[arg(long, value_name = "URL")]
-    redis: String,
+    #[command(flatten)]
+    redis: RedisArgs,
     /// Name of the stream (a Redis key).
     #[arg(long, value_name = "NAME")]
     stream: OsString,
+    /// Sign the entry with this Ed25519 key (PKCS#8 PEM, from `revledger keygen` or
+    /// `openssl genpkey -algorithm ed25519`), with --key-id.
+    #[arg(long, value_name = "PATH", requires = "key_id")]
+    sign_key: Option<PathBuf>,
+    /// The name of --sign-key that sync processes trust.
+    #[arg(long, value_name = "KID", requires = "sign_key")]
+    key_id: Option<String>,
+    /// Wait until this many replicas acknowledge the entry (WAIT) before reporting
+    /// success; fewer is an error (exit 2): publish again. Makes a publish that returned
+    /// survive a failover.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    wait_replicas: usize,
+    /// How long to wait for --wait-replicas, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    wait_timeout_ms: u64,
     /// Why the rule was published (kept in the stream entry, not in ledgers).
     #[arg(long, value_name = "TEXT")]
     reason: Option<OsString>,
@@ -354,12 +447,24 @@ stderr, and the ledger keeps answering. One sync per ledger: a second one exits 
 struct SyncArgs {
     /// Path of the ledger; created when missing.
     ledger: PathBuf,
-    /// Redis URL: redis://[user:password@]host:port/[db].
-    #[arg(long, value_name = "URL")]
-    redis: String,
+    #[command(flatten)]
+    redis: RedisArgs,
     /// Name of the stream (a Redis key).
     #[arg(long, value_name = "NAME")]
     stream: OsString,
+    /// Acknowledge that the ledger was resynced after it was marked degraded (skipped or
+    /// refused entries, a stream trimmed past its position): clear the mark, log it, and
+    /// go on following. Only after the resync of docs/SYNC.md §5.
+    #[arg(long)]
+    resolve: bool,
+    /// Apply only entries signed by a key of this file (lines `<kid> <base64 public key>
+    /// <scopes>`, docs/SYNC.md §5); refuse, log and count the others.
+    #[arg(long, value_name = "PATH")]
+    trusted_keys: Option<PathBuf>,
+    /// On every (re)connection, read again the entries of this many seconds before the
+    /// ledger's position (catches entries a failover reordered; reading twice is harmless).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    rewind: u64,
     /// Most entries read, appended and synced at a time.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(usize))]
     batch: usize,
@@ -379,6 +484,42 @@ struct SyncArgs {
     verbose: bool,
     #[command(flatten)]
     writer: writer::WriterArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Runs until SIGTERM or SIGINT, then stops accepting, drains the requests in flight and
+commits what is queued. The configuration file (TOML) names the listener, the sink (a
+local ledger, or the Redis stream `revledger sync` follows) and the sources; docs/INGEST.md
+has a complete example per source.
+  revledger ingest --config /etc/revledger/ingest.toml --check-config
+  revledger ingest --config /etc/revledger/ingest.toml --metrics-listen 127.0.0.1:9187")]
+struct IngestArgs {
+    /// The configuration file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+    /// Check the configuration (and the files it names) and exit: 0 if good, 2 if not.
+    #[arg(long)]
+    check_config: bool,
+    /// Serve GET /metrics (Prometheus) and GET /healthz on this address (overrides
+    /// [metrics] listen).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Log lines as text or as one JSON object each.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Also log each ignored or replayed event.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// `2025-01-01T00:00:00Z INFO message key=value ...`
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -426,6 +567,8 @@ fn run(command: Command) -> CliResult {
         Command::Demo(a) => demo::run(&a),
         Command::Publish(a) => sync::publish(&a),
         Command::Sync(a) => sync::sync(&a),
+        Command::Keygen(a) => sync::keygen(&a),
+        Command::Ingest(a) => ingest::ingest(&a),
     }
 }
 

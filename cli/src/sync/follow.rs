@@ -12,8 +12,9 @@
 //! Redis cannot be reached, steps report it and ask the caller to wait, with exponential
 //! backoff; the ledger keeps answering and its "last heard" stays put.
 
-use super::message::parse_fields;
-use super::{redact_url, Result, SyncError};
+use super::message::{parse_entry, Entry};
+use super::TrustedKeys;
+use super::{RedisConfig, Result, SyncError};
 use parking_lot::{Condvar, Mutex};
 use redis::Value;
 use revledger::{unix_now_floor, Rule};
@@ -26,16 +27,21 @@ use std::time::{Duration, Instant};
 /// How a [`Follower`] reads its stream.
 #[derive(Clone, Debug)]
 pub struct SyncOptions {
-    /// `redis://[user:password@]host:port/[db]`.
-    pub redis_url: String,
+    /// Where Redis is and how to reach it (TLS, ACL user, Sentinel, timeouts: its read
+    /// timeout is allowed beyond `block` for each reply).
+    pub redis: RedisConfig,
     /// Name of the stream (a Redis key).
     pub stream: Vec<u8>,
     /// Most entries read (and applied in one write and one sync) at a time.
     pub batch: usize,
     /// How long one read waits for new entries; also the heartbeat cadence.
     pub block: Duration,
-    /// Time allowed to connect, and beyond `block`, for a reply.
-    pub timeout: Duration,
+    /// On every (re)connection, read again the entries of this many seconds before the
+    /// position (by entry id). After a failover the new primary may hold entries with
+    /// ids just below an entry this process read from the old one (written there after
+    /// the promotion, never replicated); reading back a little catches them. Reading an
+    /// entry twice changes nothing.
+    pub rewind: Duration,
     /// First wait after Redis failed; doubled at each further failure...
     pub backoff_min: Duration,
     /// ...up to this.
@@ -44,22 +50,32 @@ pub struct SyncOptions {
     /// here — the writer compacts in the background on its own policy
     /// ([`revledger::WriterOptions::compaction`]), without stalling the loop.
     pub compact_every: Option<Duration>,
+    /// Apply only entries signed by one of these keys, for the scopes it may publish
+    /// (docs/SYNC.md §5); others are refused. `None`: signatures are not looked at.
+    pub trusted: Option<std::sync::Arc<TrustedKeys>>,
 }
 
 impl SyncOptions {
     /// Options for following `stream` on the Redis at `redis_url`, with the defaults:
     /// batches of 10,000 entries, 1 s blocking reads, 5 s timeouts, backoff from 100 ms
-    /// to 5 s, compaction left to the writer's background policy.
+    /// to 5 s, a rewind of 60 s on reconnection, compaction left to the writer's
+    /// background policy.
     pub fn new(redis_url: impl Into<String>, stream: impl Into<Vec<u8>>) -> SyncOptions {
+        SyncOptions::with_redis(RedisConfig::new(redis_url), stream)
+    }
+
+    /// The same defaults, for the Redis `redis` describes.
+    pub fn with_redis(redis: RedisConfig, stream: impl Into<Vec<u8>>) -> SyncOptions {
         SyncOptions {
-            redis_url: redis_url.into(),
+            redis,
             stream: stream.into(),
             batch: 10_000,
             block: Duration::from_secs(1),
-            timeout: Duration::from_secs(5),
+            rewind: Duration::from_secs(60),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             compact_every: None,
+            trusted: None,
         }
     }
 }
@@ -93,14 +109,31 @@ pub enum Event {
         /// The stream's `last-generated-id`.
         last_generated: StreamId,
     },
-    /// Entries after the ledger's position were trimmed before it read them. With
-    /// publishers trimming by age (max token lifetime + leeway) they could no longer
-    /// revoke a live token; otherwise rules were lost.
+    /// Entries after the ledger's position were trimmed before it read them. When the
+    /// newest of them is older than the ledger's max token lifetime + twice its leeway,
+    /// every rule they carried has expired (publishers refuse cutoffs more than a leeway
+    /// ahead, docs/SYNC.md §3): nothing is lost. Otherwise rules were lost and the ledger
+    /// is marked degraded ([`revledger::StreamPosition::TRIMMED`]). Reading goes on after
+    /// `max_deleted`.
     TrimmedPast {
         /// The ledger's position.
         position: StreamId,
         /// The stream's `max-deleted-entry-id`.
         max_deleted: StreamId,
+        /// Whether rules that may still matter were lost.
+        lost: bool,
+    },
+    /// The ledger is now marked degraded for these reasons
+    /// ([`revledger::StreamPosition::degraded`] bits newly set): gateways that check
+    /// freshness treat it as stale until an operator resolves it (docs/SYNC.md §5).
+    Degraded {
+        /// The bits newly set.
+        bits: u8,
+    },
+    /// An operator resolved the degraded state (`revledger sync --resolve`).
+    Resolved {
+        /// The bits that were set.
+        was: u8,
     },
     /// A batch was applied: committed, visible to every reader, synced right after.
     Applied {
@@ -108,6 +141,8 @@ pub enum Event {
         rules: usize,
         /// Malformed entries skipped (each also reported as [`Event::Skipped`]).
         skipped: usize,
+        /// Entries refused for their signature (each also reported as [`Event::Refused`]).
+        refused: usize,
         /// The ledger's position now.
         last_id: StreamId,
     },
@@ -116,6 +151,14 @@ pub enum Event {
         /// Its id.
         id: StreamId,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// An entry whose signature is missing, bad, from an unknown key, or from a key not
+    /// allowed its scope was refused; the entries after it are applied.
+    Refused {
+        /// Its id.
+        id: StreamId,
+        /// Why.
         reason: String,
     },
     /// Redis could not be reached, or failed; the next attempt is in `retry_in`.
@@ -163,22 +206,49 @@ impl fmt::Display for Event {
             Event::TrimmedPast {
                 position,
                 max_deleted,
+                lost: false,
             } => write!(
                 f,
                 "warning: entries up to {max_deleted} were trimmed from the stream before \
-                 this ledger read them (it was at {position}); rules older than the \
-                 publishers' trim horizon are assumed expired"
+                 this ledger read them (it was at {position}); all are older than the max \
+                 token lifetime + 2 x leeway, so every rule they carried has expired"
+            ),
+            Event::TrimmedPast {
+                position,
+                max_deleted,
+                lost: true,
+            } => write!(
+                f,
+                "error: entries up to {max_deleted} were trimmed from the stream before \
+                 this ledger read them (it was at {position}): rules that may still matter \
+                 are lost"
+            ),
+            Event::Degraded { bits } => write!(
+                f,
+                "error: the ledger is now marked DEGRADED ({}); gateways checking freshness \
+                 treat it as stale until an operator resyncs it and runs `revledger sync \
+                 --resolve` (docs/SYNC.md §5)",
+                super::degraded_reasons(*bits).join("; ")
+            ),
+            Event::Resolved { was } => write!(
+                f,
+                "the degraded state ({}) was resolved by the operator",
+                super::degraded_reasons(*was).join("; ")
             ),
             Event::Applied {
                 rules,
                 skipped,
+                refused,
                 last_id,
             } => write!(
                 f,
-                "applied {rules} rules ({skipped} skipped) up to entry {last_id}"
+                "applied {rules} rules ({skipped} skipped, {refused} refused) up to entry {last_id}"
             ),
             Event::Skipped { id, reason } => {
                 write!(f, "skipped malformed entry {id}: {reason}")
+            }
+            Event::Refused { id, reason } => {
+                write!(f, "refused entry {id}: {reason}")
             }
             Event::Unreachable {
                 error,
@@ -205,15 +275,19 @@ impl fmt::Display for Event {
 /// handle, so a second follower on the same ledger fails to open it with `Locked`.
 pub struct Follower<'l> {
     ledger: &'l Ledger,
-    client: redis::Client,
     redis_shown: String,
     opts: SyncOptions,
     conn: Option<redis::Connection>,
     /// The position written last (or, before anything is written, to write next).
     position: StreamPosition,
+    /// The id after which the next read starts: the position, or before it after a
+    /// rewind (entries up to the position are then applied again, the position kept).
+    cursor: StreamId,
     failures: u32,
     /// An `XREAD` was sent whose answer the next step receives.
     read_ahead: bool,
+    /// Degraded bits found outside a batch (a trimmed stream), for the next write.
+    pending_degraded: u8,
     last_compaction: Instant,
     pending: Vec<Event>,
 }
@@ -378,6 +452,33 @@ fn info_id(info: &Value, name: &[u8]) -> Option<StreamId> {
         .and_then(StreamId::parse)
 }
 
+/// The newest id that may have held an entry after `position` which is no longer in the
+/// stream, per `XINFO STREAM`: `max-deleted-entry-id` (`XDEL`) when after the position,
+/// or the id just before the first entry when that entry is after the position (trimming
+/// removes the oldest entries, and Redis does not count them). `None`: nothing after the
+/// position can be gone (or the position is `0-0`: a new ledger reads what is there).
+fn gone_after(info: &Value, position: StreamId) -> Option<StreamId> {
+    if position == StreamId::ZERO {
+        return None;
+    }
+    let deleted = info_id(info, b"max-deleted-entry-id").filter(|d| *d > position);
+    let first = info_field(info, b"first-entry")
+        .and_then(|e| match e {
+            Value::Array(parts) => parts.first(),
+            _ => None,
+        })
+        .and_then(bytes_of)
+        .and_then(StreamId::parse)
+        .or_else(|| info_id(info, b"recorded-first-entry-id"))
+        .filter(|f| *f > position)
+        .map(|f| match f.seq {
+            0 => StreamId::new(f.ms - 1, u64::MAX),
+            s => StreamId::new(f.ms, s - 1),
+        })
+        .filter(|before| *before > position);
+    deleted.max(first)
+}
+
 impl<'l> Follower<'l> {
     /// A follower feeding `ledger` (a writer handle) from the stream of `options`,
     /// starting after the ledger's recorded position when it is for that stream, from the
@@ -393,7 +494,7 @@ impl<'l> Follower<'l> {
                 "batch and block must be positive".into(),
             )));
         }
-        let client = redis::Client::open(options.redis_url.as_str())?;
+        options.redis.validate()?;
         let mut pending = Vec::new();
         match ledger.stream_position()? {
             Some(p) if p.stream == options.stream => position = p,
@@ -402,13 +503,14 @@ impl<'l> Follower<'l> {
         }
         Ok(Follower {
             ledger,
-            client,
-            redis_shown: redact_url(&options.redis_url),
+            redis_shown: options.redis.describe(),
             opts: options,
             conn: None,
+            cursor: position.last_id,
             position,
             failures: 0,
             read_ahead: false,
+            pending_degraded: 0,
             last_compaction: Instant::now(),
             pending,
         })
@@ -417,6 +519,23 @@ impl<'l> Follower<'l> {
     /// The ledger's position as this follower last wrote it (or found it).
     pub fn position(&self) -> &StreamPosition {
         &self.position
+    }
+
+    /// The operator's acknowledgement that the ledger was resynced (docs/SYNC.md §5):
+    /// writes the position again with no degraded bit, and returns the bits that were set
+    /// (0: it was not degraded, and nothing is written).
+    pub fn resolve(&mut self, on: &mut dyn FnMut(&Event)) -> Result<u8> {
+        let was = self.position.degraded;
+        if was == 0 {
+            return Ok(0);
+        }
+        let mut position = self.position.clone();
+        position.degraded = 0;
+        self.ledger.revoke_batch_at_position(&[], &position)?;
+        self.ledger.sync()?;
+        self.position = position;
+        on(&Event::Resolved { was });
+        Ok(was)
     }
 
     /// One step: connect if needed, read one batch (waiting up to `block`), apply it.
@@ -447,7 +566,7 @@ impl<'l> Follower<'l> {
             }
         }
         if !self.read_ahead {
-            if let Err(e) = self.send_xread(self.position.last_id) {
+            if let Err(e) = self.send_xread(self.cursor) {
                 self.conn = None;
                 return Ok(Some(self.unreachable(Lost::Redis(e), on)));
             }
@@ -555,9 +674,11 @@ impl<'l> Follower<'l> {
     /// Connects and looks at the stream: a stream that is missing, or whose newest id is
     /// before the ledger's position, is read again from its beginning.
     fn connect(&mut self, on: &mut dyn FnMut(&Event)) -> Result<redis::Connection, Lost> {
-        let mut conn = self.client.get_connection_with_timeout(self.opts.timeout)?;
-        conn.set_read_timeout(Some(self.opts.block + self.opts.timeout))?;
-        conn.set_write_timeout(Some(self.opts.timeout))?;
+        let (mut conn, reached) = self.opts.redis.connect().map_err(|e| match e {
+            SyncError::Redis(e) => Lost::Redis(e),
+            other => Lost::Protocol(other.to_string()),
+        })?;
+        conn.set_read_timeout(Some(self.opts.block + self.opts.redis.read_timeout))?;
         let position = self.position.last_id;
         let info = redis::cmd("XINFO")
             .arg("STREAM")
@@ -574,13 +695,23 @@ impl<'l> Follower<'l> {
                         last_generated: last,
                     });
                     self.position.last_id = StreamId::ZERO;
-                } else if let Some(deleted) = info_id(&info, b"max-deleted-entry-id") {
-                    if position != StreamId::ZERO && deleted > position {
-                        on(&Event::TrimmedPast {
-                            position,
-                            max_deleted: deleted,
-                        });
+                } else if let Some(gone) = gone_after(&info, position) {
+                    let horizon = self
+                        .ledger
+                        .max_token_lifetime()
+                        .saturating_add(self.ledger.leeway().saturating_mul(2));
+                    let newest_s = gone.ms.div_ceil(1000).min(i64::MAX as u64) as i64;
+                    let lost = unix_now_floor().saturating_sub(newest_s) <= horizon;
+                    on(&Event::TrimmedPast {
+                        position,
+                        max_deleted: gone,
+                        lost,
+                    });
+                    if lost {
+                        self.pending_degraded |= StreamPosition::TRIMMED;
                     }
+                    // Entries up to it are gone: read on from there.
+                    self.position.last_id = gone;
                 }
             }
             Err(e) if !e.is_io_error() && e.to_string().to_lowercase().contains("no such key") => {
@@ -591,9 +722,14 @@ impl<'l> Follower<'l> {
             }
             Err(e) => return Err(Lost::Redis(e)),
         }
+        let rewind_ms = self.opts.rewind.as_millis().min(u64::MAX as u128) as u64;
+        self.cursor = self.position.last_id;
+        if rewind_ms > 0 && self.cursor != StreamId::ZERO {
+            self.cursor = StreamId::new(self.cursor.ms.saturating_sub(rewind_ms), 0);
+        }
         on(&Event::Connected {
-            redis: self.redis_shown.clone(),
-            from: self.position.last_id,
+            redis: format!("{} at {reached}", self.redis_shown),
+            from: self.cursor,
         });
         Ok(conn)
     }
@@ -611,39 +747,62 @@ impl<'l> Follower<'l> {
             Ok(e) => e,
             Err(why) => return Ok(Err(Lost::Protocol(why))),
         };
-        let mut last = self.position.last_id;
-        let mut rules: Vec<Rule<'_>> = Vec::with_capacity(entries.len());
-        let mut skipped = 0;
+        let mut last = self.cursor;
+        let mut parsed = Vec::with_capacity(entries.len());
         for (id, pairs) in &entries {
             if *id <= last {
                 continue; // never apply out of place (XREAD only returns later ids)
             }
             last = *id;
-            match pairs
+            let entry = pairs
                 .as_ref()
                 .map_err(String::clone)
-                .and_then(|p| parse_fields(p))
-            {
-                Ok(rule) => rules.push(rule),
-                Err(reason) => {
+                .and_then(|p| parse_entry(p));
+            parsed.push((*id, entry));
+        }
+        let refusals = match &self.opts.trusted {
+            Some(keys) => verify_all(keys, &self.opts.stream, &parsed),
+            None => vec![None; parsed.len()],
+        };
+        let mut rules: Vec<Rule<'_>> = Vec::with_capacity(parsed.len());
+        let (mut skipped, mut refused) = (0, 0);
+        for ((id, entry), refusal) in parsed.into_iter().zip(refusals) {
+            match (entry, refusal) {
+                (Ok(e), None) => rules.push(e.rule),
+                (Ok(_), Some(reason)) => {
+                    refused += 1;
+                    on(&Event::Refused { id, reason });
+                }
+                (Err(reason), _) => {
                     skipped += 1;
-                    on(&Event::Skipped { id: *id, reason });
+                    on(&Event::Skipped { id, reason });
                 }
             }
         }
         // Ask for the next batch now; write this one while Redis prepares it.
         let ahead = self.send_xread(last);
-        let fresh = last != self.position.last_id;
+        let fresh = last != self.cursor;
+        self.cursor = last;
+        let last = last.max(self.position.last_id);
         // "Last heard" is the clock's word, even if the clock stepped back: a value from
         // the future would make a stale ledger look fresh.
-        if !fresh && now == self.position.last_heard {
+        if !fresh && now == self.position.last_heard && self.pending_degraded == 0 {
             // Nothing new, and "last heard" already says this second.
             return Ok(ahead.map_err(Lost::Redis));
         }
+        let mut degraded = self.position.degraded | self.pending_degraded;
+        if skipped > 0 {
+            degraded |= StreamPosition::SKIPPED;
+        }
+        if refused > 0 {
+            degraded |= StreamPosition::REFUSED;
+        }
+        let newly = degraded & !self.position.degraded;
         let position = StreamPosition {
             stream: std::mem::take(&mut self.position.stream),
             last_id: last,
             last_heard: now,
+            degraded,
         };
         let written = self
             .ledger
@@ -660,10 +819,15 @@ impl<'l> Follower<'l> {
             return Err(e.into());
         }
         self.position = position;
+        self.pending_degraded = 0;
+        if newly != 0 {
+            on(&Event::Degraded { bits: newly });
+        }
         if fresh {
             on(&Event::Applied {
                 rules: rules.len(),
                 skipped,
+                refused,
                 last_id: last,
             });
         } else {
@@ -673,6 +837,34 @@ impl<'l> Follower<'l> {
         }
         Ok(ahead.map_err(Lost::Redis))
     }
+}
+
+/// Why each entry is refused (`None`: its signature holds), verified on every core when
+/// the batch is large (a host catching up verifies thousands at a time).
+fn verify_all(
+    keys: &TrustedKeys,
+    stream: &[u8],
+    parsed: &[(StreamId, Result<Entry<'_>, String>)],
+) -> Vec<Option<String>> {
+    let one = |(_, e): &(StreamId, Result<Entry<'_>, String>)| match e {
+        Ok(e) => keys.verify(stream, &e.rule, e.kid, e.sig).err(),
+        Err(_) => None,
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if parsed.len() < 256 || threads == 1 {
+        return parsed.iter().map(one).collect();
+    }
+    let chunk = parsed.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = parsed
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 #[cfg(test)]

@@ -19,13 +19,17 @@
 //! # Ok::<(), revledger_cli::sync::SyncError>(())
 //! ```
 
+mod connection;
 mod follow;
 pub mod message;
 mod publish;
+mod sign;
 
+pub use connection::RedisConfig;
 pub use follow::{Event, Follower, SyncOptions};
 pub use message::Notes;
 pub use publish::{publish, Publisher, Trim};
+pub use sign::{signed_message, Scopes, Signer, TrustedKeys};
 
 use std::fmt;
 
@@ -38,6 +42,16 @@ pub enum SyncError {
     Ledger(revledger::Error),
     /// Redis answered something that is not what the command returns.
     Protocol(String),
+    /// The entries were published, but fewer replicas than asked acknowledged them
+    /// (`WAIT`): a failover could lose them. Publishing them again is harmless.
+    NotReplicated {
+        /// Id of the last entry published.
+        last_id: revledger::StreamId,
+        /// Replicas that acknowledged it.
+        acked: usize,
+        /// Replicas asked for.
+        wanted: usize,
+    },
 }
 
 impl fmt::Display for SyncError {
@@ -46,6 +60,15 @@ impl fmt::Display for SyncError {
             SyncError::Redis(e) => write!(f, "redis: {e}"),
             SyncError::Ledger(e) => e.fmt(f),
             SyncError::Protocol(m) => write!(f, "unexpected answer from redis: {m}"),
+            SyncError::NotReplicated {
+                last_id,
+                acked,
+                wanted,
+            } => write!(
+                f,
+                "entry {last_id} reached {acked} replica(s) of the {wanted} asked for in time: \
+                 a failover could lose it; publish it again"
+            ),
         }
     }
 }
@@ -55,7 +78,7 @@ impl std::error::Error for SyncError {
         match self {
             SyncError::Redis(e) => Some(e),
             SyncError::Ledger(e) => Some(e),
-            SyncError::Protocol(_) => None,
+            SyncError::Protocol(_) | SyncError::NotReplicated { .. } => None,
         }
     }
 }
@@ -74,6 +97,23 @@ impl From<revledger::Error> for SyncError {
 
 /// `Result` with [`SyncError`].
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;
+
+/// The reasons a [`revledger::StreamPosition::degraded`] value names, in words.
+pub fn degraded_reasons(bits: u8) -> Vec<&'static str> {
+    use revledger::StreamPosition as P;
+    [
+        (P::SKIPPED, "entries that were not valid rules were skipped"),
+        (P::REFUSED, "entries were refused for their signature"),
+        (
+            P::TRIMMED,
+            "the stream was trimmed past the ledger's position",
+        ),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| bits & bit != 0)
+    .map(|(_, words)| words)
+    .collect()
+}
 
 /// The URL with any password replaced by `***`, for logs.
 pub fn redact_url(url: &str) -> String {
