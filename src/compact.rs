@@ -481,7 +481,7 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
         gen.recovery,
         gen.lost.clone(),
     )?;
-    inner.gen.store(Arc::new(next));
+    inner.set_gen(next);
     log.map.publish_index_epoch(epoch)?;
     old.mark_replaced();
     w.end = end;
@@ -674,7 +674,7 @@ pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Resu
             return Err(e);
         }
     };
-    inner.gen.store(Arc::new(next));
+    inner.set_gen(next);
     w.end = end;
     let retired = old_log.map.publish_retired();
     drop(w);
