@@ -259,11 +259,16 @@ fn index_log(
                 } else {
                     hasher.full(rule.scope, rule.tenant, rule.key)
                 };
-                index.insert(h, &rule, payload, log).and_then(|i| match i {
-                    crate::index::Inserted::Full => Err(Error::Internal(
-                        "a new index ran out of room while catching up".into(),
-                    )),
-                    _ => Ok(()),
+                if index.overflow_from() != 0 {
+                    return; // full: the tails hold the rest
+                }
+                index.insert(h, &rule, payload, log).map(|i| {
+                    if i == crate::index::Inserted::Full {
+                        // Full while catching up with a flood of appends: like the
+                        // writer's own index, it stops taking records here and readers'
+                        // tails hold the rest until it grows.
+                        index.set_overflow(payload - FRAME_HEADER_LEN as u64);
+                    }
                 })
             }
             Record::Config { max_token_lifetime } => {
@@ -527,7 +532,9 @@ pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Resu
         let _ = std::fs::remove_file(&tmp_index);
     };
 
-    // 1. The live rules, written to a new file and indexed.
+    // 1. The live rules, written to a new file and indexed. The writer's own tail holds
+    // what its index did not take (overflow): brought up to the log's end first.
+    gen.refresh(false)?;
     let built = (|| {
         let mut live: Vec<Rule> = Vec::new();
         gen.live_rules(|scope, tenant, key, at, _| {

@@ -350,6 +350,11 @@ impl Generation {
         recovery: Recovery,
         lost: Arc<LostFlag>,
     ) -> Result<Generation> {
+        // An index that stopped taking records leaves the rest to the tail.
+        let tail_start = match shared.as_ref().map(SharedIndex::overflow_from) {
+            Some(o) if o != 0 => tail_start.min(o),
+            _ => tail_start,
+        };
         let gen = Generation::new(log, shared, epoch, tail_start, recovery, lost)?;
         gen.refresh(true)?;
         Ok(gen)
@@ -423,9 +428,12 @@ impl Generation {
 
     /// Applies every record committed since the tail was last brought up to date, when
     /// the tail follows the log (or `force`: at open, for what the index may miss).
-    fn refresh(&self, force: bool) -> Result<()> {
+    pub(crate) fn refresh(&self, force: bool) -> Result<()> {
         if !force && !self.follows_log() {
-            let committed = self.log.map.committed_len();
+            let mut committed = self.log.map.committed_len();
+            if committed > self.log.map.known_file_len() {
+                committed = committed.min(self.log.map.refresh_len(&self.log.file)?);
+            }
             self.committed_view.fetch_max(committed, Ordering::Relaxed);
             return Ok(());
         }
