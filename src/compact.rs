@@ -315,6 +315,7 @@ pub(crate) fn open_writer_index(
     recovery: Recovery,
     lost: Arc<LostFlag>,
     access: FileAccess,
+    min_keys: u64,
 ) -> Result<(Generation, Option<String>)> {
     let end = recovery.end;
     let epoch = log.map.index_epoch();
@@ -353,7 +354,7 @@ pub(crate) fn open_writer_index(
         &format!("g{}.index.building", log.header.generation),
     );
     let access = FileAccess::of(&log.file).unwrap_or(access);
-    let built = SharedIndex::create(&tmp, &log.header, epoch, records.max(INITIAL_KEYS), access)
+    let built = SharedIndex::create(&tmp, &log.header, epoch, records.max(min_keys), access)
         .and_then(|mut index| {
             index_log(&index, &hasher, wlog, log.header.log_start, end)?;
             index.validate(&log.file, end)?;
@@ -403,7 +404,7 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
     };
     let keys = (old.total_keys() + pending)
         .saturating_mul(2)
-        .max(INITIAL_KEYS);
+        .max(writer.options.index_keys.max(1));
     let epoch = gen.epoch + 1;
     let tmp = sibling(
         &log.path,
