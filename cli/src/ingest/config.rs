@@ -754,6 +754,24 @@ mod tests {
         assert!(check_jwks_uri("ftp://x").is_err());
     }
 
+    /// Every TOML example of docs/INGEST.md parses: the general one with each source's.
+    #[test]
+    fn the_documented_examples_parse() {
+        let doc = include_str!("../../../docs/INGEST.md");
+        let blocks: Vec<&str> = doc
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap())
+            .collect();
+        assert!(blocks.len() >= 4, "the general example and one per source");
+        let general = blocks[0];
+        for source in &blocks[1..] {
+            let c = Config::parse(&format!("{general}\n{source}"))
+                .unwrap_or_else(|e| panic!("{e}\n{source}"));
+            assert_eq!(c.ssf.len() + c.auth0.len() + c.keycloak.len(), 1);
+        }
+    }
+
     #[test]
     fn secrets_never_print() {
         assert_eq!(format!("{:?}", Secret("hunter2".into())), "Secret(***)");

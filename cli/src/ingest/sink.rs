@@ -67,8 +67,8 @@ impl Target {
 
 /// The writer and what the sources need to know about it.
 pub struct Sink {
-    tx: Option<mpsc::Sender<Job>>,
-    worker: Option<std::thread::JoinHandle<()>>,
+    tx: parking_lot::Mutex<Option<mpsc::Sender<Job>>>,
+    worker: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     ledger: Option<Arc<Ledger>>,
     token_lifetime: i64,
     describe: String,
@@ -139,8 +139,8 @@ impl Sink {
             .spawn(move || write_loop(target, rx))
             .map_err(|e| SinkError(format!("cannot start the writer thread: {e}")))?;
         Ok(Sink {
-            tx: Some(tx),
-            worker: Some(worker),
+            tx: parking_lot::Mutex::new(Some(tx)),
+            worker: parking_lot::Mutex::new(Some(worker)),
             ledger,
             token_lifetime,
             describe,
@@ -156,7 +156,8 @@ impl Sink {
         }
         let tx = self
             .tx
-            .as_ref()
+            .lock()
+            .clone()
             .ok_or_else(|| SinkError("shutting down".into()))?;
         let (done, wait) = oneshot::channel();
         tx.send(Job { rules, done })
@@ -200,10 +201,12 @@ impl Sink {
         }
     }
 
-    /// Stops the writer after it has written everything queued (and synced the ledger).
-    pub fn close(&mut self) {
-        self.tx = None;
-        if let Some(w) = self.worker.take() {
+    /// Stops the writer after it has written everything queued (and synced the ledger);
+    /// later [`Sink::apply`] calls fail. Blocks until then.
+    pub fn close(&self) {
+        self.tx.lock().take();
+        let worker = self.worker.lock().take();
+        if let Some(w) = worker {
             let _ = w.join();
         }
     }
