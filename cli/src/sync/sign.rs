@@ -269,11 +269,7 @@ impl TrustedKeys {
     /// Verifies many entries at once (`(rule, kid, sig)`, read from `stream`): one
     /// batched Ed25519 verification (about twice as fast per signature) when every
     /// signature holds, entry by entry otherwise to name the bad ones.
-    pub fn verify_many(
-        &self,
-        stream: &[u8],
-        entries: &[(Rule, Option<&[u8]>, Option<&[u8]>)],
-    ) -> Vec<Result<(), String>> {
+    pub fn verify_many(&self, stream: &[u8], entries: &[SignedRule]) -> Vec<Result<(), String>> {
         let cands: Vec<Result<Candidate, String>> = entries
             .iter()
             .map(|(r, k, s)| self.candidate(stream, r, *k, *s))
@@ -330,6 +326,9 @@ impl TrustedKeys {
         })
     }
 }
+
+/// A rule as read from an entry, with its `kid` and `sig` fields (if any).
+pub type SignedRule<'a> = (Rule<'a>, Option<&'a [u8]>, Option<&'a [u8]>);
 
 /// One entry's signature to check.
 struct Candidate {
