@@ -490,6 +490,17 @@ struct SyncArgs {
     /// Also log every heartbeat.
     #[arg(long, short = 'v')]
     verbose: bool,
+    /// Serve Prometheus metrics on /metrics and health on /healthz at this address
+    /// (e.g. 127.0.0.1:9464; docs/OPERATIONS.md). Off when not given.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// /healthz answers 503 once the ledger last heard from its stream longer ago.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    health_max_age: u64,
+    /// Log lines as text (`revledger sync: <time> <event>`) or as one JSON object each
+    /// (`{"ts":…,"level":…,"event":…,"msg":…,…}`).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Args, Debug)]
