@@ -47,7 +47,9 @@ func WithCheckErrorHandler(h func(w http.ResponseWriter, r *http.Request, err er
 
 // WithMaxStaleness makes the middleware fail closed when the ledger is fed by
 // `revledger sync` (docs/SYNC.md) and has not heard from its stream for longer than d,
-// or never has: a token the ledger finds valid is then refused with 503 (or as
+// or never has, or is degraded (it may lack rules its stream carried: skipped or refused
+// entries, a stream trimmed past its position; docs/SYNC.md §5): a token the ledger finds
+// valid is then refused with 503 (or as
 // WithCheckErrorStatus / WithCheckErrorHandler choose), the body saying how stale the
 // ledger is, because a revocation published meanwhile may not have reached this host.
 // A token the ledger finds revoked still gets its 401: rules only accumulate, so a
@@ -68,8 +70,11 @@ func WithMaxStaleness(d time.Duration) Option {
 // ledger is older than WithMaxStaleness allows.
 var ErrStale = errors.New("revledger: the revocation ledger is stale")
 
-// StaleError says that the ledger last heard from its stream too long ago, or never.
+// StaleError says that the ledger last heard from its stream too long ago, or never, or
+// that it is degraded: it may lack rules its stream carried (docs/SYNC.md §5).
 type StaleError struct {
+	// Degraded is the ledger's Freshness.Degraded bits (0 when it is only old).
+	Degraded uint8
 	// LastHeard is when the ledger last heard from its stream; zero when it never did.
 	LastHeard time.Time
 	// Age is how long before the request that was (0 when it never heard).
@@ -79,6 +84,9 @@ type StaleError struct {
 }
 
 func (e *StaleError) Error() string {
+	if e.Degraded != 0 {
+		return "the revocation ledger is degraded (" + degradedReasons(e.Degraded) + "): it may lack revocations until an operator resyncs it"
+	}
 	if e.LastHeard.IsZero() {
 		return "the revocation ledger has never heard from its stream (no sync process has fed it); limit " + e.MaxStaleness.String()
 	}
@@ -167,9 +175,12 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // fresh returns nil when the ledger heard from its stream within maxStaleness, else a
 // *StaleError (or the error of reading the time).
 func (m *middleware) fresh() error {
-	heard, err := m.ledger.lastHeard()
+	heard, degraded, err := m.ledger.lastHeard()
 	if err != nil {
 		return err
+	}
+	if degraded != 0 {
+		return &StaleError{Degraded: degraded, LastHeard: time.Unix(heard, 0), MaxStaleness: m.maxStaleness}
 	}
 	if heard == 0 {
 		return &StaleError{MaxStaleness: m.maxStaleness}

@@ -33,11 +33,13 @@ else from ``target/release/`` of the repository this package sits in (built by
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import ctypes.util
 import enum
 import operator
 import os
+import struct
 import sys
 import threading
 import time
@@ -70,6 +72,11 @@ __all__ = [
     "library_version",
     "now_cutoff",
     "publish",
+    "signed_message",
+    "load_signing_key",
+    "DEGRADED_SKIPPED",
+    "DEGRADED_REFUSED",
+    "DEGRADED_TRIMMED",
 ]
 
 #: Longest tenant, subject, role, client id, session id or token id, in bytes
@@ -240,6 +247,10 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "revledger_refresh": (_c_status, [_HandlePtr]),
     "revledger_compact": (_c_status, [_HandlePtr, ctypes.c_int64]),
     "revledger_stats": (_c_status, [_HandlePtr, ctypes.c_int64, ctypes.POINTER(_Stats)]),
+    "revledger_freshness_state": (
+        _c_status,
+        [_HandlePtr, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_uint32)],
+    ),
     "revledger_freshness": (
         _c_status,
         [
@@ -267,6 +278,7 @@ _refresh = _c["revledger_refresh"]
 _compact = _c["revledger_compact"]
 _stats = _c["revledger_stats"]
 _freshness = _c["revledger_freshness"]
+_freshness_state = _c["revledger_freshness_state"]
 _last_error = _c["revledger_last_error"]
 _status_name = _c["revledger_status_name"]
 _version = _c["revledger_version"]
@@ -500,6 +512,15 @@ class Freshness:
     last_heard: Optional[int]
     #: Id of the last stream entry applied, ``"<ms>-<seq>"``; ``None`` when none was.
     last_id: Optional[str]
+    #: Why the ledger may lack rules its stream carried: 0 when it holds every one, else
+    #: bits :data:`DEGRADED_SKIPPED`, :data:`DEGRADED_REFUSED`, :data:`DEGRADED_TRIMMED`.
+    #: Set until an operator resyncs and runs ``revledger sync --resolve`` (docs/SYNC.md §5).
+    degraded: int = 0
+
+    @property
+    def is_degraded(self) -> bool:
+        """Whether the ledger may lack rules its stream carried."""
+        return self.degraded != 0
 
     def age(self, now: Optional[float] = None) -> Optional[float]:
         """Seconds since the ledger last heard from its stream as of ``now`` (default: the
@@ -514,6 +535,8 @@ class Freshness:
         fail closed: the ledger never heard from its stream, or longer ago than that.
         (Heartbeats come about once a second, in whole seconds: use a few seconds at
         least, say 10.)"""
+        if self.degraded:
+            return True
         age = self.age(now)
         return age is None or age > max_staleness
 
@@ -949,9 +972,12 @@ class Ledger:
         heard = ctypes.c_int64()
         ms = ctypes.c_uint64()
         seq = ctypes.c_uint64()
+        bits = ctypes.c_uint32()
         handle = self._enter()
         try:
             status = _freshness(handle, ctypes.byref(heard), ctypes.byref(ms), ctypes.byref(seq))
+            if not status:
+                status = _freshness_state(handle, ctypes.byref(heard), ctypes.byref(bits))
             if status:
                 raise _error(status)
         finally:
@@ -959,7 +985,21 @@ class Ledger:
         return Freshness(
             last_heard=heard.value or None,
             last_id=f"{ms.value}-{seq.value}" if ms.value or seq.value else None,
+            degraded=bits.value,
         )
+
+    def degraded(self) -> int:
+        """:attr:`Freshness.degraded` alone, lock-free (``revledger_freshness_state``)."""
+        heard = ctypes.c_int64()
+        bits = ctypes.c_uint32()
+        handle = self._enter()
+        try:
+            status = _freshness_state(handle, ctypes.byref(heard), ctypes.byref(bits))
+            if status:
+                raise _error(status)
+        finally:
+            self._leave()
+        return bits.value
 
     def last_heard(self) -> Optional[int]:
         """:attr:`Freshness.last_heard` alone, without the lock that reading the entry id
@@ -1014,6 +1054,45 @@ DEFAULT_TRIM_LIFETIME = 86_400
 DEFAULT_TRIM_LEEWAY = 300
 
 
+#: Bits of :attr:`Freshness.degraded`.
+DEGRADED_SKIPPED = 1  #: entries that were not valid rules were skipped
+DEGRADED_REFUSED = 2  #: entries were refused for their signature
+DEGRADED_TRIMMED = 4  #: the stream was trimmed past the ledger's position
+
+_SIGN_DOMAIN = b"revledger-rule-v1\x00"
+
+
+def signed_message(stream: BytesLike, scope: Union[Scope, int], tenant: BytesLike, key: BytesLike, at: int) -> bytes:
+    """The bytes a publisher signs for a rule published to ``stream`` (docs/SYNC.md §5.1):
+    ``"revledger-rule-v1\\0"``, then the stream, the scope number, the tenant and the key
+    (each byte string after its u32 little-endian length) and ``at`` (i64 little-endian)."""
+    name = _as_bytes(stream, "stream")
+    t = _as_bytes(tenant, "tenant")
+    k = _as_bytes(key, "key")
+    return b"".join([
+        _SIGN_DOMAIN,
+        struct.pack("<I", len(name)), name,
+        struct.pack("<B", int(scope)),
+        struct.pack("<I", len(t)), t,
+        struct.pack("<I", len(k)), k,
+        struct.pack("<q", _as_i64(at, "at")),
+    ])
+
+
+def load_signing_key(path: PathLike) -> Any:
+    """An Ed25519 private key from a PKCS#8 PEM file (``revledger keygen``, or ``openssl
+    genpkey -algorithm ed25519``), for :func:`publish`'s ``signing_key``. Needs the
+    ``cryptography`` package (``pip install 'revledger[sync]'``)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    with open(path, "rb") as f:
+        key = load_pem_private_key(f.read(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise _invalid(f"signing key {path}: not an Ed25519 key")
+    return key
+
+
 def now_cutoff() -> int:
     """"Now" as a rule's cutoff: the current Unix time rounded up to the next second, so a
     token issued in the current second counts as issued before."""
@@ -1048,6 +1127,9 @@ def publish(
     max_token_lifetime: int = DEFAULT_TRIM_LIFETIME,
     leeway: int = DEFAULT_TRIM_LEEWAY,
     trim: bool = True,
+    signing_key: Optional[Tuple[str, Any]] = None,
+    wait_replicas: int = 0,
+    wait_timeout_ms: int = 1000,
 ) -> str:
     """Publishes one rule to ``stream`` for the ``revledger sync`` processes that follow it
     and returns the id Redis gave the entry (``"<ms>-<seq>"``) once Redis holds it.
@@ -1064,6 +1146,16 @@ def publish(
     be at least that of every ledger fed from the stream. A rule the trimming would drop
     while it still matters (a cutoff more than ``leeway`` ahead, a token's ``exp`` more
     than ``max_token_lifetime + leeway`` ahead) is refused.
+
+    ``signing_key`` is ``(kid, key)``: a name the sync processes' trusted-keys files
+    know and an Ed25519 private key (``cryptography``'s, e.g. from
+    :func:`load_signing_key`); the entry then carries ``kid`` and ``sig`` (docs/SYNC.md
+    §5.1). ``wait_replicas`` > 0 waits (``WAIT``) until that many replicas hold the entry
+    and raises ``RuntimeError`` when fewer did within ``wait_timeout_ms``: a failover
+    could lose it, publish it again. For TLS, ACL users and Sentinel, pass a client:
+    ``redis.Redis(host=..., port=..., ssl=True, ssl_ca_certs=ca, ssl_certfile=...,
+    ssl_keyfile=..., username=..., password=...)`` or
+    ``redis.sentinel.Sentinel([...]).master_for("mymaster")``.
 
     Raises :class:`InvalidArgument` for a rule every sync process would skip (checked
     before connecting), ``ImportError`` when the ``redis`` package is missing, and
@@ -1128,14 +1220,33 @@ def publish(
     for field, note in notes:
         if note is not None:
             fields[field] = note
+    if signing_key is not None:
+        kid, private = signing_key
+        if not (isinstance(kid, str) and 0 < len(kid) <= 64
+                and all(c.isascii() and (c.isalnum() or c in "._-@") for c in kid)):
+            raise _invalid(f"signing key name {kid!r}: 1 to 64 of A-Z a-z 0-9 . _ - @")
+        sig = private.sign(signed_message(name, s, t, k, when))
+        fields[b"kid"] = kid.encode("ascii")
+        fields[b"sig"] = base64.b64encode(sig)
+
+    def send(client: Any) -> Any:
+        reply = client.xadd(name, fields, minid=min_id, approximate=False)
+        if wait_replicas > 0:
+            acked = client.execute_command("WAIT", wait_replicas, max(1, wait_timeout_ms))
+            if int(acked) < wait_replicas:
+                raise RuntimeError(
+                    f"entry {reply!r} reached {acked} replica(s) of the {wait_replicas} asked "
+                    "for in time: a failover could lose it; publish it again"
+                )
+        return reply
 
     if isinstance(redis_url, str):
         redis = _redis_module()
         client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         try:
-            reply = client.xadd(name, fields, minid=min_id, approximate=False)
+            reply = send(client)
         finally:
             client.close()
     else:
-        reply = redis_url.xadd(name, fields, minid=min_id, approximate=False)
+        reply = send(redis_url)
     return reply.decode("ascii") if isinstance(reply, bytes) else str(reply)

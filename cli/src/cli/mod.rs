@@ -102,9 +102,29 @@ enum Command {
     Publish(PublishArgs),
     /// Feed a ledger from a Redis stream: the host's one long-running writer.
     Sync(SyncArgs),
+    /// Make an Ed25519 key for signing published rules; print its trusted-keys line.
+    Keygen(KeygenArgs),
     /// Receive identity-provider events (SSF/CAEP/RISC, Auth0, Keycloak) over HTTP and
     /// turn them into rules.
     Ingest(IngestArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Writes the private key (PKCS#8 PEM, mode 0600) for `revledger publish --sign-key` (or the
+Go and Python publishers), and prints the line to add to the trusted-keys file of every
+`revledger sync --trusted-keys`:
+  revledger keygen /etc/revledger/iam.key --key-id iam --scopes subject,role,session,token
+See docs/SYNC.md §5.")]
+struct KeygenArgs {
+    /// Where to write the private key (refused if the file exists).
+    out: PathBuf,
+    /// The key's name, as publishers send it in `kid` ([A-Za-z0-9._@-], up to 64).
+    #[arg(long, value_name = "KID")]
+    key_id: String,
+    /// The scopes the printed line allows: `*` or a list such as `session,token`.
+    #[arg(long, value_name = "LIST", default_value = "*")]
+    scopes: String,
 }
 
 #[derive(Args, Debug)]
@@ -378,6 +398,13 @@ struct PublishArgs {
     /// Name of the stream (a Redis key).
     #[arg(long, value_name = "NAME")]
     stream: OsString,
+    /// Sign the entry with this Ed25519 key (PKCS#8 PEM, from `revledger keygen` or
+    /// `openssl genpkey -algorithm ed25519`), with --key-id.
+    #[arg(long, value_name = "PATH", requires = "key_id")]
+    sign_key: Option<PathBuf>,
+    /// The name of --sign-key that sync processes trust.
+    #[arg(long, value_name = "KID", requires = "sign_key")]
+    key_id: Option<String>,
     /// Wait until this many replicas acknowledge the entry (WAIT) before reporting
     /// success; fewer is an error (exit 2): publish again. Makes a publish that returned
     /// survive a failover.
@@ -422,6 +449,15 @@ struct SyncArgs {
     /// Name of the stream (a Redis key).
     #[arg(long, value_name = "NAME")]
     stream: OsString,
+    /// Acknowledge that the ledger was resynced after it was marked degraded (skipped or
+    /// refused entries, a stream trimmed past its position): clear the mark, log it, and
+    /// go on following. Only after the resync of docs/SYNC.md §5.
+    #[arg(long)]
+    resolve: bool,
+    /// Apply only entries signed by a key of this file (lines `<kid> <base64 public key>
+    /// <scopes>`, docs/SYNC.md §5); refuse, log and count the others.
+    #[arg(long, value_name = "PATH")]
+    trusted_keys: Option<PathBuf>,
     /// On every (re)connection, read again the entries of this many seconds before the
     /// ledger's position (catches entries a failover reordered; reading twice is harmless).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
@@ -442,6 +478,17 @@ struct SyncArgs {
     /// Also log every heartbeat.
     #[arg(long, short = 'v')]
     verbose: bool,
+    /// Serve Prometheus metrics on /metrics and health on /healthz at this address
+    /// (e.g. 127.0.0.1:9464; docs/OPERATIONS.md). Off when not given.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// /healthz answers 503 once the ledger last heard from its stream longer ago.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    health_max_age: u64,
+    /// Log lines as text (`revledger sync: <time> <event>`) or as one JSON object each
+    /// (`{"ts":…,"level":…,"event":…,"msg":…,…}`).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Args, Debug)]
@@ -525,6 +572,7 @@ fn run(command: Command) -> CliResult {
         Command::Demo(a) => demo::run(&a),
         Command::Publish(a) => sync::publish(&a),
         Command::Sync(a) => sync::sync(&a),
+        Command::Keygen(a) => sync::keygen(&a),
         Command::Ingest(a) => ingest::ingest(&a),
     }
 }
