@@ -37,6 +37,7 @@ import base64
 import ctypes
 import ctypes.util
 import enum
+import json
 import operator
 import os
 import struct
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Type, Union
 
 __all__ = [
+    "Claims",
     "Corrupt",
     "Freshness",
     "Incompatible",
@@ -151,6 +153,12 @@ class _Handle(ctypes.Structure):
 
 
 _HandlePtr = ctypes.POINTER(_Handle)
+
+class _ClaimsHandle(ctypes.Structure):
+    """``revledger_claims``: a compiled claim mapping, only ever used through a pointer."""
+
+
+_ClaimsPtr = ctypes.POINTER(_ClaimsHandle)
 
 #: ``revledger_status``: a C enum, returned as an int.
 _c_status = ctypes.c_int
@@ -260,6 +268,17 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
             ctypes.POINTER(ctypes.c_uint64),
         ],
     ),
+    "revledger_claims_new": (_c_status, [ctypes.c_char_p, ctypes.POINTER(_ClaimsPtr)]),
+    "revledger_claims_free": (None, [_ClaimsPtr]),
+    "revledger_check_claims": (
+        _c_status,
+        [_HandlePtr, _ClaimsPtr, _Bytes, ctypes.POINTER(_Verdict)],
+    ),
+    "revledger_check_jwt": (_c_status, [_HandlePtr, _ClaimsPtr, _Bytes, ctypes.POINTER(_Verdict)]),
+    "revledger_check_jwt_ptr": (
+        _c_status,
+        [_HandlePtr, _ClaimsPtr, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(_Verdict)],
+    ),
     "revledger_last_error": (ctypes.c_char_p, []),
     "revledger_status_name": (ctypes.c_char_p, [ctypes.c_uint32]),
     "revledger_version": (ctypes.c_char_p, []),
@@ -279,6 +298,10 @@ _compact = _c["revledger_compact"]
 _stats = _c["revledger_stats"]
 _freshness = _c["revledger_freshness"]
 _freshness_state = _c["revledger_freshness_state"]
+_claims_new = _c["revledger_claims_new"]
+_claims_free = _c["revledger_claims_free"]
+_check_claims = _c["revledger_check_claims"]
+_check_jwt = _c["revledger_check_jwt"]
 _last_error = _c["revledger_last_error"]
 _status_name = _c["revledger_status_name"]
 _version = _c["revledger_version"]
@@ -624,6 +647,99 @@ def _close_handle(handle: Any) -> None:
     _close(handle)
 
 
+def _free_claims(handle: Any) -> None:
+    _claims_free(handle)
+
+
+class Claims:
+    """A compiled claim mapping (DESIGN.md §7): where the tenant, subject, roles, client,
+    session, token id and ``iat`` of the token to check are found in a JWT's payload.
+
+    ``spec`` is a built-in name, ``"generic"``, ``"auth0"``, ``"keycloak"`` or
+    ``"entra"``, or the JSON text (or a ``dict``) of a pointer spec such as
+    ``{"tenant": ["/tid"], "subject": ["/sub"], "roles": ["/realm_access/roles"]}``.
+    An unknown name or a misshapen spec raises :class:`InvalidArgument` saying what is
+    wrong. Immutable and thread-safe: share one among threads and ledgers.
+    :meth:`close` waits for the checks in progress; use it as a ``with`` block.
+    """
+
+    __slots__ = ("__weakref__", "_handle", "_busy", "_closing", "_lock", "_cond", "_finalizer", "_spec")
+
+    BUILTIN: ClassVar[Tuple[str, ...]] = ("generic", "auth0", "keycloak", "entra")
+
+    def __init__(self, spec: Union[str, Dict[str, Any]] = "generic") -> None:
+        if isinstance(spec, dict):
+            spec = json.dumps(spec)
+        if not isinstance(spec, str):
+            raise TypeError(f"spec must be a str or a dict, not {spec.__class__.__name__}")
+        raw = spec.encode("utf-8")
+        if b"\0" in raw:
+            raise InvalidArgument(Status.INVALID_ARGUMENT, "the claim mapping spec contains a NUL byte")
+        out = _ClaimsPtr()
+        status = _claims_new(raw, ctypes.byref(out))
+        if status:
+            raise _error(status)
+        self._spec = spec
+        self._handle = out
+        self._busy = 0
+        self._closing = False
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._finalizer = weakref.finalize(self, _free_claims, out)
+        self._finalizer.atexit = False
+
+    @property
+    def spec(self) -> str:
+        """The spec the mapping was compiled from."""
+        return self._spec
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._handle is None
+
+    def _enter(self) -> Any:
+        with self._lock:
+            handle = self._handle
+            if handle is None:
+                raise LedgerClosed("the claim mapping is closed")
+            self._busy += 1
+            return handle
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._busy -= 1
+            if self._closing and self._busy == 0:
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        """Frees the mapping once the checks in progress are done. Idempotent."""
+        with self._cond:
+            if self._handle is None:
+                return
+            self._handle = None
+            self._closing = True
+            while self._busy:
+                self._cond.wait()
+        self._finalizer()
+
+    def __enter__(self) -> Claims:
+        if self._handle is None:
+            raise LedgerClosed("the claim mapping is closed")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> Any:
+        return (Claims, (self._spec,))
+
+    def __repr__(self) -> str:
+        state = "closed" if self._handle is None else "open"
+        spec = self._spec if len(self._spec) <= 60 else self._spec[:57] + "..."
+        return f"<revledger.Claims {spec!r} {state}>"
+
+
 class Ledger:
     """An open ledger: a writer (one per ledger, can revoke) or a reader.
 
@@ -963,6 +1079,55 @@ class Ledger:
             leeway=out.leeway,
         )
 
+
+    def check_claims(self, claims: Claims, payload: Union[bytes, str, Dict[str, Any]]) -> Verdict:
+        """Is the token whose JWT payload is ``payload`` revoked? ``payload`` is the JSON
+        object as ``bytes``/``str``, or a ``dict`` of verified claims (as PyJWT's
+        ``jwt.decode`` returns them), read through the mapping ``claims``. A payload the
+        mapping cannot read (not a JSON object, no ``iat``, a claim of the wrong type,
+        over a limit) raises :class:`InvalidArgument` naming the claim: refuse the
+        request (401). Thread-safe."""
+        if isinstance(payload, dict):
+            payload = json.dumps(payload, separators=(",", ":"))
+        data = _as_bytes(payload, "payload")
+        return self._check_mapped(_check_claims, claims, data)
+
+    def check_jwt(self, claims: Claims, jwt: Union[bytes, str]) -> Verdict:
+        """Is the token ``jwt`` (a compact JWS ``header.payload.signature``) revoked? Its
+        payload is base64url-decoded and read through the mapping ``claims``.
+
+        **The signature is NOT verified** (nor ``exp``, ``aud``, or the header): this is
+        a deny layer after authentication, never instead of it. A token that is not
+        three base64url parts, or whose payload the mapping cannot read, raises
+        :class:`InvalidArgument`. Thread-safe."""
+        return self._check_mapped(_check_jwt, claims, _as_bytes(jwt, "jwt"))
+
+    def _check_mapped(self, fn: Any, claims: Claims, data: bytes) -> Verdict:
+        if not isinstance(claims, Claims):
+            raise TypeError(f"claims must be a revledger.Claims, not {claims.__class__.__name__}")
+        out = _Verdict()
+        mapping = claims._enter()
+        try:
+            handle = self._enter()
+            try:
+                status = fn(handle, mapping, _Bytes(data, len(data)), _byref(out))
+                if status:
+                    raise _error(status)
+            finally:
+                self._leave()
+        finally:
+            claims._leave()
+        return self._verdict(out)
+
+    @staticmethod
+    def _verdict(out: Any) -> Verdict:
+        if not out.revoked:
+            return Verdict.VALID
+        try:
+            scope = _SCOPES[out.scope]
+        except IndexError:
+            raise Internal(Status.INTERNAL, f"check returned scope {out.scope}") from None
+        return Verdict(True, scope, out.cutoff)
 
     def freshness(self) -> Freshness:
         """When the ledger last heard from the stream that feeds it, and the last entry
