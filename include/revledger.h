@@ -463,6 +463,23 @@ revledger_status revledger_freshness(const revledger *ledger,
                                      uint64_t *last_id_seq);
 
 /**
+ * `revledger_freshness`'s `last_heard_unix`, with whether the ledger may lack rules its
+ * stream carried: `*degraded` receives 0 when it holds every one (or when no sync
+ * process ever wrote a position), else bits 1 (entries that were not valid rules were
+ * skipped), 2 (entries were refused for their signature), 4 (the stream was trimmed
+ * past the ledger's position). A degraded ledger stays so until an operator resolves it
+ * (docs/SYNC.md §5); a gateway that checks freshness treats it as stale. Lock-free:
+ * cheap enough for every request.
+ *
+ * # Safety
+ * `ledger` is NULL or a live handle; `last_heard_unix` and `degraded` are NULL or
+ * writable.
+ */
+revledger_status revledger_freshness_state(const revledger *ledger,
+                                           int64_t *last_heard_unix,
+                                           uint32_t *degraded);
+
+/**
  * The message of the last failed call on this thread ("" if none). Valid until the next
  * revledger call on this thread; do not free it.
  */

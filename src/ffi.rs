@@ -835,6 +835,40 @@ pub unsafe extern "C" fn revledger_freshness(
     })
 }
 
+/// `revledger_freshness`'s `last_heard_unix`, with whether the ledger may lack rules its
+/// stream carried: `*degraded` receives 0 when it holds every one (or when no sync
+/// process ever wrote a position), else bits 1 (entries that were not valid rules were
+/// skipped), 2 (entries were refused for their signature), 4 (the stream was trimmed
+/// past the ledger's position). A degraded ledger stays so until an operator resolves it
+/// (docs/SYNC.md §5); a gateway that checks freshness treats it as stale. Lock-free:
+/// cheap enough for every request.
+///
+/// # Safety
+/// `ledger` is NULL or a live handle; `last_heard_unix` and `degraded` are NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_freshness_state(
+    ledger: *const revledger,
+    last_heard_unix: *mut i64,
+    degraded: *mut u32,
+) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let ledger = unsafe { handle(ledger)? };
+        if last_heard_unix.is_null() || degraded.is_null() {
+            return Err(invalid("last_heard_unix or degraded is NULL"));
+        }
+        let heard = ledger.last_heard().map_err(from_error)?.unwrap_or(0);
+        let flags = ledger.degraded().map_err(from_error)?;
+        // SAFETY: both non-null and writable (caller contract).
+        unsafe {
+            last_heard_unix.write(heard);
+            degraded.write(u32::from(flags));
+        }
+        Ok(())
+    })
+}
+
 /// The message of the last failed call on this thread ("" if none). Valid until the next
 /// revledger call on this thread; do not free it.
 #[no_mangle]

@@ -11,7 +11,9 @@ Configurations, alternated round after round so that a noisy neighbour hits them
   off          loaded, `revledger off;`
   valid        `revledger <ledger>;`, a valid 3-role token (the common case)
   revoked      the same, a revoked token (every answer a 401 from the module)
-Prints requests/s (median of the rounds) and the cost per request over `without`.
+Prints requests/s and the worker's CPU time per request (from /proc/<pid>/schedstat,
+far less sensitive than requests/s to other work on the machine), medians of the rounds,
+and the CPU cost per request over `without`.
 """
 
 from __future__ import annotations
@@ -44,14 +46,24 @@ def server(directives: str) -> str:
     """
 
 
-def wrk(port: int, token: str, seconds: int, connections: int) -> tuple:
+def cpu_ns(pid: int) -> int:
+    """Time the process has spent on a CPU, in nanoseconds (schedstat)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
+def wrk(n: harness.Nginx, token: str, seconds: int, connections: int) -> tuple:
+    """requests/s, the worker's CPU time per request (ns), non-2xx answers."""
+    (worker,) = n.worker_pids()
+    before = cpu_ns(worker)
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "-H", f"Authorization: Bearer {token}",
-         f"http://127.0.0.1:{port}/ok.txt"],
+        ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "-H",
+         f"Authorization: Bearer {token}", f"http://127.0.0.1:{n.port}/ok.txt"],
         capture_output=True, text=True, check=True)
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
+    used = cpu_ns(worker) - before
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out.stdout).group(1))
+    total = int(re.search(r"(\d+) requests in", out.stdout).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out.stdout)
-    return float(m.group(1)), int(non2xx.group(1)) if non2xx else 0
+    return rps, used / total, int(non2xx.group(1)) if non2xx else 0
 
 
 def main() -> None:
@@ -86,27 +98,30 @@ def main() -> None:
             "revoked": ([], f"revledger {path};", revoked),
         }
         results = {name: [] for name in runs}
+        cpu = {name: [] for name in runs}
         for _ in range(args.rounds):
             for name, (modules, directives, token) in runs.items():
                 n = harness.Nginx(base, server(directives), workers=1, modules=modules)
                 (n.prefix / "html").mkdir()
                 (n.prefix / "html" / "ok.txt").write_text("ok\n")
                 with n:
-                    wrk(n.port, token, 1, args.connections)  # warm up
-                    rps, non2xx = wrk(n.port, token, args.seconds, args.connections)
+                    wrk(n, token, 1, args.connections)  # warm up
+                    rps, ns, non2xx = wrk(n, token, args.seconds, args.connections)
                     expected_errors = name == "revoked"
                     assert (non2xx > 0) == expected_errors, (name, non2xx)
                     results[name].append(rps)
+                    cpu[name].append(ns)
 
         print(f"nginx {subprocess.run(['nginx', '-v'], capture_output=True, text=True).stderr.strip()}, "
               f"1 worker, wrk -t1 -c{args.connections}, {args.seconds:g} s x {args.rounds} rounds, "
               f"ledger of {args.rules} rules, token {len(valid)} bytes")
-        base_rps = statistics.median(results["without"])
+        print(f"  {'':8} {'req/s':>8}  {'worker CPU/request':>18}  {'vs without':>10}   "
+              "(req/s of each round)")
+        base_cpu = statistics.median(cpu["without"])
         for name, values in results.items():
-            rps = statistics.median(values)
-            cost = (1 / rps - 1 / base_rps) * 1e6
-            print(f"  {name:8} {rps:10.0f} req/s  ({', '.join(f'{v:.0f}' for v in values)})"
-                  f"  {cost:+.2f} us/request vs without")
+            ns = statistics.median(cpu[name])
+            print(f"  {name:8} {statistics.median(values):8.0f}  {ns / 1000:15.2f} us"
+                  f"  {(ns - base_cpu) / 1000:+8.2f} us   ({', '.join(f'{v:.0f}' for v in values)})")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -596,9 +596,17 @@ ngx_http_revledger_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static ngx_int_t
 ngx_http_revledger_init(ngx_conf_t *cf)
 {
-    ngx_http_handler_pt        *h, *first;
-    ngx_array_t                *handlers;
-    ngx_http_core_main_conf_t  *cmcf;
+    ngx_http_handler_pt             *h, *first;
+    ngx_array_t                     *handlers;
+    ngx_http_core_main_conf_t       *cmcf;
+    ngx_http_revledger_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_revledger_module);
+
+    if (rmcf->ledgers.nelts == 0) {
+        /* no "revledger <path>" anywhere: requests need not pass through here */
+        return NGX_OK;
+    }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
     handlers = &cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers;

@@ -199,3 +199,29 @@ def test_readme_openresty_configuration_rejects_revoked_tokens(base):
     with n:
         assert n.get("/", jwt({"sub": "x", "iat": 1})).status == 503
         assert n.get("/").status == 200
+
+
+def readme_lua_block(heading: str) -> str:
+    """The first ```lua block after the line that starts with `heading`."""
+    text = (LUA_DIR / "README.md").read_text()
+    start = text.index("\n" + heading)
+    return re.search(r"```lua\n(.*?)```", text[start:], re.S).group(1)
+
+
+def test_readme_kong_and_apisix_plugins_with_stand_ins(base):
+    """Not Kong or APISIX: the plugins' access functions with stand-ins for the gateway
+    calls they make, under luajit (see plugins_with_stand_ins.lua)."""
+    kong, apisix = base / "kong_handler.lua", base / "apisix_revledger.lua"
+    kong.write_text(readme_lua_block("Kong ("))
+    apisix.write_text(readme_lua_block("APISIX ("))
+    path = base / "acme.ledger"
+    writer = revledger.Ledger.open_writer(path, max_token_lifetime=3600)
+    cutoff = revledger.now_cutoff()
+    writer.revoke(Scope.SUBJECT, "acme", "john", cutoff)
+    now = int(time.time())
+    john = jwt({"tenant": "acme", "sub": "john", "iat": now - 60})
+    mike = jwt({"tenant": "acme", "sub": "mike", "iat": now - 60})
+    out = luajit(str(LUA_DIR / "tests" / "plugins_with_stand_ins.lua"), str(kong), str(apisix),
+                 str(path), john, mike)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout + out.stderr
+    writer.close()

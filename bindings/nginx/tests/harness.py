@@ -35,17 +35,17 @@ SYSTEM_MODULES = Path("/usr/lib/nginx/modules")
 WORKER_USER = "www-data"
 IS_ROOT = os.geteuid() == 0
 
-_built: Dict[bool, Path] = {}
+_built: List[Path] = []
 
 
-def module_path(asan: bool = False) -> Path:
+def module_path() -> Path:
     """The module, built once per run by scripts/build-nginx-module (a no-op when it
     is newer than its inputs)."""
-    if asan not in _built:
-        cmd = [str(REPO / "scripts" / "build-nginx-module")] + (["--asan"] if asan else [])
-        out = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
-        _built[asan] = Path(out.stdout.strip().splitlines()[-1])
-    return _built[asan]
+    if not _built:
+        out = subprocess.run([str(REPO / "scripts" / "build-nginx-module")], cwd=REPO,
+                             check=True, capture_output=True, text=True)
+        _built.append(Path(out.stdout.strip().splitlines()[-1]))
+    return _built[0]
 
 
 def free_port() -> int:

@@ -5,9 +5,7 @@ that root writes and compacts."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -436,3 +434,30 @@ def test_module_under_valgrind(base, nginx):
     report = vlog.read_text()
     assert status == 0, f"nginx under valgrind exited with {status}:\n{report}\n{n.log()}"
     assert "Invalid" not in report and "uninitialised" not in report, report
+
+
+@pytest.mark.skipif(not harness.IS_ROOT, reason="workers change user only under a root master")
+def test_a_ledger_the_workers_cannot_read_fails_closed_until_it_is_readable(base, nginx):
+    path = ledger_dir(base) / "acme.ledger"
+    writer = create_ledger(path)
+    cutoff = revledger.now_cutoff()
+    writer.revoke(Scope.SUBJECT, "acme", "john", cutoff)
+    path.chmod(0o600)  # as files are created by default: root only
+    n = nginx(front(f"revledger {path};"), workers=2)
+    john, mike = token(sub="john"), token(sub="mike")
+    assert n.get("/", mike).status == 503
+    assert "Permission denied" in n.log(), n.log()
+
+    path.chmod(0o640)
+    opened = set()
+
+    def every_worker_reads_it() -> bool:
+        r = n.get("/", mike)
+        if r.status == 503:
+            return False
+        assert_upstream(r)
+        opened.add(r.headers["x-worker"])
+        return len(opened) == n.workers
+
+    wait_for(every_worker_reads_it, "every worker to read the ledger")
+    assert_revoked(n.get("/", john), "subject", cutoff)

@@ -33,11 +33,14 @@ else from ``target/release/`` of the repository this package sits in (built by
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import ctypes.util
 import enum
+import json
 import operator
 import os
+import struct
 import sys
 import threading
 import time
@@ -47,6 +50,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Type, Union
 
 __all__ = [
+    "Claims",
     "Corrupt",
     "Freshness",
     "Incompatible",
@@ -70,6 +74,11 @@ __all__ = [
     "library_version",
     "now_cutoff",
     "publish",
+    "signed_message",
+    "load_signing_key",
+    "DEGRADED_SKIPPED",
+    "DEGRADED_REFUSED",
+    "DEGRADED_TRIMMED",
 ]
 
 #: Longest tenant, subject, role, client id, session id or token id, in bytes
@@ -144,6 +153,12 @@ class _Handle(ctypes.Structure):
 
 
 _HandlePtr = ctypes.POINTER(_Handle)
+
+class _ClaimsHandle(ctypes.Structure):
+    """``revledger_claims``: a compiled claim mapping, only ever used through a pointer."""
+
+
+_ClaimsPtr = ctypes.POINTER(_ClaimsHandle)
 
 #: ``revledger_status``: a C enum, returned as an int.
 _c_status = ctypes.c_int
@@ -240,6 +255,10 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "revledger_refresh": (_c_status, [_HandlePtr]),
     "revledger_compact": (_c_status, [_HandlePtr, ctypes.c_int64]),
     "revledger_stats": (_c_status, [_HandlePtr, ctypes.c_int64, ctypes.POINTER(_Stats)]),
+    "revledger_freshness_state": (
+        _c_status,
+        [_HandlePtr, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_uint32)],
+    ),
     "revledger_freshness": (
         _c_status,
         [
@@ -248,6 +267,17 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
             ctypes.POINTER(ctypes.c_uint64),
             ctypes.POINTER(ctypes.c_uint64),
         ],
+    ),
+    "revledger_claims_new": (_c_status, [ctypes.c_char_p, ctypes.POINTER(_ClaimsPtr)]),
+    "revledger_claims_free": (None, [_ClaimsPtr]),
+    "revledger_check_claims": (
+        _c_status,
+        [_HandlePtr, _ClaimsPtr, _Bytes, ctypes.POINTER(_Verdict)],
+    ),
+    "revledger_check_jwt": (_c_status, [_HandlePtr, _ClaimsPtr, _Bytes, ctypes.POINTER(_Verdict)]),
+    "revledger_check_jwt_ptr": (
+        _c_status,
+        [_HandlePtr, _ClaimsPtr, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(_Verdict)],
     ),
     "revledger_last_error": (ctypes.c_char_p, []),
     "revledger_status_name": (ctypes.c_char_p, [ctypes.c_uint32]),
@@ -267,6 +297,11 @@ _refresh = _c["revledger_refresh"]
 _compact = _c["revledger_compact"]
 _stats = _c["revledger_stats"]
 _freshness = _c["revledger_freshness"]
+_freshness_state = _c["revledger_freshness_state"]
+_claims_new = _c["revledger_claims_new"]
+_claims_free = _c["revledger_claims_free"]
+_check_claims = _c["revledger_check_claims"]
+_check_jwt = _c["revledger_check_jwt"]
 _last_error = _c["revledger_last_error"]
 _status_name = _c["revledger_status_name"]
 _version = _c["revledger_version"]
@@ -500,6 +535,15 @@ class Freshness:
     last_heard: Optional[int]
     #: Id of the last stream entry applied, ``"<ms>-<seq>"``; ``None`` when none was.
     last_id: Optional[str]
+    #: Why the ledger may lack rules its stream carried: 0 when it holds every one, else
+    #: bits :data:`DEGRADED_SKIPPED`, :data:`DEGRADED_REFUSED`, :data:`DEGRADED_TRIMMED`.
+    #: Set until an operator resyncs and runs ``revledger sync --resolve`` (docs/SYNC.md §5).
+    degraded: int = 0
+
+    @property
+    def is_degraded(self) -> bool:
+        """Whether the ledger may lack rules its stream carried."""
+        return self.degraded != 0
 
     def age(self, now: Optional[float] = None) -> Optional[float]:
         """Seconds since the ledger last heard from its stream as of ``now`` (default: the
@@ -514,6 +558,8 @@ class Freshness:
         fail closed: the ledger never heard from its stream, or longer ago than that.
         (Heartbeats come about once a second, in whole seconds: use a few seconds at
         least, say 10.)"""
+        if self.degraded:
+            return True
         age = self.age(now)
         return age is None or age > max_staleness
 
@@ -599,6 +645,99 @@ _live_lock = threading.Lock()
 
 def _close_handle(handle: Any) -> None:
     _close(handle)
+
+
+def _free_claims(handle: Any) -> None:
+    _claims_free(handle)
+
+
+class Claims:
+    """A compiled claim mapping (DESIGN.md §7): where the tenant, subject, roles, client,
+    session, token id and ``iat`` of the token to check are found in a JWT's payload.
+
+    ``spec`` is a built-in name, ``"generic"``, ``"auth0"``, ``"keycloak"`` or
+    ``"entra"``, or the JSON text (or a ``dict``) of a pointer spec such as
+    ``{"tenant": ["/tid"], "subject": ["/sub"], "roles": ["/realm_access/roles"]}``.
+    An unknown name or a misshapen spec raises :class:`InvalidArgument` saying what is
+    wrong. Immutable and thread-safe: share one among threads and ledgers.
+    :meth:`close` waits for the checks in progress; use it as a ``with`` block.
+    """
+
+    __slots__ = ("__weakref__", "_handle", "_busy", "_closing", "_lock", "_cond", "_finalizer", "_spec")
+
+    BUILTIN: ClassVar[Tuple[str, ...]] = ("generic", "auth0", "keycloak", "entra")
+
+    def __init__(self, spec: Union[str, Dict[str, Any]] = "generic") -> None:
+        if isinstance(spec, dict):
+            spec = json.dumps(spec)
+        if not isinstance(spec, str):
+            raise TypeError(f"spec must be a str or a dict, not {spec.__class__.__name__}")
+        raw = spec.encode("utf-8")
+        if b"\0" in raw:
+            raise InvalidArgument(Status.INVALID_ARGUMENT, "the claim mapping spec contains a NUL byte")
+        out = _ClaimsPtr()
+        status = _claims_new(raw, ctypes.byref(out))
+        if status:
+            raise _error(status)
+        self._spec = spec
+        self._handle = out
+        self._busy = 0
+        self._closing = False
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._finalizer = weakref.finalize(self, _free_claims, out)
+        self._finalizer.atexit = False
+
+    @property
+    def spec(self) -> str:
+        """The spec the mapping was compiled from."""
+        return self._spec
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._handle is None
+
+    def _enter(self) -> Any:
+        with self._lock:
+            handle = self._handle
+            if handle is None:
+                raise LedgerClosed("the claim mapping is closed")
+            self._busy += 1
+            return handle
+
+    def _leave(self) -> None:
+        with self._lock:
+            self._busy -= 1
+            if self._closing and self._busy == 0:
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        """Frees the mapping once the checks in progress are done. Idempotent."""
+        with self._cond:
+            if self._handle is None:
+                return
+            self._handle = None
+            self._closing = True
+            while self._busy:
+                self._cond.wait()
+        self._finalizer()
+
+    def __enter__(self) -> Claims:
+        if self._handle is None:
+            raise LedgerClosed("the claim mapping is closed")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __reduce__(self) -> Any:
+        return (Claims, (self._spec,))
+
+    def __repr__(self) -> str:
+        state = "closed" if self._handle is None else "open"
+        spec = self._spec if len(self._spec) <= 60 else self._spec[:57] + "..."
+        return f"<revledger.Claims {spec!r} {state}>"
 
 
 class Ledger:
@@ -941,6 +1080,55 @@ class Ledger:
         )
 
 
+    def check_claims(self, claims: Claims, payload: Union[bytes, str, Dict[str, Any]]) -> Verdict:
+        """Is the token whose JWT payload is ``payload`` revoked? ``payload`` is the JSON
+        object as ``bytes``/``str``, or a ``dict`` of verified claims (as PyJWT's
+        ``jwt.decode`` returns them), read through the mapping ``claims``. A payload the
+        mapping cannot read (not a JSON object, no ``iat``, a claim of the wrong type,
+        over a limit) raises :class:`InvalidArgument` naming the claim: refuse the
+        request (401). Thread-safe."""
+        if isinstance(payload, dict):
+            payload = json.dumps(payload, separators=(",", ":"))
+        data = _as_bytes(payload, "payload")
+        return self._check_mapped(_check_claims, claims, data)
+
+    def check_jwt(self, claims: Claims, jwt: Union[bytes, str]) -> Verdict:
+        """Is the token ``jwt`` (a compact JWS ``header.payload.signature``) revoked? Its
+        payload is base64url-decoded and read through the mapping ``claims``.
+
+        **The signature is NOT verified** (nor ``exp``, ``aud``, or the header): this is
+        a deny layer after authentication, never instead of it. A token that is not
+        three base64url parts, or whose payload the mapping cannot read, raises
+        :class:`InvalidArgument`. Thread-safe."""
+        return self._check_mapped(_check_jwt, claims, _as_bytes(jwt, "jwt"))
+
+    def _check_mapped(self, fn: Any, claims: Claims, data: bytes) -> Verdict:
+        if not isinstance(claims, Claims):
+            raise TypeError(f"claims must be a revledger.Claims, not {claims.__class__.__name__}")
+        out = _Verdict()
+        mapping = claims._enter()
+        try:
+            handle = self._enter()
+            try:
+                status = fn(handle, mapping, _Bytes(data, len(data)), _byref(out))
+                if status:
+                    raise _error(status)
+            finally:
+                self._leave()
+        finally:
+            claims._leave()
+        return self._verdict(out)
+
+    @staticmethod
+    def _verdict(out: Any) -> Verdict:
+        if not out.revoked:
+            return Verdict.VALID
+        try:
+            scope = _SCOPES[out.scope]
+        except IndexError:
+            raise Internal(Status.INTERNAL, f"check returned scope {out.scope}") from None
+        return Verdict(True, scope, out.cutoff)
+
     def freshness(self) -> Freshness:
         """When the ledger last heard from the stream that feeds it, and the last entry
         applied (see :class:`Freshness`). A ledger written only through :meth:`revoke`
@@ -949,9 +1137,12 @@ class Ledger:
         heard = ctypes.c_int64()
         ms = ctypes.c_uint64()
         seq = ctypes.c_uint64()
+        bits = ctypes.c_uint32()
         handle = self._enter()
         try:
             status = _freshness(handle, ctypes.byref(heard), ctypes.byref(ms), ctypes.byref(seq))
+            if not status:
+                status = _freshness_state(handle, ctypes.byref(heard), ctypes.byref(bits))
             if status:
                 raise _error(status)
         finally:
@@ -959,7 +1150,21 @@ class Ledger:
         return Freshness(
             last_heard=heard.value or None,
             last_id=f"{ms.value}-{seq.value}" if ms.value or seq.value else None,
+            degraded=bits.value,
         )
+
+    def degraded(self) -> int:
+        """:attr:`Freshness.degraded` alone, lock-free (``revledger_freshness_state``)."""
+        heard = ctypes.c_int64()
+        bits = ctypes.c_uint32()
+        handle = self._enter()
+        try:
+            status = _freshness_state(handle, ctypes.byref(heard), ctypes.byref(bits))
+            if status:
+                raise _error(status)
+        finally:
+            self._leave()
+        return bits.value
 
     def last_heard(self) -> Optional[int]:
         """:attr:`Freshness.last_heard` alone, without the lock that reading the entry id
@@ -1014,6 +1219,45 @@ DEFAULT_TRIM_LIFETIME = 86_400
 DEFAULT_TRIM_LEEWAY = 300
 
 
+#: Bits of :attr:`Freshness.degraded`.
+DEGRADED_SKIPPED = 1  #: entries that were not valid rules were skipped
+DEGRADED_REFUSED = 2  #: entries were refused for their signature
+DEGRADED_TRIMMED = 4  #: the stream was trimmed past the ledger's position
+
+_SIGN_DOMAIN = b"revledger-rule-v1\x00"
+
+
+def signed_message(stream: BytesLike, scope: Union[Scope, int], tenant: BytesLike, key: BytesLike, at: int) -> bytes:
+    """The bytes a publisher signs for a rule published to ``stream`` (docs/SYNC.md §5.1):
+    ``"revledger-rule-v1\\0"``, then the stream, the scope number, the tenant and the key
+    (each byte string after its u32 little-endian length) and ``at`` (i64 little-endian)."""
+    name = _as_bytes(stream, "stream")
+    t = _as_bytes(tenant, "tenant")
+    k = _as_bytes(key, "key")
+    return b"".join([
+        _SIGN_DOMAIN,
+        struct.pack("<I", len(name)), name,
+        struct.pack("<B", int(scope)),
+        struct.pack("<I", len(t)), t,
+        struct.pack("<I", len(k)), k,
+        struct.pack("<q", _as_i64(at, "at")),
+    ])
+
+
+def load_signing_key(path: PathLike) -> Any:
+    """An Ed25519 private key from a PKCS#8 PEM file (``revledger keygen``, or ``openssl
+    genpkey -algorithm ed25519``), for :func:`publish`'s ``signing_key``. Needs the
+    ``cryptography`` package (``pip install 'revledger[sync]'``)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    with open(path, "rb") as f:
+        key = load_pem_private_key(f.read(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise _invalid(f"signing key {path}: not an Ed25519 key")
+    return key
+
+
 def now_cutoff() -> int:
     """"Now" as a rule's cutoff: the current Unix time rounded up to the next second, so a
     token issued in the current second counts as issued before."""
@@ -1048,6 +1292,9 @@ def publish(
     max_token_lifetime: int = DEFAULT_TRIM_LIFETIME,
     leeway: int = DEFAULT_TRIM_LEEWAY,
     trim: bool = True,
+    signing_key: Optional[Tuple[str, Any]] = None,
+    wait_replicas: int = 0,
+    wait_timeout_ms: int = 1000,
 ) -> str:
     """Publishes one rule to ``stream`` for the ``revledger sync`` processes that follow it
     and returns the id Redis gave the entry (``"<ms>-<seq>"``) once Redis holds it.
@@ -1064,6 +1311,16 @@ def publish(
     be at least that of every ledger fed from the stream. A rule the trimming would drop
     while it still matters (a cutoff more than ``leeway`` ahead, a token's ``exp`` more
     than ``max_token_lifetime + leeway`` ahead) is refused.
+
+    ``signing_key`` is ``(kid, key)``: a name the sync processes' trusted-keys files
+    know and an Ed25519 private key (``cryptography``'s, e.g. from
+    :func:`load_signing_key`); the entry then carries ``kid`` and ``sig`` (docs/SYNC.md
+    §5.1). ``wait_replicas`` > 0 waits (``WAIT``) until that many replicas hold the entry
+    and raises ``RuntimeError`` when fewer did within ``wait_timeout_ms``: a failover
+    could lose it, publish it again. For TLS, ACL users and Sentinel, pass a client:
+    ``redis.Redis(host=..., port=..., ssl=True, ssl_ca_certs=ca, ssl_certfile=...,
+    ssl_keyfile=..., username=..., password=...)`` or
+    ``redis.sentinel.Sentinel([...]).master_for("mymaster")``.
 
     Raises :class:`InvalidArgument` for a rule every sync process would skip (checked
     before connecting), ``ImportError`` when the ``redis`` package is missing, and
@@ -1128,14 +1385,33 @@ def publish(
     for field, note in notes:
         if note is not None:
             fields[field] = note
+    if signing_key is not None:
+        kid, private = signing_key
+        if not (isinstance(kid, str) and 0 < len(kid) <= 64
+                and all(c.isascii() and (c.isalnum() or c in "._-@") for c in kid)):
+            raise _invalid(f"signing key name {kid!r}: 1 to 64 of A-Z a-z 0-9 . _ - @")
+        sig = private.sign(signed_message(name, s, t, k, when))
+        fields[b"kid"] = kid.encode("ascii")
+        fields[b"sig"] = base64.b64encode(sig)
+
+    def send(client: Any) -> Any:
+        reply = client.xadd(name, fields, minid=min_id, approximate=False)
+        if wait_replicas > 0:
+            acked = client.execute_command("WAIT", wait_replicas, max(1, wait_timeout_ms))
+            if int(acked) < wait_replicas:
+                raise RuntimeError(
+                    f"entry {reply!r} reached {acked} replica(s) of the {wait_replicas} asked "
+                    "for in time: a failover could lose it; publish it again"
+                )
+        return reply
 
     if isinstance(redis_url, str):
         redis = _redis_module()
         client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         try:
-            reply = client.xadd(name, fields, minid=min_id, approximate=False)
+            reply = send(client)
         finally:
             client.close()
     else:
-        reply = redis_url.xadd(name, fields, minid=min_id, approximate=False)
+        reply = send(redis_url)
     return reply.decode("ascii") if isinstance(reply, bytes) else str(reply)

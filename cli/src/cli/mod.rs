@@ -102,9 +102,29 @@ enum Command {
     Publish(PublishArgs),
     /// Feed a ledger from a Redis stream: the host's one long-running writer.
     Sync(SyncArgs),
+    /// Make an Ed25519 key for signing published rules; print its trusted-keys line.
+    Keygen(KeygenArgs),
     /// Receive identity-provider events (SSF/CAEP/RISC, Auth0, Keycloak) over HTTP and
     /// turn them into rules.
     Ingest(IngestArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Writes the private key (PKCS#8 PEM, mode 0600) for `revledger publish --sign-key` (or the
+Go and Python publishers), and prints the line to add to the trusted-keys file of every
+`revledger sync --trusted-keys`:
+  revledger keygen /etc/revledger/iam.key --key-id iam --scopes subject,role,session,token
+See docs/SYNC.md §5.")]
+struct KeygenArgs {
+    /// Where to write the private key (refused if the file exists).
+    out: PathBuf,
+    /// The key's name, as publishers send it in `kid` ([A-Za-z0-9._@-], up to 64).
+    #[arg(long, value_name = "KID")]
+    key_id: String,
+    /// The scopes the printed line allows: `*` or a list such as `session,token`.
+    #[arg(long, value_name = "LIST", default_value = "*")]
+    scopes: String,
 }
 
 #[derive(Args, Debug)]
@@ -213,14 +233,26 @@ Examples:
   revledger check L --tenant acme --sub john --role super_admin --role billing --iat 1700000000
   revledger check L --claims '{\"tid\":\"acme\",\"sub\":\"john\",\"roles\":[\"billing\"],\"iat\":1700000000}'
   echo \"$CLAIMS_JSON\" | revledger check L --claims - --json
-Claims JSON: tenant|tid, sub, roles|groups|permissions|scope|scp (array or space-separated
-string), azp|client_id, sid, jti, iat (required).")]
+  revledger check L --jwt \"$ACCESS_TOKEN\" --claims-spec keycloak
+--claims and --jwt read the token through a claim mapping (--claims-spec): generic (the
+default: tenant|tid|org_id, sub, roles+groups+permissions+scope+scp, azp|client_id|appid,
+sid, jti|uti, iat), auth0, keycloak, entra, or a JSON object of JSON Pointers such as
+'{\"tenant\":[\"/tid\"],\"subject\":[\"/sub\"],\"roles\":[\"/realm_access/roles\"]}' (or @FILE).
+--jwt does NOT verify the token's signature: it only decodes its payload.")]
 struct CheckArgs {
     /// Path of the ledger.
     ledger: PathBuf,
-    /// A JSON object of JWT claims, or `-` to read it from standard input.
-    #[arg(long, value_name = "JSON|-", conflicts_with_all = ["tenant", "sub", "role", "client", "sid", "jti", "iat", "hex"])]
+    /// A JWT payload (a JSON object of claims), or `-` to read it from standard input.
+    #[arg(long, value_name = "JSON|-", conflicts_with_all = ["jwt", "tenant", "sub", "role", "client", "sid", "jti", "iat", "hex"])]
     claims: Option<String>,
+    /// A compact JWS `header.payload.signature` (an access token), or `-` to read it from
+    /// standard input. Its payload is decoded; its signature is NOT verified.
+    #[arg(long, value_name = "TOKEN|-", conflicts_with_all = ["tenant", "sub", "role", "client", "sid", "jti", "iat", "hex"])]
+    jwt: Option<String>,
+    /// The claim mapping for --claims and --jwt: generic (the default), auth0, keycloak,
+    /// entra, a JSON pointer spec, or @FILE holding one.
+    #[arg(long, value_name = "SPEC")]
+    claims_spec: Option<String>,
     /// Tenant (`tenant` / `tid` claim).
     #[arg(long, value_name = "T")]
     tenant: Option<OsString>,
@@ -243,7 +275,7 @@ struct CheckArgs {
     #[arg(
         long,
         value_name = "UNIX",
-        required_unless_present = "claims",
+        required_unless_present_any = ["claims", "jwt"],
         allow_negative_numbers = true
     )]
     iat: Option<i64>,
@@ -378,6 +410,13 @@ struct PublishArgs {
     /// Name of the stream (a Redis key).
     #[arg(long, value_name = "NAME")]
     stream: OsString,
+    /// Sign the entry with this Ed25519 key (PKCS#8 PEM, from `revledger keygen` or
+    /// `openssl genpkey -algorithm ed25519`), with --key-id.
+    #[arg(long, value_name = "PATH", requires = "key_id")]
+    sign_key: Option<PathBuf>,
+    /// The name of --sign-key that sync processes trust.
+    #[arg(long, value_name = "KID", requires = "sign_key")]
+    key_id: Option<String>,
     /// Wait until this many replicas acknowledge the entry (WAIT) before reporting
     /// success; fewer is an error (exit 2): publish again. Makes a publish that returned
     /// survive a failover.
@@ -422,6 +461,15 @@ struct SyncArgs {
     /// Name of the stream (a Redis key).
     #[arg(long, value_name = "NAME")]
     stream: OsString,
+    /// Acknowledge that the ledger was resynced after it was marked degraded (skipped or
+    /// refused entries, a stream trimmed past its position): clear the mark, log it, and
+    /// go on following. Only after the resync of docs/SYNC.md §5.
+    #[arg(long)]
+    resolve: bool,
+    /// Apply only entries signed by a key of this file (lines `<kid> <base64 public key>
+    /// <scopes>`, docs/SYNC.md §5); refuse, log and count the others.
+    #[arg(long, value_name = "PATH")]
+    trusted_keys: Option<PathBuf>,
     /// On every (re)connection, read again the entries of this many seconds before the
     /// ledger's position (catches entries a failover reordered; reading twice is harmless).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
@@ -442,6 +490,17 @@ struct SyncArgs {
     /// Also log every heartbeat.
     #[arg(long, short = 'v')]
     verbose: bool,
+    /// Serve Prometheus metrics on /metrics and health on /healthz at this address
+    /// (e.g. 127.0.0.1:9464; docs/OPERATIONS.md). Off when not given.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// /healthz answers 503 once the ledger last heard from its stream longer ago.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    health_max_age: u64,
+    /// Log lines as text (`revledger sync: <time> <event>`) or as one JSON object each
+    /// (`{"ts":…,"level":…,"event":…,"msg":…,…}`).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Args, Debug)]
@@ -525,6 +584,7 @@ fn run(command: Command) -> CliResult {
         Command::Demo(a) => demo::run(&a),
         Command::Publish(a) => sync::publish(&a),
         Command::Sync(a) => sync::sync(&a),
+        Command::Keygen(a) => sync::keygen(&a),
         Command::Ingest(a) => ingest::ingest(&a),
     }
 }
