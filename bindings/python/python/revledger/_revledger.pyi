@@ -1,0 +1,76 @@
+"""Type stubs of the compiled module ``revledger._revledger`` (src/ in Rust, PyO3).
+The tests compare them with the module's own signatures."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Optional, Tuple, Union
+
+from ._types import BytesLike, Freshness, Rule, Scope, Stats, Verdict
+
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+#: Longest tenant, subject, role, client id, session id or token id, in bytes.
+MAX_KEY_LEN: int
+#: Most roles one token given to :meth:`Ledger.check` may carry.
+MAX_ROLES: int
+
+def version() -> str:
+    """The version of the revledger library compiled into this module."""
+
+class Ledger:
+    """An open ledger: a writer (one per ledger, can revoke) or a reader. Made by
+    :meth:`open_writer` and :meth:`open_reader`; thread-safe; a ``with`` block closes it."""
+
+    def __new__(cls, *_args: Any, **_kwargs: Any) -> Ledger: ...
+    @staticmethod
+    def open_writer(path: PathLike, max_token_lifetime: Optional[int] = None) -> Ledger:
+        """The one writer (exclusive lock); creates the file if missing.
+        ``max_token_lifetime`` (default 3600 s): 0 keeps the ledger's, larger raises it,
+        smaller is ``InvalidArgument``."""
+    @staticmethod
+    def open_reader(path: PathLike) -> Ledger:
+        """A reader, any number, any process."""
+    def check(
+        self,
+        tenant: BytesLike,
+        subject: BytesLike,
+        roles: Optional[Iterable[BytesLike]] = None,
+        client: BytesLike = None,
+        session: BytesLike = None,
+        token_id: BytesLike = None,
+        *,
+        issued_at: int,
+    ) -> Verdict:
+        """Is the token revoked? Thread-safe; an error never means "valid"."""
+    def revoke(self, scope: Union[Scope, int], tenant: BytesLike, key: BytesLike, at: int) -> None:
+        """Records "``scope`` changed at ``at``"; returns once committed."""
+    def revoke_now(self, scope: Union[Scope, int], tenant: BytesLike = None, key: BytesLike = None) -> int:
+        """Revokes as of now (rounded up to the next second); returns the cutoff."""
+    def revoke_batch(self, rules: Iterable[Union[Rule, Tuple[Any, Any, Any, int]]]) -> int:
+        """Records every rule in one write, all or none; returns how many."""
+    def sync(self) -> None:
+        """Makes every committed record durable (fdatasync)."""
+    def compact(self, now: int) -> None:
+        """Drops the rules that can no longer revoke an unexpired token at ``now``."""
+    def refresh(self) -> None:
+        """Brings this handle's index up to date with the log now."""
+    def stats(self, now: Optional[int] = None) -> Stats:
+        """Figures about the ledger as of ``now`` (default: the current time)."""
+    def freshness(self) -> Freshness:
+        """When the ledger last heard from its stream, and the last entry applied."""
+    def last_heard(self) -> Optional[int]:
+        """:attr:`Freshness.last_heard` alone, without a lock."""
+    def close(self) -> None:
+        """Waits for calls in progress, then closes (a writer syncs and unlocks). Idempotent."""
+    @property
+    def path(self) -> str:
+        """The path the ledger was opened at."""
+    @property
+    def is_writer(self) -> bool:
+        """Whether this handle is the writer."""
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (or the handle was inherited across a fork)."""
+    def __enter__(self) -> Ledger: ...
+    def __exit__(self, *exc: object) -> None: ...
