@@ -103,6 +103,14 @@ typedef struct StreamId StreamId;
 typedef struct revledger revledger;
 
 /**
+ * A compiled claim mapping (DESIGN.md §7): where the tenant, subject, roles, client,
+ * session, token id and `iat` are found in a JWT payload. Opaque; made by
+ * `revledger_claims_new`, freed by `revledger_claims_free`. Immutable: one mapping may
+ * serve any number of threads and ledgers at once.
+ */
+typedef struct revledger_claims revledger_claims;
+
+/**
  * A byte string: `len` bytes at `ptr`. `{NULL, 0}` is the empty string; `ptr == NULL`
  * with `len > 0` is `REVLEDGER_INVALID_ARGUMENT`. Bytes are borrowed for the call only.
  */
@@ -339,6 +347,59 @@ revledger_status revledger_sync(revledger *ledger);
 revledger_status revledger_check(const revledger *ledger,
                                  const revledger_token *token,
                                  revledger_verdict *out);
+
+/**
+ * Compiles a claim mapping. `spec` is a built-in name (`generic`, `auth0`, `keycloak`,
+ * `entra`) or the JSON text of a pointer spec, e.g.
+ * `{"tenant":["/tid"],"subject":["/sub"],"roles":["/realm_access/roles"]}` (the forms
+ * and key conventions are in the README, "Claim mappings"). An unknown name or a
+ * misshapen spec: `REVLEDGER_INVALID_ARGUMENT`, the message saying what is wrong. On
+ * success `*out` receives a mapping to free with `revledger_claims_free`.
+ *
+ * # Safety
+ * `spec` is NULL or a NUL-terminated string; `out` is NULL or writable.
+ */
+revledger_status revledger_claims_new(const char *spec, revledger_claims **out);
+
+/**
+ * Frees a mapping made by `revledger_claims_new`. NULL is a no-op. It must not be in
+ * use by another thread.
+ *
+ * # Safety
+ * `claims` is NULL or a mapping from `revledger_claims_new`, not yet freed.
+ */
+void revledger_claims_free(revledger_claims *claims);
+
+/**
+ * Is the token whose JWT payload is `json` (a JSON object) revoked? Reads the payload
+ * through `claims` and checks the token, as `revledger_check` does. A payload the
+ * mapping cannot read (not a JSON object, no `iat`, a claim of the wrong type, over a
+ * limit): `REVLEDGER_INVALID_ARGUMENT`, the message naming the claim. Thread-safe.
+ *
+ * # Safety
+ * `ledger` is NULL or a live handle; `claims` is NULL or a live mapping; `json` follows
+ * the `revledger_bytes` rules; `out` is NULL or writable.
+ */
+revledger_status revledger_check_claims(const revledger *ledger,
+                                        const revledger_claims *claims,
+                                        revledger_bytes json,
+                                        revledger_verdict *out);
+
+/**
+ * Is the token `jwt`, a compact JWS `header.payload.signature`, revoked? The payload is
+ * base64url-decoded and checked as `revledger_check_claims` does. **The signature is
+ * NOT verified** (the header is not read either): a deny layer after authentication,
+ * never instead of it. A token that is not three base64url parts, or whose payload the
+ * mapping cannot read: `REVLEDGER_INVALID_ARGUMENT`. Thread-safe.
+ *
+ * # Safety
+ * `ledger` is NULL or a live handle; `claims` is NULL or a live mapping; `jwt` follows
+ * the `revledger_bytes` rules; `out` is NULL or writable.
+ */
+revledger_status revledger_check_jwt(const revledger *ledger,
+                                     const revledger_claims *claims,
+                                     revledger_bytes jwt,
+                                     revledger_verdict *out);
 
 /**
  * Brings the handle's index up to date with the log now (checks do it on their own;

@@ -9,6 +9,7 @@
 //! unwind ever crosses into C. On failure, `revledger_last_error()` describes the error.
 #![allow(non_camel_case_types)]
 
+use crate::claims::ClaimMapping;
 use crate::error::Error;
 use crate::ledger::{Ledger, WriterOptions};
 use crate::rule::{Rule, Scope, Token, Verdict, MAX_ROLES};
@@ -22,6 +23,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// `revledger_close` must not race with any other call on the same handle.
 pub struct revledger {
     ledger: Ledger,
+}
+
+/// A compiled claim mapping (DESIGN.md §7): where the tenant, subject, roles, client,
+/// session, token id and `iat` are found in a JWT payload. Opaque; made by
+/// `revledger_claims_new`, freed by `revledger_claims_free`. Immutable: one mapping may
+/// serve any number of threads and ledgers at once.
+pub struct revledger_claims {
+    mapping: ClaimMapping,
 }
 
 /// A byte string: `len` bytes at `ptr`. `{NULL, 0}` is the empty string; `ptr == NULL`
@@ -259,6 +268,21 @@ fn c_scope(s: Scope) -> revledger_scope {
         Scope::Client => REVLEDGER_SCOPE_CLIENT,
         Scope::Session => REVLEDGER_SCOPE_SESSION,
         Scope::Token => REVLEDGER_SCOPE_TOKEN,
+    }
+}
+
+fn c_verdict(v: Verdict) -> revledger_verdict {
+    match v {
+        Verdict::Valid => revledger_verdict {
+            revoked: false,
+            scope: revledger_scope::REVLEDGER_SCOPE_GLOBAL,
+            cutoff: 0,
+        },
+        Verdict::Revoked { scope, cutoff } => revledger_verdict {
+            revoked: true,
+            scope: c_scope(scope),
+            cutoff,
+        },
     }
 }
 
@@ -543,22 +567,139 @@ pub unsafe extern "C" fn revledger_check(
             token_id: unsafe { bytes(t.token_id, "token_id")? },
             issued_at: t.issued_at,
         };
-        let verdict = match ledger.check(&token).map_err(from_error)? {
-            Verdict::Valid => revledger_verdict {
-                revoked: false,
-                scope: revledger_scope::REVLEDGER_SCOPE_GLOBAL,
-                cutoff: 0,
-            },
-            Verdict::Revoked { scope, cutoff } => revledger_verdict {
-                revoked: true,
-                scope: c_scope(scope),
-                cutoff,
-            },
-        };
+        let verdict = c_verdict(ledger.check(&token).map_err(from_error)?);
         // SAFETY: non-null and writable (caller contract).
         unsafe { out.write(verdict) };
         Ok(())
     })
+}
+
+/// Compiles a claim mapping. `spec` is a built-in name (`generic`, `auth0`, `keycloak`,
+/// `entra`) or the JSON text of a pointer spec, e.g.
+/// `{"tenant":["/tid"],"subject":["/sub"],"roles":["/realm_access/roles"]}` (the forms
+/// and key conventions are in the README, "Claim mappings"). An unknown name or a
+/// misshapen spec: `REVLEDGER_INVALID_ARGUMENT`, the message saying what is wrong. On
+/// success `*out` receives a mapping to free with `revledger_claims_free`.
+///
+/// # Safety
+/// `spec` is NULL or a NUL-terminated string; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_claims_new(
+    spec: *const c_char,
+    out: *mut *mut revledger_claims,
+) -> revledger_status {
+    boundary(|| {
+        if spec.is_null() {
+            return Err(invalid("spec is NULL"));
+        }
+        if out.is_null() {
+            return Err(invalid("out is NULL"));
+        }
+        // SAFETY: non-null and NUL-terminated (caller contract).
+        let spec = unsafe { CStr::from_ptr(spec) };
+        let spec = spec
+            .to_str()
+            .map_err(|_| invalid("spec is not valid UTF-8"))?;
+        let mapping = ClaimMapping::new(spec).map_err(from_error)?;
+        let raw = Box::into_raw(Box::new(revledger_claims { mapping }));
+        // SAFETY: non-null and writable (caller contract).
+        unsafe { out.write(raw) };
+        Ok(())
+    })
+}
+
+/// Frees a mapping made by `revledger_claims_new`. NULL is a no-op. It must not be in
+/// use by another thread.
+///
+/// # Safety
+/// `claims` is NULL or a mapping from `revledger_claims_new`, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_claims_free(claims: *mut revledger_claims) {
+    if claims.is_null() {
+        return;
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: a live pointer from Box::into_raw in revledger_claims_new (contract).
+        drop(unsafe { Box::from_raw(claims) });
+    }));
+}
+
+/// # Safety
+/// `claims` is NULL or a live mapping.
+unsafe fn claims_arg<'a>(claims: *const revledger_claims) -> FfiResult<&'a ClaimMapping> {
+    // SAFETY: caller contract: NULL (refused here) or a live Box<revledger_claims>.
+    match unsafe { claims.as_ref() } {
+        Some(c) => Ok(&c.mapping),
+        None => Err(invalid("claims is NULL")),
+    }
+}
+
+/// The checks behind `revledger_check_claims` and `revledger_check_jwt`.
+///
+/// # Safety
+/// As theirs.
+unsafe fn check_with(
+    ledger: *const revledger,
+    claims: *const revledger_claims,
+    input: revledger_bytes,
+    what: &str,
+    out: *mut revledger_verdict,
+    check: impl FnOnce(&Ledger, &ClaimMapping, &[u8]) -> crate::Result<Verdict>,
+) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let ledger = unsafe { handle(ledger)? };
+        // SAFETY: forwarded caller contract.
+        let mapping = unsafe { claims_arg(claims)? };
+        // SAFETY: forwarded caller contract.
+        let input = unsafe { bytes(input, what)? };
+        if out.is_null() {
+            return Err(invalid("out is NULL"));
+        }
+        let verdict = c_verdict(check(ledger, mapping, input).map_err(from_error)?);
+        // SAFETY: non-null and writable (caller contract).
+        unsafe { out.write(verdict) };
+        Ok(())
+    })
+}
+
+/// Is the token whose JWT payload is `json` (a JSON object) revoked? Reads the payload
+/// through `claims` and checks the token, as `revledger_check` does. A payload the
+/// mapping cannot read (not a JSON object, no `iat`, a claim of the wrong type, over a
+/// limit): `REVLEDGER_INVALID_ARGUMENT`, the message naming the claim. Thread-safe.
+///
+/// # Safety
+/// `ledger` is NULL or a live handle; `claims` is NULL or a live mapping; `json` follows
+/// the `revledger_bytes` rules; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_check_claims(
+    ledger: *const revledger,
+    claims: *const revledger_claims,
+    json: revledger_bytes,
+    out: *mut revledger_verdict,
+) -> revledger_status {
+    // SAFETY: forwarded caller contract.
+    unsafe { check_with(ledger, claims, json, "json", out, Ledger::check_claims) }
+}
+
+/// Is the token `jwt`, a compact JWS `header.payload.signature`, revoked? The payload is
+/// base64url-decoded and checked as `revledger_check_claims` does. **The signature is
+/// NOT verified** (the header is not read either): a deny layer after authentication,
+/// never instead of it. A token that is not three base64url parts, or whose payload the
+/// mapping cannot read: `REVLEDGER_INVALID_ARGUMENT`. Thread-safe.
+///
+/// # Safety
+/// `ledger` is NULL or a live handle; `claims` is NULL or a live mapping; `jwt` follows
+/// the `revledger_bytes` rules; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_check_jwt(
+    ledger: *const revledger,
+    claims: *const revledger_claims,
+    jwt: revledger_bytes,
+    out: *mut revledger_verdict,
+) -> revledger_status {
+    // SAFETY: forwarded caller contract.
+    unsafe { check_with(ledger, claims, jwt, "jwt", out, Ledger::check_jwt) }
 }
 
 /// Brings the handle's index up to date with the log now (checks do it on their own;

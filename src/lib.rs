@@ -27,6 +27,7 @@
 //! together by [`Ledger`]. All `unsafe` mapping code lives in `map`.
 
 mod check;
+pub mod claims;
 mod error;
 pub mod ffi;
 pub mod header;
@@ -40,6 +41,7 @@ mod rule;
 mod snapshot;
 mod watch;
 
+pub use claims::ClaimMapping;
 pub use error::{Error, Result};
 pub use ledger::{CompactStats, Ledger, Stats, WriterOptions, AUTO_COMPACT_MIN_RECORDS};
 pub use log::Recovery;

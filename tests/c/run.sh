@@ -96,7 +96,16 @@ run_suite() {
   fi
 }
 
-args_for() { if [ "$1" = test_vectors ]; then echo "$cases"; fi; }
+# test_claims reads provider-shaped tokens signed by PyJWT at test time.
+tokens="$out/signed-tokens.txt"
+echo "==> signing provider-shaped tokens with PyJWT (tests/claims/sign.py)"
+python3 tests/claims/sign.py --format lines >"$tokens" ||
+  fail 1 "tests/claims/sign.py (scripts/install-deps installs PyJWT and cryptography)"
+
+args_for() {
+  if [ "$1" = test_vectors ]; then echo "$cases"; fi
+  if [ "$1" = test_claims ]; then echo "$tokens"; fi
+}
 
 for kind in static shared; do
   echo "==> $kind library"

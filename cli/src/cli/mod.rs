@@ -301,6 +301,61 @@ struct DumpArgs {
     json: bool,
 }
 
+/// Where Redis is and how to reach it: shared by `publish` and `sync` (docs/SYNC.md §6).
+#[derive(Args, Debug, Clone)]
+struct RedisArgs {
+    /// Redis URL: redis://[user[:password]@]host[:port][/db], or rediss:// for TLS (the
+    /// server's certificate is always verified). With --sentinel, the host is the name of
+    /// the primary as Sentinel knows it: rediss://sync@mymaster/0.
+    #[arg(long, value_name = "URL")]
+    redis: String,
+    /// File holding the Redis user's password (first line); read at each connection,
+    /// never logged. Overrides a password in the URL.
+    #[arg(long, value_name = "PATH")]
+    redis_password_file: Option<PathBuf>,
+    /// PEM file of the CA(s) that sign the server's certificate (default: the system's).
+    #[arg(long, value_name = "PATH")]
+    tls_ca: Option<PathBuf>,
+    /// PEM client certificate to present (mutual TLS), with --tls-key.
+    #[arg(long, value_name = "PATH", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "PATH", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A Sentinel (host:port or redis[s]://[user:password@]host:port), repeatable or
+    /// comma-separated: the primary is asked of them at every connection, so a failover
+    /// is followed.
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    sentinel: Vec<String>,
+    /// Time allowed to connect (TCP, TLS, AUTH), in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = positive_secs)]
+    connect_timeout: f64,
+    /// Time allowed for each reply, in seconds (sync's blocking reads add their 1 s).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = positive_secs)]
+    read_timeout: f64,
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds in (0, 86400]")),
+    }
+}
+
+impl RedisArgs {
+    fn config(&self) -> crate::sync::RedisConfig {
+        let mut c = crate::sync::RedisConfig::new(self.redis.clone());
+        c.password_file = self.redis_password_file.clone();
+        c.ca_file = self.tls_ca.clone();
+        c.client_cert = self.tls_cert.clone();
+        c.client_key = self.tls_key.clone();
+        c.sentinels = self.sentinel.clone();
+        c.connect_timeout = std::time::Duration::from_secs_f64(self.connect_timeout);
+        c.read_timeout = std::time::Duration::from_secs_f64(self.read_timeout);
+        c
+    }
+}
+
 #[derive(Args, Debug)]
 #[command(after_help = "\
 The rule takes the arguments of `revledger revoke` (without the ledger). Examples:
@@ -314,12 +369,19 @@ lifetime must be at least that of every ledger the stream feeds. Format: docs/SY
 struct PublishArgs {
     #[command(flatten)]
     rule: RuleArgs,
-    /// Redis URL: redis://[user:password@]host:port/[db].
-    #[arg(long, value_name = "URL")]
-    redis: String,
+    #[command(flatten)]
+    redis: RedisArgs,
     /// Name of the stream (a Redis key).
     #[arg(long, value_name = "NAME")]
     stream: OsString,
+    /// Wait until this many replicas acknowledge the entry (WAIT) before reporting
+    /// success; fewer is an error (exit 2): publish again. Makes a publish that returned
+    /// survive a failover.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    wait_replicas: usize,
+    /// How long to wait for --wait-replicas, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    wait_timeout_ms: u64,
     /// Why the rule was published (kept in the stream entry, not in ledgers).
     #[arg(long, value_name = "TEXT")]
     reason: Option<OsString>,
@@ -351,12 +413,15 @@ stderr, and the ledger keeps answering. One sync per ledger: a second one exits 
 struct SyncArgs {
     /// Path of the ledger; created when missing.
     ledger: PathBuf,
-    /// Redis URL: redis://[user:password@]host:port/[db].
-    #[arg(long, value_name = "URL")]
-    redis: String,
+    #[command(flatten)]
+    redis: RedisArgs,
     /// Name of the stream (a Redis key).
     #[arg(long, value_name = "NAME")]
     stream: OsString,
+    /// On every (re)connection, read again the entries of this many seconds before the
+    /// ledger's position (catches entries a failover reordered; reading twice is harmless).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    rewind: u64,
     /// Most entries read, appended and synced at a time.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(usize))]
     batch: usize,

@@ -51,7 +51,8 @@ pub fn publish(a: &PublishArgs) -> CliResult {
     };
     // Checked before connecting: a bad rule never reaches the stream.
     trim.check(&rule, unix_now_floor())?;
-    let mut p = Publisher::connect(&a.redis, stream.clone(), trim)?;
+    let mut p = Publisher::connect_with(&a.redis.config(), stream.clone(), trim)?
+        .wait_for_replicas(a.wait_replicas, Duration::from_millis(a.wait_timeout_ms));
     let notes = Notes {
         reason: reason.as_deref(),
         origin: origin.as_deref(),
@@ -120,7 +121,8 @@ pub fn sync(a: &SyncArgs) -> CliResult {
             ledger.leeway()
         ));
     }
-    let mut opts = SyncOptions::new(a.redis.clone(), stream);
+    let mut opts = SyncOptions::with_redis(a.redis.config(), stream);
+    opts.rewind = Duration::from_secs(a.rewind);
     opts.batch = a.batch;
     opts.compact_every = (a.compact_every > 0).then(|| Duration::from_secs(a.compact_every));
     let mut follower = Follower::new(&ledger, opts)?;

@@ -13,7 +13,7 @@
 //! backoff; the ledger keeps answering and its "last heard" stays put.
 
 use super::message::parse_fields;
-use super::{redact_url, Result, SyncError};
+use super::{RedisConfig, Result, SyncError};
 use parking_lot::{Condvar, Mutex};
 use redis::Value;
 use revledger::{unix_now_floor, Rule};
@@ -26,16 +26,21 @@ use std::time::{Duration, Instant};
 /// How a [`Follower`] reads its stream.
 #[derive(Clone, Debug)]
 pub struct SyncOptions {
-    /// `redis://[user:password@]host:port/[db]`.
-    pub redis_url: String,
+    /// Where Redis is and how to reach it (TLS, ACL user, Sentinel, timeouts: its read
+    /// timeout is allowed beyond `block` for each reply).
+    pub redis: RedisConfig,
     /// Name of the stream (a Redis key).
     pub stream: Vec<u8>,
     /// Most entries read (and applied in one write and one sync) at a time.
     pub batch: usize,
     /// How long one read waits for new entries; also the heartbeat cadence.
     pub block: Duration,
-    /// Time allowed to connect, and beyond `block`, for a reply.
-    pub timeout: Duration,
+    /// On every (re)connection, read again the entries of this many seconds before the
+    /// position (by entry id). After a failover the new primary may hold entries with
+    /// ids just below an entry this process read from the old one (written there after
+    /// the promotion, never replicated); reading back a little catches them. Reading an
+    /// entry twice changes nothing.
+    pub rewind: Duration,
     /// First wait after Redis failed; doubled at each further failure...
     pub backoff_min: Duration,
     /// ...up to this.
@@ -48,14 +53,19 @@ pub struct SyncOptions {
 impl SyncOptions {
     /// Options for following `stream` on the Redis at `redis_url`, with the defaults:
     /// batches of 10,000 entries, 1 s blocking reads, 5 s timeouts, backoff from 100 ms
-    /// to 5 s, compaction every hour.
+    /// to 5 s, a rewind of 60 s on reconnection, compaction every hour.
     pub fn new(redis_url: impl Into<String>, stream: impl Into<Vec<u8>>) -> SyncOptions {
+        SyncOptions::with_redis(RedisConfig::new(redis_url), stream)
+    }
+
+    /// The same defaults, for the Redis `redis` describes.
+    pub fn with_redis(redis: RedisConfig, stream: impl Into<Vec<u8>>) -> SyncOptions {
         SyncOptions {
-            redis_url: redis_url.into(),
+            redis,
             stream: stream.into(),
             batch: 10_000,
             block: Duration::from_secs(1),
-            timeout: Duration::from_secs(5),
+            rewind: Duration::from_secs(60),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             compact_every: Some(Duration::from_secs(3600)),
@@ -204,12 +214,14 @@ impl fmt::Display for Event {
 /// handle, so a second follower on the same ledger fails to open it with `Locked`.
 pub struct Follower<'l> {
     ledger: &'l Ledger,
-    client: redis::Client,
     redis_shown: String,
     opts: SyncOptions,
     conn: Option<redis::Connection>,
     /// The position written last (or, before anything is written, to write next).
     position: StreamPosition,
+    /// The id after which the next read starts: the position, or before it after a
+    /// rewind (entries up to the position are then applied again, the position kept).
+    cursor: StreamId,
     failures: u32,
     /// An `XREAD` was sent whose answer the next step receives.
     read_ahead: bool,
@@ -392,7 +404,7 @@ impl<'l> Follower<'l> {
                 "batch and block must be positive".into(),
             )));
         }
-        let client = redis::Client::open(options.redis_url.as_str())?;
+        options.redis.validate()?;
         let mut pending = Vec::new();
         match ledger.stream_position()? {
             Some(p) if p.stream == options.stream => position = p,
@@ -401,10 +413,10 @@ impl<'l> Follower<'l> {
         }
         Ok(Follower {
             ledger,
-            client,
-            redis_shown: redact_url(&options.redis_url),
+            redis_shown: options.redis.describe(),
             opts: options,
             conn: None,
+            cursor: position.last_id,
             position,
             failures: 0,
             read_ahead: false,
@@ -446,7 +458,7 @@ impl<'l> Follower<'l> {
             }
         }
         if !self.read_ahead {
-            if let Err(e) = self.send_xread(self.position.last_id) {
+            if let Err(e) = self.send_xread(self.cursor) {
                 self.conn = None;
                 return Ok(Some(self.unreachable(Lost::Redis(e), on)));
             }
@@ -554,9 +566,11 @@ impl<'l> Follower<'l> {
     /// Connects and looks at the stream: a stream that is missing, or whose newest id is
     /// before the ledger's position, is read again from its beginning.
     fn connect(&mut self, on: &mut dyn FnMut(&Event)) -> Result<redis::Connection, Lost> {
-        let mut conn = self.client.get_connection_with_timeout(self.opts.timeout)?;
-        conn.set_read_timeout(Some(self.opts.block + self.opts.timeout))?;
-        conn.set_write_timeout(Some(self.opts.timeout))?;
+        let (mut conn, reached) = self.opts.redis.connect().map_err(|e| match e {
+            SyncError::Redis(e) => Lost::Redis(e),
+            other => Lost::Protocol(other.to_string()),
+        })?;
+        conn.set_read_timeout(Some(self.opts.block + self.opts.redis.read_timeout))?;
         let position = self.position.last_id;
         let info = redis::cmd("XINFO")
             .arg("STREAM")
@@ -590,9 +604,14 @@ impl<'l> Follower<'l> {
             }
             Err(e) => return Err(Lost::Redis(e)),
         }
+        let rewind_ms = self.opts.rewind.as_millis().min(u64::MAX as u128) as u64;
+        self.cursor = self.position.last_id;
+        if rewind_ms > 0 && self.cursor != StreamId::ZERO {
+            self.cursor = StreamId::new(self.cursor.ms.saturating_sub(rewind_ms), 0);
+        }
         on(&Event::Connected {
-            redis: self.redis_shown.clone(),
-            from: self.position.last_id,
+            redis: format!("{} at {reached}", self.redis_shown),
+            from: self.cursor,
         });
         Ok(conn)
     }
@@ -610,7 +629,7 @@ impl<'l> Follower<'l> {
             Ok(e) => e,
             Err(why) => return Ok(Err(Lost::Protocol(why))),
         };
-        let mut last = self.position.last_id;
+        let mut last = self.cursor;
         let mut rules: Vec<Rule<'_>> = Vec::with_capacity(entries.len());
         let mut skipped = 0;
         for (id, pairs) in &entries {
@@ -632,7 +651,9 @@ impl<'l> Follower<'l> {
         }
         // Ask for the next batch now; write this one while Redis prepares it.
         let ahead = self.send_xread(last);
-        let fresh = last != self.position.last_id;
+        let fresh = last != self.cursor;
+        self.cursor = last;
+        let last = last.max(self.position.last_id);
         // "Last heard" is the clock's word, even if the clock stepped back: a value from
         // the future would make a stale ledger look fresh.
         if !fresh && now == self.position.last_heard {

@@ -19,10 +19,12 @@
 //! # Ok::<(), revledger_cli::sync::SyncError>(())
 //! ```
 
+mod connection;
 mod follow;
 pub mod message;
 mod publish;
 
+pub use connection::RedisConfig;
 pub use follow::{Event, Follower, SyncOptions};
 pub use message::Notes;
 pub use publish::{publish, Publisher, Trim};
@@ -38,6 +40,16 @@ pub enum SyncError {
     Ledger(revledger::Error),
     /// Redis answered something that is not what the command returns.
     Protocol(String),
+    /// The entries were published, but fewer replicas than asked acknowledged them
+    /// (`WAIT`): a failover could lose them. Publishing them again is harmless.
+    NotReplicated {
+        /// Id of the last entry published.
+        last_id: revledger::StreamId,
+        /// Replicas that acknowledged it.
+        acked: usize,
+        /// Replicas asked for.
+        wanted: usize,
+    },
 }
 
 impl fmt::Display for SyncError {
@@ -46,6 +58,15 @@ impl fmt::Display for SyncError {
             SyncError::Redis(e) => write!(f, "redis: {e}"),
             SyncError::Ledger(e) => e.fmt(f),
             SyncError::Protocol(m) => write!(f, "unexpected answer from redis: {m}"),
+            SyncError::NotReplicated {
+                last_id,
+                acked,
+                wanted,
+            } => write!(
+                f,
+                "entry {last_id} reached {acked} replica(s) of the {wanted} asked for in time: \
+                 a failover could lose it; publish it again"
+            ),
         }
     }
 }
@@ -55,7 +76,7 @@ impl std::error::Error for SyncError {
         match self {
             SyncError::Redis(e) => Some(e),
             SyncError::Ledger(e) => Some(e),
-            SyncError::Protocol(_) => None,
+            SyncError::Protocol(_) | SyncError::NotReplicated { .. } => None,
         }
     }
 }

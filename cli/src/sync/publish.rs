@@ -1,7 +1,7 @@
 //! Publishing rules: one `XADD` per rule, trimming the stream by age on the way.
 
 use super::message::{fields, Notes, MAX_NOTE_LEN};
-use super::{Result, SyncError};
+use super::{RedisConfig, Result, SyncError};
 use revledger::Error;
 use revledger::StreamId;
 use revledger::{Rule, Scope};
@@ -106,41 +106,67 @@ fn now_ms() -> u64 {
 }
 
 /// A connection to Redis that publishes rules to one stream, one entry per rule
-/// (docs/SYNC.md §2). When the connection breaks, the next publish connects again and
+/// (docs/SYNC.md §2). When the connection breaks (or lands on a replica after a
+/// failover), the next publish connects again — asking the sentinels anew, if any — and
 /// sends once more: an entry published twice changes no answer (rules are idempotent).
 pub struct Publisher {
-    client: redis::Client,
+    redis: RedisConfig,
     conn: redis::Connection,
     stream: Vec<u8>,
     trim: Trim,
+    wait: Option<(usize, Duration)>,
 }
 
 impl Publisher {
-    /// Connects to the Redis at `url` (`redis://[user:password@]host:port/[db]`,
-    /// `rediss://` is not built in) to publish to `stream`.
+    /// Connects to the Redis at `url` (`redis://[user:password@]host:port/[db]` or
+    /// `rediss://…`, the server verified against the system's roots) to publish to
+    /// `stream`. [`Publisher::connect_with`] takes every setting.
     pub fn connect(url: &str, stream: impl Into<Vec<u8>>, trim: Trim) -> Result<Publisher> {
+        let mut redis = RedisConfig::new(url);
+        redis.connect_timeout = PUBLISH_TIMEOUT;
+        redis.read_timeout = PUBLISH_TIMEOUT;
+        Publisher::connect_with(&redis, stream, trim)
+    }
+
+    /// Connects to the Redis `redis` describes (TLS, ACL user, password file, Sentinel,
+    /// timeouts) to publish to `stream`.
+    pub fn connect_with(
+        redis: &RedisConfig,
+        stream: impl Into<Vec<u8>>,
+        trim: Trim,
+    ) -> Result<Publisher> {
         let stream = stream.into();
         revledger::StreamPosition::new(stream.clone(), StreamId::ZERO, 0).validate()?;
         trim.validate()?;
-        let client = redis::Client::open(url)?;
-        let conn = connect(&client)?;
+        let (conn, _) = redis.connect()?;
         Ok(Publisher {
-            client,
+            redis: redis.clone(),
             conn,
             stream,
             trim,
+            wait: None,
         })
     }
 
-    /// Runs `query` on the connection; when the connection broke, connects again and
-    /// runs it once more.
+    /// After each publish, waits until `replicas` replicas acknowledge the entry (`WAIT`),
+    /// at most `timeout`; fewer is an error ([`SyncError::NotReplicated`]) that the caller
+    /// retries. Replication being asynchronous, an entry only the primary acknowledged can
+    /// be lost in a failover; with this, a publish that returned survives one.
+    pub fn wait_for_replicas(mut self, replicas: usize, timeout: Duration) -> Publisher {
+        self.wait = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
+    /// Runs `query` on the connection; when the connection broke, or reached a server
+    /// that can no longer take writes (a primary turned replica by a failover), connects
+    /// again and runs it once more.
     fn with_retry<T>(
         &mut self,
         mut query: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T> {
         match query(&mut self.conn) {
-            Err(e) if e.is_io_error() || e.is_connection_dropped() => {
-                self.conn = connect(&self.client)?;
+            Err(e) if must_reconnect(&e) => {
+                self.conn = self.redis.connect()?.0;
                 Ok(query(&mut self.conn)?)
             }
             other => Ok(other?),
@@ -175,8 +201,17 @@ impl Publisher {
         Ok(cmd)
     }
 
+    /// The `WAIT` that follows the entries, if any.
+    fn wait_cmd(&self) -> Option<redis::Cmd> {
+        let (n, timeout) = self.wait?;
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(n).arg(timeout.as_millis().max(1) as u64);
+        Some(cmd)
+    }
+
     /// Publishes `rule` and returns the id Redis gave its entry. Returns once Redis has
-    /// the entry (in memory; replicas and disk follow Redis's own settings).
+    /// the entry (in memory; with [`Publisher::wait_for_replicas`], on that many replicas
+    /// too; disk follows Redis's own settings).
     pub fn publish(&mut self, rule: &Rule) -> Result<StreamId> {
         self.publish_with_notes(rule, &Notes::default())
     }
@@ -184,15 +219,15 @@ impl Publisher {
     /// Publishes `rule` with a `reason` and/or an `origin`.
     pub fn publish_with_notes(&mut self, rule: &Rule, notes: &Notes) -> Result<StreamId> {
         let cmd = self.command(rule, notes, now_ms())?;
-        let reply: redis::Value = self.with_retry(|c| cmd.query(c))?;
-        entry_id(&reply)
+        let mut ids = self.send(std::slice::from_ref(&cmd))?;
+        Ok(ids.remove(0))
     }
 
     /// Publishes every rule of `rules` in one round trip (a pipeline), in order; all are
     /// checked first, so a bad rule publishes nothing. Returns the entries' ids.
     pub fn publish_batch(&mut self, rules: &[Rule]) -> Result<Vec<StreamId>> {
         let now = now_ms();
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::with_capacity(rules.len());
         for (i, r) in rules.iter().enumerate() {
             let cmd = self
                 .command(r, &Notes::default(), now)
@@ -202,21 +237,59 @@ impl Publisher {
                     ))),
                     e => e,
                 })?;
-            pipe.add_command(cmd);
+            cmds.push(cmd);
         }
         if rules.is_empty() {
             return Ok(Vec::new());
         }
-        let replies: Vec<redis::Value> = self.with_retry(|c| pipe.query(c))?;
-        replies.iter().map(entry_id).collect()
+        self.send(&cmds)
+    }
+
+    /// Sends the `XADD`s (and the `WAIT`) in one pipeline; returns the entries' ids.
+    fn send(&mut self, cmds: &[redis::Cmd]) -> Result<Vec<StreamId>> {
+        let mut pipe = redis::pipe();
+        for c in cmds {
+            pipe.add_command(c.clone());
+        }
+        let wait = self.wait;
+        if let Some(w) = self.wait_cmd() {
+            pipe.add_command(w);
+        }
+        let mut replies: Vec<redis::Value> = self.with_retry(|c| pipe.query(c))?;
+        let acked = match wait {
+            Some(_) => replies.pop(),
+            None => None,
+        };
+        let ids = replies.iter().map(entry_id).collect::<Result<Vec<_>>>()?;
+        if let (Some((wanted, _)), Some(acked)) = (wait, acked) {
+            let acked = match acked {
+                redis::Value::Int(n) => n.max(0) as usize,
+                other => {
+                    return Err(SyncError::Protocol(format!(
+                        "WAIT answered {other:?}, not a number"
+                    )))
+                }
+            };
+            if acked < wanted {
+                return Err(SyncError::NotReplicated {
+                    last_id: ids.last().copied().unwrap_or(StreamId::ZERO),
+                    acked,
+                    wanted,
+                });
+            }
+        }
+        Ok(ids)
     }
 }
 
-fn connect(client: &redis::Client) -> redis::RedisResult<redis::Connection> {
-    let conn = client.get_connection_with_timeout(PUBLISH_TIMEOUT)?;
-    conn.set_read_timeout(Some(PUBLISH_TIMEOUT))?;
-    conn.set_write_timeout(Some(PUBLISH_TIMEOUT))?;
-    Ok(conn)
+/// Whether an error calls for a new connection: the old one broke, or reached a server
+/// that is no longer the primary.
+pub(crate) fn must_reconnect(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || e.code()
+            .is_some_and(|c| c == "READONLY" || c == "MASTERDOWN")
 }
 
 fn entry_id(reply: &redis::Value) -> Result<StreamId> {
