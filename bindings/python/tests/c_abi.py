@@ -30,6 +30,13 @@ class _Handle(ctypes.Structure):
 
 _HandlePtr = ctypes.POINTER(_Handle)
 
+
+class _Claims(ctypes.Structure):
+    """``revledger_claims``: a compiled claim mapping, only ever used through a pointer."""
+
+
+_ClaimsPtr = ctypes.POINTER(_Claims)
+
 #: ``revledger_status``: a C enum, returned as an int.
 _c_status = ctypes.c_int
 #: ``revledger_scope`` as the Rust side takes it: a 32-bit unsigned integer that it checks
@@ -133,6 +140,16 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
             ctypes.POINTER(ctypes.c_uint64),
             ctypes.POINTER(ctypes.c_uint64),
         ],
+    ),
+    "revledger_claims_new": (_c_status, [ctypes.c_char_p, ctypes.POINTER(_ClaimsPtr)]),
+    "revledger_claims_free": (None, [_ClaimsPtr]),
+    "revledger_check_claims": (
+        _c_status,
+        [_HandlePtr, _ClaimsPtr, _Bytes, ctypes.POINTER(_Verdict)],
+    ),
+    "revledger_check_jwt": (
+        _c_status,
+        [_HandlePtr, _ClaimsPtr, _Bytes, ctypes.POINTER(_Verdict)],
     ),
     "revledger_last_error": (ctypes.c_char_p, []),
     "revledger_status_name": (ctypes.c_char_p, [ctypes.c_uint32]),
