@@ -402,6 +402,21 @@ revledger_status revledger_check_jwt(const revledger *ledger,
                                      revledger_verdict *out);
 
 /**
+ * `revledger_check_jwt` with the token as a pointer and a length rather than a
+ * `revledger_bytes` passed by value, for foreign-function interfaces that cannot pass
+ * a struct by value at full speed: LuaJIT's compiler leaves any call with a struct
+ * argument to its interpreter (bindings/lua calls this one). Same answers and errors.
+ *
+ * # Safety
+ * As `revledger_check_jwt`, with `jwt`/`jwt_len` following the `revledger_bytes` rules.
+ */
+revledger_status revledger_check_jwt_ptr(const revledger *ledger,
+                                         const revledger_claims *claims,
+                                         const uint8_t *jwt,
+                                         size_t jwt_len,
+                                         revledger_verdict *out);
+
+/**
  * Brings the handle's index up to date with the log now (checks do it on their own;
  * this moves the work off a request's path, e.g. from a timer).
  *
@@ -446,6 +461,23 @@ revledger_status revledger_freshness(const revledger *ledger,
                                      int64_t *last_heard_unix,
                                      uint64_t *last_id_ms,
                                      uint64_t *last_id_seq);
+
+/**
+ * `revledger_freshness`'s `last_heard_unix`, with whether the ledger may lack rules its
+ * stream carried: `*degraded` receives 0 when it holds every one (or when no sync
+ * process ever wrote a position), else bits 1 (entries that were not valid rules were
+ * skipped), 2 (entries were refused for their signature), 4 (the stream was trimmed
+ * past the ledger's position). A degraded ledger stays so until an operator resolves it
+ * (docs/SYNC.md §5); a gateway that checks freshness treats it as stale. Lock-free:
+ * cheap enough for every request.
+ *
+ * # Safety
+ * `ledger` is NULL or a live handle; `last_heard_unix` and `degraded` are NULL or
+ * writable.
+ */
+revledger_status revledger_freshness_state(const revledger *ledger,
+                                           int64_t *last_heard_unix,
+                                           uint32_t *degraded);
 
 /**
  * The message of the last failed call on this thread ("" if none). Valid until the next

@@ -702,6 +702,29 @@ pub unsafe extern "C" fn revledger_check_jwt(
     unsafe { check_with(ledger, claims, jwt, "jwt", out, Ledger::check_jwt) }
 }
 
+/// `revledger_check_jwt` with the token as a pointer and a length rather than a
+/// `revledger_bytes` passed by value, for foreign-function interfaces that cannot pass
+/// a struct by value at full speed: LuaJIT's compiler leaves any call with a struct
+/// argument to its interpreter (bindings/lua calls this one). Same answers and errors.
+///
+/// # Safety
+/// As `revledger_check_jwt`, with `jwt`/`jwt_len` following the `revledger_bytes` rules.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_check_jwt_ptr(
+    ledger: *const revledger,
+    claims: *const revledger_claims,
+    jwt: *const u8,
+    jwt_len: usize,
+    out: *mut revledger_verdict,
+) -> revledger_status {
+    let jwt = revledger_bytes {
+        ptr: jwt,
+        len: jwt_len,
+    };
+    // SAFETY: forwarded caller contract.
+    unsafe { check_with(ledger, claims, jwt, "jwt", out, Ledger::check_jwt) }
+}
+
 /// Brings the handle's index up to date with the log now (checks do it on their own;
 /// this moves the work off a request's path, e.g. from a timer).
 ///
@@ -807,6 +830,40 @@ pub unsafe extern "C" fn revledger_freshness(
             if !last_id_seq.is_null() {
                 last_id_seq.write(id.seq);
             }
+        }
+        Ok(())
+    })
+}
+
+/// `revledger_freshness`'s `last_heard_unix`, with whether the ledger may lack rules its
+/// stream carried: `*degraded` receives 0 when it holds every one (or when no sync
+/// process ever wrote a position), else bits 1 (entries that were not valid rules were
+/// skipped), 2 (entries were refused for their signature), 4 (the stream was trimmed
+/// past the ledger's position). A degraded ledger stays so until an operator resolves it
+/// (docs/SYNC.md §5); a gateway that checks freshness treats it as stale. Lock-free:
+/// cheap enough for every request.
+///
+/// # Safety
+/// `ledger` is NULL or a live handle; `last_heard_unix` and `degraded` are NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_freshness_state(
+    ledger: *const revledger,
+    last_heard_unix: *mut i64,
+    degraded: *mut u32,
+) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let ledger = unsafe { handle(ledger)? };
+        if last_heard_unix.is_null() || degraded.is_null() {
+            return Err(invalid("last_heard_unix or degraded is NULL"));
+        }
+        let heard = ledger.last_heard().map_err(from_error)?.unwrap_or(0);
+        let flags = ledger.degraded().map_err(from_error)?;
+        // SAFETY: both non-null and writable (caller contract).
+        unsafe {
+            last_heard_unix.write(heard);
+            degraded.write(u32::from(flags));
         }
         Ok(())
     })

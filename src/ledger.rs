@@ -386,7 +386,8 @@ impl Generation {
                         stream,
                         last_id,
                         last_heard,
-                    } => self.position.set(stream, last_id, last_heard),
+                        degraded,
+                    } => self.position.set(stream, last_id, last_heard, degraded),
                 },
             );
             cu.applied = end;
@@ -678,6 +679,19 @@ impl Ledger {
         }
         drop(gen);
         Ok(self.current()?.position.last_heard())
+    }
+
+    /// Why the ledger may lack rules its stream carried ([`StreamPosition::degraded`]: 0
+    /// when it holds every one, or when no sync process ever wrote a position). Lock-free,
+    /// like [`Ledger::last_heard`]: a gateway treats a non-zero answer as stale.
+    #[inline]
+    pub fn degraded(&self) -> Result<u8> {
+        let gen = self.gen.load();
+        if !gen.stale() {
+            return Ok(gen.position.degraded());
+        }
+        drop(gen);
+        Ok(self.current()?.position.degraded())
     }
 
     /// Revokes `(scope, tenant, key)` as of now: the current time rounded up to the next

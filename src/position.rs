@@ -74,21 +74,44 @@ pub struct StreamPosition {
     /// Unix seconds at which the sync process last got an answer from the stream (new
     /// entries or none). A gateway compares it with its clock to judge freshness.
     pub last_heard: i64,
+    /// Why the ledger may lack rules its stream carried: 0 when it holds every one; else
+    /// bits [`StreamPosition::SKIPPED`], [`StreamPosition::REFUSED`],
+    /// [`StreamPosition::TRIMMED`]. Kept by every later position until an operator
+    /// resolves it (docs/SYNC.md §5); a gateway treats a degraded ledger as stale.
+    pub degraded: u8,
 }
 
 impl StreamPosition {
-    /// A position.
+    /// [`StreamPosition::degraded`] bit: entries that were not valid rules were skipped.
+    pub const SKIPPED: u8 = 1;
+    /// [`StreamPosition::degraded`] bit: entries were refused for their signature.
+    pub const REFUSED: u8 = 2;
+    /// [`StreamPosition::degraded`] bit: the stream was trimmed past the position, so
+    /// entries never read are gone.
+    pub const TRIMMED: u8 = 4;
+    /// Every bit [`StreamPosition::degraded`] may hold.
+    pub const DEGRADED_BITS: u8 = 7;
+
+    /// A position, not degraded.
     pub fn new(stream: impl Into<Vec<u8>>, last_id: StreamId, last_heard: i64) -> StreamPosition {
         StreamPosition {
             stream: stream.into(),
             last_id,
             last_heard,
+            degraded: 0,
         }
     }
 
     /// Refuses a position the ledger cannot hold: an empty stream name or one longer
-    /// than [`MAX_KEY_LEN`] bytes.
+    /// than [`MAX_KEY_LEN`] bytes, or unknown degraded bits.
     pub fn validate(&self) -> Result<()> {
+        if self.degraded & !Self::DEGRADED_BITS != 0 {
+            return Err(Error::invalid(format!(
+                "degraded bits {:#x} beyond the known ones {:#x}",
+                self.degraded,
+                Self::DEGRADED_BITS
+            )));
+        }
         if self.stream.is_empty() {
             return Err(Error::invalid("a stream position needs a stream name"));
         }
@@ -115,6 +138,7 @@ impl StreamPosition {
 pub(crate) struct PositionCell {
     position: parking_lot::Mutex<Option<StreamPosition>>,
     last_heard: std::sync::atomic::AtomicI64,
+    degraded: std::sync::atomic::AtomicU8,
 }
 
 impl Default for PositionCell {
@@ -122,13 +146,14 @@ impl Default for PositionCell {
         PositionCell {
             position: parking_lot::Mutex::new(None),
             last_heard: std::sync::atomic::AtomicI64::new(i64::MIN),
+            degraded: std::sync::atomic::AtomicU8::new(0),
         }
     }
 }
 
 impl PositionCell {
     /// Takes a position record read from the log (later records replace earlier ones).
-    pub(crate) fn set(&self, stream: &[u8], last_id: StreamId, last_heard: i64) {
+    pub(crate) fn set(&self, stream: &[u8], last_id: StreamId, last_heard: i64, degraded: u8) {
         let mut p = self.position.lock();
         match &mut *p {
             Some(old) => {
@@ -138,15 +163,26 @@ impl PositionCell {
                 }
                 old.last_id = last_id;
                 old.last_heard = last_heard;
+                old.degraded = degraded;
             }
-            None => *p = Some(StreamPosition::new(stream, last_id, last_heard)),
+            None => {
+                let mut new = StreamPosition::new(stream, last_id, last_heard);
+                new.degraded = degraded;
+                *p = Some(new);
+            }
         }
+        self.degraded
+            .store(degraded, std::sync::atomic::Ordering::Release);
         self.last_heard
             .store(last_heard, std::sync::atomic::Ordering::Release);
     }
 
     pub(crate) fn get(&self) -> Option<StreamPosition> {
         self.position.lock().clone()
+    }
+
+    pub(crate) fn degraded(&self) -> u8 {
+        self.degraded.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub(crate) fn last_heard(&self) -> Option<i64> {
@@ -199,8 +235,12 @@ mod tests {
                 .validate()
                 .is_err()
         );
-        let p = StreamPosition::new("revocations", StreamId::new(1, 2), 100);
+        let mut p = StreamPosition::new("revocations", StreamId::new(1, 2), 100);
         assert!(p.validate().is_ok());
+        p.degraded = StreamPosition::DEGRADED_BITS;
+        assert!(p.validate().is_ok());
+        p.degraded = 8;
+        assert!(p.validate().is_err());
         assert_eq!(p.age(160), 60);
         assert_eq!(p.age(50), 0);
     }

@@ -42,6 +42,8 @@ pub enum Record<'a> {
         last_id: StreamId,
         /// Unix seconds at which the stream last answered.
         last_heard: i64,
+        /// Why the ledger may lack rules (0: it does not); [`StreamPosition::degraded`].
+        degraded: u8,
     },
 }
 
@@ -128,7 +130,7 @@ pub fn encode_position(out: &mut Vec<u8>, position: &StreamPosition) {
     encode_payload(
         out,
         KIND_POSITION,
-        0,
+        position.degraded,
         &position.stream,
         &id,
         position.last_heard,
@@ -219,12 +221,17 @@ fn decode_payload(p: &[u8]) -> Result<Record<'_>, &'static str> {
             })
         }
         KIND_CONFIG => Err("malformed configuration record"),
-        KIND_POSITION if scope == 0 && tenant_len > 0 && key_len == POSITION_ID_LEN => {
+        KIND_POSITION
+            if scope & !StreamPosition::DEGRADED_BITS == 0
+                && tenant_len > 0
+                && key_len == POSITION_ID_LEN =>
+        {
             let id = &p[PAYLOAD_HEADER_LEN + tenant_len..];
             Ok(Record::Position {
                 stream: tenant,
                 last_id: StreamId::new(le_u64(id, 0), le_u64(id, 8)),
                 last_heard: at,
+                degraded: scope,
             })
         }
         KIND_POSITION => Err("malformed stream position record"),
@@ -318,7 +325,8 @@ mod tests {
                     Record::Position {
                         stream: b"revocations\xff",
                         last_id: pos.last_id,
-                        last_heard: pos.last_heard
+                        last_heard: pos.last_heard,
+                        degraded: 0,
                     }
                 );
                 assert_eq!(next, v.len());
@@ -336,8 +344,23 @@ mod tests {
             f
         };
         let payload = v[FRAME_HEADER_LEN..FRAME_HEADER_LEN + PAYLOAD_HEADER_LEN + 12 + 16].to_vec();
+        // Byte 1 holds the degraded bits (0..=7); any other bit is refused.
+        let mut degraded = payload.clone();
+        degraded[1] = StreamPosition::TRIMMED | StreamPosition::SKIPPED;
+        assert!(matches!(
+            decode_frame(&reframe(&mut degraded)),
+            Frame::Valid {
+                record: Record::Position { degraded: 5, .. },
+                ..
+            }
+        ));
+        let mut flagged = pos.clone();
+        flagged.degraded = StreamPosition::REFUSED;
+        let mut w = Vec::new();
+        encode_position(&mut w, &flagged);
+        assert_eq!(w[FRAME_HEADER_LEN + 1], StreamPosition::REFUSED);
         let mut scoped = payload.clone();
-        scoped[1] = 2;
+        scoped[1] = 8;
         assert!(matches!(
             decode_frame(&reframe(&mut scoped)),
             Frame::Invalid(_)

@@ -209,3 +209,63 @@ fn freshness_through_the_c_abi() {
         revledger_close(h);
     }
 }
+
+#[test]
+fn a_degraded_position_is_seen_by_readers_kept_by_compaction_and_cleared_only_by_a_new_position() {
+    use revledger::ffi::revledger_freshness_state;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = writer(&path);
+    let r = Ledger::open_reader(&path).unwrap();
+    assert_eq!(r.degraded().unwrap(), 0, "no position: not degraded");
+    let mut p = pos(1_000, 50);
+    p.degraded = StreamPosition::REFUSED | StreamPosition::TRIMMED;
+    w.revoke_batch_at_position(&[Rule::new(Scope::Subject, b"acme", b"x", 5)], &p)
+        .unwrap();
+    assert_eq!(r.degraded().unwrap(), 6);
+    assert_eq!(r.stream_position().unwrap().unwrap().degraded, 6);
+    w.compact(revledger::unix_now_floor()).unwrap();
+    w.sync().unwrap();
+    drop(r);
+    let r = Ledger::open_reader(&path).unwrap();
+    assert_eq!(
+        r.degraded().unwrap(),
+        6,
+        "compaction keeps the degraded bits"
+    );
+
+    // Through the C ABI, lock-free.
+    let c_path = CString::new(path.to_str().unwrap()).unwrap();
+    let mut h = std::ptr::null_mut();
+    // SAFETY: a valid C string and out-pointer.
+    assert_eq!(
+        unsafe { revledger_open_reader(c_path.as_ptr(), &mut h) } as i32,
+        0
+    );
+    let (mut heard, mut bits) = (0i64, 0u32);
+    // SAFETY: a live handle and writable out-pointers.
+    let st = unsafe { revledger_freshness_state(h, &mut heard, &mut bits) };
+    assert_eq!((st as i32, heard, bits), (0, 50, 6));
+    // SAFETY: a live handle; NULL out-pointers are refused, not written.
+    let st = unsafe { revledger_freshness_state(h, std::ptr::null_mut(), &mut bits) };
+    assert_ne!(st as i32, 0);
+
+    // A later position with no bit: resolved.
+    w.revoke_batch_at_position(&[], &pos(1_000, 60)).unwrap();
+    assert_eq!(r.degraded().unwrap(), 0);
+    // SAFETY: as above.
+    unsafe {
+        assert_eq!(
+            revledger_freshness_state(h, &mut heard, &mut bits) as i32,
+            0
+        );
+        revledger_close(h);
+    }
+    assert_eq!((heard, bits), (60, 0));
+    let mut bad = pos(1_000, 70);
+    bad.degraded = 8;
+    assert!(matches!(
+        w.revoke_batch_at_position(&[], &bad),
+        Err(Error::InvalidArgument(_))
+    ));
+}

@@ -3,6 +3,7 @@ package revledger
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,11 +48,16 @@ type Notes struct {
 type PublishOption func(*publishConfig)
 
 type publishConfig struct {
-	trim     bool
-	lifetime int64 // seconds
-	leeway   int64 // seconds
-	notes    Notes
-	dialer   net.Dialer
+	trim         bool
+	lifetime     int64 // seconds
+	leeway       int64 // seconds
+	notes        Notes
+	dialer       net.Dialer
+	tlsConfig    *tls.Config // nil: TLS only for rediss://, with the system's roots
+	passwordFile string
+	sentinels    []string
+	waitReplicas int
+	waitTimeout  time.Duration
 }
 
 // WithTrim trims the stream by age on every XADD (MINID now − maxTokenLifetime −
@@ -85,6 +91,51 @@ func WithOrigin(origin string) PublishOption {
 	return func(c *publishConfig) { c.notes.Origin = origin }
 }
 
+// WithTLS connects over TLS with this configuration (RootCAs: the CAs that sign the
+// server's certificate, nil for the system's; Certificates: a client certificate for
+// mutual TLS). The server is always verified: a config with InsecureSkipVerify is
+// refused. A rediss:// address uses TLS even without this option.
+func WithTLS(cfg *tls.Config) PublishOption {
+	return func(c *publishConfig) { c.tlsConfig = cfg }
+}
+
+// WithPasswordFile authenticates with the password held in the first line of this
+// file, read at each connection (a rotated password is used from the next reconnect) and
+// never printed. It overrides a password in the address.
+func WithPasswordFile(path string) PublishOption {
+	return func(c *publishConfig) { c.passwordFile = path }
+}
+
+// WithSentinels finds the primary through these sentinels ("host:port", or
+// "rediss://host:port" for a sentinel behind TLS): the address's host is then the
+// primary's name as Sentinel knows it ("rediss://publisher@mymaster/0"). Every new
+// connection asks them again, so a failover is followed.
+func WithSentinels(sentinels ...string) PublishOption {
+	return func(c *publishConfig) { c.sentinels = append([]string(nil), sentinels...) }
+}
+
+// WithWaitReplicas makes each publish wait until n replicas acknowledge the entry (WAIT,
+// at most timeout); fewer is a *NotReplicatedError, and the caller publishes again. A
+// publish that returned then survives a failover.
+func WithWaitReplicas(n int, timeout time.Duration) PublishOption {
+	return func(c *publishConfig) {
+		c.waitReplicas = n
+		c.waitTimeout = timeout
+	}
+}
+
+// NotReplicatedError says that an entry reached fewer replicas than WithWaitReplicas
+// asked for: a failover could lose it. Publishing it again is harmless.
+type NotReplicatedError struct {
+	ID     string
+	Acked  int
+	Wanted int
+}
+
+func (e *NotReplicatedError) Error() string {
+	return fmt.Sprintf("revledger: redis: entry %s reached %d replica(s) of the %d asked for in time: a failover could lose it; publish it again", e.ID, e.Acked, e.Wanted)
+}
+
 // RedisError is an error reply from Redis (e.g. "WRONGPASS ..." or "ERR ...").
 type RedisError struct {
 	Message string
@@ -94,6 +145,8 @@ func (e *RedisError) Error() string { return "revledger: redis: " + e.Message }
 
 // redisAddr is where and how to connect.
 type redisAddr struct {
+	tls      bool
+	loneUser bool // the URL's user part had no ":": a password, or with a password file the user
 	hostport string
 	username string
 	password string
@@ -116,13 +169,13 @@ func parseRedisAddr(addr string) (redisAddr, error) {
 	if err != nil {
 		return bad(err.Error())
 	}
-	if u.Scheme != "redis" {
-		return bad("only redis:// is supported (not " + u.Scheme + "://)")
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		return bad("only redis:// and rediss:// are supported (not " + u.Scheme + "://)")
 	}
 	if u.Hostname() == "" || u.RawQuery != "" || u.Fragment != "" {
 		return bad("want redis://[[user]:password@]host[:port][/db]")
 	}
-	a := redisAddr{hostport: u.Host}
+	a := redisAddr{hostport: u.Host, tls: u.Scheme == "rediss"}
 	if u.Port() == "" {
 		a.hostport = net.JoinHostPort(u.Hostname(), "6379")
 	}
@@ -131,7 +184,7 @@ func parseRedisAddr(addr string) (redisAddr, error) {
 		a.password, a.hasPass = u.User.Password()
 		if !a.hasPass && a.username != "" {
 			// redis://secret@host: a lone user part is the password, as redis-cli -u reads it.
-			a.password, a.username, a.hasPass = a.username, "", true
+			a.password, a.username, a.hasPass, a.loneUser = a.username, "", true, true
 		}
 	}
 	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
@@ -180,6 +233,16 @@ func NewPublisher(addr, stream string, opts ...PublishOption) (*Publisher, error
 	}
 	if err := checkNotes(cfg.notes); err != nil {
 		return nil, err
+	}
+	if cfg.passwordFile != "" && a.loneUser {
+		// redis://user@host with a password file: the lone part names the user.
+		a.username, a.password, a.hasPass, a.loneUser = a.password, "", false, false
+	}
+	if cfg.tlsConfig != nil && cfg.tlsConfig.InsecureSkipVerify {
+		return nil, invalid("InsecureSkipVerify turns off the server's verification, which revledger does not do: give RootCAs instead")
+	}
+	if cfg.waitReplicas < 0 || (cfg.waitReplicas > 0 && cfg.waitTimeout <= 0) {
+		return nil, invalid("WithWaitReplicas needs n >= 0 and a positive timeout")
 	}
 	return &Publisher{addr: a, stream: stream, cfg: cfg}, nil
 }
@@ -248,9 +311,11 @@ func (p *Publisher) PublishWithNotes(ctx context.Context, rule Rule, notes Notes
 	}
 	reused := p.conn != nil
 	reply, err := p.roundTrip(ctx, args)
-	if err != nil && reused && ctx.Err() == nil && isConnError(err) {
-		// The connection broke while idle (Redis restarted, a proxy dropped it): connect
-		// again and send once more.
+	if err != nil && ctx.Err() == nil && (reused && isConnError(err) || isReadOnly(err)) {
+		// The connection broke while idle (Redis restarted, a proxy dropped it), or the
+		// server is no longer the primary (a failover): connect again — through the
+		// sentinels, if any — and send once more.
+		p.drop()
 		reply, err = p.roundTrip(ctx, args)
 	}
 	if err != nil {
@@ -259,6 +324,24 @@ func (p *Publisher) PublishWithNotes(ctx context.Context, rule Rule, notes Notes
 	if reply == nil || !validEntryID(*reply) {
 		p.drop()
 		return "", fmt.Errorf("revledger: redis: XADD answered %s, not an entry id", describe(reply))
+	}
+	if p.cfg.waitReplicas > 0 {
+		ms := p.cfg.waitTimeout.Milliseconds()
+		if ms < 1 {
+			ms = 1
+		}
+		acked, err := p.roundTrip(ctx, [][]byte{[]byte("WAIT"), []byte(strconv.Itoa(p.cfg.waitReplicas)), []byte(strconv.FormatInt(ms, 10))})
+		if err != nil {
+			return "", err
+		}
+		n, convErr := strconv.Atoi(describeNumber(acked))
+		if convErr != nil {
+			p.drop()
+			return "", fmt.Errorf("revledger: redis: WAIT answered %s, not a number", describe(acked))
+		}
+		if n < p.cfg.waitReplicas {
+			return "", &NotReplicatedError{ID: *reply, Acked: n, Wanted: p.cfg.waitReplicas}
+		}
 	}
 	return *reply, nil
 }
@@ -410,24 +493,28 @@ func (p *Publisher) roundTrip(ctx context.Context, args [][]byte) (*string, erro
 	return reply, err
 }
 
-// connect dials and, when the address says so, authenticates and selects the database.
+// connect dials (through the sentinels, over TLS, as configured) and, when the
+// address says so, authenticates and selects the database.
 func (p *Publisher) connect(ctx context.Context, deadline time.Time) error {
-	d := p.cfg.dialer
-	d.Deadline = deadline
-	conn, err := d.DialContext(ctx, "tcp", p.addr.hostport)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	password, hasPass := p.addr.password, p.addr.hasPass
+	if p.cfg.passwordFile != "" {
+		pw, err := readPasswordFile(p.cfg.passwordFile)
+		if err != nil {
+			return err
 		}
-		return &connError{err}
+		password, hasPass = pw, true
+	}
+	conn, err := p.dial(ctx, deadline)
+	if err != nil {
+		return err
 	}
 	p.conn, p.rd = conn, bufio.NewReader(conn)
 	var setup [][][]byte
-	if p.addr.hasPass {
+	if hasPass {
 		if p.addr.username != "" {
-			setup = append(setup, [][]byte{[]byte("AUTH"), []byte(p.addr.username), []byte(p.addr.password)})
+			setup = append(setup, [][]byte{[]byte("AUTH"), []byte(p.addr.username), []byte(password)})
 		} else {
-			setup = append(setup, [][]byte{[]byte("AUTH"), []byte(p.addr.password)})
+			setup = append(setup, [][]byte{[]byte("AUTH"), []byte(password)})
 		}
 	}
 	if p.addr.db != 0 {
@@ -533,6 +620,12 @@ func readReply(rd *bufio.Reader) (*string, error) {
 		return &s, nil
 	case '-':
 		return nil, &RedisError{Message: string(line[1:])}
+	case ':':
+		s := string(line[1:])
+		if _, err := strconv.ParseInt(s, 10, 64); err != nil {
+			return nil, errProtocol
+		}
+		return &s, nil
 	case '$':
 		n, err := strconv.Atoi(string(line[1:]))
 		if err != nil || n < -1 || n > maxReplyLen {

@@ -226,15 +226,16 @@ func (r *redisServer) streamFields(stream, id string) []string {
 
 // startSync runs `revledger sync` feeding ledger from stream; it is killed (-9) at the
 // end of the test, and its log shown if the test failed.
-func startSync(t *testing.T, redisURL, stream, ledger string) *exec.Cmd {
+func startSync(t *testing.T, redisURL, stream, ledger string, extra ...string) *exec.Cmd {
 	t.Helper()
 	logPath := ledger + "." + strconv.FormatInt(time.Now().UnixNano(), 10) + ".sync.log"
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(revledgerCLI(t), "sync", "--redis", redisURL, "--stream", stream,
-		"--max-token-lifetime", "86400", ledger)
+	args := append([]string{"sync", "--redis", redisURL, "--stream", stream,
+		"--max-token-lifetime", "86400", ledger}, extra...)
+	cmd := exec.Command(revledgerCLI(t), args...)
 	cmd.Stderr = logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start revledger sync: %v", err)
@@ -455,7 +456,8 @@ func TestParseRedisAddr(t *testing.T) {
 		{"redis://redis.internal/", redisAddr{hostport: "redis.internal:6379"}},
 		{"redis://:s3cret@h:7000/2", redisAddr{hostport: "h:7000", password: "s3cret", hasPass: true, db: 2}},
 		{"redis://app:pw@h:7000", redisAddr{hostport: "h:7000", username: "app", password: "pw", hasPass: true}},
-		{"redis://justpw@h:1", redisAddr{hostport: "h:1", password: "justpw", hasPass: true}},
+		{"redis://justpw@h:1", redisAddr{hostport: "h:1", password: "justpw", hasPass: true, loneUser: true}},
+		{"rediss://h:1/", redisAddr{hostport: "h:1", tls: true}},
 		{"redis://[::1]:7000/0", redisAddr{hostport: "[::1]:7000"}},
 	} {
 		got, err := parseRedisAddr(tc.in)
@@ -463,7 +465,7 @@ func TestParseRedisAddr(t *testing.T) {
 			t.Errorf("parseRedisAddr(%q) = %+v, %v; want %+v", tc.in, got, err, tc.want)
 		}
 	}
-	for _, bad := range []string{"", "localhost", "rediss://h:1/", "redis:///0", "redis://h:1/x", "redis://h:1/-1", "redis://h:1/?db=2"} {
+	for _, bad := range []string{"", "localhost", "redis:///0", "redis://h:1/x", "redis://h:1/-1", "redis://h:1/?db=2"} {
 		if _, err := parseRedisAddr(bad); !errors.Is(err, ErrInvalidArgument) {
 			t.Errorf("parseRedisAddr(%q): %v, want ErrInvalidArgument", bad, err)
 		}
@@ -489,7 +491,10 @@ func TestRESP(t *testing.T) {
 	if _, err := read("-ERR bad\r\n"); !errors.As(err, &re) || re.Message != "ERR bad" {
 		t.Errorf("error: %v", err)
 	}
-	for _, bad := range []string{":1\r\n", "*0\r\n", "$3\r\nabcd\r\n", "$x\r\n", "$99999999\r\n", "+OK\n", "\r\n"} {
+	if s, err := read(":1\r\n"); err != nil || s == nil || *s != "1" {
+		t.Errorf("integer: %v %v", s, err)
+	}
+	for _, bad := range []string{":x\r\n", "*0\r\n", "$3\r\nabcd\r\n", "$x\r\n", "$99999999\r\n", "+OK\n", "\r\n"} {
 		if _, err := read(bad); !errors.Is(err, errProtocol) {
 			t.Errorf("%q: %v, want a protocol error", bad, err)
 		}

@@ -11,8 +11,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType,
 };
-use revledger::{Ledger, Rule, Scope, StreamId, Token, Verdict};
-use revledger_cli::sync::{Publisher, RedisConfig, SyncError, Trim};
+use revledger::{Ledger, Rule, Scope, StreamId, StreamPosition, Token, Verdict};
+use revledger_cli::sync::{Publisher, RedisConfig, Signer, SyncError, Trim};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -217,7 +217,12 @@ impl SyncProc {
         let child = Command::new(BIN)
             .arg("sync")
             .arg(ledger)
-            .args(["--stream", STREAM, "--max-token-lifetime", "86400"])
+            .args(["--max-token-lifetime", "86400"])
+            .args(if args.iter().any(|a| a == "--stream") {
+                &[][..]
+            } else {
+                &["--stream", STREAM][..]
+            })
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -682,4 +687,386 @@ fn sentinel_failover_while_publishing_loses_nothing() {
     assert_eq!(ra.stats(0).unwrap().live_keys, N as u64);
     let pos = ra.stream_position().unwrap().unwrap();
     assert!(pos.last_id > StreamId::ZERO);
+}
+
+// ---------------------------------------------------------------------------------------
+// Signed rules and honest freshness, on a plain redis-server.
+// ---------------------------------------------------------------------------------------
+
+/// A plain `redis-server` on a free loopback port.
+struct PlainRedis {
+    _proc: Proc,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PlainRedis {
+    fn start() -> PlainRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("redis.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir {}\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let proc = spawn("redis-server", &conf, &dir.path().join("log"));
+        wait_until("redis-server answers", || plain_conn(port).is_ok());
+        PlainRedis {
+            _proc: proc,
+            port,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn xadd(&self, fields: &[(&str, &[u8])]) -> StreamId {
+        let mut c = plain_conn(self.port).unwrap();
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(STREAM).arg("*");
+        for (k, v) in fields {
+            cmd.arg(*k).arg(*v);
+        }
+        StreamId::parse(cmd.query::<String>(&mut c).unwrap().as_bytes()).unwrap()
+    }
+}
+
+fn keygen(dir: &Path, kid: &str, scopes: &str) -> (PathBuf, String) {
+    let key = dir.join(format!("{kid}.key"));
+    let out = Command::new(BIN)
+        .arg("keygen")
+        .arg(&key)
+        .args(["--key-id", kid, "--scopes", scopes])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    (key, String::from_utf8(out.stdout).unwrap())
+}
+
+fn publish_cli(redis: &PlainRedis, extra: &[&str], rule: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["publish", "--redis", &redis.url(), "--stream", STREAM])
+        .args(extra)
+        .args(rule)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn only_rules_signed_by_trusted_keys_for_their_scopes_are_applied_and_the_rest_degrades_the_ledger()
+{
+    let redis = PlainRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (iam_key, iam_line) = keygen(dir.path(), "iam", "*");
+    let (logout_key, logout_line) = keygen(dir.path(), "logout", "session,token");
+    let trusted = dir.path().join("trusted-keys");
+    std::fs::write(
+        &trusted,
+        format!("# kid key scopes\n{iam_line}{logout_line}"),
+    )
+    .unwrap();
+    let ledger = dir.path().join("a.ledger");
+    let args = [
+        "--redis".to_string(),
+        redis.url(),
+        "--trusted-keys".into(),
+        s(&trusted),
+    ];
+    let sync = SyncProc::start(&ledger, &args);
+    let ra = reader(&ledger);
+    wait_until("sync hears from redis", || {
+        ra.last_heard().unwrap().is_some()
+    });
+    assert_eq!(ra.degraded().unwrap(), 0);
+
+    let sign = |key: &Path, kid: &str| {
+        vec![
+            "--sign-key".to_string(),
+            s(key),
+            "--key-id".into(),
+            kid.into(),
+        ]
+    };
+    let iam = sign(&iam_key, "iam");
+    let logout = sign(&logout_key, "logout");
+    let run = |extra: &[String], rule: &[&str]| {
+        let e: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let out = publish_cli(&redis, &e, rule);
+        assert!(out.status.success(), "{out:?}");
+    };
+    // Signed by a trusted key for its scopes: applied.
+    run(
+        &iam,
+        &["subject", "--tenant", "acme", "john", "--at", "100"],
+    );
+    run(
+        &logout,
+        &["session", "--tenant", "acme", "sid-1", "--at", "100"],
+    );
+    wait_until("signed rules are applied", || {
+        revoked_subject(&ra, b"john", 100)
+    });
+    assert_eq!(ra.degraded().unwrap(), 0, "nothing refused yet");
+
+    // The logout key may not publish global: refused, as are unsigned and forged entries.
+    run(&logout, &["global", "--at", "100"]);
+    redis.xadd(&[
+        ("scope", b"subject"),
+        ("tenant", b"acme"),
+        ("key", b"unsigned"),
+        ("at", b"100"),
+    ]);
+    let forged = Signer::generate("iam").unwrap(); // the right name, another key
+    let rule = Rule::new(Scope::Subject, b"acme", b"forged", 100);
+    let sig = forged.sign(STREAM.as_bytes(), &rule);
+    redis.xadd(&[
+        ("scope", b"subject"),
+        ("tenant", b"acme"),
+        ("key", b"forged"),
+        ("at", b"100"),
+        ("kid", b"iam"),
+        ("sig", sig.as_bytes()),
+    ]);
+    // Through the library: a Publisher signing with the iam key, read from its file.
+    let signer = Signer::from_pem_file("iam", &iam_key).unwrap();
+    let last = Publisher::connect(&redis.url(), STREAM, Trim::by_age(86_400, 300))
+        .unwrap()
+        .sign_with(signer)
+        .publish(&Rule::new(Scope::Subject, b"acme", b"after", 100))
+        .unwrap();
+    wait_until("the entry after the refused ones is applied", || {
+        revoked_subject(&ra, b"after", 100)
+    });
+    wait_until("the position is past every entry", || {
+        ra.stream_position().unwrap().map(|p| p.last_id) == Some(last)
+    });
+    let everyone = Token {
+        tenant: b"acme",
+        subject: b"bruce",
+        issued_at: 50,
+        ..Token::default()
+    };
+    assert_eq!(
+        ra.check(&everyone).unwrap(),
+        Verdict::Valid,
+        "no global rule"
+    );
+    for k in [&b"unsigned"[..], b"forged"] {
+        assert!(!revoked_subject(&ra, k, 100), "{k:?} applied");
+    }
+    assert_eq!(ra.degraded().unwrap(), StreamPosition::REFUSED);
+    wait_until("the log names each refusal", || {
+        sync.log().matches("refused entry").count() == 3
+    });
+    let log = sync.log();
+    for why in [
+        "may publish session,token rules, not global",
+        "unsigned entry",
+        "bad signature",
+    ] {
+        assert!(log.contains(why), "log lacks {why:?}: {log}");
+    }
+    assert!(log.contains("DEGRADED"), "{log}");
+
+    // `stats` says so; a restart keeps it; `--resolve` (after a resync) clears it.
+    let stats = Command::new(BIN)
+        .arg("stats")
+        .arg(&ledger)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&stats.stdout);
+    assert!(
+        text.contains("DEGRADED: entries were refused for their signature"),
+        "{text}"
+    );
+    drop(sync.proc);
+    let sync = SyncProc::start(&ledger, &args);
+    wait_until("the restarted sync warns", || {
+        sync.log().contains("is DEGRADED")
+    });
+    assert_eq!(ra.degraded().unwrap(), StreamPosition::REFUSED);
+    drop(sync);
+    let mut resolve_args = args.to_vec();
+    resolve_args.push("--resolve".into());
+    let sync = SyncProc::start(&ledger, &resolve_args);
+    wait_until("--resolve clears the degraded state", || {
+        ra.degraded().unwrap() == 0
+    });
+    wait_until("and says so", || {
+        sync.log().contains("resolved by the operator")
+    });
+    assert!(
+        revoked_subject(&ra, b"john", 100),
+        "resolving changes no rule"
+    );
+}
+
+#[test]
+fn malformed_entries_and_a_stream_trimmed_past_the_position_degrade_the_ledger_old_trims_do_not() {
+    let redis = PlainRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--redis".to_string(),
+        redis.url(),
+        "--rewind".into(),
+        "0".into(),
+    ];
+
+    // A malformed entry: skipped, and the ledger says it may lack a rule.
+    let a = dir.path().join("a.ledger");
+    let sa = SyncProc::start(&a, &args);
+    let ra = reader(&a);
+    redis.xadd(&[("scope", b"subject"), ("tenant", b"acme"), ("at", b"10")]);
+    redis.xadd(&[
+        ("scope", b"subject"),
+        ("tenant", b"acme"),
+        ("key", b"ok"),
+        ("at", b"10"),
+    ]);
+    wait_until("the good entry is applied", || {
+        revoked_subject(&ra, b"ok", 10)
+    });
+    assert_eq!(ra.degraded().unwrap(), StreamPosition::SKIPPED);
+    assert!(sa.log().contains("skipped malformed entry"));
+    drop(sa);
+
+    // Host b applies what is there, goes away; entries are published and trimmed
+    // (XTRIM MAXLEN 1) before it comes back: rules it never saw are gone.
+    let b = dir.path().join("b.ledger");
+    let sb = SyncProc::start(&b, &args);
+    let rb = reader(&b);
+    let seen = redis.xadd(&[
+        ("scope", b"subject"),
+        ("tenant", b"acme"),
+        ("key", b"seen"),
+        ("at", b"10"),
+    ]);
+    wait_until("b reaches the entry", || {
+        rb.stream_position().unwrap().map(|p| p.last_id) == Some(seen)
+    });
+    drop(sb);
+    assert_eq!(
+        rb.degraded().unwrap(),
+        StreamPosition::SKIPPED,
+        "b read the malformed one too"
+    );
+    let lost = redis.xadd(&[
+        ("scope", b"subject"),
+        ("tenant", b"acme"),
+        ("key", b"lost"),
+        ("at", b"10"),
+    ]);
+    let kept = redis.xadd(&[
+        ("scope", b"subject"),
+        ("tenant", b"acme"),
+        ("key", b"kept"),
+        ("at", b"10"),
+    ]);
+    let mut c = plain_conn(redis.port).unwrap();
+    let _: i64 = redis::cmd("XTRIM")
+        .arg(STREAM)
+        .arg("MAXLEN")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    let sb = SyncProc::start(&b, &args);
+    wait_until("b applies what is left", || {
+        revoked_subject(&rb, b"kept", 10)
+    });
+    assert!(!revoked_subject(&rb, b"lost", 10));
+    assert_eq!(
+        rb.degraded().unwrap(),
+        StreamPosition::SKIPPED | StreamPosition::TRIMMED,
+        "{}",
+        sb.log()
+    );
+    let log = sb.log();
+    assert!(
+        lost > seen && log.contains("were trimmed from the stream"),
+        "{log}"
+    );
+    assert!(log.contains("are lost"), "{log}");
+    assert_eq!(rb.stream_position().unwrap().unwrap().last_id, kept);
+
+    // Host c was away longer than every trimmed rule could matter: a warning, no mark.
+    let old = Command::new(BIN)
+        .args(["create"])
+        .arg(dir.path().join("c.ledger"))
+        .args(["--max-token-lifetime", "3600", "--leeway", "60"])
+        .output()
+        .unwrap();
+    assert!(old.status.success(), "{old:?}");
+    let c_path = dir.path().join("c.ledger");
+    let old_stream = "old-stream";
+    let mut conn = plain_conn(redis.port).unwrap();
+    let now_ms = revledger::unix_now_floor() as u64 * 1000;
+    let now_s = (now_ms / 1000).to_string();
+    let cut = now_ms as i64 / 1000;
+    // Entries of three days ago (trimmed before c reads them) and of two (kept): all
+    // older than c's max token lifetime + 2 x leeway (86400 + 120 s, as sync opens it).
+    for (key, age_s) in [
+        ("old-1", 3 * 86_400u64),
+        ("old-2", 3 * 86_400 - 60),
+        ("kept", 2 * 86_400),
+    ] {
+        let _: String = redis::cmd("XADD")
+            .arg(old_stream)
+            .arg(format!("{}-0", now_ms - age_s * 1000))
+            .arg(&[
+                "scope", "subject", "tenant", "acme", "key", key, "at", &now_s,
+            ])
+            .query(&mut conn)
+            .unwrap();
+    }
+    // Trim the two old entries (both older than 3600 + 2 x 60 s) past c's position.
+    let _: i64 = redis::cmd("XTRIM")
+        .arg(old_stream)
+        .arg("MAXLEN")
+        .arg(1)
+        .query(&mut conn)
+        .unwrap();
+    {
+        let w = Ledger::open_writer(&c_path, &revledger::WriterOptions::default()).unwrap();
+        w.revoke_batch_at_position(
+            &[],
+            &StreamPosition::new(old_stream, StreamId::new(now_ms - 4 * 86_400 * 1000, 0), 1),
+        )
+        .unwrap();
+        w.sync().unwrap();
+    }
+    let sc = SyncProc::start(
+        &c_path,
+        &[
+            "--redis".to_string(),
+            redis.url(),
+            "--rewind".into(),
+            "0".into(),
+            "--stream".into(),
+            old_stream.into(),
+        ],
+    );
+    let rc = reader(&c_path);
+    let start = Instant::now();
+    while !revoked_subject(&rc, b"kept", cut) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "c never applies what is left: {}",
+            sc.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!revoked_subject(&rc, b"old-2", cut));
+    assert_eq!(rc.degraded().unwrap(), 0, "{}", sc.log());
+    assert!(sc.log().contains("has expired"), "{}", sc.log());
 }

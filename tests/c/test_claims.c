@@ -116,6 +116,10 @@ static void check_claims_and_check_jwt_read_keycloak_tokens(void) {
                               B("john"), now - 4)));
   EXPECT(OK(revledger_check_jwt(r, kc, B(jwt), &v)));
   EXPECT(v.revoked && v.scope == REVLEDGER_SCOPE_SUBJECT && v.cutoff == now - 4);
+  /* The same check with the token as pointer and length (for LuaJIT). */
+  memset(&v, 0, sizeof v);
+  EXPECT(OK(revledger_check_jwt_ptr(r, kc, (const uint8_t *)jwt, strlen(jwt), &v)));
+  EXPECT(v.revoked && v.scope == REVLEDGER_SCOPE_SUBJECT && v.cutoff == now - 4);
 
   /* The generic mapping reads no tenant from iss: the rules above are not its. */
   revledger_claims *gen = NULL;
@@ -194,6 +198,11 @@ static void null_pointers_and_bad_lengths_are_invalid_argument(void) {
   FAILS(revledger_check_jwt(NULL, c, B("a.b.c"), &v), REVLEDGER_INVALID_ARGUMENT);
   FAILS(revledger_check_jwt(r, NULL, B("a.b.c"), &v), REVLEDGER_INVALID_ARGUMENT);
   FAILS(revledger_check_jwt(r, c, B("a.b.c"), NULL), REVLEDGER_INVALID_ARGUMENT);
+  FAILS(revledger_check_jwt_ptr(r, c, NULL, 5, &v), REVLEDGER_INVALID_ARGUMENT);
+  EXPECT(contains(revledger_last_error(), "jwt: ptr is NULL but len is 5"));
+  FAILS(revledger_check_jwt_ptr(r, c, (const uint8_t *)"a.b", 3, &v), REVLEDGER_INVALID_ARGUMENT);
+  FAILS(revledger_check_jwt_ptr(NULL, c, (const uint8_t *)"a.b.c", 5, &v),
+        REVLEDGER_INVALID_ARGUMENT);
   EXPECT(v.revoked && v.scope == REVLEDGER_SCOPE_TOKEN && v.cutoff == 77);
   revledger_claims_free(c);
   revledger_close(r);

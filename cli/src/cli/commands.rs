@@ -418,6 +418,11 @@ pub fn stats(a: &StatsArgs) -> CliResult {
                 obj.insert("last_id".into(), p.last_id.to_string().into());
                 obj.insert("last_heard".into(), p.last_heard.into());
                 obj.insert("age_s".into(), p.age(unix_now_floor()).into());
+                obj.insert("degraded".into(), p.degraded.into());
+                obj.insert(
+                    "degraded_reasons".into(),
+                    crate::sync::degraded_reasons(p.degraded).into(),
+                );
                 Value::Object(obj)
             }
             None => Value::Null,
@@ -444,11 +449,19 @@ pub fn stats(a: &StatsArgs) -> CliResult {
     }
     let stream = match &position {
         Some(p) => format!(
-            "{} up to entry {}; last heard at {} ({} s ago)",
+            "{} up to entry {}; last heard at {} ({} s ago){}",
             escape(&p.stream),
             p.last_id,
             p.last_heard,
-            p.age(unix_now_floor())
+            p.age(unix_now_floor()),
+            if p.degraded == 0 {
+                String::new()
+            } else {
+                format!(
+                    "; DEGRADED: {} (resync, then `revledger sync --resolve`: docs/SYNC.md §5)",
+                    crate::sync::degraded_reasons(p.degraded).join(", ")
+                )
+            }
         ),
         None => "none (not fed by `revledger sync`)".to_string(),
     };
@@ -851,11 +864,13 @@ pub fn dump(a: &DumpArgs) -> CliResult {
                     stream,
                     last_id,
                     last_heard,
+                    degraded,
                 } => {
                     obj.insert("kind".into(), "position".into());
                     put_bytes(&mut obj, "stream", stream);
                     obj.insert("last_id".into(), last_id.to_string().into());
                     obj.insert("last_heard".into(), last_heard.into());
+                    obj.insert("degraded".into(), degraded.into());
                 }
             }
             Value::Object(obj).to_string()
@@ -878,11 +893,17 @@ pub fn dump(a: &DumpArgs) -> CliResult {
                     stream,
                     last_id,
                     last_heard,
+                    degraded,
                 } => format!(
-                    "{offset:>10} {:<8} {:<8} {} {last_id} {last_heard}",
+                    "{offset:>10} {:<8} {:<8} {} {last_id} {last_heard}{}",
                     "position",
                     "-",
-                    escape(stream)
+                    escape(stream),
+                    if degraded == 0 {
+                        String::new()
+                    } else {
+                        format!(" degraded={degraded}")
+                    }
                 ),
             }
         };

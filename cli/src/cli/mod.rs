@@ -6,6 +6,7 @@ mod bytes;
 mod claims;
 mod commands;
 mod demo;
+mod ingest;
 mod sync;
 
 use clap::{Args, Parser, Subcommand};
@@ -101,6 +102,29 @@ enum Command {
     Publish(PublishArgs),
     /// Feed a ledger from a Redis stream: the host's one long-running writer.
     Sync(SyncArgs),
+    /// Make an Ed25519 key for signing published rules; print its trusted-keys line.
+    Keygen(KeygenArgs),
+    /// Receive identity-provider events (SSF/CAEP/RISC, Auth0, Keycloak) over HTTP and
+    /// turn them into rules.
+    Ingest(IngestArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Writes the private key (PKCS#8 PEM, mode 0600) for `revledger publish --sign-key` (or the
+Go and Python publishers), and prints the line to add to the trusted-keys file of every
+`revledger sync --trusted-keys`:
+  revledger keygen /etc/revledger/iam.key --key-id iam --scopes subject,role,session,token
+See docs/SYNC.md §5.")]
+struct KeygenArgs {
+    /// Where to write the private key (refused if the file exists).
+    out: PathBuf,
+    /// The key's name, as publishers send it in `kid` ([A-Za-z0-9._@-], up to 64).
+    #[arg(long, value_name = "KID")]
+    key_id: String,
+    /// The scopes the printed line allows: `*` or a list such as `session,token`.
+    #[arg(long, value_name = "LIST", default_value = "*")]
+    scopes: String,
 }
 
 #[derive(Args, Debug)]
@@ -374,6 +398,13 @@ struct PublishArgs {
     /// Name of the stream (a Redis key).
     #[arg(long, value_name = "NAME")]
     stream: OsString,
+    /// Sign the entry with this Ed25519 key (PKCS#8 PEM, from `revledger keygen` or
+    /// `openssl genpkey -algorithm ed25519`), with --key-id.
+    #[arg(long, value_name = "PATH", requires = "key_id")]
+    sign_key: Option<PathBuf>,
+    /// The name of --sign-key that sync processes trust.
+    #[arg(long, value_name = "KID", requires = "sign_key")]
+    key_id: Option<String>,
     /// Wait until this many replicas acknowledge the entry (WAIT) before reporting
     /// success; fewer is an error (exit 2): publish again. Makes a publish that returned
     /// survive a failover.
@@ -418,6 +449,15 @@ struct SyncArgs {
     /// Name of the stream (a Redis key).
     #[arg(long, value_name = "NAME")]
     stream: OsString,
+    /// Acknowledge that the ledger was resynced after it was marked degraded (skipped or
+    /// refused entries, a stream trimmed past its position): clear the mark, log it, and
+    /// go on following. Only after the resync of docs/SYNC.md §5.
+    #[arg(long)]
+    resolve: bool,
+    /// Apply only entries signed by a key of this file (lines `<kid> <base64 public key>
+    /// <scopes>`, docs/SYNC.md §5); refuse, log and count the others.
+    #[arg(long, value_name = "PATH")]
+    trusted_keys: Option<PathBuf>,
     /// On every (re)connection, read again the entries of this many seconds before the
     /// ledger's position (catches entries a failover reordered; reading twice is harmless).
     #[arg(long, value_name = "SECS", default_value_t = 60)]
@@ -438,6 +478,42 @@ struct SyncArgs {
     /// Also log every heartbeat.
     #[arg(long, short = 'v')]
     verbose: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Runs until SIGTERM or SIGINT, then stops accepting, drains the requests in flight and
+commits what is queued. The configuration file (TOML) names the listener, the sink (a
+local ledger, or the Redis stream `revledger sync` follows) and the sources; docs/INGEST.md
+has a complete example per source.
+  revledger ingest --config /etc/revledger/ingest.toml --check-config
+  revledger ingest --config /etc/revledger/ingest.toml --metrics-listen 127.0.0.1:9187")]
+struct IngestArgs {
+    /// The configuration file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+    /// Check the configuration (and the files it names) and exit: 0 if good, 2 if not.
+    #[arg(long)]
+    check_config: bool,
+    /// Serve GET /metrics (Prometheus) and GET /healthz on this address (overrides
+    /// [metrics] listen).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Log lines as text or as one JSON object each.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Also log each ignored or replayed event.
+    #[arg(long, short = 'v')]
+    verbose: bool,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// `2025-01-01T00:00:00Z INFO message key=value ...`
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -485,6 +561,8 @@ fn run(command: Command) -> CliResult {
         Command::Demo(a) => demo::run(&a),
         Command::Publish(a) => sync::publish(&a),
         Command::Sync(a) => sync::sync(&a),
+        Command::Keygen(a) => sync::keygen(&a),
+        Command::Ingest(a) => ingest::ingest(&a),
     }
 }
 

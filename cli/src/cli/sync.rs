@@ -3,8 +3,10 @@
 
 use super::bytes::arg_bytes;
 use super::commands::{rule_from_args, rule_line};
-use super::{CliError, CliResult, PublishArgs, SyncArgs};
-use crate::sync::{Event, Follower, Notes, Publisher, SyncError, SyncOptions, Trim};
+use super::{CliError, CliResult, KeygenArgs, PublishArgs, SyncArgs};
+use crate::sync::{
+    Event, Follower, Notes, Publisher, Scopes, Signer, SyncError, SyncOptions, Trim, TrustedKeys,
+};
 use revledger::{now_cutoff, unix_now_floor, Error, Ledger, Rule, Scope, WriterOptions};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -51,8 +53,15 @@ pub fn publish(a: &PublishArgs) -> CliResult {
     };
     // Checked before connecting: a bad rule never reaches the stream.
     trim.check(&rule, unix_now_floor())?;
+    let signer = match (&a.sign_key, &a.key_id) {
+        (Some(path), Some(kid)) => Some(Signer::from_pem_file(kid, path)?),
+        _ => None,
+    };
     let mut p = Publisher::connect_with(&a.redis.config(), stream.clone(), trim)?
         .wait_for_replicas(a.wait_replicas, Duration::from_millis(a.wait_timeout_ms));
+    if let Some(signer) = signer {
+        p = p.sign_with(signer);
+    }
     let notes = Notes {
         reason: reason.as_deref(),
         origin: origin.as_deref(),
@@ -123,6 +132,15 @@ pub fn sync(a: &SyncArgs) -> CliResult {
     }
     let mut opts = SyncOptions::with_redis(a.redis.config(), stream);
     opts.rewind = Duration::from_secs(a.rewind);
+    if let Some(path) = &a.trusted_keys {
+        let keys = TrustedKeys::from_file(path)?;
+        log(&format_args!(
+            "applying only entries signed by the {} key(s) of {}",
+            keys.len(),
+            path.display()
+        ));
+        opts.trusted = Some(std::sync::Arc::new(keys));
+    }
     opts.batch = a.batch;
     opts.compact_every = (a.compact_every > 0).then(|| Duration::from_secs(a.compact_every));
     let mut follower = Follower::new(&ledger, opts)?;
@@ -138,6 +156,21 @@ pub fn sync(a: &SyncArgs) -> CliResult {
             String::new()
         }
     ));
+    if p.degraded != 0 {
+        let reasons = crate::sync::degraded_reasons(p.degraded).join("; ");
+        if !a.resolve {
+            log(&format_args!(
+                "error: the ledger is DEGRADED ({reasons}); gateways checking freshness treat \
+                 it as stale. Resync it, then restart with --resolve (docs/SYNC.md §5)"
+            ));
+        }
+    }
+    if a.resolve {
+        let was = follower.resolve(&mut |e: &Event| log(e))?;
+        if was == 0 {
+            log(&"--resolve: the ledger was not degraded; nothing to resolve");
+        }
+    }
     let verbose = a.verbose;
     let stop = AtomicBool::new(false); // runs until killed; every batch is synced
     follower.run(&stop, &mut |e: &Event| {
@@ -145,5 +178,23 @@ pub fn sync(a: &SyncArgs) -> CliResult {
             log(e);
         }
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `keygen`: a new signing key in a PEM file, and its trusted-keys line on stdout.
+pub fn keygen(a: &KeygenArgs) -> CliResult {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let scopes = Scopes::parse(&a.scopes).map_err(CliError::new)?;
+    let signer = Signer::generate(&a.key_id)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&a.out)
+        .map_err(|e| CliError::new(format!("{}: {e}", a.out.display())))?;
+    f.write_all(signer.to_pem().as_bytes())?;
+    f.sync_all()?;
+    println!("{} {} {scopes}", signer.kid(), signer.public_key_base64());
     Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,8 @@
 //! Redis cannot be reached, steps report it and ask the caller to wait, with exponential
 //! backoff; the ledger keeps answering and its "last heard" stays put.
 
-use super::message::parse_fields;
+use super::message::{parse_entry, Entry};
+use super::TrustedKeys;
 use super::{RedisConfig, Result, SyncError};
 use parking_lot::{Condvar, Mutex};
 use redis::Value;
@@ -48,6 +49,9 @@ pub struct SyncOptions {
     /// Compact the ledger this often (the sync process holds the writer's lock, so no
     /// one else can); `None`: never.
     pub compact_every: Option<Duration>,
+    /// Apply only entries signed by one of these keys, for the scopes it may publish
+    /// (docs/SYNC.md §5); others are refused. `None`: signatures are not looked at.
+    pub trusted: Option<std::sync::Arc<TrustedKeys>>,
 }
 
 impl SyncOptions {
@@ -69,6 +73,7 @@ impl SyncOptions {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             compact_every: Some(Duration::from_secs(3600)),
+            trusted: None,
         }
     }
 }
@@ -102,14 +107,31 @@ pub enum Event {
         /// The stream's `last-generated-id`.
         last_generated: StreamId,
     },
-    /// Entries after the ledger's position were trimmed before it read them. With
-    /// publishers trimming by age (max token lifetime + leeway) they could no longer
-    /// revoke a live token; otherwise rules were lost.
+    /// Entries after the ledger's position were trimmed before it read them. When the
+    /// newest of them is older than the ledger's max token lifetime + twice its leeway,
+    /// every rule they carried has expired (publishers refuse cutoffs more than a leeway
+    /// ahead, docs/SYNC.md §3): nothing is lost. Otherwise rules were lost and the ledger
+    /// is marked degraded ([`revledger::StreamPosition::TRIMMED`]). Reading goes on after
+    /// `max_deleted`.
     TrimmedPast {
         /// The ledger's position.
         position: StreamId,
         /// The stream's `max-deleted-entry-id`.
         max_deleted: StreamId,
+        /// Whether rules that may still matter were lost.
+        lost: bool,
+    },
+    /// The ledger is now marked degraded for these reasons
+    /// ([`revledger::StreamPosition::degraded`] bits newly set): gateways that check
+    /// freshness treat it as stale until an operator resolves it (docs/SYNC.md §5).
+    Degraded {
+        /// The bits newly set.
+        bits: u8,
+    },
+    /// An operator resolved the degraded state (`revledger sync --resolve`).
+    Resolved {
+        /// The bits that were set.
+        was: u8,
     },
     /// A batch was applied: committed, visible to every reader, synced right after.
     Applied {
@@ -117,6 +139,8 @@ pub enum Event {
         rules: usize,
         /// Malformed entries skipped (each also reported as [`Event::Skipped`]).
         skipped: usize,
+        /// Entries refused for their signature (each also reported as [`Event::Refused`]).
+        refused: usize,
         /// The ledger's position now.
         last_id: StreamId,
     },
@@ -125,6 +149,14 @@ pub enum Event {
         /// Its id.
         id: StreamId,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// An entry whose signature is missing, bad, from an unknown key, or from a key not
+    /// allowed its scope was refused; the entries after it are applied.
+    Refused {
+        /// Its id.
+        id: StreamId,
+        /// Why.
         reason: String,
     },
     /// Redis could not be reached, or failed; the next attempt is in `retry_in`.
@@ -172,22 +204,49 @@ impl fmt::Display for Event {
             Event::TrimmedPast {
                 position,
                 max_deleted,
+                lost: false,
             } => write!(
                 f,
                 "warning: entries up to {max_deleted} were trimmed from the stream before \
-                 this ledger read them (it was at {position}); rules older than the \
-                 publishers' trim horizon are assumed expired"
+                 this ledger read them (it was at {position}); all are older than the max \
+                 token lifetime + 2 x leeway, so every rule they carried has expired"
+            ),
+            Event::TrimmedPast {
+                position,
+                max_deleted,
+                lost: true,
+            } => write!(
+                f,
+                "error: entries up to {max_deleted} were trimmed from the stream before \
+                 this ledger read them (it was at {position}): rules that may still matter \
+                 are lost"
+            ),
+            Event::Degraded { bits } => write!(
+                f,
+                "error: the ledger is now marked DEGRADED ({}); gateways checking freshness \
+                 treat it as stale until an operator resyncs it and runs `revledger sync \
+                 --resolve` (docs/SYNC.md §5)",
+                super::degraded_reasons(*bits).join("; ")
+            ),
+            Event::Resolved { was } => write!(
+                f,
+                "the degraded state ({}) was resolved by the operator",
+                super::degraded_reasons(*was).join("; ")
             ),
             Event::Applied {
                 rules,
                 skipped,
+                refused,
                 last_id,
             } => write!(
                 f,
-                "applied {rules} rules ({skipped} skipped) up to entry {last_id}"
+                "applied {rules} rules ({skipped} skipped, {refused} refused) up to entry {last_id}"
             ),
             Event::Skipped { id, reason } => {
                 write!(f, "skipped malformed entry {id}: {reason}")
+            }
+            Event::Refused { id, reason } => {
+                write!(f, "refused entry {id}: {reason}")
             }
             Event::Unreachable {
                 error,
@@ -225,6 +284,8 @@ pub struct Follower<'l> {
     failures: u32,
     /// An `XREAD` was sent whose answer the next step receives.
     read_ahead: bool,
+    /// Degraded bits found outside a batch (a trimmed stream), for the next write.
+    pending_degraded: u8,
     last_compaction: Instant,
     pending: Vec<Event>,
 }
@@ -389,6 +450,33 @@ fn info_id(info: &Value, name: &[u8]) -> Option<StreamId> {
         .and_then(StreamId::parse)
 }
 
+/// The newest id that may have held an entry after `position` which is no longer in the
+/// stream, per `XINFO STREAM`: `max-deleted-entry-id` (`XDEL`) when after the position,
+/// or the id just before the first entry when that entry is after the position (trimming
+/// removes the oldest entries, and Redis does not count them). `None`: nothing after the
+/// position can be gone (or the position is `0-0`: a new ledger reads what is there).
+fn gone_after(info: &Value, position: StreamId) -> Option<StreamId> {
+    if position == StreamId::ZERO {
+        return None;
+    }
+    let deleted = info_id(info, b"max-deleted-entry-id").filter(|d| *d > position);
+    let first = info_field(info, b"first-entry")
+        .and_then(|e| match e {
+            Value::Array(parts) => parts.first(),
+            _ => None,
+        })
+        .and_then(bytes_of)
+        .and_then(StreamId::parse)
+        .or_else(|| info_id(info, b"recorded-first-entry-id"))
+        .filter(|f| *f > position)
+        .map(|f| match f.seq {
+            0 => StreamId::new(f.ms - 1, u64::MAX),
+            s => StreamId::new(f.ms, s - 1),
+        })
+        .filter(|before| *before > position);
+    deleted.max(first)
+}
+
 impl<'l> Follower<'l> {
     /// A follower feeding `ledger` (a writer handle) from the stream of `options`,
     /// starting after the ledger's recorded position when it is for that stream, from the
@@ -420,6 +508,7 @@ impl<'l> Follower<'l> {
             position,
             failures: 0,
             read_ahead: false,
+            pending_degraded: 0,
             last_compaction: Instant::now(),
             pending,
         })
@@ -428,6 +517,23 @@ impl<'l> Follower<'l> {
     /// The ledger's position as this follower last wrote it (or found it).
     pub fn position(&self) -> &StreamPosition {
         &self.position
+    }
+
+    /// The operator's acknowledgement that the ledger was resynced (docs/SYNC.md §5):
+    /// writes the position again with no degraded bit, and returns the bits that were set
+    /// (0: it was not degraded, and nothing is written).
+    pub fn resolve(&mut self, on: &mut dyn FnMut(&Event)) -> Result<u8> {
+        let was = self.position.degraded;
+        if was == 0 {
+            return Ok(0);
+        }
+        let mut position = self.position.clone();
+        position.degraded = 0;
+        self.ledger.revoke_batch_at_position(&[], &position)?;
+        self.ledger.sync()?;
+        self.position = position;
+        on(&Event::Resolved { was });
+        Ok(was)
     }
 
     /// One step: connect if needed, read one batch (waiting up to `block`), apply it.
@@ -587,13 +693,23 @@ impl<'l> Follower<'l> {
                         last_generated: last,
                     });
                     self.position.last_id = StreamId::ZERO;
-                } else if let Some(deleted) = info_id(&info, b"max-deleted-entry-id") {
-                    if position != StreamId::ZERO && deleted > position {
-                        on(&Event::TrimmedPast {
-                            position,
-                            max_deleted: deleted,
-                        });
+                } else if let Some(gone) = gone_after(&info, position) {
+                    let horizon = self
+                        .ledger
+                        .max_token_lifetime()
+                        .saturating_add(self.ledger.leeway().saturating_mul(2));
+                    let newest_s = gone.ms.div_ceil(1000).min(i64::MAX as u64) as i64;
+                    let lost = unix_now_floor().saturating_sub(newest_s) <= horizon;
+                    on(&Event::TrimmedPast {
+                        position,
+                        max_deleted: gone,
+                        lost,
+                    });
+                    if lost {
+                        self.pending_degraded |= StreamPosition::TRIMMED;
                     }
+                    // Entries up to it are gone: read on from there.
+                    self.position.last_id = gone;
                 }
             }
             Err(e) if !e.is_io_error() && e.to_string().to_lowercase().contains("no such key") => {
@@ -630,22 +746,34 @@ impl<'l> Follower<'l> {
             Err(why) => return Ok(Err(Lost::Protocol(why))),
         };
         let mut last = self.cursor;
-        let mut rules: Vec<Rule<'_>> = Vec::with_capacity(entries.len());
-        let mut skipped = 0;
+        let mut parsed = Vec::with_capacity(entries.len());
         for (id, pairs) in &entries {
             if *id <= last {
                 continue; // never apply out of place (XREAD only returns later ids)
             }
             last = *id;
-            match pairs
+            let entry = pairs
                 .as_ref()
                 .map_err(String::clone)
-                .and_then(|p| parse_fields(p))
-            {
-                Ok(rule) => rules.push(rule),
-                Err(reason) => {
+                .and_then(|p| parse_entry(p));
+            parsed.push((*id, entry));
+        }
+        let refusals = match &self.opts.trusted {
+            Some(keys) => verify_all(keys, &self.opts.stream, &parsed),
+            None => vec![None; parsed.len()],
+        };
+        let mut rules: Vec<Rule<'_>> = Vec::with_capacity(parsed.len());
+        let (mut skipped, mut refused) = (0, 0);
+        for ((id, entry), refusal) in parsed.into_iter().zip(refusals) {
+            match (entry, refusal) {
+                (Ok(e), None) => rules.push(e.rule),
+                (Ok(_), Some(reason)) => {
+                    refused += 1;
+                    on(&Event::Refused { id, reason });
+                }
+                (Err(reason), _) => {
                     skipped += 1;
-                    on(&Event::Skipped { id: *id, reason });
+                    on(&Event::Skipped { id, reason });
                 }
             }
         }
@@ -656,14 +784,23 @@ impl<'l> Follower<'l> {
         let last = last.max(self.position.last_id);
         // "Last heard" is the clock's word, even if the clock stepped back: a value from
         // the future would make a stale ledger look fresh.
-        if !fresh && now == self.position.last_heard {
+        if !fresh && now == self.position.last_heard && self.pending_degraded == 0 {
             // Nothing new, and "last heard" already says this second.
             return Ok(ahead.map_err(Lost::Redis));
         }
+        let mut degraded = self.position.degraded | self.pending_degraded;
+        if skipped > 0 {
+            degraded |= StreamPosition::SKIPPED;
+        }
+        if refused > 0 {
+            degraded |= StreamPosition::REFUSED;
+        }
+        let newly = degraded & !self.position.degraded;
         let position = StreamPosition {
             stream: std::mem::take(&mut self.position.stream),
             last_id: last,
             last_heard: now,
+            degraded,
         };
         let written = self
             .ledger
@@ -680,10 +817,15 @@ impl<'l> Follower<'l> {
             return Err(e.into());
         }
         self.position = position;
+        self.pending_degraded = 0;
+        if newly != 0 {
+            on(&Event::Degraded { bits: newly });
+        }
         if fresh {
             on(&Event::Applied {
                 rules: rules.len(),
                 skipped,
+                refused,
                 last_id: last,
             });
         } else {
@@ -693,6 +835,34 @@ impl<'l> Follower<'l> {
         }
         Ok(ahead.map_err(Lost::Redis))
     }
+}
+
+/// Why each entry is refused (`None`: its signature holds), verified on every core when
+/// the batch is large (a host catching up verifies thousands at a time).
+fn verify_all(
+    keys: &TrustedKeys,
+    stream: &[u8],
+    parsed: &[(StreamId, Result<Entry<'_>, String>)],
+) -> Vec<Option<String>> {
+    let one = |(_, e): &(StreamId, Result<Entry<'_>, String>)| match e {
+        Ok(e) => keys.verify(stream, &e.rule, e.kid, e.sig).err(),
+        Err(_) => None,
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if parsed.len() < 256 || threads == 1 {
+        return parsed.iter().map(one).collect();
+    }
+    let chunk = parsed.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = parsed
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 #[cfg(test)]

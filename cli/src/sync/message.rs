@@ -19,6 +19,11 @@ pub const FIELD_REASON: &[u8] = b"reason";
 /// Optional field: who published the rule (for people; the ledger does not keep it).
 pub const FIELD_ORIGIN: &[u8] = b"origin";
 
+/// Field naming the key that signed the entry (docs/SYNC.md §5).
+pub const FIELD_KID: &[u8] = b"kid";
+/// Field holding the entry's Ed25519 signature, base64 (docs/SYNC.md §5).
+pub const FIELD_SIG: &[u8] = b"sig";
+
 /// Longest `reason` or `origin` the publisher accepts, in bytes. The sync process ignores
 /// both fields, whatever their length.
 pub const MAX_NOTE_LEN: usize = 4096;
@@ -68,16 +73,37 @@ pub fn parse_unix(text: &[u8]) -> Option<i64> {
 /// Unknown fields are ignored (room for later additions); a known field given twice is
 /// refused, since the entry would be ambiguous. Never panics.
 pub fn parse_fields<'a>(pairs: &[(&'a [u8], &'a [u8])]) -> Result<Rule<'a>, String> {
+    parse_entry(pairs).map(|e| e.rule)
+}
+
+/// A rule read from an entry, with the signature fields it carried, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// The rule.
+    pub rule: Rule<'a>,
+    /// The `kid` field: which key signed it.
+    pub kid: Option<&'a [u8]>,
+    /// The `sig` field: the signature, base64.
+    pub sig: Option<&'a [u8]>,
+}
+
+/// [`parse_fields`], keeping the `kid` and `sig` fields (each at most once) for
+/// [`super::TrustedKeys::verify`].
+pub fn parse_entry<'a>(pairs: &[(&'a [u8], &'a [u8])]) -> Result<Entry<'a>, String> {
     let mut scope = None;
     let mut tenant = None;
     let mut key = None;
     let mut at = None;
+    let mut kid = None;
+    let mut sig = None;
     for &(name, value) in pairs {
         let slot = match name {
             FIELD_SCOPE => &mut scope,
             FIELD_TENANT => &mut tenant,
             FIELD_KEY => &mut key,
             FIELD_AT => &mut at,
+            FIELD_KID => &mut kid,
+            FIELD_SIG => &mut sig,
             _ => continue,
         };
         if slot.replace(value).is_some() {
@@ -116,7 +142,7 @@ pub fn parse_fields<'a>(pairs: &[(&'a [u8], &'a [u8])]) -> Result<Rule<'a>, Stri
     };
     let rule = Rule::new(scope, tenant, key, at);
     rule.validate().map_err(|e| e.to_string())?;
-    Ok(rule)
+    Ok(Entry { rule, kid, sig })
 }
 
 #[cfg(test)]

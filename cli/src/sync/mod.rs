@@ -23,11 +23,13 @@ mod connection;
 mod follow;
 pub mod message;
 mod publish;
+mod sign;
 
 pub use connection::RedisConfig;
 pub use follow::{Event, Follower, SyncOptions};
 pub use message::Notes;
 pub use publish::{publish, Publisher, Trim};
+pub use sign::{signed_message, Scopes, Signer, TrustedKeys};
 
 use std::fmt;
 
@@ -95,6 +97,23 @@ impl From<revledger::Error> for SyncError {
 
 /// `Result` with [`SyncError`].
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;
+
+/// The reasons a [`revledger::StreamPosition::degraded`] value names, in words.
+pub fn degraded_reasons(bits: u8) -> Vec<&'static str> {
+    use revledger::StreamPosition as P;
+    [
+        (P::SKIPPED, "entries that were not valid rules were skipped"),
+        (P::REFUSED, "entries were refused for their signature"),
+        (
+            P::TRIMMED,
+            "the stream was trimmed past the ledger's position",
+        ),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| bits & bit != 0)
+    .map(|(_, words)| words)
+    .collect()
+}
 
 /// The URL with any password replaced by `***`, for logs.
 pub fn redact_url(url: &str) -> String {

@@ -1,7 +1,7 @@
 //! Publishing rules: one `XADD` per rule, trimming the stream by age on the way.
 
-use super::message::{fields, Notes, MAX_NOTE_LEN};
-use super::{RedisConfig, Result, SyncError};
+use super::message::{fields, Notes, FIELD_KID, FIELD_SIG, MAX_NOTE_LEN};
+use super::{RedisConfig, Result, Signer, SyncError};
 use revledger::Error;
 use revledger::StreamId;
 use revledger::{Rule, Scope};
@@ -115,6 +115,7 @@ pub struct Publisher {
     stream: Vec<u8>,
     trim: Trim,
     wait: Option<(usize, Duration)>,
+    signer: Option<Signer>,
 }
 
 impl Publisher {
@@ -145,6 +146,7 @@ impl Publisher {
             stream,
             trim,
             wait: None,
+            signer: None,
         })
     }
 
@@ -154,6 +156,13 @@ impl Publisher {
     /// be lost in a failover; with this, a publish that returned survives one.
     pub fn wait_for_replicas(mut self, replicas: usize, timeout: Duration) -> Publisher {
         self.wait = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
+    /// Signs every entry with `signer` (fields `kid` and `sig`, docs/SYNC.md §5), for sync
+    /// processes that apply only rules signed by keys they trust.
+    pub fn sign_with(mut self, signer: Signer) -> Publisher {
+        self.signer = Some(signer);
         self
     }
 
@@ -197,6 +206,12 @@ impl Publisher {
         cmd.arg("*");
         for (name, value) in fields(rule, notes, &at) {
             cmd.arg(name).arg(value);
+        }
+        if let Some(s) = &self.signer {
+            cmd.arg(FIELD_KID)
+                .arg(s.kid())
+                .arg(FIELD_SIG)
+                .arg(s.sign(&self.stream, rule));
         }
         Ok(cmd)
     }
