@@ -47,7 +47,9 @@ func WithCheckErrorHandler(h func(w http.ResponseWriter, r *http.Request, err er
 
 // WithMaxStaleness makes the middleware fail closed when the ledger is fed by
 // `revledger sync` (docs/SYNC.md) and has not heard from its stream for longer than d,
-// or never has: a token the ledger finds valid is then refused with 503 (or as
+// or never has, or is degraded (it may lack rules its stream carried: skipped or refused
+// entries, a stream trimmed past its position; docs/SYNC.md §5): a token the ledger finds
+// valid is then refused with 503 (or as
 // WithCheckErrorStatus / WithCheckErrorHandler choose), the body saying how stale the
 // ledger is, because a revocation published meanwhile may not have reached this host.
 // A token the ledger finds revoked still gets its 401: rules only accumulate, so a
@@ -68,8 +70,11 @@ func WithMaxStaleness(d time.Duration) Option {
 // ledger is older than WithMaxStaleness allows.
 var ErrStale = errors.New("revledger: the revocation ledger is stale")
 
-// StaleError says that the ledger last heard from its stream too long ago, or never.
+// StaleError says that the ledger last heard from its stream too long ago, or never, or
+// that it is degraded: it may lack rules its stream carried (docs/SYNC.md §5).
 type StaleError struct {
+	// Degraded is the ledger's Freshness.Degraded bits (0 when it is only old).
+	Degraded uint8
 	// LastHeard is when the ledger last heard from its stream; zero when it never did.
 	LastHeard time.Time
 	// Age is how long before the request that was (0 when it never heard).
@@ -79,6 +84,9 @@ type StaleError struct {
 }
 
 func (e *StaleError) Error() string {
+	if e.Degraded != 0 {
+		return "the revocation ledger is degraded (" + degradedReasons(e.Degraded) + "): it may lack revocations until an operator resyncs it"
+	}
 	if e.LastHeard.IsZero() {
 		return "the revocation ledger has never heard from its stream (no sync process has fed it); limit " + e.MaxStaleness.String()
 	}
@@ -92,6 +100,8 @@ type middleware struct {
 	next         http.Handler
 	ledger       *Ledger
 	claims       func(*http.Request) (*Token, error)
+	mapping      *Claims                             // ClaimsMiddleware: payloads read through it
+	payload      func(*http.Request) ([]byte, error) // ClaimsMiddleware
 	realm        string
 	onCheckError func(w http.ResponseWriter, r *http.Request, err error, next http.Handler)
 	maxStaleness time.Duration    // 0: not checked
@@ -115,10 +125,28 @@ type middleware struct {
 //   - with WithMaxStaleness, a valid token while the ledger is stale: the same 503,
 //     saying how stale.
 func Middleware(next http.Handler, l *Ledger, claimsFromRequest func(*http.Request) (*Token, error), opts ...Option) http.Handler {
+	m := newMiddleware(next, l, opts)
+	m.claims = claimsFromRequest
+	return m
+}
+
+// ClaimsMiddleware is Middleware for JWT payloads: payloadFromRequest returns the JSON
+// payload of the request's (already verified) access token, which is read through the
+// claim mapping c (DESIGN.md §7) and checked with CheckClaims. The answers are
+// Middleware's; a payload the mapping cannot read (no iat, a claim of the wrong type)
+// is 401 error="invalid_token". The golangjwt subpackage builds payloadFromRequest from
+// a token verified by github.com/golang-jwt/jwt/v5.
+func ClaimsMiddleware(next http.Handler, l *Ledger, c *Claims, payloadFromRequest func(*http.Request) ([]byte, error), opts ...Option) http.Handler {
+	m := newMiddleware(next, l, opts)
+	m.mapping = c
+	m.payload = payloadFromRequest
+	return m
+}
+
+func newMiddleware(next http.Handler, l *Ledger, opts []Option) *middleware {
 	m := &middleware{
 		next:   next,
 		ledger: l,
-		claims: claimsFromRequest,
 		onCheckError: func(w http.ResponseWriter, r *http.Request, err error, next http.Handler) {
 			text := "token revocation status unavailable"
 			var stale *StaleError
@@ -135,17 +163,36 @@ func Middleware(next http.Handler, l *Ledger, claimsFromRequest func(*http.Reque
 	return m
 }
 
-func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	tok, err := m.claims(r)
-	if err != nil || tok == nil {
-		if errors.Is(err, ErrNoToken) {
-			m.challenge(w, "", "")
-		} else {
-			m.challenge(w, "invalid_token", "the access token could not be read")
+// check reads the request's token and checks it; read is false when there was no
+// token to read (the challenge is then written).
+func (m *middleware) check(w http.ResponseWriter, r *http.Request) (v Verdict, read bool, err error) {
+	var readErr error
+	if m.mapping != nil {
+		var payload []byte
+		if payload, readErr = m.payload(r); readErr == nil {
+			v, err = m.ledger.CheckClaims(m.mapping, payload)
+			return v, true, err
 		}
+	} else {
+		var tok *Token
+		if tok, readErr = m.claims(r); readErr == nil && tok != nil {
+			v, err = m.ledger.Check(tok)
+			return v, true, err
+		}
+	}
+	if errors.Is(readErr, ErrNoToken) {
+		m.challenge(w, "", "")
+	} else {
+		m.challenge(w, "invalid_token", "the access token could not be read")
+	}
+	return Verdict{}, false, nil
+}
+
+func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	v, read, err := m.check(w, r)
+	if !read {
 		return
 	}
-	v, err := m.ledger.Check(tok)
 	switch {
 	case err == nil && v.Revoked:
 		m.challenge(w, "invalid_token", v.Description())
@@ -157,6 +204,8 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		m.next.ServeHTTP(w, r)
+	case errors.Is(err, ErrInvalidArgument) && m.mapping != nil:
+		m.challenge(w, "invalid_token", "the access token's claims could not be read")
 	case errors.Is(err, ErrInvalidArgument):
 		m.challenge(w, "invalid_token", "the token's claims exceed the revocation ledger's limits")
 	default:
@@ -167,9 +216,12 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // fresh returns nil when the ledger heard from its stream within maxStaleness, else a
 // *StaleError (or the error of reading the time).
 func (m *middleware) fresh() error {
-	heard, err := m.ledger.lastHeard()
+	heard, degraded, err := m.ledger.lastHeard()
 	if err != nil {
 		return err
+	}
+	if degraded != 0 {
+		return &StaleError{Degraded: degraded, LastHeard: time.Unix(heard, 0), MaxStaleness: m.maxStaleness}
 	}
 	if heard == 0 {
 		return &StaleError{MaxStaleness: m.maxStaleness}

@@ -3,6 +3,7 @@ package revledger
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -58,6 +59,8 @@ type publishConfig struct {
 	sentinels    []string
 	waitReplicas int
 	waitTimeout  time.Duration
+	kid          string
+	signingKey   ed25519.PrivateKey
 }
 
 // WithTrim trims the stream by age on every XADD (MINID now − maxTokenLifetime −
@@ -241,6 +244,14 @@ func NewPublisher(addr, stream string, opts ...PublishOption) (*Publisher, error
 	if cfg.tlsConfig != nil && cfg.tlsConfig.InsecureSkipVerify {
 		return nil, invalid("InsecureSkipVerify turns off the server's verification, which revledger does not do: give RootCAs instead")
 	}
+	if cfg.signingKey != nil {
+		if len(cfg.signingKey) != ed25519.PrivateKeySize {
+			return nil, invalid("the signing key is not an Ed25519 private key")
+		}
+		if err := checkKid(cfg.kid); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.waitReplicas < 0 || (cfg.waitReplicas > 0 && cfg.waitTimeout <= 0) {
 		return nil, invalid("WithWaitReplicas needs n >= 0 and a positive timeout")
 	}
@@ -302,6 +313,9 @@ func (p *Publisher) PublishWithNotes(ctx context.Context, rule Rule, notes Notes
 	}
 	if notes.Origin != "" {
 		args = append(args, []byte("origin"), []byte(notes.Origin))
+	}
+	if p.cfg.signingKey != nil {
+		args = append(args, []byte("kid"), []byte(p.cfg.kid), []byte("sig"), signature(p.cfg.signingKey, p.stream, rule))
 	}
 
 	p.mu.Lock()

@@ -141,6 +141,7 @@ typedef struct {
 	int64_t last_heard;
 	uint64_t id_ms;
 	uint64_t id_seq;
+	uint32_t degraded;
 } rl_freshness_result;
 
 // with_id: also read the id of the last entry applied (takes the position's lock);
@@ -150,10 +151,13 @@ static rl_freshness_result rl_freshness(const revledger *l, int with_id) {
 	r.last_heard = 0;
 	r.id_ms = 0;
 	r.id_seq = 0;
+	r.degraded = 0;
+	r.status = REVLEDGER_OK;
 	if (with_id) {
 		r.status = revledger_freshness(l, &r.last_heard, &r.id_ms, &r.id_seq);
-	} else {
-		r.status = revledger_freshness(l, &r.last_heard, NULL, NULL);
+	}
+	if (r.status == REVLEDGER_OK) {
+		r.status = revledger_freshness_state(l, &r.last_heard, &r.degraded);
 	}
 	r.err = rl_error(r.status);
 	return r;
@@ -258,6 +262,7 @@ import "C"
 import (
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -650,6 +655,36 @@ type Freshness struct {
 	// LastID is the id of the last stream entry applied, "<ms>-<seq>", or "" when none
 	// was (never synced, or an empty stream).
 	LastID string
+	// Degraded says why the ledger may lack rules its stream carried (0: it holds every
+	// one): bits DegradedSkipped, DegradedRefused, DegradedTrimmed. It stays set until an
+	// operator resyncs the ledger and runs `revledger sync --resolve` (docs/SYNC.md §5).
+	Degraded uint8
+}
+
+// Bits of Freshness.Degraded.
+const (
+	DegradedSkipped uint8 = 1 // entries that were not valid rules were skipped
+	DegradedRefused uint8 = 2 // entries were refused for their signature
+	DegradedTrimmed uint8 = 4 // the stream was trimmed past the ledger's position
+)
+
+// IsDegraded reports whether the ledger may lack rules its stream carried.
+func (f Freshness) IsDegraded() bool { return f.Degraded != 0 }
+
+// degradedReasons is the Degraded bits in words.
+func degradedReasons(bits uint8) string {
+	var out []string
+	for _, r := range []struct {
+		bit  uint8
+		text string
+	}{{DegradedSkipped, "entries that were not valid rules were skipped"},
+		{DegradedRefused, "entries were refused for their signature"},
+		{DegradedTrimmed, "the stream was trimmed past the ledger's position"}} {
+		if bits&r.bit != 0 {
+			out = append(out, r.text)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 // Age is how long before now the ledger last heard from its stream (never negative),
@@ -686,23 +721,24 @@ func (l *Ledger) Freshness() (Freshness, error) {
 	if r.id_ms != 0 || r.id_seq != 0 {
 		f.LastID = strconv.FormatUint(uint64(r.id_ms), 10) + "-" + strconv.FormatUint(uint64(r.id_seq), 10)
 	}
+	f.Degraded = uint8(r.degraded)
 	return f, nil
 }
 
-// lastHeard is Freshness().LastHeard as Unix seconds (0: never), without the lock
-// that reading the entry id takes.
-func (l *Ledger) lastHeard() (int64, error) {
+// lastHeard is Freshness().LastHeard as Unix seconds (0: never) and Freshness().Degraded,
+// without the lock that reading the entry id takes.
+func (l *Ledger) lastHeard() (int64, uint8, error) {
 	h, err := l.acquire()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	r := C.rl_freshness(h, 0)
 	runtime.KeepAlive(l)
 	l.mu.RUnlock()
 	if r.status != C.REVLEDGER_OK {
-		return 0, takeError(r.status, r.err)
+		return 0, 0, takeError(r.status, r.err)
 	}
-	return int64(r.last_heard), nil
+	return int64(r.last_heard), uint8(r.degraded), nil
 }
 
 // roleScratch holds the roles of a token with more than four, concatenated, for C.

@@ -314,7 +314,7 @@ func TestFreshnessOfALedgerNeverSynced(t *testing.T) {
 		if _, heard := f.Age(time.Now()); heard {
 			t.Errorf("Age says heard for %+v", f)
 		}
-		if heard, err := l.lastHeard(); err != nil || heard != 0 {
+		if heard, degraded, err := l.lastHeard(); err != nil || heard != 0 || degraded != 0 {
 			t.Errorf("lastHeard: %d, %v", heard, err)
 		}
 	}
@@ -322,7 +322,7 @@ func TestFreshnessOfALedgerNeverSynced(t *testing.T) {
 	if _, err := r.Freshness(); !errors.Is(err, ErrClosed) {
 		t.Errorf("Freshness after Close: %v", err)
 	}
-	if _, err := r.lastHeard(); !errors.Is(err, ErrClosed) {
+	if _, _, err := r.lastHeard(); !errors.Is(err, ErrClosed) {
 		t.Errorf("lastHeard after Close: %v", err)
 	}
 }

@@ -384,7 +384,7 @@ impl Ledger {
     /// a stream: `Freshness(None, None)`. For a check on every request, `last_heard`
     /// takes no lock.
     fn freshness(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let position = self.with(py, |l| l.stream_position())?;
+        let (position, degraded) = self.with(py, |l| Ok((l.stream_position()?, l.degraded()?)))?;
         let (heard, id) = match position {
             Some(p) => (p.last_heard, p.last_id),
             None => (0, revledger::StreamId::ZERO),
@@ -394,8 +394,15 @@ impl Ledger {
         Ok(types::get(py)?
             .freshness
             .bind(py)
-            .call1((heard, id))?
+            .call1((heard, id, degraded))?
             .unbind())
+    }
+
+    /// `Freshness.degraded` alone, lock-free: 0 when the ledger holds every rule its
+    /// stream carried, else the bits `DEGRADED_SKIPPED`, `DEGRADED_REFUSED`,
+    /// `DEGRADED_TRIMMED`.
+    fn degraded(&self, py: Python<'_>) -> PyResult<u8> {
+        self.with(py, |l| l.degraded())
     }
 
     /// `Freshness.last_heard` alone, without the lock that reading the entry id takes:

@@ -151,6 +151,14 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
         _c_status,
         [_HandlePtr, _ClaimsPtr, _Bytes, ctypes.POINTER(_Verdict)],
     ),
+    "revledger_check_jwt_ptr": (
+        _c_status,
+        [_HandlePtr, _ClaimsPtr, ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(_Verdict)],
+    ),
+    "revledger_freshness_state": (
+        _c_status,
+        [_HandlePtr, ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_uint32)],
+    ),
     "revledger_last_error": (ctypes.c_char_p, []),
     "revledger_status_name": (ctypes.c_char_p, [ctypes.c_uint32]),
     "revledger_version": (ctypes.c_char_p, []),

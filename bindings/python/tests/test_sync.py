@@ -106,14 +106,14 @@ class RedisServer:
 class SyncProcess:
     """``revledger sync`` feeding ``ledger``; killed (-9) at the end."""
 
-    def __init__(self, redis_url: str, ledger: Path) -> None:
+    def __init__(self, redis_url: str, ledger: Path, *extra: str) -> None:
         if not CLI.exists():
             pytest.fail(f"{CLI} is missing: run `cargo build --release --bins` at the repository root")
         self.log = ledger.with_suffix(f".{time.time_ns()}.sync.log")
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [str(CLI), "sync", "--redis", redis_url, "--stream", STREAM,
-                 "--max-token-lifetime", "86400", str(ledger)],
+                 "--max-token-lifetime", "86400", str(ledger), *extra],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
             )
 
@@ -134,8 +134,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def start_sync() -> Iterator[Callable[[str, Path], SyncProcess]]:
     started: List[SyncProcess] = []
 
-    def start(redis_url: str, ledger: Path) -> SyncProcess:
-        p = SyncProcess(redis_url, ledger)
+    def start(redis_url: str, ledger: Path, *extra: str) -> SyncProcess:
+        p = SyncProcess(redis_url, ledger, *extra)
         started.append(p)
         return p
 
@@ -323,3 +323,51 @@ def test_publish_with_a_password_and_a_database(tmp_path: Path,
             revledger.publish(f"redis://:wrong@127.0.0.1:{server.port}/3", STREAM, "global", None, None, 1)
     finally:
         server.stop()
+
+
+def test_signed_publish_and_a_degraded_ledger(redis_server: RedisServer, start_sync: Any, tmp_path: Path) -> None:
+    """A Python publisher signs with an Ed25519 key (``cryptography``); sync applies what
+    that key may publish, refuses the rest, and the ledger reports itself degraded."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    import base64
+
+    private = Ed25519PrivateKey.generate()
+    key_file = tmp_path / "logout.key"
+    key_file.write_bytes(private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    trusted = tmp_path / "trusted"
+    trusted.write_text(f"logout {base64.b64encode(raw).decode()} session,token\n")
+    ledger = tmp_path / "host.ledger"
+    start_sync(redis_server.url, ledger, "--trusted-keys", str(trusted))
+    wait_until("the ledger exists", ledger.exists)
+    gw = Ledger.open_reader(ledger)
+    try:
+        key = revledger.load_signing_key(key_file)
+        revledger.publish(redis_server.url, STREAM, "session", "acme", "sid-1", 100,
+                          signing_key=("logout", key))
+        wait_until("the signed rule is applied",
+                   lambda: gw.check("acme", "x", [], session="sid-1", issued_at=99).revoked)
+        assert gw.freshness().degraded == 0
+        assert not gw.freshness().is_stale(60)
+        last = revledger.publish(redis_server.url, STREAM, "global", None, None, 100,
+                                 signing_key=("logout", key))
+        wait_until("the refusal marks the ledger degraded",
+                   lambda: gw.freshness().last_id == last and gw.degraded() != 0)
+        f = gw.freshness()
+        assert f.degraded == revledger.DEGRADED_REFUSED and f.is_degraded
+        assert f.is_stale(3600), "a degraded ledger is stale, however recent"
+        assert not gw.check("acme", "bruce", [], issued_at=1).revoked
+        with pytest.raises(InvalidArgument):
+            revledger.publish(redis_server.url, STREAM, "session", "acme", "s", 1,
+                              signing_key=("bad kid", key))
+    finally:
+        gw.close()
+
+
+def test_signed_message_layout() -> None:
+    got = revledger.signed_message("s", Scope.ROLE, "acme", "admin", -2)
+    want = (b"revledger-rule-v1\x00" + bytes([1, 0, 0, 0]) + b"s" + bytes([3, 4, 0, 0, 0]) + b"acme"
+            + bytes([5, 0, 0, 0]) + b"admin" + (-2).to_bytes(8, "little", signed=True))
+    assert got == want

@@ -141,6 +141,10 @@ pub enum Event {
         skipped: usize,
         /// Entries refused for their signature (each also reported as [`Event::Refused`]).
         refused: usize,
+        /// How far behind the stream's newest entry the ledger still is, in milliseconds
+        /// of entry ids: 0 when the read returned less than a full batch (nothing newer
+        /// was waiting), else the age of the last entry applied.
+        lag_ms: u64,
         /// The ledger's position now.
         last_id: StreamId,
     },
@@ -174,7 +178,12 @@ pub enum Event {
         last_heard: i64,
     },
     /// The ledger was compacted.
-    Compacted(CompactStats),
+    Compacted {
+        /// What compaction did.
+        stats: CompactStats,
+        /// How long it took, in microseconds.
+        micros: u64,
+    },
 }
 
 impl fmt::Display for Event {
@@ -238,6 +247,7 @@ impl fmt::Display for Event {
                 skipped,
                 refused,
                 last_id,
+                ..
             } => write!(
                 f,
                 "applied {rules} rules ({skipped} skipped, {refused} refused) up to entry {last_id}"
@@ -259,7 +269,7 @@ impl fmt::Display for Event {
                 retry_in.as_millis()
             ),
             Event::Heartbeat { last_heard } => write!(f, "heartbeat: last heard {last_heard}"),
-            Event::Compacted(s) => write!(
+            Event::Compacted { stats: s, .. } => write!(
                 f,
                 "compacted the ledger: {} rules kept, {} expired keys dropped, {} -> {} bytes",
                 s.rules_kept, s.keys_dropped, s.bytes_before, s.bytes_after
@@ -586,9 +596,13 @@ impl<'l> Follower<'l> {
         self.failures = 0;
         if let Some(every) = self.opts.compact_every {
             if self.last_compaction.elapsed() >= every {
+                let started = Instant::now();
                 let stats = self.ledger.compact(unix_now_floor())?;
                 self.last_compaction = Instant::now();
-                on(&Event::Compacted(stats));
+                on(&Event::Compacted {
+                    stats,
+                    micros: started.elapsed().as_micros().min(u64::MAX as u128) as u64,
+                });
             }
         }
         Ok(None)
@@ -822,10 +836,16 @@ impl<'l> Follower<'l> {
             on(&Event::Degraded { bits: newly });
         }
         if fresh {
+            let lag_ms = if entries.len() >= self.opts.batch {
+                now_ms().saturating_sub(last.ms)
+            } else {
+                0
+            };
             on(&Event::Applied {
                 rules: rules.len(),
                 skipped,
                 refused,
+                lag_ms,
                 last_id: last,
             });
         } else {
@@ -835,6 +855,12 @@ impl<'l> Follower<'l> {
         }
         Ok(ahead.map_err(Lost::Redis))
     }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Why each entry is refused (`None`: its signature holds), verified on every core when

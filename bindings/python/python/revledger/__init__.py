@@ -34,10 +34,21 @@ and errors), ``_publish`` (the Redis stream). This module re-exports the public 
 from __future__ import annotations
 
 from . import _revledger
-from ._publish import DEFAULT_TRIM_LEEWAY, DEFAULT_TRIM_LIFETIME, MAX_NOTE_LEN, now_cutoff, publish
+from ._publish import (
+    DEFAULT_TRIM_LEEWAY,
+    DEFAULT_TRIM_LIFETIME,
+    MAX_NOTE_LEN,
+    load_signing_key,
+    now_cutoff,
+    publish,
+    signed_message,
+)
 from ._revledger import MAX_KEY_LEN, MAX_ROLES, Ledger
 from ._types import (  # _ERRORS: status -> exception class (the tests use it)
     _ERRORS,
+    DEGRADED_REFUSED,
+    DEGRADED_SKIPPED,
+    DEGRADED_TRIMMED,
     Corrupt,
     Freshness,
     Incompatible,
@@ -58,6 +69,9 @@ from ._types import (  # _ERRORS: status -> exception class (the tests use it)
 
 __all__ = [
     "Corrupt",
+    "DEGRADED_REFUSED",
+    "DEGRADED_SKIPPED",
+    "DEGRADED_TRIMMED",
     "DEFAULT_TRIM_LEEWAY",
     "DEFAULT_TRIM_LIFETIME",
     "Freshness",
@@ -81,8 +95,10 @@ __all__ = [
     "Verdict",
     "__version__",
     "library_version",
+    "load_signing_key",
     "now_cutoff",
     "publish",
+    "signed_message",
     "status_name",
 ]
 

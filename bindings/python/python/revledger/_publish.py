@@ -3,9 +3,12 @@ Pure Python over redis-py (the optional ``sync`` dependency)."""
 
 from __future__ import annotations
 
+import base64
 import operator
+import os
+import struct
 import time
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 from ._types import BytesLike, InvalidArgument, Scope, Status, _SCOPES
 from ._revledger import MAX_KEY_LEN
@@ -69,6 +72,42 @@ DEFAULT_TRIM_LIFETIME = 86_400
 DEFAULT_TRIM_LEEWAY = 300
 
 
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+_SIGN_DOMAIN = b"revledger-rule-v1\x00"
+
+
+def signed_message(stream: BytesLike, scope: Union[Scope, int], tenant: BytesLike, key: BytesLike, at: int) -> bytes:
+    """The bytes a publisher signs for a rule published to ``stream`` (docs/SYNC.md §5.1):
+    ``"revledger-rule-v1\\0"``, then the stream, the scope number, the tenant and the key
+    (each byte string after its u32 little-endian length) and ``at`` (i64 little-endian)."""
+    name = _as_bytes(stream, "stream")
+    t = _as_bytes(tenant, "tenant")
+    k = _as_bytes(key, "key")
+    return b"".join([
+        _SIGN_DOMAIN,
+        struct.pack("<I", len(name)), name,
+        struct.pack("<B", int(scope)),
+        struct.pack("<I", len(t)), t,
+        struct.pack("<I", len(k)), k,
+        struct.pack("<q", _as_i64(at, "at")),
+    ])
+
+
+def load_signing_key(path: PathLike) -> Any:
+    """An Ed25519 private key from a PKCS#8 PEM file (``revledger keygen``, or ``openssl
+    genpkey -algorithm ed25519``), for :func:`publish`'s ``signing_key``. Needs the
+    ``cryptography`` package (``pip install 'revledger[sync]'``)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    with open(path, "rb") as f:
+        key = load_pem_private_key(f.read(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise _invalid(f"signing key {path}: not an Ed25519 key")
+    return key
+
+
 def now_cutoff() -> int:
     """"Now" as a rule's cutoff: the current Unix time rounded up to the next second, so a
     token issued in the current second counts as issued before."""
@@ -103,6 +142,9 @@ def publish(
     max_token_lifetime: int = DEFAULT_TRIM_LIFETIME,
     leeway: int = DEFAULT_TRIM_LEEWAY,
     trim: bool = True,
+    signing_key: Optional[Tuple[str, Any]] = None,
+    wait_replicas: int = 0,
+    wait_timeout_ms: int = 1000,
 ) -> str:
     """Publishes one rule to ``stream`` for the ``revledger sync`` processes that follow it
     and returns the id Redis gave the entry (``"<ms>-<seq>"``) once Redis holds it.
@@ -119,6 +161,16 @@ def publish(
     be at least that of every ledger fed from the stream. A rule the trimming would drop
     while it still matters (a cutoff more than ``leeway`` ahead, a token's ``exp`` more
     than ``max_token_lifetime + leeway`` ahead) is refused.
+
+    ``signing_key`` is ``(kid, key)``: a name the sync processes' trusted-keys files
+    know and an Ed25519 private key (``cryptography``'s, e.g. from
+    :func:`load_signing_key`); the entry then carries ``kid`` and ``sig`` (docs/SYNC.md
+    §5.1). ``wait_replicas`` > 0 waits (``WAIT``) until that many replicas hold the entry
+    and raises ``RuntimeError`` when fewer did within ``wait_timeout_ms``: a failover
+    could lose it, publish it again. For TLS, ACL users and Sentinel, pass a client:
+    ``redis.Redis(host=..., port=..., ssl=True, ssl_ca_certs=ca, ssl_certfile=...,
+    ssl_keyfile=..., username=..., password=...)`` or
+    ``redis.sentinel.Sentinel([...]).master_for("mymaster")``.
 
     Raises :class:`InvalidArgument` for a rule every sync process would skip (checked
     before connecting), ``ImportError`` when the ``redis`` package is missing, and
@@ -183,15 +235,33 @@ def publish(
     for field, note in notes:
         if note is not None:
             fields[field] = note
+    if signing_key is not None:
+        kid, private = signing_key
+        if not (isinstance(kid, str) and 0 < len(kid) <= 64
+                and all(c.isascii() and (c.isalnum() or c in "._-@") for c in kid)):
+            raise _invalid(f"signing key name {kid!r}: 1 to 64 of A-Z a-z 0-9 . _ - @")
+        sig = private.sign(signed_message(name, s, t, k, when))
+        fields[b"kid"] = kid.encode("ascii")
+        fields[b"sig"] = base64.b64encode(sig)
+
+    def send(client: Any) -> Any:
+        reply = client.xadd(name, fields, minid=min_id, approximate=False)
+        if wait_replicas > 0:
+            acked = client.execute_command("WAIT", wait_replicas, max(1, wait_timeout_ms))
+            if int(acked) < wait_replicas:
+                raise RuntimeError(
+                    f"entry {reply!r} reached {acked} replica(s) of the {wait_replicas} asked "
+                    "for in time: a failover could lose it; publish it again"
+                )
+        return reply
 
     if isinstance(redis_url, str):
         redis = _redis_module()
         client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
         try:
-            reply = client.xadd(name, fields, minid=min_id, approximate=False)
+            reply = send(client)
         finally:
             client.close()
     else:
-        reply = redis_url.xadd(name, fields, minid=min_id, approximate=False)
+        reply = send(redis_url)
     return reply.decode("ascii") if isinstance(reply, bytes) else str(reply)
-

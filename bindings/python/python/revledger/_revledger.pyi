@@ -59,6 +59,8 @@ class Ledger:
         """Figures about the ledger as of ``now`` (default: the current time)."""
     def freshness(self) -> Freshness:
         """When the ledger last heard from its stream, and the last entry applied."""
+    def degraded(self) -> int:
+        """:attr:`Freshness.degraded` alone, lock-free (0: the ledger holds every rule)."""
     def last_heard(self) -> Optional[int]:
         """:attr:`Freshness.last_heard` alone, without a lock."""
     def close(self) -> None:

@@ -204,6 +204,12 @@ class Stats:
     leeway: int
 
 
+#: Bits of :attr:`Freshness.degraded`.
+DEGRADED_SKIPPED = 1  #: entries that were not valid rules were skipped
+DEGRADED_REFUSED = 2  #: entries were refused for their signature
+DEGRADED_TRIMMED = 4  #: the stream was trimmed past the ledger's position
+
+
 @dataclass(frozen=True)
 class Freshness:
     """How current a ledger fed by ``revledger sync`` is, from :meth:`Ledger.freshness`
@@ -215,6 +221,15 @@ class Freshness:
     last_heard: Optional[int]
     #: Id of the last stream entry applied, ``"<ms>-<seq>"``; ``None`` when none was.
     last_id: Optional[str]
+    #: Why the ledger may lack rules its stream carried: 0 when it holds every one, else
+    #: bits :data:`DEGRADED_SKIPPED`, :data:`DEGRADED_REFUSED`, :data:`DEGRADED_TRIMMED`.
+    #: Set until an operator resyncs and runs ``revledger sync --resolve`` (docs/SYNC.md §5).
+    degraded: int = 0
+
+    @property
+    def is_degraded(self) -> bool:
+        """Whether the ledger may lack rules its stream carried."""
+        return self.degraded != 0
 
     def age(self, now: Optional[float] = None) -> Optional[float]:
         """Seconds since the ledger last heard from its stream as of ``now`` (default: the
@@ -229,6 +244,8 @@ class Freshness:
         fail closed: the ledger never heard from its stream, or longer ago than that.
         (Heartbeats come about once a second, in whole seconds: use a few seconds at
         least, say 10.)"""
+        if self.degraded:
+            return True
         age = self.age(now)
         return age is None or age > max_staleness
 
