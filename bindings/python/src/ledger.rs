@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, PyTuple};
 use smallvec::SmallVec;
 
+use crate::claims::Claims;
 use crate::convert::{self, key, opt_key};
 use crate::{fork, types};
 
@@ -165,6 +166,20 @@ fn rule_parts<'py>(rule: &Bound<'py, PyAny>, i: usize) -> PyResult<[Bound<'py, P
     <[Bound<'py, PyAny>; 4]>::try_from(items).map_err(|_| shape())
 }
 
+/// The `claims` argument: a `revledger.Claims`.
+fn claims_arg<'a, 'py>(claims: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, Claims>> {
+    claims.cast::<Claims>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "claims must be a revledger.Claims, not {}",
+            claims
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })
+}
+
 #[pymethods]
 impl Ledger {
     #[new]
@@ -253,6 +268,57 @@ impl Ledger {
             issued_at: convert::i64_arg(issued_at, "issued_at")?,
         };
         let verdict = self.with(py, |l| l.check(&token))?;
+        types::verdict(py, verdict)
+    }
+
+    /// Is the token whose JWT payload is `payload` revoked? `payload` is the JSON object
+    /// as `bytes`/`str`, or a `dict` of verified claims (as PyJWT's `jwt.decode` returns
+    /// them), read through the mapping `claims`. A payload the mapping cannot read (not a
+    /// JSON object, no `iat`, a claim of the wrong type, over a limit) raises
+    /// `InvalidArgument` naming the claim: refuse the request (401). Thread-safe.
+    fn check_claims(
+        &self,
+        py: Python<'_>,
+        claims: &Bound<'_, PyAny>,
+        payload: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let claims = claims_arg(claims)?;
+        let dumped;
+        let payload = if payload.is_instance_of::<PyDict>() {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("separators", (",", ":"))?;
+            dumped = py
+                .import("json")?
+                .getattr("dumps")?
+                .call((payload,), Some(&kwargs))?;
+            key(&dumped, "payload")?
+        } else {
+            key(payload, "payload")?
+        };
+        let verdict = claims.get().with(py, |mapping| {
+            self.with(py, |l| l.check_claims(mapping, &payload))
+        })?;
+        types::verdict(py, verdict)
+    }
+
+    /// Is the token `jwt` (a compact JWS `header.payload.signature`, `str` or `bytes`)
+    /// revoked? Its payload is base64url-decoded and read through the mapping `claims`.
+    ///
+    /// **The signature is NOT verified** (nor `exp`, `aud`, or the header): this is a deny
+    /// layer after authentication, never instead of it. A token that is not three
+    /// base64url parts, or whose payload the mapping cannot read, raises
+    /// `InvalidArgument`. Thread-safe.
+    fn check_jwt(
+        &self,
+        py: Python<'_>,
+        claims: &Bound<'_, PyAny>,
+        jwt: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
+        let claims = claims_arg(claims)?;
+        let jwt = key(jwt, "jwt")?;
+        let verdict = claims
+            .get()
+            .with(py, |mapping| self.with(py, |l| l.check_jwt(mapping, &jwt)))?;
         types::verdict(py, verdict)
     }
 

@@ -5,12 +5,14 @@
 //! [`ledger::Ledger`] from here, a class whose methods call the Rust crate directly: no
 //! C ABI, no ctypes structures, no separately built library to find at run time.
 //!
-//! One module, one idea: `ledger` (the handle and its methods), `convert` (Python
+//! One module, one idea: `ledger` (the handle and its methods), `claims` (claim
+//! mappings), `convert` (Python
 //! arguments to byte strings, times and scopes, with the C ABI's checks and messages),
 //! `types` (the Python classes the extension hands back), `fork` (handles inherited by a
 //! forked child). New features (claim mappings, publishing, freshness) add a module
 //! and register their classes in [`_revledger`].
 
+mod claims;
 mod convert;
 mod fork;
 mod ledger;
@@ -30,6 +32,7 @@ fn version() -> &'static str {
 fn _revledger(m: &Bound<'_, PyModule>) -> PyResult<()> {
     fork::install_handler();
     m.add_class::<ledger::Ledger>()?;
+    m.add_class::<claims::Claims>()?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add("MAX_KEY_LEN", revledger::MAX_KEY_LEN)?;
     m.add("MAX_ROLES", revledger::MAX_ROLES)?;

@@ -870,19 +870,29 @@ fn verify_all(
     stream: &[u8],
     parsed: &[(StreamId, Result<Entry<'_>, String>)],
 ) -> Vec<Option<String>> {
-    let one = |(_, e): &(StreamId, Result<Entry<'_>, String>)| match e {
-        Ok(e) => keys.verify(stream, &e.rule, e.kid, e.sig).err(),
-        Err(_) => None,
+    let chunk_refusals = |c: &[(StreamId, Result<Entry<'_>, String>)]| -> Vec<Option<String>> {
+        let signed: Vec<_> = c
+            .iter()
+            .filter_map(|(_, e)| e.as_ref().ok())
+            .map(|e| (e.rule, e.kid, e.sig))
+            .collect();
+        let mut verdicts = keys.verify_many(stream, &signed).into_iter();
+        c.iter()
+            .map(|(_, e)| match e {
+                Ok(_) => verdicts.next().and_then(Result::err),
+                Err(_) => None, // malformed: skipped, not refused
+            })
+            .collect()
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if parsed.len() < 256 || threads == 1 {
-        return parsed.iter().map(one).collect();
+        return chunk_refusals(parsed);
     }
     let chunk = parsed.len().div_ceil(threads);
     std::thread::scope(|s| {
         let parts: Vec<_> = parsed
             .chunks(chunk)
-            .map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>()))
+            .map(|c| s.spawn(move || chunk_refusals(c)))
             .collect();
         parts
             .into_iter()

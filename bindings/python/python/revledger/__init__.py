@@ -27,8 +27,13 @@ stream (docs/SYNC.md). :func:`publish` puts a rule on that stream (it needs the 
 when the ledger last heard from it, so that a gateway can refuse to answer from a stale
 ledger.
 
-Layout: ``_revledger`` (compiled: :class:`Ledger` and its methods), ``_types`` (values
-and errors), ``_publish`` (the Redis stream). This module re-exports the public names.
+Gateways hold a verified JWT: :class:`Claims` (a claim mapping, DESIGN.md §7) with
+:meth:`Ledger.check_jwt` / :meth:`Ledger.check_claims` checks it directly, and
+:mod:`revledger.asgi` is a middleware for Starlette/FastAPI.
+
+Layout: ``_revledger`` (compiled: :class:`Ledger`, :class:`Claims`), ``_types`` (values
+and errors), ``_publish`` (the Redis stream), ``asgi`` (the middleware). This module
+re-exports the public names.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from ._publish import (
     publish,
     signed_message,
 )
-from ._revledger import MAX_KEY_LEN, MAX_ROLES, Ledger
+from ._revledger import MAX_KEY_LEN, MAX_ROLES, Claims, Ledger
 from ._types import (  # _ERRORS: status -> exception class (the tests use it)
     _ERRORS,
     DEGRADED_REFUSED,
@@ -68,6 +73,7 @@ from ._types import (  # _ERRORS: status -> exception class (the tests use it)
 )
 
 __all__ = [
+    "Claims",
     "Corrupt",
     "DEGRADED_REFUSED",
     "DEGRADED_SKIPPED",

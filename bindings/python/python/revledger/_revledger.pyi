@@ -4,7 +4,7 @@ The tests compare them with the module's own signatures."""
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Optional, Tuple, Union
+from typing import Any, ClassVar, Dict, Iterable, Optional, Tuple, Union
 
 from ._types import BytesLike, Freshness, Rule, Scope, Stats, Verdict
 
@@ -43,6 +43,12 @@ class Ledger:
         issued_at: int,
     ) -> Verdict:
         """Is the token revoked? Thread-safe; an error never means "valid"."""
+    def check_claims(self, claims: Claims, payload: Union[bytes, str, Dict[str, Any]]) -> Verdict:
+        """Is the token whose JWT payload (JSON text or a dict of verified claims) is
+        ``payload`` revoked, read through ``claims``? Unreadable: ``InvalidArgument``."""
+    def check_jwt(self, claims: Claims, jwt: Union[bytes, str]) -> Verdict:
+        """Is the compact JWS ``jwt`` revoked? **The signature is NOT verified**: a deny
+        layer after authentication, never instead of it."""
     def revoke(self, scope: Union[Scope, int], tenant: BytesLike, key: BytesLike, at: int) -> None:
         """Records "``scope`` changed at ``at``"; returns once committed."""
     def revoke_now(self, scope: Union[Scope, int], tenant: BytesLike = None, key: BytesLike = None) -> int:
@@ -75,4 +81,21 @@ class Ledger:
     def closed(self) -> bool:
         """Whether :meth:`close` was called (or the handle was inherited across a fork)."""
     def __enter__(self) -> Ledger: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+class Claims:
+    """A compiled claim mapping (DESIGN.md §7): a built-in name (``BUILTIN``) or a JSON
+    pointer spec (text or dict). Immutable, thread-safe; a ``with`` block closes it."""
+
+    BUILTIN: ClassVar[Tuple[str, str, str, str]]
+    def __init__(self, spec: Union[str, Dict[str, Any], None] = None) -> None: ...
+    @property
+    def spec(self) -> str:
+        """The spec the mapping was compiled from."""
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+    def close(self) -> None:
+        """Frees the mapping once the checks in progress are done. Idempotent."""
+    def __enter__(self) -> Claims: ...
     def __exit__(self, *exc: object) -> None: ...
