@@ -141,13 +141,23 @@ impl Ingest {
     }
 
     fn start_with(sources: &str, server_extra: &str, top: &str) -> Ingest {
+        Ingest::start_full(sources, server_extra, top, None)
+    }
+
+    /// With `sink` (a `[sink.…]` table) instead of a local ledger.
+    fn start_full(sources: &str, server_extra: &str, top: &str, sink: Option<&str>) -> Ingest {
         let dir = tempfile::tempdir().unwrap();
         let ledger = dir.path().join("revocations.ledger");
+        let sink = match sink {
+            Some(s) => s.to_string(),
+            None => format!(
+                "[sink.ledger]\npath = \"{}\"\nmax_token_lifetime = 3600\n",
+                ledger.display()
+            ),
+        };
         let config = format!(
             "{top}\n[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\
-             [metrics]\nlisten = \"127.0.0.1:0\"\n\
-             [sink.ledger]\npath = \"{}\"\nmax_token_lifetime = 3600\n{sources}",
-            ledger.display()
+             [metrics]\nlisten = \"127.0.0.1:0\"\n{sink}{sources}"
         );
         let path = dir.path().join("ingest.toml");
         std::fs::write(&path, config).unwrap();
@@ -1515,4 +1525,166 @@ fn poll_delivery_applies_acknowledges_and_reports_errors() {
         (first["ack"].clone(), first["maxEvents"].clone()),
         (json!([]), json!(100))
     );
+}
+
+/// Kills the child when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `redis-server` of our own on a free loopback port; `None` (said on stderr) when it is
+/// not installed and `CI` is not set (with `CI` set, a missing redis-server fails).
+fn redis_server(test: &str) -> Option<(Killed, String)> {
+    let installed = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "redis-server is not installed and CI is set (scripts/install-deps installs it)"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping {test}: redis-server is not installed"
+        );
+        return None;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < DEADLINE, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((Killed(child), format!("redis://127.0.0.1:{port}/")))
+}
+
+#[test]
+fn rules_published_to_the_stream_reach_every_host_through_sync_signed() {
+    let Some((_redis, url)) =
+        redis_server("rules_published_to_the_stream_reach_every_host_through_sync_signed")
+    else {
+        return;
+    };
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    // The key ingest signs with, and the sync processes' trusted-keys file.
+    let key = dir.path().join("ingest.key");
+    let out = Command::new(BIN)
+        .arg("keygen")
+        .arg(&key)
+        .args([
+            "--key-id",
+            "ingest",
+            "--scopes",
+            "subject,session,role,token",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trusted = dir.path().join("trusted-keys");
+    std::fs::write(&trusted, &out.stdout).unwrap();
+    let ingest = Ingest::start_full(
+        &ssf_source(&keys, ""),
+        "",
+        "",
+        Some(&format!(
+            "[sink.redis]\nurl = \"{url}\"\nstream = \"revocations\"\nmax_token_lifetime = 3600\n\
+             sign_key = \"{}\"\nkey_id = \"ingest\"\n",
+            key.display()
+        )),
+    );
+    // Two hosts, each with its own sync process and ledger.
+    let hosts: Vec<(PathBuf, Killed)> = (0..2)
+        .map(|i| {
+            let ledger = dir.path().join(format!("host-{i}.ledger"));
+            let child = Command::new(BIN)
+                .args([
+                    "sync",
+                    "--redis",
+                    &url,
+                    "--stream",
+                    "revocations",
+                    "--compact-every",
+                    "0",
+                ])
+                .arg("--trusted-keys")
+                .arg(&trusted)
+                .arg(&ledger)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            (ledger, Killed(child))
+        })
+        .collect();
+    let t = now() - 15;
+    let token = keys.sign_one(
+        "es-1",
+        "ES256",
+        &set(
+            "x-1",
+            json!({"format": "complex",
+                           "session": {"format": "opaque", "id": "sess-42"},
+                           "tenant": {"format": "opaque", "id": "acme"}}),
+            format!("{CAEP}session-revoked"),
+            json!({"event_timestamp": t}),
+        ),
+    );
+    let (status, body) = ingest.post_set(&token);
+    assert_eq!(status, 202, "{body}\n{}", ingest.logs());
+    for (ledger, _) in &hosts {
+        let start = Instant::now();
+        loop {
+            if let Ok(reader) = Ledger::open_reader(ledger) {
+                let v = reader
+                    .check_claims(
+                        &ClaimMapping::new("generic").unwrap(),
+                        json!({"tid": "acme", "sub": "u", "sid": "sess-42", "iat": t - 1})
+                            .to_string()
+                            .as_bytes(),
+                    )
+                    .unwrap();
+                if v == revoked(Scope::Session, t + 1) {
+                    break;
+                }
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{} never saw the rule",
+                ledger.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(!ingest.ledger.exists(), "no local ledger with a Redis sink");
 }

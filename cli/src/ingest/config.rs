@@ -138,6 +138,29 @@ pub struct RedisSinkConfig {
     /// A file holding the URL (keeps a password out of the configuration).
     #[serde(default)]
     pub url_file: Option<PathBuf>,
+    /// A file holding the ACL user's password (overrides one in the URL; re-read at each
+    /// reconnection).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM CA certificates for `rediss://` (default: the system's roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for `rediss://` (mutual TLS), with `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Sentinel addresses (`host:port`); the URL's host is then the primary's name.
+    #[serde(default)]
+    pub sentinels: Vec<String>,
+    /// Sign every entry with this Ed25519 key (PKCS#8 PEM, `revledger keygen`), for sync
+    /// processes that apply only signed rules (docs/SYNC.md); with `key_id`.
+    #[serde(default)]
+    pub sign_key: Option<PathBuf>,
+    /// The name the sync processes' trusted-keys file gives `sign_key`.
+    #[serde(default)]
+    pub key_id: Option<String>,
     /// The stream (a Redis key) the hosts' `revledger sync` follow.
     pub stream: String,
     /// Longest token lifetime of the ledgers the stream feeds (trimming by age, and the
@@ -500,6 +523,12 @@ impl Config {
                 }
                 if r.stream.is_empty() {
                     return err("[sink.redis] stream must not be empty");
+                }
+                if r.sign_key.is_some() != r.key_id.is_some() {
+                    return err("[sink.redis] sign_key and key_id go together");
+                }
+                if r.client_cert.is_some() != r.client_key.is_some() {
+                    return err("[sink.redis] client_cert and client_key go together");
                 }
             }
             _ => {}

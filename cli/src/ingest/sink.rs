@@ -7,7 +7,7 @@
 
 use super::config::SinkConfig;
 use super::event::OwnedRule;
-use crate::sync::{Publisher, Trim};
+use crate::sync::{Publisher, RedisConfig, Signer, Trim};
 use revledger::{unix_now_floor, Ledger, WriterOptions};
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
@@ -120,10 +120,23 @@ impl Sink {
                     (None, None) => return Err(SinkError("[sink.redis] has no url".into())),
                 };
                 let trim = Trim::by_age(r.max_token_lifetime, r.leeway);
-                let p = Publisher::connect(&url, r.stream.as_bytes(), trim).map_err(|e| {
-                    SinkError(format!("redis {}: {e}", crate::sync::redact_url(&url)))
-                })?;
-                let describe = format!("stream {} on {}", r.stream, crate::sync::redact_url(&url));
+                let mut redis = RedisConfig::new(url);
+                redis.password_file = r.password_file.clone();
+                redis.ca_file = r.ca_file.clone();
+                redis.client_cert = r.client_cert.clone();
+                redis.client_key = r.client_key.clone();
+                redis.sentinels = r.sentinels.clone();
+                let describe = format!("stream {} on {}", r.stream, redis.describe());
+                let fail =
+                    |e: &dyn fmt::Display| SinkError(format!("redis {}: {e}", redis.describe()));
+                redis.validate().map_err(|e| fail(&e))?;
+                let mut p = Publisher::connect_with(&redis, r.stream.as_bytes(), trim)
+                    .map_err(|e| fail(&e))?;
+                if let (Some(key), Some(kid)) = (&r.sign_key, &r.key_id) {
+                    let signer = Signer::from_pem_file(kid, key)
+                        .map_err(|e| SinkError(format!("sign_key {}: {e}", key.display())))?;
+                    p = p.sign_with(signer);
+                }
                 (
                     Target::Redis(Box::new(p)),
                     None,
