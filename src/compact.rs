@@ -259,11 +259,16 @@ fn index_log(
                 } else {
                     hasher.full(rule.scope, rule.tenant, rule.key)
                 };
-                index.insert(h, &rule, payload, log).and_then(|i| match i {
-                    crate::index::Inserted::Full => Err(Error::Internal(
-                        "a new index ran out of room while catching up".into(),
-                    )),
-                    _ => Ok(()),
+                if index.overflow_from() != 0 {
+                    return; // full: the tails hold the rest
+                }
+                index.insert(h, &rule, payload, log).map(|i| {
+                    if i == crate::index::Inserted::Full {
+                        // Full while catching up with a flood of appends: like the
+                        // writer's own index, it stops taking records here and readers'
+                        // tails hold the rest until it grows.
+                        index.set_overflow(payload - FRAME_HEADER_LEN as u64);
+                    }
                 })
             }
             Record::Config { max_token_lifetime } => {
@@ -310,6 +315,7 @@ pub(crate) fn open_writer_index(
     recovery: Recovery,
     lost: Arc<LostFlag>,
     access: FileAccess,
+    min_keys: u64,
 ) -> Result<(Generation, Option<String>)> {
     let end = recovery.end;
     let epoch = log.map.index_epoch();
@@ -348,7 +354,7 @@ pub(crate) fn open_writer_index(
         &format!("g{}.index.building", log.header.generation),
     );
     let access = FileAccess::of(&log.file).unwrap_or(access);
-    let built = SharedIndex::create(&tmp, &log.header, epoch, records.max(INITIAL_KEYS), access)
+    let built = SharedIndex::create(&tmp, &log.header, epoch, records.max(min_keys), access)
         .and_then(|mut index| {
             index_log(&index, &hasher, wlog, log.header.log_start, end)?;
             index.validate(&log.file, end)?;
@@ -398,7 +404,7 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
     };
     let keys = (old.total_keys() + pending)
         .saturating_mul(2)
-        .max(INITIAL_KEYS);
+        .max(writer.options.index_keys.max(1));
     let epoch = gen.epoch + 1;
     let tmp = sibling(
         &log.path,
@@ -527,7 +533,9 @@ pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Resu
         let _ = std::fs::remove_file(&tmp_index);
     };
 
-    // 1. The live rules, written to a new file and indexed.
+    // 1. The live rules, written to a new file and indexed. The writer's own tail holds
+    // what its index did not take (overflow): brought up to the log's end first.
+    gen.refresh(false)?;
     let built = (|| {
         let mut live: Vec<Rule> = Vec::new();
         gen.live_rules(|scope, tenant, key, at, _| {

@@ -470,6 +470,7 @@ fn writer_options(o: &revledger_writer_options) -> FfiResult<WriterOptions> {
         compaction,
         file_mode: o.file_mode,
         file_group,
+        ..WriterOptions::default()
     })
 }
 

@@ -27,6 +27,10 @@ pub const OFF_RETIRED: usize = 192;
 /// Offset of `index_epoch: u64`, the epoch of the shared index that is current (an
 /// atomic; 0: none published yet).
 pub const OFF_INDEX_EPOCH: usize = 200;
+/// Offset of `recoveries: u64`, one more each time a writer's recovery changed the end
+/// of the log (cut a torn tail): readers that judged the old end judge again (an
+/// atomic).
+pub const OFF_RECOVERIES: usize = 208;
 
 /// Clock-skew leeway added to every expiry decision unless told otherwise, in seconds.
 pub const DEFAULT_LEEWAY: i64 = 300;

@@ -472,8 +472,7 @@ impl SharedIndex {
         let overflow_from = get(w, w::OVERFLOW_FROM);
         if indexed_len < HEADER_LEN as u64
             || indexed_len > committed
-            || (overflow_from != 0
-                && (overflow_from < HEADER_LEN as u64 || overflow_from > indexed_len))
+            || (overflow_from != 0 && (overflow_from < indexed_len || overflow_from > committed))
         {
             return Ok(Trust::Untrusted(
                 "the index covers more of the log than it holds",
@@ -486,11 +485,18 @@ impl SharedIndex {
     }
 
     /// Writer: records that the index is valid for the ledger file `ledger` in this boot,
-    /// holding every rule record below `indexed_len`.
+    /// holding every rule record below `indexed_len` (or below `overflow_from`, when it
+    /// stopped taking records before).
     pub(crate) fn validate(&self, ledger: &File, indexed_len: u64) -> Result<()> {
         let w = self.words();
         let (lo, hi) = boot_id();
         let (dev, ino) = file_identity(ledger)?;
+        let overflow = self.overflow_from();
+        let indexed_len = if overflow != 0 {
+            indexed_len.min(overflow)
+        } else {
+            indexed_len
+        };
         set(w, w::BOOT_LO, lo);
         set(w, w::BOOT_HI, hi);
         set(w, w::DEV, dev);

@@ -93,7 +93,14 @@ pub struct WriterOptions {
     /// Group id the writer gives the files it creates (`None`: its own group). With
     /// `file_mode` 0640, members of this group (e.g. nginx workers' `www-data`) read.
     pub file_group: Option<u32>,
+    /// Keys the shared index is sized for at least when the writer creates, rebuilds or
+    /// grows it (default [`INDEX_MIN_KEYS`]): a smaller index costs less for small
+    /// ledgers and grows sooner.
+    pub index_keys: u64,
 }
+
+/// Default of [`WriterOptions::index_keys`].
+pub const INDEX_MIN_KEYS: u64 = crate::index::INITIAL_KEYS;
 
 impl Default for WriterOptions {
     fn default() -> WriterOptions {
@@ -104,6 +111,7 @@ impl Default for WriterOptions {
             compaction: Some(CompactionPolicy::default()),
             file_mode: 0o600,
             file_group: None,
+            index_keys: INDEX_MIN_KEYS,
         }
     }
 }
@@ -201,6 +209,8 @@ pub(crate) struct Generation {
     pub(crate) shared: Option<SharedIndex>,
     /// The ledger header's `index_epoch` this generation was made for.
     pub(crate) epoch: u64,
+    /// The ledger header's `recoveries` when this generation was made.
+    recoveries: u64,
     /// What the shared index does not hold (see the module docs).
     pub(crate) tail: TailIndex,
     /// Whether anything was applied to the tail (checks skip it otherwise).
@@ -314,6 +324,7 @@ impl Generation {
             .map_or(log.header.max_token_lifetime, |s| s.max_token_lifetime())
             .max(log.header.max_token_lifetime);
         Ok(Generation {
+            recoveries: log.map.recoveries(),
             hasher,
             shared,
             epoch,
@@ -346,6 +357,11 @@ impl Generation {
         recovery: Recovery,
         lost: Arc<LostFlag>,
     ) -> Result<Generation> {
+        // An index that stopped taking records leaves the rest to the tail.
+        let tail_start = match shared.as_ref().map(SharedIndex::overflow_from) {
+            Some(o) if o != 0 => tail_start.min(o),
+            _ => tail_start,
+        };
         let gen = Generation::new(log, shared, epoch, tail_start, recovery, lost)?;
         gen.refresh(true)?;
         Ok(gen)
@@ -402,8 +418,12 @@ impl Generation {
     /// replaced, the index epoch is current, and the tail has caught up when it must.
     #[inline(always)]
     fn fresh(&self) -> bool {
-        let (retired, epoch) = self.log.map.retired_and_epoch();
-        if retired != 0 || epoch != self.epoch || self.lost.is_set() {
+        let (retired, epoch, recoveries) = self.log.map.retired_and_epoch();
+        if retired != 0
+            || epoch != self.epoch
+            || recoveries != self.recoveries
+            || self.lost.is_set()
+        {
             return false;
         }
         !self.follows_log() || self.log.map.committed_len() == self.seen.load(Ordering::Acquire)
@@ -420,9 +440,12 @@ impl Generation {
 
     /// Applies every record committed since the tail was last brought up to date, when
     /// the tail follows the log (or `force`: at open, for what the index may miss).
-    fn refresh(&self, force: bool) -> Result<()> {
+    pub(crate) fn refresh(&self, force: bool) -> Result<()> {
         if !force && !self.follows_log() {
-            let committed = self.log.map.committed_len();
+            let mut committed = self.log.map.committed_len();
+            if committed > self.log.map.known_file_len() {
+                committed = committed.min(self.log.map.refresh_len(&self.log.file)?);
+            }
             self.committed_view.fetch_max(committed, Ordering::Relaxed);
             return Ok(());
         }
@@ -509,32 +532,30 @@ impl Generation {
             cu.applied = end;
             cu.rule_records += rules;
             if let Some(why) = stop {
+                // As the writer's recovery judges it (docs/FORMAT.md §5): below the synced
+                // end, damage; past it, what a crash leaves (a torn tail, or frames a
+                // reordering disk kept after a lost one), which the next writer cuts off.
                 let synced = self.log.map.synced_len();
-                let damage = match next_valid_frame(log, end, limit) {
-                    Some(next) => Some(format!(
-                        "{why}, followed by a valid record at offset {next}"
-                    )),
-                    None if end < synced.min(limit) => {
-                        Some(format!("{why}, below the synced end of the log ({synced})"))
-                    }
-                    // A torn tail left by a crash: the next writer cuts it off.
-                    None => None,
-                };
+                let damage =
+                    (end < synced.min(limit)).then(|| match next_valid_frame(log, end, limit) {
+                        Some(next) => format!("{why}, followed by a valid record at offset {next}"),
+                        None => format!("{why}, below the synced end of the log ({synced})"),
+                    });
                 if let Some(why) = damage {
                     cu.failure = Some((end, why.clone()));
                     return Err(Error::corrupt(end, why));
                 }
             }
         }
-        // Past a torn tail, `seen` stays where the log stops, never equal to a
-        // `committed_len` a writer could publish again after cutting the tail: otherwise
-        // the records it appends up to that same length would go unseen.
+        // Past a torn tail the decision is made once for this `committed_len`: `seen`
+        // takes it, so that checks stay on the fast path. A writer that cuts the tail and
+        // appends until `committed_len` comes back to the same value also counts a
+        // recovery (`recoveries`), which sends every check to the slow path first.
         let torn = cu.applied < limit;
         cu.torn = torn.then_some(committed);
         self.committed_view
             .fetch_max(cu.applied.min(committed), Ordering::Relaxed);
-        self.seen
-            .store(if torn { cu.applied } else { committed }, Ordering::Release);
+        self.seen.store(committed, Ordering::Release);
         Ok(())
     }
 
@@ -829,7 +850,8 @@ impl Ledger {
         let end = recovery.end;
         let log = Arc::new(log);
         let lost = Arc::new(LostFlag::default());
-        let (gen, index_error) = compact::open_writer_index(log, recovery, lost, access)?;
+        let (gen, index_error) =
+            compact::open_writer_index(log, recovery, lost, access, options.index_keys.max(1))?;
         let current = gen.max_token_lifetime();
         let leeway = gen.log.header.leeway;
         let writer = Writer {
@@ -1345,15 +1367,19 @@ impl Inner {
                 gen.refresh(false)?;
                 return Ok(gen);
             }
-            let (retired, epoch) = gen.log.map.retired_and_epoch();
+            let (retired, epoch, recoveries) = gen.log.map.retired_and_epoch();
             if retired != 0 {
                 self.follow(&gen, false)?;
                 continue;
             }
-            if epoch != gen.epoch {
+            if epoch != gen.epoch || recoveries != gen.recoveries {
                 self.follow(&gen, true)?;
                 let now = self.gen.load();
-                if Arc::ptr_eq(&now, &gen) || now.epoch == gen.epoch && now.shared.is_none() {
+                if Arc::ptr_eq(&now, &gen)
+                    || (now.epoch == gen.epoch
+                        && now.recoveries == gen.recoveries
+                        && now.shared.is_none())
+                {
                     // The new epoch's index could not be used: go on with the tail.
                     now.refresh(false)?;
                     return Ok(now.clone());
@@ -1385,7 +1411,12 @@ impl Inner {
                 "the file is marked as replaced by a compaction but is still at its path",
             ));
         }
-        if same_file && next.epoch == gen.epoch && next.shared.is_none() && gen.shared.is_none() {
+        if same_file
+            && next.epoch == gen.epoch
+            && next.recoveries == gen.recoveries
+            && next.shared.is_none()
+            && gen.shared.is_none()
+        {
             // Nothing usable yet: keep the generation (its tail) we have.
             return Ok(());
         }

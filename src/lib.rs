@@ -52,6 +52,7 @@ pub use claims::ClaimMapping;
 pub use error::{Error, Result};
 pub use ledger::{
     CompactStats, CompactionPolicy, Ledger, Stats, WriterOptions, AUTO_COMPACT_MIN_RECORDS,
+    INDEX_MIN_KEYS,
 };
 pub use log::Recovery;
 pub use position::{StreamId, StreamPosition};

@@ -328,25 +328,24 @@ impl LogFile {
         let mut garbage_end = end;
         if let Some(why) = stop {
             garbage_end = last_nonzero_end(log, end);
-            if !keep_valid_prefix {
-                if let Some(next) = next_valid_frame(log, end, garbage_end) {
-                    return Err(Error::corrupt(
-                        end,
-                        format!("{why}, followed by a valid record at offset {next}"),
-                    ));
-                }
-                if end < synced {
-                    return Err(Error::corrupt(
-                        end,
-                        format!("{why}, below the synced end of the log ({synced})"),
-                    ));
-                }
+            // Damage below the synced end is corruption: those records were durable.
+            // Past it, it is what a crash leaves, even when valid frames follow (a disk
+            // that reorders writes may keep a later unsynced frame and lose an earlier
+            // one): the log is the prefix before it (DESIGN.md §3), as for a torn tail.
+            if !keep_valid_prefix && end < synced {
+                let why = match next_valid_frame(log, end, garbage_end) {
+                    Some(next) => format!("{why}, followed by a valid record at offset {next}"),
+                    None => format!("{why}, below the synced end of the log ({synced})"),
+                };
+                return Err(Error::corrupt(end, why));
             }
         }
         if garbage_end > end || committed != end || synced > end {
             // Publish the shorter end first: a reader must stop reading records before
-            // they are erased, never read bytes that are being zeroed.
+            // they are erased, never read bytes that are being zeroed. Readers that
+            // judged the old end (a torn tail) judge again.
             self.map.publish_committed(end)?;
+            self.map.publish_recovery()?;
             self.map.publish_synced(end.min(synced))?;
             if garbage_end > end {
                 io::zero_range(&self.file, end, garbage_end)

@@ -38,7 +38,9 @@
 //!    The writer allocated its blocks before mapping it read-write.
 
 use crate::error::{Error, Result};
-use crate::header::{HEADER_LEN, OFF_COMMITTED_LEN, OFF_INDEX_EPOCH, OFF_RETIRED, OFF_SYNCED_LEN};
+use crate::header::{
+    HEADER_LEN, OFF_COMMITTED_LEN, OFF_INDEX_EPOCH, OFF_RECOVERIES, OFF_RETIRED, OFF_SYNCED_LEN,
+};
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::Mutex;
 use std::fs::File;
@@ -263,14 +265,26 @@ impl FileMap {
         self.load(OFF_INDEX_EPOCH)
     }
 
-    /// The two words every check reads, from their one cache line: `retired` and
-    /// `index_epoch`.
+    /// The words every check reads, from their one cache line: `retired`, `index_epoch`
+    /// and `recoveries`.
     #[inline(always)]
-    pub(crate) fn retired_and_epoch(&self) -> (u64, u64) {
+    pub(crate) fn retired_and_epoch(&self) -> (u64, u64, u64) {
         let r = self.atomic(OFF_RETIRED).load(Ordering::Relaxed);
         let e = self.atomic(OFF_INDEX_EPOCH).load(Ordering::Relaxed);
+        let c = self.atomic(OFF_RECOVERIES).load(Ordering::Relaxed);
         fence(Ordering::Acquire);
-        (r, e)
+        (r, e, c)
+    }
+
+    /// `recoveries` from the header.
+    pub(crate) fn recoveries(&self) -> u64 {
+        self.load(OFF_RECOVERIES)
+    }
+
+    /// Counts a recovery that changed the end of the log (writer only).
+    pub(crate) fn publish_recovery(&self) -> Result<()> {
+        let n = self.recoveries();
+        self.store(OFF_RECOVERIES, n.wrapping_add(1))
     }
 
     fn store(&self, offset: usize, value: u64) -> Result<()> {

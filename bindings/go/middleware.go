@@ -100,6 +100,8 @@ type middleware struct {
 	next         http.Handler
 	ledger       *Ledger
 	claims       func(*http.Request) (*Token, error)
+	mapping      *Claims                             // ClaimsMiddleware: payloads read through it
+	payload      func(*http.Request) ([]byte, error) // ClaimsMiddleware
 	realm        string
 	onCheckError func(w http.ResponseWriter, r *http.Request, err error, next http.Handler)
 	maxStaleness time.Duration    // 0: not checked
@@ -123,10 +125,28 @@ type middleware struct {
 //   - with WithMaxStaleness, a valid token while the ledger is stale: the same 503,
 //     saying how stale.
 func Middleware(next http.Handler, l *Ledger, claimsFromRequest func(*http.Request) (*Token, error), opts ...Option) http.Handler {
+	m := newMiddleware(next, l, opts)
+	m.claims = claimsFromRequest
+	return m
+}
+
+// ClaimsMiddleware is Middleware for JWT payloads: payloadFromRequest returns the JSON
+// payload of the request's (already verified) access token, which is read through the
+// claim mapping c (DESIGN.md §7) and checked with CheckClaims. The answers are
+// Middleware's; a payload the mapping cannot read (no iat, a claim of the wrong type)
+// is 401 error="invalid_token". The golangjwt subpackage builds payloadFromRequest from
+// a token verified by github.com/golang-jwt/jwt/v5.
+func ClaimsMiddleware(next http.Handler, l *Ledger, c *Claims, payloadFromRequest func(*http.Request) ([]byte, error), opts ...Option) http.Handler {
+	m := newMiddleware(next, l, opts)
+	m.mapping = c
+	m.payload = payloadFromRequest
+	return m
+}
+
+func newMiddleware(next http.Handler, l *Ledger, opts []Option) *middleware {
 	m := &middleware{
 		next:   next,
 		ledger: l,
-		claims: claimsFromRequest,
 		onCheckError: func(w http.ResponseWriter, r *http.Request, err error, next http.Handler) {
 			text := "token revocation status unavailable"
 			var stale *StaleError
@@ -143,17 +163,36 @@ func Middleware(next http.Handler, l *Ledger, claimsFromRequest func(*http.Reque
 	return m
 }
 
-func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	tok, err := m.claims(r)
-	if err != nil || tok == nil {
-		if errors.Is(err, ErrNoToken) {
-			m.challenge(w, "", "")
-		} else {
-			m.challenge(w, "invalid_token", "the access token could not be read")
+// check reads the request's token and checks it; read is false when there was no
+// token to read (the challenge is then written).
+func (m *middleware) check(w http.ResponseWriter, r *http.Request) (v Verdict, read bool, err error) {
+	var readErr error
+	if m.mapping != nil {
+		var payload []byte
+		if payload, readErr = m.payload(r); readErr == nil {
+			v, err = m.ledger.CheckClaims(m.mapping, payload)
+			return v, true, err
 		}
+	} else {
+		var tok *Token
+		if tok, readErr = m.claims(r); readErr == nil && tok != nil {
+			v, err = m.ledger.Check(tok)
+			return v, true, err
+		}
+	}
+	if errors.Is(readErr, ErrNoToken) {
+		m.challenge(w, "", "")
+	} else {
+		m.challenge(w, "invalid_token", "the access token could not be read")
+	}
+	return Verdict{}, false, nil
+}
+
+func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	v, read, err := m.check(w, r)
+	if !read {
 		return
 	}
-	v, err := m.ledger.Check(tok)
 	switch {
 	case err == nil && v.Revoked:
 		m.challenge(w, "invalid_token", v.Description())
@@ -165,6 +204,8 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		m.next.ServeHTTP(w, r)
+	case errors.Is(err, ErrInvalidArgument) && m.mapping != nil:
+		m.challenge(w, "invalid_token", "the access token's claims could not be read")
 	case errors.Is(err, ErrInvalidArgument):
 		m.challenge(w, "invalid_token", "the token's claims exceed the revocation ledger's limits")
 	default:

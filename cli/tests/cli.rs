@@ -595,7 +595,7 @@ fn check_reads_claims_json_with_array_or_space_separated_roles() {
     );
     fails(
         &["check", &l, "--claims", r#"{"iat":1,"roles":[1,2]}"#],
-        "every entry must be a string",
+        "claim \"roles/0\" must be a string",
     );
     fails(
         &["check", &l, "--claims", r#"{"iat":1}"#, "--sub", "john"],
@@ -603,6 +603,154 @@ fn check_reads_claims_json_with_array_or_space_separated_roles() {
     );
     let r = run_stdin(&["check", &l, "--claims", "-"], "");
     assert_eq!(r.code, 2, "{r:?}");
+}
+
+/// A Keycloak access token signed by PyJWT (tests/claims/sign.py): (jwt, iat).
+fn keycloak_token() -> (String, i64) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/claims/sign.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["--format", "json"])
+        .output()
+        .expect("python3 (scripts/install-deps installs it)");
+    assert!(
+        out.status.success(),
+        "sign.py (scripts/install-deps installs PyJWT): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cases: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kc = cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["spec"] == "keycloak")
+        .expect("a keycloak token");
+    (
+        kc["jwt"].as_str().unwrap().into(),
+        kc["iat"].as_i64().unwrap(),
+    )
+}
+
+#[test]
+fn check_reads_jwts_through_the_library_claim_mappings() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, l) = ledger(&dir);
+    let (jwt, iat) = keycloak_token();
+    let realm = "https://sso.example.com/realms/acme";
+    let at = (iat + 1).to_string();
+    let jwt = jwt.as_str();
+    // Not yet revoked.
+    let r = run(&["check", &l, "--jwt", jwt, "--claims-spec", "keycloak"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // The client role billing-api/refund, in the keycloak key form.
+    ok(&[
+        "revoke",
+        &l,
+        "role",
+        "--tenant",
+        realm,
+        "billing-api:refund",
+        "--at",
+        &at,
+    ]);
+    let r = run(&["check", &l, "--jwt", jwt, "--claims-spec", "keycloak"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("(role billing-api:refund)"), "{r:?}");
+    // The generic mapping reads no tenant from iss: not its rule.
+    let r = run(&["check", &l, "--jwt", jwt]);
+    assert_eq!(r.code, 0, "{r:?}");
+    // From standard input, with a trailing newline; --json shows what the mapping read.
+    let r = run_stdin(
+        &[
+            "check",
+            &l,
+            "--jwt",
+            "-",
+            "--claims-spec",
+            "keycloak",
+            "--json",
+        ],
+        &format!("{jwt}\n"),
+    );
+    assert_eq!(r.code, 1, "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["key"], "billing-api:refund");
+    assert_eq!(v["token"]["tenant"], realm);
+    assert_eq!(v["token"]["iat"], iat);
+    let roles = v["token"]["roles"].as_array().unwrap();
+    assert!(roles.contains(&"reports%3Aread".into()), "{v}");
+    assert!(roles.contains(&"account:view-profile".into()), "{v}");
+    // A pointer spec, given inline or in a file.
+    let spec = r#"{"tenant":["/iss"],"subject":["/sub"],"roles":["/resource_access/*/roles"]}"#;
+    ok(&[
+        "revoke",
+        &l,
+        "role",
+        "--tenant",
+        realm,
+        "view-profile",
+        "--at",
+        &at,
+    ]);
+    let r = run(&["check", &l, "--jwt", jwt, "--claims-spec", spec]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("(role view-profile)"), "{r:?}");
+    let file = dir.path().join("spec.json");
+    std::fs::write(&file, spec).unwrap();
+    let at_file = format!("@{}", file.display());
+    let r = run(&["check", &l, "--jwt", jwt, "--claims-spec", &at_file]);
+    assert_eq!(r.code, 1, "{r:?}");
+    // The payload itself through --claims and the same mapping.
+    let payload =
+        String::from_utf8(revledger::claims::jwt_payload(jwt.as_bytes()).unwrap()).unwrap();
+    let r = run(&[
+        "check",
+        &l,
+        "--claims",
+        &payload,
+        "--claims-spec",
+        "keycloak",
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+
+    fails(&["check", &l, "--jwt", "a.b!.c"], "not base64url");
+    fails(&["check", &l, "--jwt", "a.b"], "not a compact JWS");
+    fails(
+        &["check", &l, "--jwt", jwt, "--claims-spec", "okta"],
+        "unknown claim mapping \"okta\"",
+    );
+    fails(
+        &["check", &l, "--jwt", jwt, "--claims", "{}"],
+        "cannot be used with",
+    );
+    fails(
+        &["check", &l, "--jwt", jwt, "--sub", "x"],
+        "cannot be used with",
+    );
+    fails(
+        &[
+            "check",
+            &l,
+            "--sub",
+            "x",
+            "--iat",
+            "1",
+            "--claims-spec",
+            "keycloak",
+        ],
+        "--claims-spec reads --claims or --jwt",
+    );
+    fails(
+        &[
+            "check",
+            &l,
+            "--jwt",
+            jwt,
+            "--claims-spec",
+            "@/nonexistent/spec",
+        ],
+        "reading the claim mapping",
+    );
 }
 
 #[test]

@@ -1070,3 +1070,119 @@ fn malformed_entries_and_a_stream_trimmed_past_the_position_degrade_the_ledger_o
     assert_eq!(rc.degraded().unwrap(), 0, "{}", sc.log());
     assert!(sc.log().contains("has expired"), "{}", sc.log());
 }
+
+/// `GET path` over a plain HTTP/1.0 connection: (status, body).
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(c, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (status, body)
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_health_and_json_logs() {
+    let redis = PlainRedis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("a.ledger");
+    let sync = SyncProc::start(
+        &ledger,
+        &[
+            "--redis".to_string(),
+            redis.url(),
+            "--metrics-listen".into(),
+            "127.0.0.1:0".into(),
+            "--log-format".into(),
+            "json".into(),
+        ],
+    );
+    let ra = reader(&ledger);
+    let mut addr = String::new();
+    wait_until("sync says where its metrics are", || {
+        let log = sync.log();
+        addr = log
+            .split("metrics on http://")
+            .nth(1)
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_default()
+            .to_string();
+        !addr.is_empty()
+    });
+    wait_until("sync hears from redis", || {
+        ra.last_heard().unwrap().is_some()
+    });
+    wait_until("healthy", || http_get(&addr, "/healthz").0 == 200);
+
+    redis.xadd(&[
+        ("scope", b"subject"),
+        ("tenant", b"acme"),
+        ("key", b"a"),
+        ("at", b"10"),
+    ]);
+    redis.xadd(&[("scope", b"subject"), ("tenant", b"acme"), ("at", b"10")]); // malformed
+    wait_until("the entries are counted", || {
+        let m = http_get(&addr, "/metrics").1;
+        metric(&m, "revledger_sync_entries_applied_total") == Some(1.0)
+            && metric(&m, "revledger_sync_entries_skipped_total") == Some(1.0)
+    });
+    let (status, m) = http_get(&addr, "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(&m, "revledger_sync_ledger_live_rules"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "revledger_sync_ledger_degraded"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(metric(&m, "revledger_sync_redis_up"), Some(1.0), "{m}");
+    assert!(metric(&m, "revledger_sync_ledger_file_bytes").unwrap() > 0.0);
+    assert!(metric(&m, "revledger_sync_last_heard_age_seconds").unwrap() >= 0.0);
+    assert!(
+        m.contains("revledger_sync_compaction_duration_seconds_bucket"),
+        "{m}"
+    );
+    let (status, body) = http_get(&addr, "/healthz");
+    assert_eq!(status, 503, "a degraded ledger is unhealthy: {body}");
+    assert!(body.contains("degraded"), "{body}");
+
+    // Every log line is one JSON object with a time, a level and an event.
+    let log = sync.log();
+    let mut kinds = Vec::new();
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["ts"].is_string() && v["level"].is_string() && v["msg"].is_string(),
+            "{line}"
+        );
+        kinds.push(v["event"].as_str().unwrap().to_string());
+    }
+    for k in ["connected", "applied", "skipped", "degraded"] {
+        assert!(kinds.iter().any(|x| x == k), "no {k} event in {log}");
+    }
+    drop(redis);
+    wait_until("redis down: unhealthy, and the metrics say so", || {
+        let m = http_get(&addr, "/metrics").1;
+        metric(&m, "revledger_sync_redis_up") == Some(0.0)
+            && metric(&m, "revledger_sync_redis_failures_total").is_some_and(|n| n >= 1.0)
+    });
+    let (_, body) = http_get(&addr, "/healthz");
+    assert!(body.contains("redis is unreachable"), "{body}");
+}

@@ -3,15 +3,7 @@
 
 use super::{MAX_CLAIMS_LEN, MAX_JWT_LEN};
 use crate::error::{Error, Result};
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use base64::engine::DecodePaddingMode;
-use base64::Engine;
-
-/// base64url as JWS writes it (no padding); padding is tolerated, stray bits are not.
-const BASE64URL: GeneralPurpose = GeneralPurpose::new(
-    &base64::alphabet::URL_SAFE,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
+use std::mem::MaybeUninit;
 
 /// Payloads up to this many decoded bytes are decoded on the stack.
 const STACK_PAYLOAD: usize = 2048;
@@ -27,10 +19,9 @@ pub(crate) fn payload_segment(jwt: &[u8]) -> Result<&[u8]> {
             jwt.len()
         )));
     }
-    let mut parts = jwt.splitn(4, |&c| c == b'.');
-    let (_header, payload, signature) = (parts.next(), parts.next(), parts.next());
-    let (Some(payload), Some(_), None) = (payload, signature, parts.next()) else {
-        let dots = jwt.iter().filter(|&&c| c == b'.').count();
+    let mut dots = memchr::memchr_iter(b'.', jwt);
+    let (Some(first), Some(second), None) = (dots.next(), dots.next(), dots.next()) else {
+        let dots = memchr::memchr_iter(b'.', jwt).count();
         return Err(Error::invalid(format!(
             "the JWT is not a compact JWS (header.payload.signature): it has {} part{}{}",
             dots + 1,
@@ -42,33 +33,40 @@ pub(crate) fn payload_segment(jwt: &[u8]) -> Result<&[u8]> {
             }
         )));
     };
+    let payload = &jwt[first + 1..second];
     if payload.is_empty() {
         return Err(Error::invalid("the JWT payload is empty"));
     }
     Ok(payload)
 }
 
-/// Decodes the payload of `jwt` and calls `f` with the JSON bytes.
+/// Decodes the payload of `jwt` and calls `f` with the JSON bytes. base64url as JWS
+/// writes it (RFC 7515 §2: no padding); trailing `=` are tolerated.
 pub(crate) fn with_payload<R>(jwt: &[u8], f: impl FnOnce(&[u8]) -> Result<R>) -> Result<R> {
-    let segment = payload_segment(jwt)?;
-    // base64 gives 3 bytes per 4 characters; a partial quantum gives at most 2 more.
-    let estimate = segment.len() / 4 * 3 + 2;
-    if estimate > MAX_CLAIMS_LEN + 2 {
+    let mut segment = payload_segment(jwt)?;
+    for _ in 0..2 {
+        if let Some(rest) = segment.strip_suffix(b"=") {
+            segment = rest;
+        }
+    }
+    let b64 = base64_simd::URL_SAFE_NO_PAD;
+    // At least the decoded length (a buffer too small would make the decoder panic).
+    let estimate = b64.estimated_decoded_length(segment.len());
+    if estimate > MAX_CLAIMS_LEN + 3 {
         return Err(Error::invalid(format!(
             "the JWT payload decodes to more than {MAX_CLAIMS_LEN} bytes, the limit"
         )));
     }
-    let bad = |e: base64::DecodeSliceError| {
-        Error::invalid(format!("the JWT payload is not base64url: {e}"))
-    };
+    let bad = |_| Error::invalid("the JWT payload is not base64url (RFC 4648 §5, no padding)");
     if estimate <= STACK_PAYLOAD {
-        let mut buf = [0u8; STACK_PAYLOAD];
-        let n = BASE64URL.decode_slice(segment, &mut buf).map_err(bad)?;
-        f(&buf[..n])
+        let mut buf = [MaybeUninit::<u8>::uninit(); STACK_PAYLOAD];
+        let out = base64_simd::Out::from_uninit_slice(&mut buf);
+        f(b64.decode(segment, out).map_err(bad)?)
     } else {
         let mut buf = vec![0u8; estimate];
-        let n = BASE64URL.decode_slice(segment, &mut buf).map_err(bad)?;
-        f(&buf[..n])
+        f(b64
+            .decode(segment, base64_simd::Out::from_slice(&mut buf))
+            .map_err(bad)?)
     }
 }
 
@@ -107,14 +105,15 @@ mod tests {
         // {"a":1} → eyJhIjoxfQ (no padding in JWS)
         assert_eq!(payload(b"x.eyJhIjoxfQ.y").unwrap(), br#"{"a":1}"#);
         assert_eq!(payload(b"x.eyJhIjoxfQ==.y").unwrap(), br#"{"a":1}"#);
-        // '+' and '/' are base64, not base64url.
+        // '+' and '/' are base64, not base64url; a lone trailing character is no base64.
+        assert!(payload(b"x.eyJhIjoxfQa.y").is_err());
         let e = payload(b"x.eyJh+joxfQ.y").unwrap_err().to_string();
         assert!(e.contains("not base64url"), "{e}");
         // A big payload goes through the heap buffer.
         let json = format!(r#"{{"a":"{}"}}"#, "x".repeat(STACK_PAYLOAD * 2));
         let jwt = format!(
             "h.{}.s",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&json)
+            base64_simd::URL_SAFE_NO_PAD.encode_to_string(&json)
         );
         assert_eq!(payload(jwt.as_bytes()).unwrap(), json.as_bytes());
     }

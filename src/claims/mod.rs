@@ -85,8 +85,10 @@
 //! skipped without being decoded, and the strings it reads come back as ranges of the
 //! payload, so a check allocates nothing (strings with JSON escapes and Keycloak key
 //! forms go to a small stack buffer). serde_json would build a map or need a visitor per
-//! shape; simd-json builds a tape. The base64url decoding (the `base64` crate) writes
-//! to a stack buffer for payloads up to 2 KiB.
+//! shape; simd-json builds a tape. The payload is decoded by
+//! [base64-simd](https://docs.rs/base64-simd) (the AWS SDK's base64; SSSE3/AVX2 chosen at
+//! run time), about 4× the `base64` crate on a 1 KB token, into a stack buffer for
+//! payloads up to 2 KiB: DESIGN §5 gives decode + map + check 1 µs.
 
 mod jwt;
 mod read;

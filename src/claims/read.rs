@@ -1,8 +1,8 @@
 //! Reading a payload through a compiled mapping: one pass of jiter's pull parser over the
 //! JSON, guided by the path tree; every claim the tree does not name is skipped without
-//! being decoded. Strings are kept as ranges of the payload (no copy) unless they hold a
-//! JSON escape or need a Keycloak key form; those few are written to a small scratch
-//! buffer on the stack.
+//! being decoded. Strings are kept as ranges of the payload (no copy) unless they held a
+//! JSON escape or need a Keycloak key form; those few are written to a scratch buffer on
+//! the stack.
 
 use super::spec::{Compiled, Leaf, Node, Part, RoleForm, STRING_PARTS};
 use super::{escaped, MAX_CLAIMS_LEN};
@@ -11,18 +11,25 @@ use crate::rule::{Token, MAX_KEY_LEN, MAX_ROLES};
 use jiter::{Jiter, JiterError, NumberAny, NumberInt, Peek};
 use smallvec::SmallVec;
 
-/// Bytes of the payload or of the scratch buffer.
+/// Bytes of the payload, or of the scratch buffer.
 #[derive(Clone, Copy, Debug)]
 enum Span {
     Payload(u32, u32),
     Scratch(u32, u32),
 }
 
+impl Span {
+    fn len(self) -> usize {
+        match self {
+            Span::Payload(a, b) | Span::Scratch(a, b) => (b - a) as usize,
+        }
+    }
+}
+
 /// One step of the path to the value being read, for error messages.
 #[derive(Clone, Copy)]
 enum Seg {
-    /// A member name: its raw bytes in the payload.
-    Key(u32, u32),
+    Key(Span),
     Index(u32),
 }
 
@@ -32,7 +39,7 @@ const INLINE_ROLES: usize = 32;
 struct Reader<'j> {
     data: &'j [u8],
     path: SmallVec<[Seg; 8]>,
-    /// tenant, subject, client, session, token id: (rank, value).
+    /// tenant, subject, client, session, token id: (rank of the source, value).
     strings: [Option<(u8, Span)>; STRING_PARTS],
     iat: Option<(u8, i64)>,
     roles: SmallVec<[Span; INLINE_ROLES]>,
@@ -52,6 +59,16 @@ fn type_name(peek: Peek) -> &'static str {
         Peek::Null => "null",
         p if p.is_num() => "a number",
         _ => "not a JSON value",
+    }
+}
+
+/// Whether `s` holds a byte the Keycloak key form escapes.
+#[inline]
+fn needs_escape(s: &[u8]) -> bool {
+    if s.len() < 32 {
+        s.iter().any(|&c| escaped(c).is_some())
+    } else {
+        memchr::memchr2(b'%', b':', s).is_some()
     }
 }
 
@@ -83,7 +100,7 @@ pub(crate) fn with_token<R>(
             type_name(peek)
         )));
     }
-    r.branch(&mut j, &mapping.root, None)?;
+    r.object(&mut j, &mapping.root, None)?;
     j.finish().map_err(json_error)?;
 
     let Some((_, issued_at)) = r.iat else {
@@ -113,6 +130,28 @@ pub(crate) fn with_token<R>(
 }
 
 impl<'j> Reader<'j> {
+    fn bytes(&self, s: Span) -> &[u8] {
+        match s {
+            Span::Payload(a, b) => &self.data[a as usize..b as usize],
+            Span::Scratch(a, b) => &self.scratch[a as usize..b as usize],
+        }
+    }
+
+    /// A string jiter returned: a range of the payload when it points into it (no escape
+    /// in the JSON), else (jiter decoded it into its tape) a copy in the scratch buffer.
+    fn span_of(&mut self, s: &[u8]) -> Span {
+        let base = self.data.as_ptr() as usize;
+        let at = s.as_ptr() as usize;
+        if at >= base && at + s.len() <= base + self.data.len() {
+            let a = (at - base) as u32;
+            Span::Payload(a, a + s.len() as u32)
+        } else {
+            let a = self.scratch.len() as u32;
+            self.scratch.extend_from_slice(s);
+            Span::Scratch(a, self.scratch.len() as u32)
+        }
+    }
+
     /// The path to the value being read, as `a/b/0`.
     fn claim_name(&self) -> String {
         let mut s = String::new();
@@ -121,9 +160,7 @@ impl<'j> Reader<'j> {
                 s.push('/');
             }
             match *seg {
-                Seg::Key(a, b) => {
-                    s.push_str(&String::from_utf8_lossy(&self.data[a as usize..b as usize]))
-                }
+                Seg::Key(k) => s.push_str(&String::from_utf8_lossy(self.bytes(k))),
                 Seg::Index(i) => s.push_str(&i.to_string()),
             }
         }
@@ -146,10 +183,6 @@ impl<'j> Reader<'j> {
         Error::invalid(format!("claim {:?} {what}", self.claim_name()))
     }
 
-    fn offset(&self, s: &[u8]) -> u32 {
-        (s.as_ptr() as usize - self.data.as_ptr() as usize) as u32
-    }
-
     /// The value at the cursor, read through `node`. `capture` is the member name the
     /// pointer's `*` matched, if it did.
     fn visit(&mut self, j: &mut Jiter<'j>, node: &Node, capture: Option<Span>) -> Result<()> {
@@ -163,69 +196,68 @@ impl<'j> Reader<'j> {
                 return j.known_skip(peek).map_err(|e| self.json_err(e));
             };
             for leaf in rest {
-                // Several parts read the same value: each reads its own copy of the cursor.
+                // Several parts read the same value: each from its own copy of the cursor.
                 self.leaf(&mut j.clone(), peek, leaf, capture)?;
             }
             return self.leaf(j, peek, last, capture);
         }
-        if peek != Peek::Object && peek != Peek::Array {
-            return Err(self.claim_error(format_args!(
+        match peek {
+            Peek::Object => self.object(j, node, capture),
+            Peek::Array => self.array(j, node, capture),
+            _ => Err(self.claim_error(format_args!(
                 "must be an object or an array (claims are read inside it), found {}",
                 type_name(peek)
-            )));
+            ))),
         }
-        self.branch(j, node, capture)
     }
 
-    /// An object or array whose members `node`'s children may name.
-    fn branch(&mut self, j: &mut Jiter<'j>, node: &Node, capture: Option<Span>) -> Result<()> {
-        let mut matched: SmallVec<[usize; 4]> = SmallVec::new();
-        if j.peek().map_err(|e| self.json_err(e))? == Peek::Array {
-            let mut next = j.known_array().map_err(|e| self.json_err(e))?;
-            let mut index = 0usize;
-            while let Some(peek) = next {
-                matched.clear();
-                matched.extend(
-                    node.indices
-                        .iter()
-                        .filter(|(i, _)| *i == index)
-                        .map(|p| p.1),
-                );
-                matched.extend(node.any);
-                self.path.push(Seg::Index(index as u32));
-                self.children(j, peek, node, &matched, capture, None)?;
-                self.path.pop();
-                index += 1;
-                next = j.array_step().map_err(|e| self.json_err(e))?;
-            }
-            return Ok(());
-        }
-        let mut key = j.next_object_bytes().map_err(|e| self.json_err(e))?;
-        while let Some(raw) = key {
-            let start = self.offset(raw);
-            let end = start + raw.len() as u32;
-            let mut name = Span::Payload(start, end);
-            matched.clear();
-            let decoded;
-            let plain: &[u8] = if raw.contains(&b'\\') {
-                name = self.decode_string(start, end)?;
-                decoded = self.scratch_bytes(name).to_vec();
-                &decoded
+    /// An object (at the cursor) whose members `node`'s children may name.
+    fn object(&mut self, j: &mut Jiter<'j>, node: &Node, capture: Option<Span>) -> Result<()> {
+        let mut key = j.next_object().map_err(|e| self.json_err(e))?;
+        while let Some(k) = key {
+            let k = k.as_bytes();
+            let exact = node.keys.get(k);
+            let suffix = node.suffixes.iter().any(|(s, _)| k.ends_with(s));
+            if exact.is_none() && node.any.is_none() && !suffix {
+                // The common case: a claim the mapping does not read.
+                j.next_skip().map_err(|e| self.json_err(e))?;
             } else {
-                &self.data[start as usize..end as usize]
-            };
-            matched.extend(node.keys.get(plain));
-            matched.extend(node.any);
-            for (suffix, child) in &node.suffixes {
-                if plain.ends_with(suffix) {
-                    matched.push(*child);
+                let name = self.span_of(k);
+                let mut matched: SmallVec<[usize; 4]> = SmallVec::new();
+                matched.extend(exact);
+                matched.extend(node.any);
+                let plain = self.bytes(name);
+                for (s, child) in &node.suffixes {
+                    if plain.ends_with(s) {
+                        matched.push(*child);
+                    }
                 }
+                self.path.push(Seg::Key(name));
+                self.children(j, node, &matched, capture, Some(name))?;
+                self.path.pop();
             }
-            let peek = j.peek().map_err(|e| self.json_err(e))?;
-            self.path.push(Seg::Key(start, end));
-            self.children(j, peek, node, &matched, capture, Some(name))?;
-            self.path.pop();
-            key = j.next_key_bytes().map_err(|e| self.json_err(e))?;
+            key = j.next_key().map_err(|e| self.json_err(e))?;
+        }
+        Ok(())
+    }
+
+    /// An array (at the cursor) whose elements `node`'s children may name.
+    fn array(&mut self, j: &mut Jiter<'j>, node: &Node, capture: Option<Span>) -> Result<()> {
+        let mut next = j.known_array().map_err(|e| self.json_err(e))?;
+        let mut index = 0usize;
+        while let Some(peek) = next {
+            let mut matched: SmallVec<[usize; 4]> = SmallVec::new();
+            matched.extend(node.indices.iter().filter(|p| p.0 == index).map(|p| p.1));
+            matched.extend(node.any);
+            if matched.is_empty() {
+                j.known_skip(peek).map_err(|e| self.json_err(e))?;
+            } else {
+                self.path.push(Seg::Index(index as u32));
+                self.children(j, node, &matched, capture, None)?;
+                self.path.pop();
+            }
+            index += 1;
+            next = j.array_step().map_err(|e| self.json_err(e))?;
         }
         Ok(())
     }
@@ -235,79 +267,28 @@ impl<'j> Reader<'j> {
     fn children(
         &mut self,
         j: &mut Jiter<'j>,
-        peek: Peek,
         node: &Node,
         matched: &[usize],
         capture: Option<Span>,
         name: Option<Span>,
     ) -> Result<()> {
         let capture_of = |c: usize| if node.any == Some(c) { name } else { capture };
-        match matched {
-            [] => j.known_skip(peek).map_err(|e| self.json_err(e)),
-            [one] => self.visit(j, &node.children[*one], capture_of(*one)),
-            [rest @ .., last] => {
-                for c in rest {
-                    self.visit(&mut j.clone(), &node.children[*c], capture_of(*c))?;
-                }
-                self.visit(j, &node.children[*last], capture_of(*last))
-            }
-        }
-    }
-
-    fn scratch_bytes(&self, s: Span) -> &[u8] {
-        match s {
-            Span::Payload(a, b) => &self.data[a as usize..b as usize],
-            Span::Scratch(a, b) => &self.scratch[a as usize..b as usize],
-        }
-    }
-
-    /// Decodes the JSON string whose raw contents are `data[start..end]` (it holds an
-    /// escape) into the scratch buffer.
-    fn decode_string(&mut self, start: u32, end: u32) -> Result<Span> {
-        // The quotes around the contents are part of the payload.
-        let quoted = &self.data[start as usize - 1..end as usize + 1];
-        let mut sub = Jiter::new(quoted);
-        let s = sub
-            .next_str()
-            .map_err(|e| self.claim_error(format_args!("is not a valid JSON string: {e}")))?;
-        let a = self.scratch.len() as u32;
-        self.scratch.extend_from_slice(s.as_bytes());
-        Ok(Span::Scratch(a, self.scratch.len() as u32))
-    }
-
-    /// A string at the cursor (peeked), as a span.
-    fn string(&mut self, j: &mut Jiter<'j>) -> Result<Span> {
-        let raw = j.known_bytes().map_err(|e| self.json_err(e))?;
-        let start = self.offset(raw);
-        let end = start + raw.len() as u32;
-        if raw.contains(&b'\\') {
-            self.decode_string(start, end)
-        } else {
-            Ok(Span::Payload(start, end))
-        }
-    }
-
-    /// Appends the Keycloak escape of `s` to the scratch buffer.
-    fn escape(&mut self, s: Span) {
-        let (a, b) = match s {
-            Span::Payload(a, b) | Span::Scratch(a, b) => (a as usize, b as usize),
+        let Some((last, rest)) = matched.split_last() else {
+            return j.next_skip().map_err(|e| self.json_err(e));
         };
-        for i in a..b {
-            let c = match s {
-                Span::Payload(..) => self.data[i],
-                Span::Scratch(..) => self.scratch[i],
-            };
-            match escaped(c) {
-                Some(e) => self.scratch.extend_from_slice(e),
-                None => self.scratch.push(c),
-            }
+        for c in rest {
+            self.visit(&mut j.clone(), &node.children[*c], capture_of(*c))?;
         }
+        self.visit(j, &node.children[*last], capture_of(*last))
     }
 
-    fn span_len(s: Span) -> usize {
-        match s {
-            Span::Payload(a, b) | Span::Scratch(a, b) => (b - a) as usize,
-        }
+    /// A string at the cursor (peeked).
+    fn string(&mut self, j: &mut Jiter<'j>) -> Result<Span> {
+        let s = match j.known_str() {
+            Ok(s) => s.as_bytes(),
+            Err(e) => return Err(self.json_err(e)),
+        };
+        Ok(self.span_of(s))
     }
 
     fn leaf(
@@ -338,20 +319,19 @@ impl<'j> Reader<'j> {
                         .claim_error(format_args!("must be a string, found {}", type_name(peek))));
                 }
                 let value = self.string(j)?;
-                if Self::span_len(value) > MAX_KEY_LEN {
+                if value.len() > MAX_KEY_LEN {
                     return Err(self.claim_error(format_args!(
                         "is {} bytes long; the limit is {MAX_KEY_LEN}",
-                        Self::span_len(value)
+                        value.len()
                     )));
                 }
-                let slot = &mut self.strings[part as usize];
-                match *slot {
+                match self.strings[part as usize] {
                     Some((rank, _)) if rank == leaf.rank => {
                         Err(self.claim_error("appears more than once"))
                     }
                     Some((rank, _)) if rank < leaf.rank => Ok(()),
                     _ => {
-                        *slot = Some((leaf.rank, value));
+                        self.strings[part as usize] = Some((leaf.rank, value));
                         Ok(())
                     }
                 }
@@ -368,11 +348,10 @@ impl<'j> Reader<'j> {
                 type_name(peek)
             )));
         }
-        let out_of_range = |r: &Self| r.claim_error("is out of range for Unix seconds");
         match j.known_number(peek) {
             Ok(NumberAny::Int(NumberInt::Int(i))) => Ok(i),
             Ok(NumberAny::Float(f)) if f.is_finite() && f.abs() < 9.0e18 => Ok(f.floor() as i64),
-            Ok(_) => Err(out_of_range(self)),
+            Ok(_) => Err(self.claim_error("is out of range for Unix seconds")),
             Err(e) => Err(self.claim_error(format_args!("is not a valid number: {e}"))),
         }
     }
@@ -390,28 +369,7 @@ impl<'j> Reader<'j> {
             Peek::String => {
                 let s = self.string(j)?;
                 if leaf.split {
-                    let (a, b) = match s {
-                        Span::Payload(a, b) | Span::Scratch(a, b) => (a, b),
-                    };
-                    let rebuild = |x, y| match s {
-                        Span::Payload(..) => Span::Payload(x, y),
-                        Span::Scratch(..) => Span::Scratch(x, y),
-                    };
-                    let mut i = a;
-                    while i < b {
-                        let all = self.scratch_bytes(rebuild(0, b));
-                        while i < b && all[i as usize].is_ascii_whitespace() {
-                            i += 1;
-                        }
-                        let start = i;
-                        while i < b && !all[i as usize].is_ascii_whitespace() {
-                            i += 1;
-                        }
-                        if i > start {
-                            self.role(rebuild(start, i), leaf.form, capture)?;
-                        }
-                    }
-                    Ok(())
+                    self.split(s, leaf.form, capture)
                 } else {
                     self.role(s, leaf.form, capture)
                 }
@@ -422,11 +380,10 @@ impl<'j> Reader<'j> {
                 while let Some(peek) = next {
                     if peek != Peek::String {
                         self.path.push(Seg::Index(index));
-                        let e = self.claim_error(format_args!(
+                        return Err(self.claim_error(format_args!(
                             "must be a string (an entitlement), found {}",
                             type_name(peek)
-                        ));
-                        return Err(e);
+                        )));
                     }
                     let s = self.string(j)?;
                     self.role(s, leaf.form, capture)?;
@@ -442,6 +399,65 @@ impl<'j> Reader<'j> {
         }
     }
 
+    /// A space-separated list (`scope`, `scp`): one entitlement per word.
+    fn split(&mut self, s: Span, form: RoleForm, capture: Option<Span>) -> Result<()> {
+        let (a, b, in_payload) = match s {
+            Span::Payload(a, b) => (a, b, true),
+            Span::Scratch(a, b) => (a, b, false),
+        };
+        let piece = |x, y| {
+            if in_payload {
+                Span::Payload(x, y)
+            } else {
+                Span::Scratch(x, y)
+            }
+        };
+        let mut i = a;
+        while i < b {
+            let all = self.bytes(piece(0, b));
+            while i < b && all[i as usize].is_ascii_whitespace() {
+                i += 1;
+            }
+            let start = i;
+            while i < b && !all[i as usize].is_ascii_whitespace() {
+                i += 1;
+            }
+            if i > start {
+                self.role(piece(start, i), form, capture)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the Keycloak key form of `s` to the scratch buffer.
+    fn escape(&mut self, s: Span) {
+        match s {
+            Span::Payload(a, b) => {
+                let data = self.data;
+                let bytes = &data[a as usize..b as usize];
+                if !needs_escape(bytes) {
+                    self.scratch.extend_from_slice(bytes);
+                    return;
+                }
+                for &c in bytes {
+                    match escaped(c) {
+                        Some(e) => self.scratch.extend_from_slice(e),
+                        None => self.scratch.push(c),
+                    }
+                }
+            }
+            Span::Scratch(a, b) => {
+                for i in a as usize..b as usize {
+                    let c = self.scratch[i];
+                    match escaped(c) {
+                        Some(e) => self.scratch.extend_from_slice(e),
+                        None => self.scratch.push(c),
+                    }
+                }
+            }
+        }
+    }
+
     /// Adds one entitlement, in the key form of `form`.
     fn role(&mut self, s: Span, form: RoleForm, capture: Option<Span>) -> Result<()> {
         if self.roles.len() == MAX_ROLES {
@@ -451,14 +467,11 @@ impl<'j> Reader<'j> {
         }
         let key = match form {
             RoleForm::Plain => s,
+            RoleForm::KeycloakEscaped if !needs_escape(self.bytes(s)) => s,
             RoleForm::KeycloakEscaped => {
-                if self.scratch_bytes(s).iter().any(|&c| escaped(c).is_some()) {
-                    let a = self.scratch.len() as u32;
-                    self.escape(s);
-                    Span::Scratch(a, self.scratch.len() as u32)
-                } else {
-                    s
-                }
+                let a = self.scratch.len() as u32;
+                self.escape(s);
+                Span::Scratch(a, self.scratch.len() as u32)
             }
             RoleForm::KeycloakClient => {
                 let a = self.scratch.len() as u32;
@@ -470,13 +483,13 @@ impl<'j> Reader<'j> {
                 Span::Scratch(a, self.scratch.len() as u32)
             }
         };
-        let len = Self::span_len(key);
-        if len > MAX_KEY_LEN {
+        if key.len() > MAX_KEY_LEN {
             return Err(self.claim_error(format_args!(
-                "holds an entitlement of {len} bytes; the limit is {MAX_KEY_LEN}"
+                "holds an entitlement of {} bytes; the limit is {MAX_KEY_LEN}",
+                key.len()
             )));
         }
-        if len > 0 {
+        if key.len() > 0 {
             self.roles.push(key);
         }
         Ok(())

@@ -152,25 +152,35 @@ fn array_index(token: &[u8]) -> Option<usize> {
 /// empty slot, so no payload can make a lookup cost more than the spec's size.
 #[derive(Debug, Default)]
 pub(crate) struct KeyTable {
-    slots: Vec<Option<(Box<[u8]>, usize)>>,
+    slots: Vec<Option<Slot>>,
     len: usize,
 }
 
+#[derive(Debug)]
+struct Slot {
+    /// [`KeyTable::tag`] of `key`: compared before the bytes, so that a payload name
+    /// that is not the spec's is told apart without a memcmp.
+    tag: u64,
+    key: Box<[u8]>,
+    child: usize,
+}
+
 impl KeyTable {
-    fn hash(key: &[u8]) -> u64 {
-        // FxHash-style, 8 bytes at a time: the keys are short claim names.
-        const K: u64 = 0xf135_7aea_2e62_a9c5;
-        let mut h = (key.len() as u64).wrapping_mul(K);
-        let mut chunks = key.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(26);
-        }
-        let mut w = [0u8; 8];
-        w[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-        h = (h ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        h ^ (h >> 32)
+    /// Claim names are short and mostly differ in length or in their first, middle or
+    /// last byte: four loads, no loop.
+    #[inline]
+    fn tag(key: &[u8]) -> u64 {
+        let n = key.len();
+        let (first, mid, last) = match n {
+            0 => (0, 0, 0),
+            _ => (key[0], key[n / 2], key[n - 1]),
+        };
+        n as u64 | (first as u64) << 40 | (mid as u64) << 48 | (last as u64) << 56
+    }
+
+    #[inline]
+    fn home(tag: u64, mask: usize) -> usize {
+        (tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) as usize & mask
     }
 
     /// The child index for `key`, if the spec names it.
@@ -180,32 +190,39 @@ impl KeyTable {
             return None;
         }
         let mask = self.slots.len() - 1;
-        let mut i = Self::hash(key) as usize & mask;
+        let tag = Self::tag(key);
+        let mut i = Self::home(tag, mask);
         loop {
             match &self.slots[i] {
                 None => return None,
-                Some((k, v)) if **k == *key => return Some(*v),
+                Some(s) if s.tag == tag && *s.key == *key => return Some(s.child),
                 Some(_) => i = (i + 1) & mask,
             }
         }
     }
 
-    fn insert(&mut self, key: Box<[u8]>, value: usize) {
+    fn insert(&mut self, key: Box<[u8]>, child: usize) {
         if (self.len + 1) * 4 > self.slots.len() {
             let old = std::mem::take(&mut self.slots);
             self.slots = (0..(old.len() * 2).max(16)).map(|_| None).collect();
             self.len = 0;
-            for (k, v) in old.into_iter().flatten() {
-                self.insert(k, v);
+            for s in old.into_iter().flatten() {
+                self.insert(s.key, s.child);
             }
         }
         let mask = self.slots.len() - 1;
-        let mut i = Self::hash(&key) as usize & mask;
+        let tag = Self::tag(&key);
+        let mut i = Self::home(tag, mask);
         while self.slots[i].is_some() {
             i = (i + 1) & mask;
         }
-        self.slots[i] = Some((key, value));
+        self.slots[i] = Some(Slot { tag, key, child });
         self.len += 1;
+    }
+
+    /// The names, with their child index.
+    fn iter(&self) -> impl Iterator<Item = (&[u8], usize)> {
+        self.slots.iter().flatten().map(|s| (&*s.key, s.child))
     }
 }
 
@@ -301,8 +318,8 @@ fn step_name(node: &Node, child: usize) -> String {
     if let Some((s, _)) = node.suffixes.iter().find(|(_, c)| *c == child) {
         return format!("…{}", String::from_utf8_lossy(s));
     }
-    for (k, c) in node.keys.slots.iter().flatten() {
-        if *c == child {
+    for (k, c) in node.keys.iter() {
+        if c == child {
             return String::from_utf8_lossy(k).into_owned();
         }
     }

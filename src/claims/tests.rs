@@ -347,8 +347,7 @@ fn limits_are_enforced_with_the_claim_named() {
 
 #[test]
 fn with_jwt_decodes_the_payload_and_leaves_the_signature_alone() {
-    use base64::Engine;
-    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let b64 = |s: &str| base64_simd::URL_SAFE_NO_PAD.encode_to_string(s);
     let jwt = format!(
         "{}.{}.not-a-signature",
         b64(r#"{"alg":"RS256"}"#),
@@ -414,4 +413,83 @@ fn checks_go_through_the_ledger() {
         Verdict::Valid
     );
     assert!(ledger.check_claims(&kc, b"{}").is_err());
+}
+
+mod hostile {
+    //! Arbitrary bytes, and valid payloads with bytes changed: every mapping answers or
+    //! refuses with InvalidArgument, never panics.
+    use super::*;
+    use proptest::prelude::*;
+
+    const PAYLOAD: &str = r#"{"iss":"https://sso/realms/a","sub":"u","tid":"t","oid":"o","iat":1700000000,
+        "realm_access":{"roles":["a:b","c%"]},"resource_access":{"x:y":{"roles":["r"]},"z":{}},
+        "groups":["/g"],"scope":"s t","scp":"u","wids":["w"],"https://n/roles":["n"],
+        "permissions":["p"],"org_id":"o","azp":"c","sid":"s","jti":"j","uti":"k","x":[1,{"y":null}]}"#;
+
+    fn mappings() -> Vec<ClaimMapping> {
+        let mut m: Vec<ClaimMapping> = BUILTIN_SPECS
+            .iter()
+            .map(|s| ClaimMapping::new(s).unwrap())
+            .collect();
+        m.push(
+            ClaimMapping::new(
+                r#"{"tenant":["/x/1/y","/tid"],"roles":["/resource_access/*/roles","/groups/*"],"iat":["/iat"]}"#,
+            )
+            .unwrap(),
+        );
+        m
+    }
+
+    fn answers_or_refuses(m: &ClaimMapping, json: &[u8]) {
+        let r = m.with_claims(json, |t| {
+            assert!(t.roles.len() <= MAX_ROLES);
+            t.roles
+                .iter()
+                .all(|r| !r.is_empty() && r.len() <= MAX_KEY_LEN)
+        });
+        match r {
+            Ok(all_fine) => assert!(all_fine),
+            Err(e) => assert!(matches!(e, crate::Error::InvalidArgument(_)), "{e:?}"),
+        }
+        let jwt = format!(
+            "h.{}.s",
+            base64_simd::URL_SAFE_NO_PAD.encode_to_string(json)
+        );
+        if let Err(e) = m.with_jwt(jwt.as_bytes(), |_| ()) {
+            assert!(matches!(e, crate::Error::InvalidArgument(_)), "{e:?}");
+        }
+        if let Err(e) = m.with_jwt(json, |_| ()) {
+            assert!(matches!(e, crate::Error::InvalidArgument(_)), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn the_unmodified_payload_reads_through_every_mapping() {
+        for m in mappings() {
+            assert!(m.with_claims(PAYLOAD.as_bytes(), |_| ()).is_ok(), "{m}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            for m in mappings() {
+                answers_or_refuses(&m, &bytes);
+            }
+        }
+
+        #[test]
+        fn payloads_with_bytes_changed(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6)
+        ) {
+            let mut json = PAYLOAD.as_bytes().to_vec();
+            for (at, byte) in edits {
+                let i = at.index(json.len());
+                json[i] = byte;
+            }
+            for m in mappings() {
+                answers_or_refuses(&m, &json);
+            }
+        }
+    }
 }

@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# The per-check cost of the LuaJIT module beside the plain C call (same ledger, token,
-# JWT): builds bench/check.c against target/release/librevledger.a, creates a ledger of
-# 10k rules, runs the C loop, then bench/check.lua under luajit.
-#   bindings/lua/bench/run.sh [rules]
+# The per-check cost of the LuaJIT module beside the plain C call (same process, ledger
+# handle, token, JWT): builds bench/check.c as a shared object over
+# target/release/librevledger.so, then runs bench/check.lua under luajit.
+#   bindings/lua/bench/run.sh [rules] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 root=$(pwd)
-rules=${1:-10000}
-[ -f target/release/librevledger.a ] || cargo build --release --lib
+[ -f target/release/librevledger.so ] || cargo build --release --lib
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cc -O2 -std=c11 -Wall -Wextra -Werror -Iinclude bindings/lua/bench/check.c \
-  target/release/librevledger.a -lpthread -ldl -lm -o "$work/check"
+cc -O2 -std=c11 -Wall -Wextra -Werror -fPIC -shared -Iinclude bindings/lua/bench/check.c \
+  -L target/release -lrevledger -Wl,-rpath,"$root/target/release" -o "$work/libbenchcheck.so"
 jwt=$(python3 - <<'PY'
 import base64, json
 b = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
@@ -25,13 +24,6 @@ print(".".join([b({"alg": "RS256", "typ": "JWT"}),
                 "c2lnbmF0dXJl"]))
 PY
 )
-echo "ledger of $rules rules; JWT of ${#jwt} bytes; best of 5 rounds"
-{
-  "$work/check" "$work/bench.ledger" "$rules" "$jwt"
-  LUA_PATH="$root/bindings/lua/?.lua;;" REVLEDGER_LIB="$root/target/release/librevledger.so" \
-    luajit bindings/lua/bench/check.lua "$work/bench.ledger" "$jwt"
-} | tee "$work/out"
-awk '/^C   revledger_check /{c=$3} /^C   revledger_check_jwt /{cj=$3}
-     /^Lua ledger:check\(t\)/{l=$3} /^Lua ledger:check_jwt/{lj=$4}
-     END {printf "the module over the plain C call: check %+.1f ns, check_jwt %+.1f ns\n", l-c, lj-cj}' \
-  "$work/out"
+LUA_PATH="$root/bindings/lua/?.lua;;" REVLEDGER_LIB="$root/target/release/librevledger.so" \
+  luajit bindings/lua/bench/check.lua "$work/libbenchcheck.so" "$work/bench.ledger" \
+  "${1:-10000}" "$jwt" "${2:-7}"

@@ -8,7 +8,9 @@ use super::{
 };
 use revledger::header::{Header, HEADER_LEN, OFF_SYNCED_LEN};
 use revledger::record::{decode_frame, frame_len, Frame, Record, FRAME_ALIGN, MAX_PAYLOAD_LEN};
-use revledger::{now_cutoff, unix_now_floor, Ledger, Rule, Scope, Token, Verdict, WriterOptions};
+use revledger::{
+    now_cutoff, unix_now_floor, ClaimMapping, Ledger, Rule, Scope, Token, Verdict, WriterOptions,
+};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::fs::File;
@@ -359,21 +361,85 @@ pub fn verdict_line(verdict: Verdict, key: &[u8]) -> String {
     }
 }
 
-/// `check`: the verdict for a token given by flags or claims; exit 0 valid, 1 revoked.
-pub fn check(a: &CheckArgs) -> CliResult {
-    let claims = match a.claims.as_deref() {
-        Some("-") => {
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .map_err(|e| CliError::new(format!("reading claims from stdin: {e}")))?;
-            Claims::from_json(&text).map_err(CliError::new)?
-        }
-        Some(json) => Claims::from_json(json).map_err(CliError::new)?,
-        None => claims_from_flags(a)?,
+/// The token a mapping read, for `check --json`: byte strings as text, or `<name>_hex`.
+fn token_json(c: &Claims) -> Value {
+    let mut t = Map::new();
+    put_bytes(&mut t, "tenant", &c.tenant);
+    put_bytes(&mut t, "subject", &c.subject);
+    let roles: Vec<Value> = c
+        .roles
+        .iter()
+        .map(|r| match std::str::from_utf8(r) {
+            Ok(s) => s.into(),
+            Err(_) => format!("hex:{}", to_hex(r)).into(),
+        })
+        .collect();
+    t.insert("roles".into(), roles.into());
+    put_bytes(&mut t, "client", &c.client);
+    put_bytes(&mut t, "session", &c.session);
+    put_bytes(&mut t, "token_id", &c.token_id);
+    t.insert("iat".into(), c.issued_at.into());
+    Value::Object(t)
+}
+
+/// The claim mapping of `check --claims-spec` (default `generic`); `@FILE` reads it.
+fn claim_mapping(spec: Option<&str>) -> CliResult<ClaimMapping> {
+    let spec = match spec {
+        None => return Ok(ClaimMapping::new("generic")?),
+        Some(s) => s,
     };
-    let ledger = open_reader(&a.ledger)?;
-    let verdict = claims.with_token(|t| ledger.check(t))?;
+    let text = match spec.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| CliError::new(format!("reading the claim mapping {path}: {e}")))?,
+        None => spec.to_owned(),
+    };
+    Ok(ClaimMapping::new(&text)?)
+}
+
+/// The argument, or standard input for `-`.
+fn arg_or_stdin(value: &str, what: &str) -> CliResult<String> {
+    if value != "-" {
+        return Ok(value.to_owned());
+    }
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| CliError::new(format!("reading {what} from stdin: {e}")))?;
+    Ok(text)
+}
+
+/// `check`: the verdict for a token given by flags, a JWT payload or a JWT (read through
+/// the library's claim mapping, the same code gateways run); exit 0 valid, 1 revoked.
+pub fn check(a: &CheckArgs) -> CliResult {
+    let ledger;
+    let (claims, verdict) = match (&a.claims, &a.jwt) {
+        (Some(json), _) => {
+            let mapping = claim_mapping(a.claims_spec.as_deref())?;
+            let json = arg_or_stdin(json, "claims")?;
+            ledger = open_reader(&a.ledger)?;
+            let verdict = ledger.check_claims(&mapping, json.as_bytes())?;
+            (Claims::from_payload(&mapping, json.as_bytes())?, verdict)
+        }
+        (None, Some(jwt)) => {
+            let mapping = claim_mapping(a.claims_spec.as_deref())?;
+            let jwt = arg_or_stdin(jwt, "the JWT")?;
+            let jwt = jwt.trim();
+            ledger = open_reader(&a.ledger)?;
+            let verdict = ledger.check_jwt(&mapping, jwt.as_bytes())?;
+            (Claims::from_jwt(&mapping, jwt.as_bytes())?, verdict)
+        }
+        (None, None) => {
+            if a.claims_spec.is_some() {
+                return Err(CliError::new(
+                    "--claims-spec reads --claims or --jwt; give one of them",
+                ));
+            }
+            let claims = claims_from_flags(a)?;
+            ledger = open_reader(&a.ledger)?;
+            let verdict = claims.with_token(|t| ledger.check(t))?;
+            (claims, verdict)
+        }
+    };
     let key = deciding_key(&ledger, &claims, verdict)?;
     if a.json {
         let mut obj = Map::new();
@@ -386,6 +452,9 @@ pub fn check(a: &CheckArgs) -> CliResult {
             }
         }
         obj.insert("description".into(), verdict.description().into());
+        if a.claims.is_some() || a.jwt.is_some() {
+            obj.insert("token".into(), token_json(&claims));
+        }
         println!("{}", Value::Object(obj));
     } else {
         println!("{}", verdict_line(verdict, &key));

@@ -236,14 +236,26 @@ Examples:
   revledger check L --tenant acme --sub john --role super_admin --role billing --iat 1700000000
   revledger check L --claims '{\"tid\":\"acme\",\"sub\":\"john\",\"roles\":[\"billing\"],\"iat\":1700000000}'
   echo \"$CLAIMS_JSON\" | revledger check L --claims - --json
-Claims JSON: tenant|tid, sub, roles|groups|permissions|scope|scp (array or space-separated
-string), azp|client_id, sid, jti, iat (required).")]
+  revledger check L --jwt \"$ACCESS_TOKEN\" --claims-spec keycloak
+--claims and --jwt read the token through a claim mapping (--claims-spec): generic (the
+default: tenant|tid|org_id, sub, roles+groups+permissions+scope+scp, azp|client_id|appid,
+sid, jti|uti, iat), auth0, keycloak, entra, or a JSON object of JSON Pointers such as
+'{\"tenant\":[\"/tid\"],\"subject\":[\"/sub\"],\"roles\":[\"/realm_access/roles\"]}' (or @FILE).
+--jwt does NOT verify the token's signature: it only decodes its payload.")]
 struct CheckArgs {
     /// Path of the ledger.
     ledger: PathBuf,
-    /// A JSON object of JWT claims, or `-` to read it from standard input.
-    #[arg(long, value_name = "JSON|-", conflicts_with_all = ["tenant", "sub", "role", "client", "sid", "jti", "iat", "hex"])]
+    /// A JWT payload (a JSON object of claims), or `-` to read it from standard input.
+    #[arg(long, value_name = "JSON|-", conflicts_with_all = ["jwt", "tenant", "sub", "role", "client", "sid", "jti", "iat", "hex"])]
     claims: Option<String>,
+    /// A compact JWS `header.payload.signature` (an access token), or `-` to read it from
+    /// standard input. Its payload is decoded; its signature is NOT verified.
+    #[arg(long, value_name = "TOKEN|-", conflicts_with_all = ["tenant", "sub", "role", "client", "sid", "jti", "iat", "hex"])]
+    jwt: Option<String>,
+    /// The claim mapping for --claims and --jwt: generic (the default), auth0, keycloak,
+    /// entra, a JSON pointer spec, or @FILE holding one.
+    #[arg(long, value_name = "SPEC")]
+    claims_spec: Option<String>,
     /// Tenant (`tenant` / `tid` claim).
     #[arg(long, value_name = "T")]
     tenant: Option<OsString>,
@@ -266,7 +278,7 @@ struct CheckArgs {
     #[arg(
         long,
         value_name = "UNIX",
-        required_unless_present = "claims",
+        required_unless_present_any = ["claims", "jwt"],
         allow_negative_numbers = true
     )]
     iat: Option<i64>,
@@ -482,6 +494,17 @@ struct SyncArgs {
     /// Also log every heartbeat.
     #[arg(long, short = 'v')]
     verbose: bool,
+    /// Serve Prometheus metrics on /metrics and health on /healthz at this address
+    /// (e.g. 127.0.0.1:9464; docs/OPERATIONS.md). Off when not given.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// /healthz answers 503 once the ledger last heard from its stream longer ago.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    health_max_age: u64,
+    /// Log lines as text (`revledger sync: <time> <event>`) or as one JSON object each
+    /// (`{"ts":…,"level":…,"event":…,"msg":…,…}`).
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     #[command(flatten)]
     writer: writer::WriterArgs,
 }

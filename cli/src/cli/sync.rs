@@ -4,6 +4,7 @@
 use super::bytes::arg_bytes;
 use super::commands::{rule_from_args, rule_line};
 use super::{CliError, CliResult, KeygenArgs, PublishArgs, SyncArgs};
+use crate::sync::ops::{self, SyncMetrics};
 use crate::sync::{
     Event, Follower, Notes, Publisher, Scopes, Signer, SyncError, SyncOptions, Trim, TrustedKeys,
 };
@@ -118,7 +119,22 @@ pub fn sync(a: &SyncArgs) -> CliResult {
         }
         Err(e) => return Err(e.into()),
     };
-    let log = |line: &dyn std::fmt::Display| eprintln!("revledger sync: {} {line}", utc_now());
+    let json = a.log_format == "json";
+    let log = |line: &dyn std::fmt::Display| {
+        if json {
+            let v = serde_json::json!({"ts": utc_now(), "level": "info", "event": "note", "msg": line.to_string()});
+            eprintln!("{v}");
+        } else {
+            eprintln!("revledger sync: {} {line}", utc_now());
+        }
+    };
+    let log_event = |e: &Event| {
+        if json {
+            eprintln!("{}", event_json(e));
+        } else {
+            eprintln!("revledger sync: {} {e}", utc_now());
+        }
+    };
     if created {
         log(&format_args!(
             "created ledger {} (max token lifetime {} s, leeway {} s)",
@@ -163,16 +179,31 @@ pub fn sync(a: &SyncArgs) -> CliResult {
         }
     }
     if a.resolve {
-        let was = follower.resolve(&mut |e: &Event| log(e))?;
+        let was = follower.resolve(&mut |e: &Event| log_event(e))?;
         if was == 0 {
             log(&"--resolve: the ledger was not degraded; nothing to resolve");
         }
     }
+    let metrics = std::sync::Arc::new(SyncMetrics::new());
+    if let Some(addr) = a.metrics_listen {
+        let reader = Ledger::open_reader(&a.ledger)?;
+        let bound = ops::serve(
+            addr,
+            metrics.clone(),
+            reader,
+            Duration::from_secs(a.health_max_age),
+        )
+        .map_err(|e| CliError::new(format!("cannot serve metrics on {addr}: {e}")))?;
+        log(&format_args!(
+            "metrics on http://{bound}/metrics, health on http://{bound}/healthz"
+        ));
+    }
     let verbose = a.verbose;
     let stop = AtomicBool::new(false); // runs until killed; every batch is synced
     follower.run(&stop, &mut |e: &Event| {
+        metrics.observe(e);
         if verbose || !matches!(e, Event::Heartbeat { .. }) {
-            log(e);
+            log_event(e);
         }
     })?;
     Ok(ExitCode::SUCCESS)
@@ -194,4 +225,70 @@ pub fn keygen(a: &KeygenArgs) -> CliResult {
     f.sync_all()?;
     println!("{} {} {scopes}", signer.kid(), signer.public_key_base64());
     Ok(ExitCode::SUCCESS)
+}
+
+/// One JSON log line for an event: time, level, kind, the text, and its figures.
+fn event_json(e: &Event) -> serde_json::Value {
+    use serde_json::json;
+    let (level, kind, extra) = match e {
+        Event::Connected { from, .. } => ("info", "connected", json!({"from": from.to_string()})),
+        Event::NewStream { .. } => ("warn", "new_stream", json!({})),
+        Event::StreamMissing { position } => (
+            "warn",
+            "stream_missing",
+            json!({"position": position.to_string()}),
+        ),
+        Event::StreamReset {
+            position,
+            last_generated,
+        } => (
+            "warn",
+            "stream_reset",
+            json!({"position": position.to_string(), "last_generated": last_generated.to_string()}),
+        ),
+        Event::TrimmedPast {
+            position,
+            max_deleted,
+            lost,
+        } => (
+            if *lost { "error" } else { "warn" },
+            "trimmed_past",
+            json!({"position": position.to_string(), "gone_up_to": max_deleted.to_string(), "lost": lost}),
+        ),
+        Event::Degraded { bits } => ("error", "degraded", json!({"bits": bits})),
+        Event::Resolved { was } => ("warn", "resolved", json!({"was": was})),
+        Event::Applied {
+            rules,
+            skipped,
+            refused,
+            lag_ms,
+            last_id,
+        } => (
+            "info",
+            "applied",
+            json!({"rules": rules, "skipped": skipped, "refused": refused, "lag_ms": lag_ms, "last_id": last_id.to_string()}),
+        ),
+        Event::Skipped { id, .. } => ("error", "skipped", json!({"id": id.to_string()})),
+        Event::Refused { id, .. } => ("error", "refused", json!({"id": id.to_string()})),
+        Event::Unreachable {
+            retry_in, attempt, ..
+        } => (
+            "warn",
+            "unreachable",
+            json!({"retry_in_ms": retry_in.as_millis() as u64, "attempt": attempt}),
+        ),
+        Event::Heartbeat { last_heard } => {
+            ("debug", "heartbeat", json!({"last_heard": last_heard}))
+        }
+        Event::Compacted { stats, micros } => (
+            "info",
+            "compacted",
+            json!({"rules_kept": stats.rules_kept, "bytes_after": stats.bytes_after, "micros": micros}),
+        ),
+    };
+    let mut v = json!({"ts": utc_now(), "level": level, "event": kind, "msg": e.to_string()});
+    if let (Some(o), serde_json::Value::Object(x)) = (v.as_object_mut(), extra) {
+        o.extend(x);
+    }
+    v
 }

@@ -143,6 +143,10 @@ pub enum Event {
         skipped: usize,
         /// Entries refused for their signature (each also reported as [`Event::Refused`]).
         refused: usize,
+        /// How far behind the stream's newest entry the ledger still is, in milliseconds
+        /// of entry ids: 0 when the read returned less than a full batch (nothing newer
+        /// was waiting), else the age of the last entry applied.
+        lag_ms: u64,
         /// The ledger's position now.
         last_id: StreamId,
     },
@@ -176,7 +180,12 @@ pub enum Event {
         last_heard: i64,
     },
     /// The ledger was compacted.
-    Compacted(CompactStats),
+    Compacted {
+        /// What compaction did.
+        stats: CompactStats,
+        /// How long it took, in microseconds.
+        micros: u64,
+    },
 }
 
 impl fmt::Display for Event {
@@ -240,6 +249,7 @@ impl fmt::Display for Event {
                 skipped,
                 refused,
                 last_id,
+                ..
             } => write!(
                 f,
                 "applied {rules} rules ({skipped} skipped, {refused} refused) up to entry {last_id}"
@@ -261,7 +271,7 @@ impl fmt::Display for Event {
                 retry_in.as_millis()
             ),
             Event::Heartbeat { last_heard } => write!(f, "heartbeat: last heard {last_heard}"),
-            Event::Compacted(s) => write!(
+            Event::Compacted { stats: s, .. } => write!(
                 f,
                 "compacted the ledger: {} rules kept, {} expired keys dropped, {} -> {} bytes",
                 s.rules_kept, s.keys_dropped, s.bytes_before, s.bytes_after
@@ -588,9 +598,13 @@ impl<'l> Follower<'l> {
         self.failures = 0;
         if let Some(every) = self.opts.compact_every {
             if self.last_compaction.elapsed() >= every {
+                let started = Instant::now();
                 let stats = self.ledger.compact(unix_now_floor())?;
                 self.last_compaction = Instant::now();
-                on(&Event::Compacted(stats));
+                on(&Event::Compacted {
+                    stats,
+                    micros: started.elapsed().as_micros().min(u64::MAX as u128) as u64,
+                });
             }
         }
         Ok(None)
@@ -824,10 +838,16 @@ impl<'l> Follower<'l> {
             on(&Event::Degraded { bits: newly });
         }
         if fresh {
+            let lag_ms = if entries.len() >= self.opts.batch {
+                now_ms().saturating_sub(last.ms)
+            } else {
+                0
+            };
             on(&Event::Applied {
                 rules: rules.len(),
                 skipped,
                 refused,
+                lag_ms,
                 last_id: last,
             });
         } else {
@@ -839,6 +859,12 @@ impl<'l> Follower<'l> {
     }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Why each entry is refused (`None`: its signature holds), verified on every core when
 /// the batch is large (a host catching up verifies thousands at a time).
 fn verify_all(
@@ -846,19 +872,29 @@ fn verify_all(
     stream: &[u8],
     parsed: &[(StreamId, Result<Entry<'_>, String>)],
 ) -> Vec<Option<String>> {
-    let one = |(_, e): &(StreamId, Result<Entry<'_>, String>)| match e {
-        Ok(e) => keys.verify(stream, &e.rule, e.kid, e.sig).err(),
-        Err(_) => None,
+    let chunk_refusals = |c: &[(StreamId, Result<Entry<'_>, String>)]| -> Vec<Option<String>> {
+        let signed: Vec<_> = c
+            .iter()
+            .filter_map(|(_, e)| e.as_ref().ok())
+            .map(|e| (e.rule, e.kid, e.sig))
+            .collect();
+        let mut verdicts = keys.verify_many(stream, &signed).into_iter();
+        c.iter()
+            .map(|(_, e)| match e {
+                Ok(_) => verdicts.next().and_then(Result::err),
+                Err(_) => None, // malformed: skipped, not refused
+            })
+            .collect()
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if parsed.len() < 256 || threads == 1 {
-        return parsed.iter().map(one).collect();
+        return chunk_refusals(parsed);
     }
     let chunk = parsed.len().div_ceil(threads);
     std::thread::scope(|s| {
         let parts: Vec<_> = parsed
             .chunks(chunk)
-            .map(|c| s.spawn(move || c.iter().map(one).collect::<Vec<_>>()))
+            .map(|c| s.spawn(move || chunk_refusals(c)))
             .collect();
         parts
             .into_iter()

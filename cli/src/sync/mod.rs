@@ -22,6 +22,7 @@
 mod connection;
 mod follow;
 pub mod message;
+pub mod ops;
 mod publish;
 mod sign;
 

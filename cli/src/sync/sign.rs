@@ -259,28 +259,96 @@ impl TrustedKeys {
         kid: Option<&[u8]>,
         sig: Option<&[u8]>,
     ) -> Result<(), String> {
+        let c = self.candidate(stream, rule, kid, sig)?;
+        c.key
+            .verify(&c.message, &c.signature)
+            .map_err(|_| format!("bad signature for key {:?}", c.kid))?;
+        c.scope_check(rule)
+    }
+
+    /// Verifies many entries at once (`(rule, kid, sig)`, read from `stream`): one
+    /// batched Ed25519 verification (about twice as fast per signature) when every
+    /// signature holds, entry by entry otherwise to name the bad ones.
+    pub fn verify_many(&self, stream: &[u8], entries: &[SignedRule]) -> Vec<Result<(), String>> {
+        let cands: Vec<Result<Candidate, String>> = entries
+            .iter()
+            .map(|(r, k, s)| self.candidate(stream, r, *k, *s))
+            .collect();
+        let ok: Vec<&Candidate> = cands.iter().filter_map(|c| c.as_ref().ok()).collect();
+        let batch_holds = ok.len() > 1 && {
+            let msgs: Vec<&[u8]> = ok.iter().map(|c| c.message.as_slice()).collect();
+            let sigs: Vec<Signature> = ok.iter().map(|c| c.signature).collect();
+            let keys: Vec<VerifyingKey> = ok.iter().map(|c| c.key).collect();
+            ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok()
+        };
+        cands
+            .into_iter()
+            .zip(entries)
+            .map(|(c, (rule, _, _))| {
+                let c = c?;
+                if !batch_holds {
+                    c.key
+                        .verify(&c.message, &c.signature)
+                        .map_err(|_| format!("bad signature for key {:?}", c.kid))?;
+                }
+                c.scope_check(rule)
+            })
+            .collect()
+    }
+
+    /// The key, message and signature to verify for an entry, or why there is none.
+    fn candidate(
+        &self,
+        stream: &[u8],
+        rule: &Rule,
+        kid: Option<&[u8]>,
+        sig: Option<&[u8]>,
+    ) -> Result<Candidate, String> {
         let (Some(kid), Some(sig)) = (kid, sig) else {
             return Err("unsigned entry (no `kid` and `sig` fields)".into());
         };
-        let kid_text = String::from_utf8_lossy(&kid[..kid.len().min(MAX_KID_LEN)]);
+        let kid_text = String::from_utf8_lossy(&kid[..kid.len().min(MAX_KID_LEN)]).into_owned();
         let Some((vk, scopes)) = std::str::from_utf8(kid).ok().and_then(|k| self.keys.get(k))
         else {
             return Err(format!("signed by an unknown key {kid_text:?}"));
         };
-        let sig = B64
+        let signature = B64
             .decode(sig)
             .ok()
             .and_then(|b| Signature::from_slice(&b).ok())
             .ok_or_else(|| format!("signature of key {kid_text:?} is not 64 bytes of base64"))?;
-        vk.verify(&signed_message(stream, rule), &sig)
-            .map_err(|_| format!("bad signature for key {kid_text:?}"))?;
-        if !scopes.allows(rule.scope) {
-            return Err(format!(
-                "key {kid_text:?} may publish {scopes} rules, not {}",
-                rule.scope
-            ));
+        Ok(Candidate {
+            kid: kid_text,
+            key: *vk,
+            scopes: *scopes,
+            message: signed_message(stream, rule),
+            signature,
+        })
+    }
+}
+
+/// A rule as read from an entry, with its `kid` and `sig` fields (if any).
+pub type SignedRule<'a> = (Rule<'a>, Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// One entry's signature to check.
+struct Candidate {
+    kid: String,
+    key: VerifyingKey,
+    scopes: Scopes,
+    message: Vec<u8>,
+    signature: Signature,
+}
+
+impl Candidate {
+    fn scope_check(&self, rule: &Rule) -> Result<(), String> {
+        if self.scopes.allows(rule.scope) {
+            Ok(())
+        } else {
+            Err(format!(
+                "key {:?} may publish {} rules, not {}",
+                self.kid, self.scopes, rule.scope
+            ))
         }
-        Ok(())
     }
 }
 

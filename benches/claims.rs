@@ -1,0 +1,300 @@
+//! `check_jwt` (DESIGN.md §5: a 1 KB token with 10 roles, decode + map + check, ≤ 1 µs)
+//! beside the RS256 verification of the same token, in the same run.
+//!
+//! Criterion group `claims`, in the benchmark thread's CPU time (`common::ThreadCpu`: the
+//! machine is shared), one thread; ids:
+//! - `check.r10`: `Ledger::check` of the already-built token (the floor);
+//! - `check_claims.keycloak.r10`: the JSON payload through the `keycloak` mapping + check;
+//! - `check_jwt.{keycloak,generic}.r10`: the compact JWS: find and base64url-decode the
+//!   payload, read it through the mapping, check;
+//! - `floor.base64_decode`, `floor.jiter_skip`: the crates' own cost on this token (the
+//!   payload decoded; one pass of jiter over its JSON), the floor of `check_jwt`;
+//! - `rs256_verify.ring`, `rs256_verify.rsa`: what authentication costs before it: the
+//!   signature base64url-decoded and verified over `header.payload` (SHA-256 + RSA-2048
+//!   PKCS#1 v1.5) by ring (BoringSSL's assembly) and by RustCrypto's `rsa`.
+//!
+//! The ledger holds 10,000 live rules, among them one per role of the token with a cutoff
+//! before its `iat` (so every lookup finds its key and the token is valid: the common
+//! case). At the end it prints the ratios to `rs256_verify.ring` from criterion's
+//! estimates, and writes them to `target/revledger-bench/claims.json`.
+//!
+//! `cargo bench --bench claims` (add `-- --quick` for a short run).
+
+mod common;
+
+use base64_simd::URL_SAFE_NO_PAD as B64;
+use common::ThreadCpu;
+use criterion::Criterion;
+use revledger::{unix_now_floor, ClaimMapping, Ledger, Rule, Scope, Token, WriterOptions};
+use rsa::pkcs1::EncodeRsaPublicKey;
+use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
+use rsa::signature::{SignatureEncoding, Signer, Verifier};
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
+
+const ISS: &str = "https://sso.example.com/realms/acme";
+
+/// A Keycloak access token's payload with exactly 10 entitlements (4 realm roles, 4
+/// client roles, 1 group, 1 scope) and the usual claims, padded so that the signed
+/// token is about 1 KB.
+fn keycloak_payload(iat: i64) -> String {
+    format!(
+        r#"{{"exp":{exp},"iat":{iat},"auth_time":{iat},"jti":"5e2a8b3c-0f7d-4c1e-9b1a-2d3e4f5a6b7c","iss":"{ISS}","aud":["billing-api","account"],"sub":"f1b5b1c0-1234-4e6f-9a0b-c1d2e3f4a5b6","typ":"Bearer","azp":"web-app","session_state":"0a6c2f1e-aaaa-bbbb-cccc-1234567890ab","acr":"1","allowed-origins":["https://app.example.com"],"realm_access":{{"roles":["offline_access","uma_authorization","default-roles-acme","billing-admin"]}},"resource_access":{{"billing-api":{{"roles":["refund","view"]}},"account":{{"roles":["manage-account","view-profile"]}}}},"scope":"openid","sid":"0a6c2f1e-aaaa-bbbb-cccc-1234567890ab","groups":["/acme/admins"],"email_verified":true,"name":"John Doe","preferred_username":"john"}}"#,
+        exp = iat + 3600
+    )
+}
+
+/// The same size and entitlements in the `generic` mapping's claims.
+fn generic_payload(iat: i64) -> String {
+    format!(
+        r#"{{"exp":{exp},"iat":{iat},"nbf":{iat},"jti":"5e2a8b3c-0f7d-4c1e-9b1a-2d3e4f5a6b7c","iss":"{ISS}","aud":["billing-api","account"],"sub":"f1b5b1c0-1234-4e6f-9a0b-c1d2e3f4a5b6","tenant":"acme","azp":"web-app","sid":"0a6c2f1e-aaaa-bbbb-cccc-1234567890ab","roles":["offline_access","uma_authorization","default-roles-acme","billing-admin","billing-api.refund","billing-api.view","account.manage","account.view","/acme/admins"],"scope":"openid","email_verified":true,"name":"John Doe","preferred_username":"john","email":"john.doe@example.com","locale":"en","zoneinfo":"Europe/Paris"}}"#,
+        exp = iat + 3600
+    )
+}
+
+fn sign(payload: &str, key: &SigningKey<rsa::sha2::Sha256>) -> String {
+    let input = format!(
+        "{}.{}",
+        B64.encode_to_string(r#"{"alg":"RS256","typ":"JWT","kid":"bench-1"}"#),
+        B64.encode_to_string(payload)
+    );
+    let sig = key.sign(input.as_bytes()).to_bytes();
+    format!("{input}.{}", B64.encode_to_string(sig))
+}
+
+/// 10,000 live rules in the token's tenants; one per entitlement of the tokens, with a
+/// cutoff before their `iat`.
+fn build_ledger(path: &Path, iat: i64, tenants: &[&[u8]], roles: &[&[u8]]) -> Ledger {
+    let w = Ledger::open_writer(path, &WriterOptions::with_lifetime(7200)).unwrap();
+    let mut owned: Vec<(Scope, Vec<u8>, Vec<u8>, i64)> = Vec::new();
+    for i in 0..9_900u32 {
+        let scope = [Scope::Subject, Scope::Role, Scope::Session][i as usize % 3];
+        owned.push((
+            scope,
+            tenants[i as usize % 2].to_vec(),
+            format!("other-{i}").into_bytes(),
+            iat + 100,
+        ));
+    }
+    for t in tenants {
+        for r in roles {
+            owned.push((Scope::Role, t.to_vec(), r.to_vec(), iat - 100));
+        }
+    }
+    let rules: Vec<Rule> = owned
+        .iter()
+        .map(|(s, t, k, at)| Rule::new(*s, t, k, *at))
+        .collect();
+    w.revoke_batch(&rules).unwrap();
+    w.sync().unwrap();
+    drop(w);
+    Ledger::open_reader(path).unwrap()
+}
+
+fn main() {
+    let mut c = Criterion::default()
+        .with_measurement(ThreadCpu::default())
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let iat = unix_now_floor() - 60;
+    let mut rng = rsa::rand_core::OsRng;
+    let private = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("RSA key");
+    let signing = SigningKey::<rsa::sha2::Sha256>::new(private.clone());
+    let verifying = VerifyingKey::<rsa::sha2::Sha256>::new(private.to_public_key());
+    let ring_key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        private
+            .to_public_key()
+            .to_pkcs1_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec(),
+    );
+
+    let kc_payload = keycloak_payload(iat);
+    let kc_jwt = sign(&kc_payload, &signing);
+    let gen_jwt = sign(&generic_payload(iat), &signing);
+    let keycloak = ClaimMapping::new("keycloak").unwrap();
+    let generic = ClaimMapping::new("generic").unwrap();
+
+    // The token as the keycloak mapping reads it, for the floor and the ledger's rules.
+    let (tenant, roles) = keycloak
+        .with_claims(kc_payload.as_bytes(), |t| {
+            (
+                t.tenant.to_vec(),
+                t.roles.iter().map(|r| r.to_vec()).collect::<Vec<_>>(),
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        roles.len(),
+        10,
+        "the keycloak token carries 10 entitlements"
+    );
+    let gen_roles = generic
+        .with_jwt(gen_jwt.as_bytes(), |t| t.roles.len())
+        .unwrap();
+    assert_eq!(gen_roles, 10, "the generic token carries 10 entitlements");
+    let mut all_roles: Vec<&[u8]> = roles.iter().map(Vec::as_slice).collect();
+    let gen_role_keys = generic
+        .with_jwt(gen_jwt.as_bytes(), |t| {
+            t.roles.iter().map(|r| r.to_vec()).collect::<Vec<_>>()
+        })
+        .unwrap();
+    all_roles.extend(gen_role_keys.iter().map(Vec::as_slice));
+
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = build_ledger(
+        &dir.path().join("claims.ledger"),
+        iat,
+        &[&tenant, b"acme"],
+        &all_roles,
+    );
+    let role_refs: Vec<&[u8]> = roles.iter().map(Vec::as_slice).collect();
+    let token = keycloak
+        .with_claims(kc_payload.as_bytes(), |t| {
+            (
+                t.subject.to_vec(),
+                t.client.to_vec(),
+                t.session.to_vec(),
+                t.token_id.to_vec(),
+            )
+        })
+        .unwrap();
+    let floor = Token {
+        tenant: &tenant,
+        subject: &token.0,
+        roles: &role_refs,
+        client: &token.1,
+        session: &token.2,
+        token_id: &token.3,
+        issued_at: iat,
+    };
+    assert!(!ledger.check(&floor).unwrap().is_revoked());
+    assert!(!ledger
+        .check_jwt(&keycloak, kc_jwt.as_bytes())
+        .unwrap()
+        .is_revoked());
+    assert!(!ledger
+        .check_jwt(&generic, gen_jwt.as_bytes())
+        .unwrap()
+        .is_revoked());
+    println!(
+        "tokens: keycloak {} bytes (payload {} bytes of JSON), generic {} bytes; 10 roles each",
+        kc_jwt.len(),
+        kc_payload.len(),
+        gen_jwt.len()
+    );
+
+    let verify_ring = |jwt: &str| {
+        let (input, sig) = jwt.rsplit_once('.').unwrap();
+        let sig = B64.decode_to_vec(sig).unwrap();
+        ring_key.verify(input.as_bytes(), &sig).is_ok()
+    };
+    let verify_rsa = |jwt: &str| {
+        let (input, sig) = jwt.rsplit_once('.').unwrap();
+        let sig = Signature::try_from(B64.decode_to_vec(sig).unwrap().as_slice()).unwrap();
+        verifying.verify(input.as_bytes(), &sig).is_ok()
+    };
+    assert!(verify_ring(&kc_jwt) && verify_rsa(&kc_jwt));
+
+    let mut g = c.benchmark_group("claims");
+    g.bench_function("check.r10", |b| {
+        b.iter(|| ledger.check(black_box(&floor)).unwrap())
+    });
+    g.bench_function("check_claims.keycloak.r10", |b| {
+        b.iter(|| {
+            ledger
+                .check_claims(&keycloak, black_box(kc_payload.as_bytes()))
+                .unwrap()
+        })
+    });
+    g.bench_function("check_jwt.keycloak.r10", |b| {
+        b.iter(|| {
+            ledger
+                .check_jwt(&keycloak, black_box(kc_jwt.as_bytes()))
+                .unwrap()
+        })
+    });
+    g.bench_function("check_jwt.generic.r10", |b| {
+        b.iter(|| {
+            ledger
+                .check_jwt(&generic, black_box(gen_jwt.as_bytes()))
+                .unwrap()
+        })
+    });
+    // The floor of the crates used: decoding the payload, and one pass over its JSON.
+    let kc_segment = kc_jwt.split('.').nth(1).unwrap().to_owned();
+    g.bench_function("floor.base64_decode", |b| {
+        let mut buf = [0u8; 2048];
+        b.iter(|| {
+            let out = base64_simd::Out::from_slice(&mut buf);
+            B64.decode(black_box(kc_segment.as_bytes()), out)
+                .unwrap()
+                .len()
+        })
+    });
+    g.bench_function("floor.jiter_skip", |b| {
+        b.iter(|| {
+            jiter::Jiter::new(black_box(kc_payload.as_bytes()))
+                .next_skip()
+                .unwrap()
+        })
+    });
+    g.bench_function("rs256_verify.ring", |b| {
+        b.iter(|| assert!(verify_ring(black_box(&kc_jwt))))
+    });
+    g.bench_function("rs256_verify.rsa", |b| {
+        b.iter(|| assert!(verify_rsa(black_box(&kc_jwt))))
+    });
+    g.finish();
+    c.final_summary();
+    report();
+}
+
+/// Ratios from criterion's estimates of this run (medians).
+fn report() {
+    let root = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let median = |id: &str| -> Option<f64> {
+        let path = root
+            .join("criterion/claims")
+            .join(id)
+            .join("new/estimates.json");
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        v["median"]["point_estimate"].as_f64()
+    };
+    let ids = [
+        "check.r10",
+        "check_claims.keycloak.r10",
+        "check_jwt.keycloak.r10",
+        "check_jwt.generic.r10",
+        "floor.base64_decode",
+        "floor.jiter_skip",
+        "rs256_verify.ring",
+        "rs256_verify.rsa",
+    ];
+    let Some(verify) = median("rs256_verify.ring") else {
+        return; // a filtered run
+    };
+    let mut out = serde_json::Map::new();
+    println!("\nclaims: medians, and as a fraction of one RS256 verification (ring)");
+    for id in ids {
+        if let Some(ns) = median(id) {
+            println!("  {id:<28} {:>10.1} ns   {:>8.4}×", ns, ns / verify);
+            out.insert(
+                id.into(),
+                serde_json::json!({ "median_ns": ns, "of_rs256_ring": ns / verify }),
+            );
+        }
+    }
+    let dir = root.join("revledger-bench");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(
+        dir.join("claims.json"),
+        serde_json::to_vec_pretty(&out).unwrap(),
+    );
+}
