@@ -29,6 +29,7 @@ use crate::header::{
 };
 use crate::index::{index_path, Found, Inserted, SharedIndex, Trust};
 use crate::log::{next_valid_frame, scan, FileAccess, LogFile, Recovery};
+use crate::map::HeaderWords;
 use crate::position::{PositionCell, StreamPosition};
 use crate::record::{
     decode_frame, encode_config, encode_position, encode_rule, rule_keys_at, Frame, Record,
@@ -203,6 +204,8 @@ pub(crate) struct CatchUp {
 /// One ledger file with the index a handle reads it through. A compaction (a new file)
 /// or a new index epoch makes a new generation.
 pub(crate) struct Generation {
+    /// The words of `log`'s header every check reads (valid while `log` lives).
+    header: HeaderWords,
     pub(crate) log: Arc<LogFile>,
     pub(crate) hasher: Hasher,
     /// The shared index (readers: only when trusted).
@@ -282,7 +285,9 @@ impl Rules for Lookup<'_> {
     #[inline(always)]
     fn prefetch(&self, hash: u64) {
         if let Some(s) = &self.gen.shared {
-            s.prefetch(&s.layout().filter_probe(hash));
+            if s.worth_prefetching() {
+                s.prefetch(&s.layout().filter_probe(hash));
+            }
         }
     }
 
@@ -324,6 +329,7 @@ impl Generation {
             .map_or(log.header.max_token_lifetime, |s| s.max_token_lifetime())
             .max(log.header.max_token_lifetime);
         Ok(Generation {
+            header: log.map.header_words(),
             recoveries: log.map.recoveries(),
             hasher,
             shared,
@@ -418,7 +424,8 @@ impl Generation {
     /// replaced, the index epoch is current, and the tail has caught up when it must.
     #[inline(always)]
     fn fresh(&self) -> bool {
-        let (retired, epoch, recoveries) = self.log.map.retired_and_epoch();
+        // SAFETY: `self.header` came from `self.log`'s map, which `self` keeps alive.
+        let (retired, epoch, recoveries) = unsafe { self.header.retired_epoch_recoveries() };
         if retired != 0
             || epoch != self.epoch
             || recoveries != self.recoveries
@@ -426,7 +433,8 @@ impl Generation {
         {
             return false;
         }
-        !self.follows_log() || self.log.map.committed_len() == self.seen.load(Ordering::Acquire)
+        // SAFETY: as above.
+        !self.follows_log() || unsafe { self.header.committed_len() } == self.seen.load(Ordering::Acquire)
     }
 
     /// The view one check reads through.

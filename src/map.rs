@@ -360,6 +360,73 @@ impl FileMap {
     }
 }
 
+/// The dynamic words of a ledger header at a stable address (invariant 3: a region is
+/// never unmapped while its `FileMap` lives). Taken once, so that a check reaches the
+/// words in one load instead of following the map's current region.
+#[derive(Clone, Copy)]
+pub(crate) struct HeaderWords(*const AtomicU64);
+
+// SAFETY: a pointer to atomics in a shared mapping; whoever holds one keeps the mapping
+// alive (see `HeaderWords::load`), and atomics may be accessed from any thread.
+unsafe impl Send for HeaderWords {}
+// SAFETY: as above.
+unsafe impl Sync for HeaderWords {}
+
+impl HeaderWords {
+    /// The word at byte `offset` of the header (128..256, a multiple of 8): a relaxed load
+    /// (invariant 4).
+    ///
+    /// # Safety
+    /// The `FileMap` this came from is alive.
+    #[inline(always)]
+    unsafe fn load(self, offset: usize) -> u64 {
+        debug_assert!(offset.is_multiple_of(8) && (128..HEADER_LEN).contains(&offset));
+        // SAFETY: the pointer is the header's word at offset 128 in a live region (caller
+        // contract, invariant 3), and `offset` stays inside the 256-byte header, which
+        // every ledger file holds (checked in `FileMap::new`); these words are only ever
+        // accessed atomically (invariant 2) and 8-aligned (invariant 4).
+        unsafe { (*self.0.add((offset - 128) / 8)).load(Ordering::Relaxed) }
+    }
+
+    /// `retired`, `index_epoch` and `recoveries`, from their one cache line, then an
+    /// acquire fence.
+    ///
+    /// # Safety
+    /// The `FileMap` this came from is alive.
+    #[inline(always)]
+    pub(crate) unsafe fn retired_epoch_recoveries(self) -> (u64, u64, u64) {
+        // SAFETY: forwarded caller contract.
+        let v = unsafe {
+            (
+                self.load(OFF_RETIRED),
+                self.load(OFF_INDEX_EPOCH),
+                self.load(OFF_RECOVERIES),
+            )
+        };
+        fence(Ordering::Acquire);
+        v
+    }
+
+    /// `committed_len`, then an acquire fence.
+    ///
+    /// # Safety
+    /// The `FileMap` this came from is alive.
+    #[inline(always)]
+    pub(crate) unsafe fn committed_len(self) -> u64 {
+        // SAFETY: forwarded caller contract.
+        let v = unsafe { self.load(OFF_COMMITTED_LEN) };
+        fence(Ordering::Acquire);
+        v
+    }
+}
+
+impl FileMap {
+    /// The header's dynamic words, at a stable address for this map's lifetime.
+    pub(crate) fn header_words(&self) -> HeaderWords {
+        HeaderWords(self.atomic(OFF_COMMITTED_LEN) as *const AtomicU64)
+    }
+}
+
 /// A sidecar index file mapped whole, as 64-bit atomic words (invariant 6).
 pub(crate) struct WordMap {
     /// Owns the mapping; `base` points into it.
