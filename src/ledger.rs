@@ -50,8 +50,8 @@ use std::sync::Arc;
 pub struct CompactionPolicy {
     /// Compact once the rule records appended since the last compaction exceed this
     /// fraction of the rules the file held after it (duplicates, superseded and expired
-    /// rules are what accumulates). Default 0.75: the file stays under 2× what its live
-    /// rules need.
+    /// rules are what accumulates among them). Default 0.75: the file stays under 2×
+    /// what its live rules need.
     pub ratio: f64,
     /// ... and at least this many records (default [`AUTO_COMPACT_MIN_RECORDS`]).
     pub min_records: u64,
@@ -98,6 +98,10 @@ pub struct WriterOptions {
     /// grows it (default [`INDEX_MIN_KEYS`]): a smaller index costs less for small
     /// ledgers and grows sooner.
     pub index_keys: u64,
+    /// The clock the writer's background compaction judges expiry by (Unix seconds);
+    /// `None`: the system's. For simulations (benches/churn.rs), not for production.
+    #[doc(hidden)]
+    pub clock: Option<fn() -> i64>,
 }
 
 /// Default of [`WriterOptions::index_keys`].
@@ -113,6 +117,7 @@ impl Default for WriterOptions {
             file_mode: 0o600,
             file_group: None,
             index_keys: INDEX_MIN_KEYS,
+            clock: None,
         }
     }
 }
@@ -1100,7 +1105,7 @@ impl Ledger {
     pub fn compact(&self, now: i64) -> Result<CompactStats> {
         let writer = self.inner.writer.as_ref().ok_or(Error::ReadOnly)?;
         let leeway = self.leeway();
-        let clock = unix_now_floor();
+        let clock = writer.now();
         if now > clock.saturating_add(leeway) {
             return Err(Error::invalid(format!(
                 "compact(now = {now}) is more than the leeway ({leeway} s) after this host's \
@@ -1287,6 +1292,13 @@ thread_local! {
     static VIEWS: RefCell<[ThreadView; THREAD_VIEWS]> = const {
         RefCell::new([const { ThreadView { id: 0, version: 0, gen: None } }; THREAD_VIEWS])
     };
+}
+
+impl Writer {
+    /// The writer's clock (Unix seconds).
+    pub(crate) fn now(&self) -> i64 {
+        self.options.clock.map_or_else(unix_now_floor, |c| c())
+    }
 }
 
 impl Inner {
