@@ -64,7 +64,10 @@ check "every function of the header is exported (missing: ${missing:-none})" tes
 check "the header declares at least 15 functions" test "$(echo "$header_fns" | wc -l)" -ge 15
 
 echo "==> pkg-config"
-export PKG_CONFIG_PATH="$lib/pkgconfig"
+# PKG_CONFIG_PATH is set per command, never exported: cargo build scripts watch it (a
+# changed value rebuilds aws-lc-sys for the `cargo install` below).
+pkg-config() { PKG_CONFIG_PATH="$pcdir" command pkg-config "$@"; }
+pcdir="$lib/pkgconfig"
 check "pkg-config --modversion revledger = $version" test "$(pkg-config --modversion revledger)" = "$version"
 words() { echo $("$@"); } # pkg-config's output without its trailing space
 check "Cflags: -I<prefix>/include/revledger" test "$(words pkg-config --cflags revledger)" = "-I$prefix/include/revledger"
@@ -107,7 +110,7 @@ else
 fi
 
 echo "==> cc \$(pkg-config --static --cflags --libs revledger): the static library"
-export PKG_CONFIG_PATH="$static_prefix/lib/pkgconfig"
+pcdir="$static_prefix/lib/pkgconfig"
 # shellcheck disable=SC2046
 if "$cc" "${cflags[@]}" examples/c/minimal.c -o "$tmp/minimal-static" $(pkg-config --static --cflags --libs revledger); then
   ok "examples/c/minimal.c builds with Libs.private"
@@ -120,17 +123,17 @@ fi
 
 echo "==> Go against the prefix: go test -tags revledger_pkgconfig"
 if command -v go >/dev/null; then
-  export PKG_CONFIG_PATH="$lib/pkgconfig"
+  pcdir="$lib/pkgconfig"
   # Go's build cache does not notice a changed .pc or installed header: a define naming
   # this installation makes the package compile (and run pkg-config) afresh.
   stamp=$(cat "$lib/pkgconfig/revledger.pc" "$prefix/include/revledger/revledger.h" | cksum | cut -d' ' -f1)
   if (cd bindings/go && CGO_CFLAGS="${CGO_CFLAGS:--O2 -g} -DREVLEDGER_INSTALL_STAMP=$stamp" \
-    LD_LIBRARY_PATH="$lib" go test -count=1 -tags revledger_pkgconfig ./...); then
+    PKG_CONFIG_PATH="$pcdir" LD_LIBRARY_PATH="$lib" go test -count=1 -tags revledger_pkgconfig ./...); then
     ok "the Go package's tests pass against the installed shared library"
   else
     bad "go test -tags revledger_pkgconfig"
   fi
-  if (cd bindings/go && go list -tags revledger_pkgconfig -f '{{join .CgoPkgConfig " "}}' . | grep -qx revledger); then
+  if (cd bindings/go && PKG_CONFIG_PATH="$pcdir" go list -tags revledger_pkgconfig -f '{{join .CgoPkgConfig " "}}' . | grep -qx revledger); then
     ok "with the tag, cgo takes its flags from pkg-config (revledger)"
   else
     bad "the revledger_pkgconfig build does not use '#cgo pkg-config: revledger'"

@@ -1,6 +1,7 @@
 //! One version across the crate, the C header, the Go package, the Python package and
 //! the changelog (CHANGELOG.md); revledger.pc is written from the crate's version by
-//! scripts/cinstall, and tests/install.sh checks it against the header and the library.
+//! scripts/cinstall, and tests/install.sh checks it against the header and the library;
+//! the Python tests check the installed distribution against the compiled library.
 
 use std::path::Path;
 
@@ -62,17 +63,22 @@ fn the_go_package_has_the_crate_version() {
 }
 
 #[test]
-fn the_python_package_has_the_crate_version() {
+fn the_python_package_takes_the_crate_version() {
+    // maturin writes the wheel's version from bindings/python/Cargo.toml, which takes the
+    // workspace's (every_workspace_crate_takes_the_workspace_version); the Python tests
+    // check the installed distribution's version against the compiled library's.
     let pyproject = read("bindings/python/pyproject.toml");
-    let line = pyproject
-        .lines()
-        .find(|l| l.trim_start().starts_with("version = "))
-        .expect("version in bindings/python/pyproject.toml");
-    assert_eq!(
-        line.trim(),
-        format!("version = \"{VERSION}\""),
-        "bindings/python/pyproject.toml"
+    assert!(
+        pyproject.contains("dynamic = [\"version\"]"),
+        "bindings/python/pyproject.toml must take its version from Cargo.toml"
     );
+    assert!(
+        !pyproject
+            .lines()
+            .any(|l| l.trim_start().starts_with("version = ")),
+        "bindings/python/pyproject.toml must not state a version of its own"
+    );
+    assert!(pyproject.contains("build-backend = \"maturin\""));
 }
 
 #[test]
@@ -100,7 +106,7 @@ fn every_workspace_crate_takes_the_workspace_version() {
         root.contains(&format!("[workspace.package]\nversion = \"{VERSION}\"")),
         "Cargo.toml: [workspace.package] version"
     );
-    for manifest in ["Cargo.toml", "cli/Cargo.toml"] {
+    for manifest in ["Cargo.toml", "cli/Cargo.toml", "bindings/python/Cargo.toml"] {
         let text = read(manifest);
         let package = text.split("[package]").nth(1).expect("[package]");
         let package = package.split("\n[").next().unwrap();

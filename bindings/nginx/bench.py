@@ -4,7 +4,10 @@ wrk (Debian's package) on loopback. One worker process, so that the figures are 
 core; nginx serves a small static file (the content phase runs after the access phase,
 where the module works).
 
-    python3 bindings/nginx/bench.py [--seconds 5] [--rounds 3] [--rules 10000]
+    target/python-venv/bin/python bindings/nginx/bench.py [--seconds 5] [--rounds 3] [--rules 10000]
+
+with a Python that has the revledger package (`pip install ./bindings/python`; the virtual
+environment scripts/test-all makes has it): it writes the ledger.
 
 Configurations, alternated round after round so that a noisy neighbour hits them alike:
   without      the module not loaded

@@ -1,8 +1,8 @@
 """revledger from Python, start to finish: the permission system revokes, a gateway checks.
 
 DESIGN.md §1: "super_admin changed at T" — John and Mike hold super_admin, Bruce does not;
-only John's and Mike's tokens issued before T must go. Run it with the library built
-(`cargo build --release --lib` at the repository root):
+only John's and Mike's tokens issued before T must go. Run it with the package installed
+(`python3 -m pip install ./bindings/python` at the repository root):
 
     python3 bindings/python/example.py [ledger-path]
 """

@@ -128,6 +128,8 @@ struct Ingest {
     addr: SocketAddr,
     metrics: Option<SocketAddr>,
     logs: Arc<Mutex<Vec<String>>>,
+    /// Reads stderr into `logs` until the process closes it.
+    reader: Option<std::thread::JoinHandle<()>>,
     ledger: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -139,13 +141,23 @@ impl Ingest {
     }
 
     fn start_with(sources: &str, server_extra: &str, top: &str) -> Ingest {
+        Ingest::start_full(sources, server_extra, top, None)
+    }
+
+    /// With `sink` (a `[sink.…]` table) instead of a local ledger.
+    fn start_full(sources: &str, server_extra: &str, top: &str, sink: Option<&str>) -> Ingest {
         let dir = tempfile::tempdir().unwrap();
         let ledger = dir.path().join("revocations.ledger");
+        let sink = match sink {
+            Some(s) => s.to_string(),
+            None => format!(
+                "[sink.ledger]\npath = \"{}\"\nmax_token_lifetime = 3600\n",
+                ledger.display()
+            ),
+        };
         let config = format!(
             "{top}\n[server]\nlisten = \"127.0.0.1:0\"\n{server_extra}\n\
-             [metrics]\nlisten = \"127.0.0.1:0\"\n\
-             [sink.ledger]\npath = \"{}\"\nmax_token_lifetime = 3600\n{sources}",
-            ledger.display()
+             [metrics]\nlisten = \"127.0.0.1:0\"\n{sink}{sources}"
         );
         let path = dir.path().join("ingest.toml");
         std::fs::write(&path, config).unwrap();
@@ -161,7 +173,7 @@ impl Ingest {
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<Value>(&line) {
                     let msg = v["message"].as_str().unwrap_or("");
@@ -199,6 +211,7 @@ impl Ingest {
             addr: addr.unwrap(),
             metrics,
             logs,
+            reader: Some(reader),
             ledger,
             _dir: dir,
         }
@@ -253,6 +266,9 @@ impl Ingest {
         let start = Instant::now();
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
+                if let Some(r) = self.reader.take() {
+                    r.join().unwrap(); // every log line is in `logs`
+                }
                 return s;
             }
             assert!(start.elapsed() < DEADLINE, "ingest did not stop on SIGTERM");
@@ -1372,4 +1388,303 @@ fn keycloak_hmac_sha1_as_configured() {
         ),
         revoked(Scope::Subject, t + 1)
     );
+}
+
+/// A transmitter's RFC 8936 poll endpoint: answers the first poll with `sets`, later ones
+/// with nothing, and keeps every request body it received.
+struct PollTransmitter {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Value>>>,
+}
+
+impl PollTransmitter {
+    fn start(sets: Vec<(String, String)>) -> PollTransmitter {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        std::thread::spawn(move || {
+            let mut pending: Option<Vec<(String, String)>> = Some(sets);
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let body = loop {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break None,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break Some(buf[end + 4..end + 4 + len].to_vec());
+                    }
+                };
+                let Some(body) = body else { continue };
+                let mut req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let authorization = head
+                    .lines()
+                    .find_map(|l| {
+                        l.split_once(':')
+                            .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                    })
+                    .map(|(_, v)| v.trim().to_string());
+                req["_authorization"] = json!(authorization);
+                let max = req["maxEvents"].as_u64().unwrap_or(0);
+                seen.lock().unwrap().push(req);
+                let sets: serde_json::Map<String, Value> = match (max, pending.take()) {
+                    (0, p) => {
+                        pending = p;
+                        serde_json::Map::new()
+                    }
+                    (_, Some(p)) => p.into_iter().map(|(j, t)| (j, json!(t))).collect(),
+                    (_, None) => serde_json::Map::new(),
+                };
+                let answer = json!({"sets": sets, "moreAvailable": false}).to_string();
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        PollTransmitter { addr, requests }
+    }
+}
+
+#[test]
+fn poll_delivery_applies_acknowledges_and_reports_errors() {
+    let keys = Keys::new();
+    let t = now() - 10;
+    let good = set(
+        "p-1",
+        json!({"format": "iss_sub", "iss": ISS, "sub": "polled-user"}),
+        format!("{RISC}account-disabled"),
+        json!({"event_timestamp": t}),
+    );
+    let mut wrong_aud = good.clone();
+    wrong_aud["jti"] = json!("p-2");
+    wrong_aud["aud"] = json!("https://someone-else.example.com/");
+    let tokens = keys.sign(&[
+        json!({"kid": "es-1", "alg": "ES256", "claims": good}),
+        json!({"kid": "rs-1", "alg": "RS256", "claims": wrong_aud}),
+    ]);
+    let transmitter = PollTransmitter::start(vec![
+        ("p-1".into(), tokens[0].clone()),
+        ("p-2".into(), tokens[1].clone()),
+    ]);
+    let mut ingest = Ingest::start(&format!(
+        "[[ssf]]\nname = \"polled\"\nissuer = \"{ISS}\"\naudience = \"{AUD}\"\njwks_file = \"{}\"\n\
+         poll_endpoint = \"http://{}/poll\"\npoll_authorization = \"Bearer r3c\"\n\
+         poll_return_immediately = true\npoll_interval_secs = 1\n",
+        keys.path("jwks.json").display(),
+        transmitter.addr
+    ));
+    let start = Instant::now();
+    let acked = loop {
+        let reqs = transmitter.requests.lock().unwrap().clone();
+        if let Some(r) = reqs
+            .iter()
+            .find(|r| r["ack"].as_array().is_some_and(|a| !a.is_empty()))
+        {
+            break r.clone();
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no acknowledgement: {reqs:?}\n{}",
+            ingest.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(acked["ack"], json!(["p-1"]));
+    assert_eq!(
+        acked["setErrs"]["p-2"]["err"], "invalid_audience",
+        "{acked}"
+    );
+    assert_eq!(acked["returnImmediately"], true);
+    assert_eq!(acked["_authorization"], "Bearer r3c");
+    assert_eq!(
+        check(
+            &ingest.ledger,
+            "generic",
+            &json!({"sub": "polled-user", "iat": t - 1})
+        ),
+        revoked(Scope::Subject, t + 1)
+    );
+    assert!(ingest.stop().success());
+    let first = transmitter.requests.lock().unwrap()[0].clone();
+    assert_eq!(
+        (first["ack"].clone(), first["maxEvents"].clone()),
+        (json!([]), json!(100))
+    );
+}
+
+/// Kills the child when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `redis-server` of our own on a free loopback port; `None` (said on stderr) when it is
+/// not installed and `CI` is not set (with `CI` set, a missing redis-server fails).
+fn redis_server(test: &str) -> Option<(Killed, String)> {
+    let installed = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "redis-server is not installed and CI is set (scripts/install-deps installs it)"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipping {test}: redis-server is not installed"
+        );
+        return None;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < DEADLINE, "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some((Killed(child), format!("redis://127.0.0.1:{port}/")))
+}
+
+#[test]
+fn rules_published_to_the_stream_reach_every_host_through_sync_signed() {
+    let Some((_redis, url)) =
+        redis_server("rules_published_to_the_stream_reach_every_host_through_sync_signed")
+    else {
+        return;
+    };
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    // The key ingest signs with, and the sync processes' trusted-keys file.
+    let key = dir.path().join("ingest.key");
+    let out = Command::new(BIN)
+        .arg("keygen")
+        .arg(&key)
+        .args([
+            "--key-id",
+            "ingest",
+            "--scopes",
+            "subject,session,role,token",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trusted = dir.path().join("trusted-keys");
+    std::fs::write(&trusted, &out.stdout).unwrap();
+    let ingest = Ingest::start_full(
+        &ssf_source(&keys, ""),
+        "",
+        "",
+        Some(&format!(
+            "[sink.redis]\nurl = \"{url}\"\nstream = \"revocations\"\nmax_token_lifetime = 3600\n\
+             sign_key = \"{}\"\nkey_id = \"ingest\"\n",
+            key.display()
+        )),
+    );
+    // Two hosts, each with its own sync process and ledger.
+    let hosts: Vec<(PathBuf, Killed)> = (0..2)
+        .map(|i| {
+            let ledger = dir.path().join(format!("host-{i}.ledger"));
+            let child = Command::new(BIN)
+                .args([
+                    "sync",
+                    "--redis",
+                    &url,
+                    "--stream",
+                    "revocations",
+                    "--compact-every",
+                    "0",
+                ])
+                .arg("--trusted-keys")
+                .arg(&trusted)
+                .arg(&ledger)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            (ledger, Killed(child))
+        })
+        .collect();
+    let t = now() - 15;
+    let token = keys.sign_one(
+        "es-1",
+        "ES256",
+        &set(
+            "x-1",
+            json!({"format": "complex",
+                           "session": {"format": "opaque", "id": "sess-42"},
+                           "tenant": {"format": "opaque", "id": "acme"}}),
+            format!("{CAEP}session-revoked"),
+            json!({"event_timestamp": t}),
+        ),
+    );
+    let (status, body) = ingest.post_set(&token);
+    assert_eq!(status, 202, "{body}\n{}", ingest.logs());
+    for (ledger, _) in &hosts {
+        let start = Instant::now();
+        loop {
+            if let Ok(reader) = Ledger::open_reader(ledger) {
+                let v = reader
+                    .check_claims(
+                        &ClaimMapping::new("generic").unwrap(),
+                        json!({"tid": "acme", "sub": "u", "sid": "sess-42", "iat": t - 1})
+                            .to_string()
+                            .as_bytes(),
+                    )
+                    .unwrap();
+                if v == revoked(Scope::Session, t + 1) {
+                    break;
+                }
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "{} never saw the rule",
+                ledger.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(!ingest.ledger.exists(), "no local ledger with a Redis sink");
 }

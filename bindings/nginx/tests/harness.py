@@ -19,16 +19,16 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "bindings" / "python"))
 
-import revledger  # noqa: E402  (the writer side of the tests; bindings/python)
+# The writer side of the tests: the installed Python package (`pip install
+# ./bindings/python`; scripts/test-all runs these tests in its virtual environment).
+import revledger  # noqa: E402
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 SYSTEM_MODULES = Path("/usr/lib/nginx/modules")

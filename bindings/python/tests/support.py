@@ -1,6 +1,6 @@
-"""Helpers shared by the tests. The package is imported from this checkout (pyproject.toml puts
-bindings/python on sys.path); it loads target/release/librevledger.so unless
-REVLEDGER_LIB says otherwise."""
+"""Helpers shared by the tests. They test the installed package (`pip install
+./bindings/python`; scripts/test-all does it in a virtual environment), so a child
+interpreter gets this one's environment unchanged."""
 
 from __future__ import annotations
 
@@ -10,19 +10,16 @@ import sys
 from pathlib import Path
 from typing import Dict, Optional
 
-import revledger
-
 PKG_ROOT = Path(__file__).resolve().parents[1]  # bindings/python
 REPO_ROOT = PKG_ROOT.parents[1]
+#: The Python half of the package, in the source tree.
+SOURCE = PKG_ROOT / "python" / "revledger"
 
 
 def child_env(**extra: str) -> Dict[str, str]:
-    """The environment for a child Python that imports this package and library."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(PKG_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-    )
-    env["REVLEDGER_LIB"] = revledger.LIBRARY_PATH
+    """The environment for a child Python that imports this package: this one's, with
+    neither PYTHONPATH nor REVLEDGER_LIB (the installed package needs neither)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "REVLEDGER_LIB")}
     env.update(extra)
     return env
 

@@ -1,4 +1,4 @@
-"""The ctypes declarations against include/revledger.h: every function declared with its
+"""The C ABI through ctypes (tests/c_abi.py) against include/revledger.h: every function declared with its
 types, every structure laid out as a C compiler lays it out, every enum value equal; and
 the raw ABI's own argument checks (NULL pointers, bad lengths)."""
 
@@ -14,8 +14,9 @@ import pytest
 
 import revledger
 from revledger import Scope, Status
-from revledger import _SIGNATURES, _Bytes, _Rule, _Stats, _Token, _Verdict, _c, _lib
 
+import c_abi
+from c_abi import _SIGNATURES, _Bytes, _Rule, _Stats, _Token, _Verdict, _c, _lib
 from support import REPO_ROOT
 
 HEADER = REPO_ROOT / "include" / "revledger.h"
@@ -96,8 +97,8 @@ def test_structures_and_enums_match_what_a_c_compiler_makes_of_the_header(tmp_pa
             if name in STRUCTS:
                 assert ctypes.sizeof(STRUCTS[name]) == int(size), name
             else:  # the two enums
-                assert ctypes.sizeof(revledger._c_scope) == int(size)
-                assert ctypes.sizeof(revledger._c_status) == int(size)
+                assert ctypes.sizeof(c_abi._c_scope) == int(size)
+                assert ctypes.sizeof(c_abi._c_status) == int(size)
         elif kind == "offset":
             name, field, offset = rest
             assert getattr(STRUCTS[name], field).offset == int(offset), f"{name}.{field}"
@@ -113,12 +114,12 @@ def test_structures_and_enums_match_what_a_c_compiler_makes_of_the_header(tmp_pa
     assert (len(Scope), len(Status)) == (7, 8)
 
 
-def test_raw_abi_refuses_null_pointers_and_bad_lengths(writer):
+def test_raw_abi_refuses_null_pointers_and_bad_lengths(path: Path):
     INVALID = int(Status.INVALID_ARGUMENT)
     last = lambda: _c["revledger_last_error"]().decode()  # noqa: E731
     _c["revledger_close"](None)  # a no-op, not a crash
 
-    out = revledger._HandlePtr()
+    out = c_abi._HandlePtr()
     assert _c["revledger_open_writer"](None, 0, ctypes.byref(out)) == INVALID
     assert "path is NULL" in last()
     assert not out  # never written on failure
@@ -129,7 +130,7 @@ def test_raw_abi_refuses_null_pointers_and_bad_lengths(writer):
     verdict = _Verdict()
     assert _c["revledger_check"](None, ctypes.byref(token), ctypes.byref(verdict)) == INVALID
     assert "handle is NULL" in last()
-    h = writer._handle
+    h = c_abi.open_handle(path, writer=True)
     assert _c["revledger_check"](h, None, ctypes.byref(verdict)) == INVALID
     assert _c["revledger_check"](h, ctypes.byref(token), None) == INVALID
     assert _c["revledger_check"](h, ctypes.byref(token), ctypes.byref(verdict)) == 0
@@ -152,7 +153,10 @@ def test_raw_abi_refuses_null_pointers_and_bad_lengths(writer):
     assert _c["revledger_refresh"](None) == INVALID
     assert _c["revledger_compact"](None, 0) == INVALID
     assert _c["revledger_revoke_now"](h, 2, _Bytes(b"a", 1), _Bytes(b"b", 1), None) == 0
-    assert writer.stats(now=0).rule_records == 1  # only the last call wrote
+    stats = _Stats()
+    assert _c["revledger_stats"](h, 0, ctypes.byref(stats)) == 0
+    assert stats.rule_records == 1  # only the last call wrote
+    _c["revledger_close"](h)
 
 
 def test_the_version_is_a_static_string():

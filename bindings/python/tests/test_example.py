@@ -11,7 +11,7 @@ from pathlib import Path
 
 import revledger
 
-from support import PKG_ROOT, REPO_ROOT, child_env
+from support import PKG_ROOT, REPO_ROOT, SOURCE, child_env
 
 EXPECTED = """\
 john: 401 WWW-Authenticate: Bearer error="invalid_token", error_description="token revoked: role permissions changed at 1700000000"
@@ -56,7 +56,7 @@ def test_bench_runs_and_prints_ns_per_check():
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("ledger: 200 live rules")
-    assert [l.split(":")[0] for l in lines[1:]] == ["Ledger.check (typed API)", "revledger_check (bare ctypes call)"]
+    assert [l.split(":")[0] for l in lines[1:]] == ["Ledger.check", "revledger_check via ctypes (prepared)"]
     for line in lines[1:]:
         wall, cpu = re.findall(r"(\d+) ns/check (?:wall|CPU)", line)
         assert int(wall) > 0 and int(cpu) > 0
@@ -64,7 +64,7 @@ def test_bench_runs_and_prints_ns_per_check():
 
 def python_files():
     files = sorted(PKG_ROOT.rglob("*.py"))
-    assert PKG_ROOT / "revledger" / "__init__.py" in files
+    assert SOURCE / "__init__.py" in files
     return files
 
 
@@ -74,23 +74,26 @@ def test_every_file_is_python_3_9_syntax():
 
 
 def test_the_package_is_typed_and_declared_as_pyproject_says():
-    assert (PKG_ROOT / "revledger" / "py.typed").is_file()
+    assert (SOURCE / "py.typed").is_file()
+    assert (SOURCE / "_revledger.pyi").is_file()
     try:
         import tomllib
     except ImportError:  # Python < 3.11: check the few lines by hand
         text = (PKG_ROOT / "pyproject.toml").read_text()
-        assert 'build-backend = "setuptools.build_meta"' in text
-        assert f'version = "{revledger.__version__}"' in text
+        assert 'build-backend = "maturin"' in text
+        assert 'dynamic = ["version"]' in text
         assert "dependencies = []" in text
         return
     meta = tomllib.loads((PKG_ROOT / "pyproject.toml").read_text())
-    assert meta["build-system"]["build-backend"] == "setuptools.build_meta"
+    assert meta["build-system"]["build-backend"] == "maturin"
     project = meta["project"]
     assert project["name"] == "revledger"
     assert project["dependencies"] == []
     assert project["requires-python"] == ">=3.9"
-    # One version: the library's (Cargo.toml), which revledger_version() reports.
-    assert project["version"] == revledger.__version__
+    # One version: the workspace's (Cargo.toml), which the compiled library reports.
+    assert project["dynamic"] == ["version"]
+    assert meta["tool"]["maturin"]["module-name"] == "revledger._revledger"
+    crate = tomllib.loads((PKG_ROOT / "Cargo.toml").read_text())
+    assert crate["package"]["version"] == {"workspace": True}
     cargo = tomllib.loads((REPO_ROOT / "Cargo.toml").read_text())
     assert cargo["workspace"]["package"]["version"] == revledger.__version__
-    assert meta["tool"]["setuptools"]["package-data"]["revledger"] == ["py.typed"]

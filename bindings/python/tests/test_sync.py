@@ -371,3 +371,93 @@ def test_signed_message_layout() -> None:
     want = (b"revledger-rule-v1\x00" + bytes([1, 0, 0, 0]) + b"s" + bytes([3, 4, 0, 0, 0]) + b"acme"
             + bytes([5, 0, 0, 0]) + b"admin" + (-2).to_bytes(8, "little", signed=True))
     assert got == want
+
+
+def _test_pki(tmp: Path) -> dict:
+    """A CA and a certificate for 127.0.0.1 (``cryptography``), as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "revledger python test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(1)
+          .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "redis")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    files = {
+        "ca": (tmp / "ca.pem", ca.public_bytes(serialization.Encoding.PEM)),
+        "cert": (tmp / "redis.pem", cert.public_bytes(serialization.Encoding.PEM)),
+        "key": (tmp / "redis.key", key.private_bytes(serialization.Encoding.PEM,
+                                                     serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption())),
+    }
+    for path, data in files.values():
+        path.write_bytes(data)
+    return {name: str(path) for name, (path, _) in files.items()}
+
+
+def test_publish_over_tls_with_an_acl_user_that_may_only_append(start_sync: Any, tmp_path: Path) -> None:
+    """Production Redis from Python: a redis-py client over TLS (the server verified
+    against the test's CA) as an ACL user that may only append; sync reads with a user
+    that may only read, its password from a file."""
+    redis = redis_module()
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server is not installed (apt-get install redis-server)")
+    pki = _test_pki(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp_path / "redis.conf"
+    conf.write_text(
+        f"port 0\ntls-port {port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir {tmp_path}\n"
+        f"tls-cert-file {pki['cert']}\ntls-key-file {pki['key']}\ntls-ca-cert-file {pki['ca']}\n"
+        "tls-auth-clients no\nuser default off\n"
+        f"user syncer on >py-sync-pw resetkeys ~{STREAM} resetchannels -@all +xread +xinfo|stream +ping\n"
+        f"user publisher on >py-pub-pw resetkeys ~{STREAM} resetchannels -@all +xadd +ping\n")
+    server = subprocess.Popen(["redis-server", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=pki["ca"],
+                             username="publisher", password="py-pub-pw", socket_timeout=5)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                return False
+
+        wait_until("the TLS redis-server answers", answers)
+        pw = tmp_path / "sync.pw"
+        pw.write_text("py-sync-pw\n")
+        ledger = tmp_path / "host.ledger"
+        sync = start_sync(f"rediss://syncer@127.0.0.1:{port}/", ledger,
+                          "--redis-password-file", str(pw), "--tls-ca", pki["ca"])
+        wait_until("the ledger exists", ledger.exists)
+        gw = Ledger.open_reader(ledger)
+        try:
+            revledger.publish(client, STREAM, "subject", "acme", "john", 100)
+            wait_until("the rule published over TLS is applied",
+                       lambda: gw.check("acme", "john", [], issued_at=99).revoked)
+            with pytest.raises(redis.exceptions.ResponseError, match="no permissions"):
+                client.xrange(STREAM)
+            assert "py-sync-pw" not in sync.log.read_text()
+        finally:
+            gw.close()
+        client.close()
+    finally:
+        server.kill()
+        server.wait()

@@ -138,6 +138,29 @@ pub struct RedisSinkConfig {
     /// A file holding the URL (keeps a password out of the configuration).
     #[serde(default)]
     pub url_file: Option<PathBuf>,
+    /// A file holding the ACL user's password (overrides one in the URL; re-read at each
+    /// reconnection).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM CA certificates for `rediss://` (default: the system's roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for `rediss://` (mutual TLS), with `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Sentinel addresses (`host:port`); the URL's host is then the primary's name.
+    #[serde(default)]
+    pub sentinels: Vec<String>,
+    /// Sign every entry with this Ed25519 key (PKCS#8 PEM, `revledger keygen`), for sync
+    /// processes that apply only signed rules (docs/SYNC.md); with `key_id`.
+    #[serde(default)]
+    pub sign_key: Option<PathBuf>,
+    /// The name the sync processes' trusted-keys file gives `sign_key`.
+    #[serde(default)]
+    pub key_id: Option<String>,
     /// The stream (a Redis key) the hosts' `revledger sync` follow.
     pub stream: String,
     /// Longest token lifetime of the ledgers the stream feeds (trimming by age, and the
@@ -185,14 +208,41 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// One `[[ssf]]` table: a transmitter pushing SETs (RFC 8935) to `path`.
+/// One `[[ssf]]` table: a transmitter pushing SETs (RFC 8935) to `path`, or polled for
+/// them (RFC 8936) at `poll_endpoint`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SsfConfig {
     /// A name for logs and metrics.
     pub name: String,
-    /// The URL path this transmitter's stream delivers to (the stream's `endpoint_url`).
-    pub path: String,
+    /// Push delivery: the URL path this transmitter's stream delivers to (the stream's
+    /// `endpoint_url`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Poll delivery: the stream's poll endpoint at the transmitter (https, or http on a
+    /// loopback address).
+    #[serde(default)]
+    pub poll_endpoint: Option<String>,
+    /// The `Authorization` header value sent to the poll endpoint.
+    #[serde(default)]
+    pub poll_authorization: Option<String>,
+    /// A file holding `poll_authorization`.
+    #[serde(default)]
+    pub poll_authorization_file: Option<PathBuf>,
+    /// Most SETs asked for per poll (`maxEvents`).
+    #[serde(default = "default_poll_max_events")]
+    pub poll_max_events: u32,
+    /// Ask the transmitter to answer at once when it has nothing (`returnImmediately`),
+    /// then wait `poll_interval_secs`; by default it holds the request until it has SETs
+    /// (long polling), up to `poll_timeout_secs`.
+    #[serde(default)]
+    pub poll_return_immediately: bool,
+    /// Seconds between polls that found nothing (with `poll_return_immediately`).
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval_secs: u64,
+    /// Seconds one poll request may take (a long poll included).
+    #[serde(default = "default_poll_timeout")]
+    pub poll_timeout_secs: u64,
     /// The transmitter's `iss`, compared exactly.
     pub issuer: String,
     /// The `aud` values this receiver accepts (the SET's `aud` must contain one).
@@ -203,9 +253,10 @@ pub struct SsfConfig {
     /// The transmitter's `jwks_uri` (https, or http on a loopback address).
     #[serde(default)]
     pub jwks_uri: Option<String>,
-    /// PEM CA certificates trusted for `jwks_uri` instead of the system's.
+    /// PEM CA certificates trusted for `jwks_uri` and `poll_endpoint` instead of the
+    /// system's.
     #[serde(default)]
-    pub jwks_ca_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
     /// Fetched keys are fetched again after this many seconds.
     #[serde(default = "default_jwks_max_age")]
     pub jwks_max_age_secs: u64,
@@ -244,6 +295,15 @@ pub struct SsfConfig {
     pub rate: RateLimit,
 }
 
+fn default_poll_max_events() -> u32 {
+    100
+}
+fn default_poll_interval() -> u64 {
+    5
+}
+fn default_poll_timeout() -> u64 {
+    60
+}
 fn default_jwks_max_age() -> u64 {
     3600
 }
@@ -464,6 +524,12 @@ impl Config {
                 if r.stream.is_empty() {
                     return err("[sink.redis] stream must not be empty");
                 }
+                if r.sign_key.is_some() != r.key_id.is_some() {
+                    return err("[sink.redis] sign_key and key_id go together");
+                }
+                if r.client_cert.is_some() != r.client_key.is_some() {
+                    return err("[sink.redis] client_cert and client_key go together");
+                }
             }
             _ => {}
         }
@@ -475,10 +541,11 @@ impl Config {
         }
         let mut names = HashSet::new();
         let mut paths = HashSet::new();
-        let mut source = |kind: &str, name: &str, path: &str, rate: &RateLimit| {
+        let mut source = |kind: &str, name: &str, path: Option<&str>, rate: &RateLimit| {
             if name.is_empty() || !names.insert(name.to_string()) {
                 return err(format!("[[{kind}]] name {name:?} is empty or used twice"));
             }
+            let Some(path) = path else { return Ok(()) };
             if !path.starts_with('/') || !paths.insert(path.to_string()) {
                 return err(format!(
                     "[[{kind}]] {name}: path {path:?} must start with / and be unique"
@@ -492,13 +559,13 @@ impl Config {
             Ok(())
         };
         for t in &self.ssf {
-            source("ssf", &t.name, &t.path, &t.rate)?;
+            source("ssf", &t.name, t.path.as_deref(), &t.rate)?;
         }
         for t in &self.auth0 {
-            source("auth0", &t.name, &t.path, &t.rate)?;
+            source("auth0", &t.name, Some(&t.path), &t.rate)?;
         }
         for t in &self.keycloak {
-            source("keycloak", &t.name, &t.path, &t.rate)?;
+            source("keycloak", &t.name, Some(&t.path), &t.rate)?;
         }
         for t in &self.ssf {
             t.validate()?;
@@ -550,6 +617,27 @@ impl SsfConfig {
         if self.issuer.is_empty() {
             return err(format!("{what}: issuer must not be empty"));
         }
+        match (&self.path, &self.poll_endpoint) {
+            (Some(_), Some(_)) | (None, None) => {
+                return err(format!(
+                    "{what}: needs exactly one of path (push delivery) and poll_endpoint (poll delivery)"
+                ))
+            }
+            (None, Some(url)) => {
+                check_transmitter_url(url).map_err(|e| ConfigError(format!("{what}: poll_endpoint: {e}")))?;
+                if self.poll_max_events == 0 || self.poll_interval_secs == 0 || self.poll_timeout_secs == 0 {
+                    return err(format!(
+                        "{what}: poll_max_events, poll_interval_secs and poll_timeout_secs must be > 0"
+                    ));
+                }
+                if self.poll_authorization.is_some() && self.poll_authorization_file.is_some() {
+                    return err(format!(
+                        "{what}: poll_authorization and poll_authorization_file exclude each other"
+                    ));
+                }
+            }
+            (Some(_), None) => {}
+        }
         if self.audience.values().iter().all(String::is_empty) {
             return err(format!("{what}: audience must name this receiver"));
         }
@@ -559,9 +647,8 @@ impl SsfConfig {
                     "{what}: needs exactly one of jwks_file and jwks_uri"
                 ))
             }
-            (None, Some(uri)) => {
-                check_jwks_uri(uri).map_err(|e| ConfigError(format!("{what}: {e}")))?
-            }
+            (None, Some(uri)) => check_transmitter_url(uri)
+                .map_err(|e| ConfigError(format!("{what}: jwks_uri: {e}")))?,
             _ => {}
         }
         if self.jwks_min_refresh_secs == 0 || self.jwks_max_age_secs == 0 {
@@ -645,8 +732,9 @@ pub fn read_secret(
     Ok(Some(Secret(s)))
 }
 
-/// A `jwks_uri` must be https, or http to a loopback address (a test or a local proxy).
-pub fn check_jwks_uri(uri: &str) -> Result<(), String> {
+/// A transmitter's URL (`jwks_uri`, `poll_endpoint`) must be https, or http to a loopback
+/// address (a test or a local proxy).
+pub fn check_transmitter_url(uri: &str) -> Result<(), String> {
     let lower = uri.to_ascii_lowercase();
     if lower.starts_with("https://") {
         return Ok(());
@@ -667,7 +755,7 @@ pub fn check_jwks_uri(uri: &str) -> Result<(), String> {
         }
     }
     Err(format!(
-        "jwks_uri {uri:?} must be https (http only to a loopback address)"
+        "{uri:?} must be https (http only to a loopback address)"
     ))
 }
 
@@ -744,14 +832,32 @@ mod tests {
     }
 
     #[test]
-    fn jwks_uri_is_https_or_loopback_http() {
-        assert!(check_jwks_uri("https://idp.example.com/jwks").is_ok());
-        assert!(check_jwks_uri("http://127.0.0.1:8080/jwks").is_ok());
-        assert!(check_jwks_uri("http://[::1]:8080/jwks").is_ok());
-        assert!(check_jwks_uri("http://localhost/jwks").is_ok());
-        assert!(check_jwks_uri("http://127.0.0.1.evil.com/jwks").is_err());
-        assert!(check_jwks_uri("http://user@10.0.0.1/jwks").is_err());
-        assert!(check_jwks_uri("ftp://x").is_err());
+    fn transmitter_urls_are_https_or_loopback_http() {
+        assert!(check_transmitter_url("https://idp.example.com/jwks").is_ok());
+        assert!(check_transmitter_url("http://127.0.0.1:8080/jwks").is_ok());
+        assert!(check_transmitter_url("http://[::1]:8080/jwks").is_ok());
+        assert!(check_transmitter_url("http://localhost/jwks").is_ok());
+        assert!(check_transmitter_url("http://127.0.0.1.evil.com/jwks").is_err());
+        assert!(check_transmitter_url("http://user@10.0.0.1/jwks").is_err());
+        assert!(check_transmitter_url("ftp://x").is_err());
+    }
+
+    /// Every TOML example of docs/INGEST.md parses: the general one with each source's.
+    #[test]
+    fn the_documented_examples_parse() {
+        let doc = include_str!("../../../docs/INGEST.md");
+        let blocks: Vec<&str> = doc
+            .split("```toml\n")
+            .skip(1)
+            .map(|b| b.split("```").next().unwrap())
+            .collect();
+        assert!(blocks.len() >= 4, "the general example and one per source");
+        let general = blocks[0];
+        for source in &blocks[1..] {
+            let c = Config::parse(&format!("{general}\n{source}"))
+                .unwrap_or_else(|e| panic!("{e}\n{source}"));
+            assert_eq!(c.ssf.len() + c.auth0.len() + c.keycloak.len(), 1);
+        }
     }
 
     #[test]

@@ -161,42 +161,9 @@ impl KeySource {
     /// A source fetching `url`, trusting the PEM certificates of `ca_file` or, without
     /// one, the system's roots.
     pub fn uri(url: &str, ca_file: Option<&Path>) -> Result<KeySource, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        match ca_file {
-            Some(path) => {
-                use rustls::pki_types::pem::PemObject;
-                let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                for cert in certs {
-                    let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                }
-            }
-            None => {
-                for cert in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(cert); // a malformed system certificate is skipped
-                }
-            }
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .no_proxy()
-            .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(KeySource::Uri {
             url: url.to_string(),
-            client,
+            client: https_client(ca_file, FETCH_TIMEOUT)?,
         })
     }
 
@@ -243,6 +210,45 @@ impl KeySource {
             KeySource::Uri { url, .. } => url.clone(),
         }
     }
+}
+
+/// An HTTPS client for a transmitter's endpoints: rustls with ring (chosen here, not the
+/// process default), trusting the PEM certificates of `ca_file` or, without one, the
+/// system's roots; no proxy; `timeout` per request.
+pub fn https_client(ca_file: Option<&Path>, timeout: Duration) -> Result<reqwest::Client, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            use rustls::pki_types::pem::PemObject;
+            let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert); // a malformed system certificate is skipped
+            }
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
 }
 
 /// A transmitter's keys, refreshed as the module doc says.

@@ -5,8 +5,8 @@
 //! One module per source format, each a pure mapping from a delivery to rules (fuzzed in
 //! fuzz/) behind the authentication the source uses:
 //!
-//! - [`ssf`]: OpenID Shared Signals (CAEP, RISC) pushed as signed SETs (RFC 8935), keys
-//!   from [`jwks`];
+//! - [`ssf`]: OpenID Shared Signals (CAEP, RISC) pushed as signed SETs (RFC 8935), or
+//!   polled (RFC 8936, `ssf_poll`), keys from [`jwks`];
 //! - [`auth0`]: Auth0 Log Streams (custom webhook), authenticated by a bearer secret;
 //! - [`keycloak`]: Keycloak events from the webhook extensions, HMAC-signed;
 //!
@@ -28,6 +28,7 @@ pub mod metrics;
 mod server;
 pub mod sink;
 pub mod ssf;
+mod ssf_poll;
 
 pub use server::{check_config, run, IngestError};
 

@@ -6,11 +6,12 @@
 use super::auth0::{self, Auth0Policy};
 use super::config::{read_secret, Config, ConfigError, RateLimit, SsfConfig};
 use super::event::{check_rules, MappedEvent, Refusal, RefusalKind};
-use super::jwks::{KeySet, KeySource, KeyStore, Loaded};
+use super::jwks::{https_client, KeySet, KeySource, KeyStore, Loaded};
 use super::keycloak::{self, Hmac, KeycloakPolicy};
 use super::metrics::{Metrics, Outcome, SourceLabels};
 use super::sink::Sink;
 use super::ssf::{self, SetPolicy};
+use super::ssf_poll::{self, PollSettings};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -56,9 +57,9 @@ impl From<ConfigError> for IngestError {
 
 enum SourceImpl {
     Ssf {
-        policy: Box<SetPolicy>,
+        policy: Arc<SetPolicy>,
         authorization: Option<String>,
-        keys: Box<KeyStore>,
+        keys: Arc<KeyStore>,
     },
     Auth0 {
         policy: Auth0Policy,
@@ -73,12 +74,13 @@ enum SourceImpl {
 
 struct Source {
     labels: SourceLabels,
-    path: String,
+    /// Where it pushes to; `None` for a polled transmitter.
+    path: Option<String>,
     limiter: DefaultDirectRateLimiter,
     imp: SourceImpl,
 }
 
-struct Shared {
+pub(super) struct Shared {
     sink: Sink,
     metrics: Metrics,
     max_future: i64,
@@ -93,17 +95,41 @@ fn limiter(rate: &RateLimit) -> DefaultDirectRateLimiter {
 fn key_source(t: &SsfConfig) -> Result<KeySource, ConfigError> {
     match (&t.jwks_file, &t.jwks_uri) {
         (Some(f), _) => Ok(KeySource::File(f.clone())),
-        (None, Some(u)) => KeySource::uri(u, t.jwks_ca_file.as_deref())
+        (None, Some(u)) => KeySource::uri(u, t.ca_file.as_deref())
             .map_err(|e| ConfigError(format!("[[ssf]] {}: {e}", t.name))),
         (None, None) => Err(ConfigError(format!("[[ssf]] {}: no keys", t.name))),
     }
 }
 
-/// Builds the sources of `config` (reading secret files). `token_lifetime` is the sink's.
-fn sources(config: &Config, token_lifetime: i64) -> Result<Vec<Source>, ConfigError> {
+/// The poll settings of a polled transmitter, by its index among the sources.
+type Polls = Vec<(usize, PollSettings)>;
+
+/// Builds the sources of `config` (reading secret files), with the poll settings of the
+/// polled ones. `token_lifetime` is the sink's.
+fn sources(config: &Config, token_lifetime: i64) -> Result<(Vec<Source>, Polls), ConfigError> {
     let mut out = Vec::new();
+    let mut polls = Vec::new();
     for t in &config.ssf {
         let authorization = read_secret(&t.authorization, &t.authorization_file)?.map(|s| s.0);
+        if let Some(endpoint) = &t.poll_endpoint {
+            let what = |e: String| ConfigError(format!("[[ssf]] {}: poll_endpoint: {e}", t.name));
+            polls.push((
+                out.len(),
+                PollSettings {
+                    endpoint: endpoint.clone(),
+                    authorization: read_secret(&t.poll_authorization, &t.poll_authorization_file)?
+                        .map(|s| s.0),
+                    max_events: t.poll_max_events,
+                    return_immediately: t.poll_return_immediately,
+                    interval: Duration::from_secs(t.poll_interval_secs),
+                    client: https_client(
+                        t.ca_file.as_deref(),
+                        Duration::from_secs(t.poll_timeout_secs),
+                    )
+                    .map_err(what)?,
+                },
+            ));
+        }
         out.push(Source {
             labels: SourceLabels {
                 kind: "ssf".into(),
@@ -112,9 +138,9 @@ fn sources(config: &Config, token_lifetime: i64) -> Result<Vec<Source>, ConfigEr
             path: t.path.clone(),
             limiter: limiter(&t.rate),
             imp: SourceImpl::Ssf {
-                policy: Box::new(SetPolicy::from_config(t, token_lifetime)),
+                policy: Arc::new(SetPolicy::from_config(t, token_lifetime)),
                 authorization,
-                keys: Box::new(KeyStore::new(
+                keys: Arc::new(KeyStore::new(
                     key_source(t)?,
                     Duration::from_secs(t.jwks_min_refresh_secs),
                     Duration::from_secs(t.jwks_max_age_secs),
@@ -130,7 +156,7 @@ fn sources(config: &Config, token_lifetime: i64) -> Result<Vec<Source>, ConfigEr
                 kind: "auth0".into(),
                 source: t.name.clone(),
             },
-            path: t.path.clone(),
+            path: Some(t.path.clone()),
             limiter: limiter(&t.rate),
             imp: SourceImpl::Auth0 {
                 policy: Auth0Policy::from_config(t),
@@ -146,7 +172,7 @@ fn sources(config: &Config, token_lifetime: i64) -> Result<Vec<Source>, ConfigEr
                 kind: "keycloak".into(),
                 source: t.name.clone(),
             },
-            path: t.path.clone(),
+            path: Some(t.path.clone()),
             limiter: limiter(&t.rate),
             imp: SourceImpl::Keycloak {
                 policy: KeycloakPolicy::from_config(t),
@@ -159,7 +185,7 @@ fn sources(config: &Config, token_lifetime: i64) -> Result<Vec<Source>, ConfigEr
             },
         });
     }
-    Ok(out)
+    Ok((out, polls))
 }
 
 /// `--check-config`: parses the file and reads everything it names that can be read
@@ -170,7 +196,7 @@ pub fn check_config(path: &Path) -> Result<String, IngestError> {
     if let (Some(c), Some(k)) = (&config.server.tls_cert, &config.server.tls_key) {
         tls_config(c, k)?;
     }
-    let sources = sources(&config, 0)?;
+    let (sources, _) = sources(&config, 0)?;
     for t in &config.ssf {
         if let Some(f) = &t.jwks_file {
             let bytes = std::fs::read(f).map_err(|e| {
@@ -191,7 +217,10 @@ pub fn check_config(path: &Path) -> Result<String, IngestError> {
     };
     let list: Vec<String> = sources
         .iter()
-        .map(|s| format!("{} {} at {}", s.labels.kind, s.labels.source, s.path))
+        .map(|s| match &s.path {
+            Some(p) => format!("{} {} at {p}", s.labels.kind, s.labels.source),
+            None => format!("{} {} (polled)", s.labels.kind, s.labels.source),
+        })
         .collect();
     Ok(format!(
         "configuration OK: listen {}{}, {} source(s): {}; rules to {sink}",
@@ -251,7 +280,7 @@ pub async fn run(
     .map_err(|e| IngestError(e.to_string()))?
     .map_err(|e| IngestError(e.to_string()))?;
     info!(sink = sink.describe(), "writing rules");
-    let sources = sources(&config, sink.token_lifetime())?;
+    let (sources, polls) = sources(&config, sink.token_lifetime())?;
     let shared = Arc::new(Shared {
         sink,
         metrics: Metrics::new(),
@@ -271,11 +300,9 @@ pub async fn run(
 
     let mut app = Router::new();
     for s in &sources {
-        info!(kind = %s.labels.kind, source = %s.labels.source, path = %s.path, "source");
-        app = app.route(
-            &s.path,
-            post(receive).with_state((shared.clone(), s.clone())),
-        );
+        let Some(path) = &s.path else { continue };
+        info!(kind = %s.labels.kind, source = %s.labels.source, path = %path, "source");
+        app = app.route(path, post(receive).with_state((shared.clone(), s.clone())));
     }
     let app = app
         .layer(DefaultBodyLimit::max(config.server.max_body_bytes))
@@ -297,6 +324,22 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+
+    let mut poll_tasks = Vec::new();
+    for (i, settings) in polls {
+        let s = &sources[i];
+        let SourceImpl::Ssf { policy, keys, .. } = &s.imp else {
+            continue;
+        };
+        poll_tasks.push(tokio::spawn(ssf_poll::run(
+            shared.clone(),
+            s.labels.clone(),
+            policy.clone(),
+            keys.clone(),
+            settings,
+            stop_rx.clone(),
+        )));
+    }
 
     let metrics_task = match metrics_listen.or(config.metrics.as_ref().map(|m| m.listen)) {
         Some(maddr) => {
@@ -321,12 +364,15 @@ pub async fn run(
     };
 
     serve(listener, app, tls, &config, stop_rx).await;
+    for t in poll_tasks {
+        let _ = t.await;
+    }
     if let Some(t) = metrics_task {
         let _ = t.await;
     }
     drop(sources);
-    let mut shared = Arc::try_unwrap(shared)
-        .map_err(|_| IngestError("requests still hold the writer after the drain".into()))?;
+    // Requests cut off by the grace period still hold the writer: it stops anyway, after
+    // committing what is queued (their senders get 503 or a closed connection, and retry).
     tokio::task::spawn_blocking(move || shared.sink.close())
         .await
         .map_err(|e| IngestError(e.to_string()))?;
@@ -462,25 +508,12 @@ async fn deliver(
             authorization,
             keys,
         } => {
-            let on_load = |l: &Loaded| report_load(&shared.metrics, labels, keys, l);
-            match ssf::verify(
+            match ssf::check_request(
                 text("content-type"),
                 text("authorization"),
                 authorization.as_deref(),
-                body,
-                policy,
-                keys,
-                &on_load,
-            )
-            .await
-            {
-                Ok(claims) => ssf::map_set(&claims, policy, now).map(|(events, notes)| {
-                    if let Some(state) = notes.verification {
-                        shared.metrics.verification(labels);
-                        info!(source = %labels.source, state = %state, "SSF verification event received");
-                    }
-                    events
-                }),
+            ) {
+                Ok(()) => ssf_events(shared, labels, policy, keys, body, now).await,
                 Err(r) => Err(r),
             }
         }
@@ -507,6 +540,84 @@ async fn deliver(
                 .and_then(|()| keycloak::map_body(body, policy))
         }
     };
+    let summary = match commit(shared, labels, mapped, now, arrived).await {
+        Ok(s) => s,
+        Err(Failure::Refused(refusal)) => return refuse(&source.imp, &refusal),
+        Err(Failure::Sink(e)) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("rules not committed: {e}\n"),
+            )
+                .into_response()
+        }
+    };
+    match source.imp {
+        SourceImpl::Ssf { .. } => StatusCode::ACCEPTED.into_response(),
+        _ => {
+            let summary = serde_json::json!({
+                "applied": summary.applied,
+                "ignored": summary.ignored,
+                "duplicates": summary.duplicates,
+                "rules": summary.rules,
+            });
+            (
+                StatusCode::OK,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                summary.to_string(),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Verifies a SET with the transmitter's keys and maps it (counting and logging a
+/// verification event).
+pub(super) async fn ssf_events(
+    shared: &Shared,
+    labels: &SourceLabels,
+    policy: &SetPolicy,
+    keys: &KeyStore,
+    token: &[u8],
+    now: i64,
+) -> Result<Vec<MappedEvent>, Refusal> {
+    let on_load = |l: &Loaded| report_load(&shared.metrics, labels, keys, l);
+    let claims = ssf::verify_token(token, policy, keys, &on_load).await?;
+    let (events, notes) = ssf::map_set(&claims, policy, now)?;
+    if let Some(state) = notes.verification {
+        shared.metrics.verification(labels);
+        info!(source = %labels.source, state = %state, "SSF verification event received");
+    }
+    Ok(events)
+}
+
+/// What a delivery came to.
+pub(super) struct Summary {
+    applied: u64,
+    ignored: u64,
+    duplicates: u64,
+    rules: usize,
+}
+
+/// Why a delivery was not committed.
+pub(super) enum Failure {
+    /// Nothing of it can be applied (answered 4xx: the sender should not retry as is).
+    Refused(Refusal),
+    /// The ledger or the stream failed (answered 503: the sender retries).
+    Sink(super::sink::SinkError),
+}
+
+/// The common end of every delivery: checks the rules, leaves out replayed events,
+/// commits the rest in one write (or refuses everything), then counts and logs.
+pub(super) async fn commit(
+    shared: &Shared,
+    labels: &SourceLabels,
+    mapped: Result<Vec<MappedEvent>, Refusal>,
+    now: i64,
+    arrived: Instant,
+) -> Result<Summary, Failure> {
     let events = match mapped.and_then(|events| {
         let rules: Vec<_> = events
             .iter()
@@ -518,7 +629,7 @@ async fn deliver(
         Err(refusal) => {
             shared.metrics.events(labels, Outcome::Refused, 1);
             warn!(kind = %labels.kind, source = %labels.source, reason = %refusal, "delivery refused; nothing applied");
-            return refuse(&source.imp, &refusal);
+            return Err(Failure::Refused(refusal));
         }
     };
     let (fresh, duplicates): (Vec<MappedEvent>, Vec<MappedEvent>) =
@@ -531,11 +642,7 @@ async fn deliver(
     if let Err(e) = shared.sink.apply(rules).await {
         shared.metrics.sink_failed();
         error!(kind = %labels.kind, source = %labels.source, error = %e, "rules not committed; the sender will retry");
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("rules not committed: {e}\n"),
-        )
-            .into_response();
+        return Err(Failure::Sink(e));
     }
     shared
         .sink
@@ -565,26 +672,12 @@ async fn deliver(
             .metrics
             .committed(labels, arrived.elapsed().as_secs_f64());
     }
-    match source.imp {
-        SourceImpl::Ssf { .. } => StatusCode::ACCEPTED.into_response(),
-        _ => {
-            let summary = serde_json::json!({
-                "applied": applied,
-                "ignored": fresh.len() as u64 - applied,
-                "duplicates": duplicates.len(),
-                "rules": n_rules,
-            });
-            (
-                StatusCode::OK,
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                )],
-                summary.to_string(),
-            )
-                .into_response()
-        }
-    }
+    Ok(Summary {
+        applied,
+        ignored: fresh.len() as u64 - applied,
+        duplicates: duplicates.len() as u64,
+        rules: n_rules,
+    })
 }
 
 /// The answer to a refused delivery: RFC 8935's `400 {"err", "description"}` for SSF;

@@ -7,7 +7,7 @@
 
 use super::config::SinkConfig;
 use super::event::OwnedRule;
-use crate::sync::{Publisher, Trim};
+use crate::sync::{Publisher, RedisConfig, Signer, Trim};
 use revledger::{unix_now_floor, Ledger, WriterOptions};
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
@@ -67,8 +67,8 @@ impl Target {
 
 /// The writer and what the sources need to know about it.
 pub struct Sink {
-    tx: Option<mpsc::Sender<Job>>,
-    worker: Option<std::thread::JoinHandle<()>>,
+    tx: parking_lot::Mutex<Option<mpsc::Sender<Job>>>,
+    worker: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     ledger: Option<Arc<Ledger>>,
     token_lifetime: i64,
     describe: String,
@@ -120,10 +120,23 @@ impl Sink {
                     (None, None) => return Err(SinkError("[sink.redis] has no url".into())),
                 };
                 let trim = Trim::by_age(r.max_token_lifetime, r.leeway);
-                let p = Publisher::connect(&url, r.stream.as_bytes(), trim).map_err(|e| {
-                    SinkError(format!("redis {}: {e}", crate::sync::redact_url(&url)))
-                })?;
-                let describe = format!("stream {} on {}", r.stream, crate::sync::redact_url(&url));
+                let mut redis = RedisConfig::new(url);
+                redis.password_file = r.password_file.clone();
+                redis.ca_file = r.ca_file.clone();
+                redis.client_cert = r.client_cert.clone();
+                redis.client_key = r.client_key.clone();
+                redis.sentinels = r.sentinels.clone();
+                let describe = format!("stream {} on {}", r.stream, redis.describe());
+                let fail =
+                    |e: &dyn fmt::Display| SinkError(format!("redis {}: {e}", redis.describe()));
+                redis.validate().map_err(|e| fail(&e))?;
+                let mut p = Publisher::connect_with(&redis, r.stream.as_bytes(), trim)
+                    .map_err(|e| fail(&e))?;
+                if let (Some(key), Some(kid)) = (&r.sign_key, &r.key_id) {
+                    let signer = Signer::from_pem_file(kid, key)
+                        .map_err(|e| SinkError(format!("sign_key {}: {e}", key.display())))?;
+                    p = p.sign_with(signer);
+                }
                 (
                     Target::Redis(Box::new(p)),
                     None,
@@ -139,8 +152,8 @@ impl Sink {
             .spawn(move || write_loop(target, rx))
             .map_err(|e| SinkError(format!("cannot start the writer thread: {e}")))?;
         Ok(Sink {
-            tx: Some(tx),
-            worker: Some(worker),
+            tx: parking_lot::Mutex::new(Some(tx)),
+            worker: parking_lot::Mutex::new(Some(worker)),
             ledger,
             token_lifetime,
             describe,
@@ -156,7 +169,8 @@ impl Sink {
         }
         let tx = self
             .tx
-            .as_ref()
+            .lock()
+            .clone()
             .ok_or_else(|| SinkError("shutting down".into()))?;
         let (done, wait) = oneshot::channel();
         tx.send(Job { rules, done })
@@ -200,10 +214,12 @@ impl Sink {
         }
     }
 
-    /// Stops the writer after it has written everything queued (and synced the ledger).
-    pub fn close(&mut self) {
-        self.tx = None;
-        if let Some(w) = self.worker.take() {
+    /// Stops the writer after it has written everything queued (and synced the ledger);
+    /// later [`Sink::apply`] calls fail. Blocks until then.
+    pub fn close(&self) {
+        self.tx.lock().take();
+        let worker = self.worker.lock().take();
+        if let Some(w) = worker {
             let _ = w.join();
         }
     }

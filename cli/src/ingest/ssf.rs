@@ -3,8 +3,8 @@
 //! `application/secevent+jwt`; the receiver answers `202`, or `400` with an RFC 8935
 //! error code and applies nothing.
 //!
-//! [`verify`] checks the request (content type, optional `Authorization`, `typ`, `alg`,
-//! the JWS signature); [`map_set`] checks the claims (`iss`, `aud`, `jti`, `iat`) and maps
+//! [`check_request`] checks a push request (content type, optional `Authorization`),
+//! [`verify_token`] the SET (`typ`, `alg`, the JWS signature); [`map_set`] checks the claims (`iss`, `aud`, `jti`, `iat`) and maps
 //! each event to rules (DESIGN.md §9; the table in docs/INGEST.md):
 //!
 //! | event | rule |
@@ -131,18 +131,13 @@ pub struct SetNotes {
     pub verification: Option<String>,
 }
 
-/// Checks the request: content type `application/secevent+jwt`, the `Authorization`
-/// header when `authorization` is configured, the JWS header (`typ` `secevent+jwt`, an
-/// accepted `alg`) and the signature, with the transmitter's keys. Returns the claims.
-pub async fn verify(
+/// Checks a push request (RFC 8935): content type `application/secevent+jwt`, and the
+/// `Authorization` header when `expected_authorization` is configured.
+pub fn check_request(
     content_type: Option<&str>,
     authorization: Option<&str>,
     expected_authorization: Option<&str>,
-    body: &[u8],
-    policy: &SetPolicy,
-    keys: &KeyStore,
-    on_load: &(dyn Fn(&Loaded) + Sync),
-) -> Result<Value, Refusal> {
+) -> Result<(), Refusal> {
     let media = content_type
         .and_then(|c| c.split(';').next())
         .map(|c| c.trim().to_ascii_lowercase());
@@ -161,6 +156,17 @@ pub async fn verify(
             ));
         }
     }
+    Ok(())
+}
+
+/// Verifies a SET (a compact JWS): the header (`typ` `secevent+jwt`, an accepted `alg`)
+/// and the signature, with the transmitter's keys. Returns the claims.
+pub async fn verify_token(
+    body: &[u8],
+    policy: &SetPolicy,
+    keys: &KeyStore,
+    on_load: &(dyn Fn(&Loaded) + Sync),
+) -> Result<Value, Refusal> {
     let token = std::str::from_utf8(body)
         .map_err(|_| Refusal::invalid("the body is not a compact JWS (not UTF-8)"))?
         .trim();

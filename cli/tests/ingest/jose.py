@@ -4,8 +4,9 @@ keys and Security Event Tokens from jwcrypto (a JOSE library in Python), HMAC fr
 Python's standard library, certificates from `cryptography`.
 
   jose.py keys DIR               ES256 keys es-1, es-2 and an RS256 key rs-1: DIR/private.json
-                                 (every key), DIR/jwks.json (public es-1, rs-1) and
-                                 DIR/jwks-rotated.json (public es-2, rs-1)
+                                 (every key), DIR/jwks.json (public es-1, rs-1),
+                                 DIR/jwks-rotated.json (public es-2, rs-1), and DIR/es-1.pem,
+                                 DIR/rs-1.pem (private, PKCS#8)
   jose.py sign PRIVATE.json      stdin: one JSON object per line {"kid", "alg", "claims",
                                  "typ"?, "header_kid"?}; stdout: one compact JWS per line
   jose.py hmac SECRET ALGORITHM  stdin: the body; stdout: the hex HMAC (HmacSHA256/HmacSHA1)
@@ -32,6 +33,9 @@ def keys(out):
         private.add(jwk.JWK.generate(kid=kid, use="sig", **kw))
     with open(os.path.join(out, "private.json"), "w") as f:
         f.write(private.export(private_keys=True))
+    for kid in ("es-1", "rs-1"):  # PKCS#8 PEM, for signers in other languages (the benchmark)
+        with open(os.path.join(out, kid + ".pem"), "wb") as f:
+            f.write(private.get_key(kid).export_to_pem(private_key=True, password=None))
 
     def public(kids):
         return json.dumps({"keys": [json.loads(private.get_key(k).export_public()) for k in kids]})
