@@ -51,7 +51,10 @@ impl Hasher {
     #[inline(always)]
     pub(crate) fn key(&self, scope: Scope, tenant_hash: u64, key: &[u8]) -> u64 {
         let k = rapidhash_v3_nano_inline::<false, false>(key, &self.key);
-        fold(k ^ (scope as u64 + 1).wrapping_mul(SCOPE_MIX), tenant_hash ^ self.key.seed)
+        fold(
+            k ^ (scope as u64 + 1).wrapping_mul(SCOPE_MIX),
+            tenant_hash ^ self.key.seed,
+        )
     }
 
     /// The hash of `(scope, tenant, key)`.

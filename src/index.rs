@@ -239,7 +239,9 @@ impl Layout {
     pub(crate) fn filter_probe(&self, hash: u64) -> FilterProbe {
         FilterProbe {
             word: self.filter_at + mul_shift(hash, self.filter_words) as usize,
-            bits: (1u64 << (hash & 63)) | (1u64 << ((hash >> 6) & 63)) | (1u64 << ((hash >> 12) & 63)),
+            bits: (1u64 << (hash & 63))
+                | (1u64 << ((hash >> 6) & 63))
+                | (1u64 << ((hash >> 12) & 63)),
         }
     }
 

@@ -40,9 +40,9 @@ use crate::tail::{KeySource, TailIndex};
 use crate::watch::{self, LostFlag, PathState};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::cell::RefCell;
 use std::sync::Arc;
 
 /// When the writer compacts on its own, in the background (DESIGN.md §3).
@@ -305,7 +305,11 @@ impl Rules for Lookup<'_> {
             }
         }
         if self.tail {
-            best = best.max(self.gen.tail.get_hashed(scope, hash, tenant, key, self.gen)?);
+            best = best.max(
+                self.gen
+                    .tail
+                    .get_hashed(scope, hash, tenant, key, self.gen)?,
+            );
         }
         Ok(best)
     }
@@ -439,7 +443,8 @@ impl Generation {
             return false;
         }
         // SAFETY: as above.
-        !self.follows_log() || unsafe { self.header.committed_len() } == self.seen.load(Ordering::Acquire)
+        !self.follows_log()
+            || unsafe { self.header.committed_len() } == self.seen.load(Ordering::Acquire)
     }
 
     /// The view one check reads through.

@@ -1129,3 +1129,27 @@ fn a_format_1_ledger_is_upgraded_by_its_next_writer() {
     );
     assert!(r.stats(0).unwrap().shared_index);
 }
+
+/// The file records its keyed hash of a test vector (header bytes 80–87): a build whose
+/// hash differs would miss every key of the index and answer "valid" for every token, so
+/// it refuses the file (issue 11: the hash is checked, not trusted).
+#[test]
+fn a_ledger_whose_hash_check_differs_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    drop(writer(&path));
+    let mut b = std::fs::read(&path).unwrap();
+    b[80] ^= 1;
+    let crc = crc32fast::hash(&b[..124]);
+    b[124..128].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &b).unwrap();
+    for open in [
+        Ledger::open_reader(&path).map(|_| ()),
+        open_writer(&path, &WriterOptions::default()).map(|_| ()),
+    ] {
+        match open {
+            Err(Error::Incompatible(m)) => assert!(m.contains("hash"), "{m}"),
+            other => panic!("a ledger with another hash opened: {other:?}"),
+        }
+    }
+}

@@ -752,7 +752,9 @@ impl FoldMaps {
         let th = self.tenant_hash(t.tenant);
         token_keys(t, |scope, key| {
             let h = self.key_hash(scope, th, key);
-            if let Some(e) = self.tables[scope as usize].find(h, |e| *e.tenant == *t.tenant && *e.key == *key) {
+            if let Some(e) =
+                self.tables[scope as usize].find(h, |e| *e.tenant == *t.tenant && *e.key == *key)
+            {
                 d.found(scope, e.cutoff, t.issued_at);
             }
         });
