@@ -4,9 +4,10 @@
 //! `common::ThreadCpu`: the machine is shared); ids
 //! `<implementation>.<kind>.r<roles>[.<threads>t]/<size>`:
 //! - `revledger.{valid,revoked}.r{0,3,10}`: one reader handle, tokens cycled from a pool;
-//!   the ledger is compacted (every rule in the snapshot index, read in place);
-//! - `revledger_log.{valid,revoked}.r3`: the same tokens against the same rules never
-//!   compacted (all in the log; the reader indexes them itself at open);
+//!   the ledger is compacted (every rule rewritten into a fresh file and its index);
+//! - `revledger_log.{valid,revoked,fresh}.r3`: the same tokens against the same rules
+//!   never compacted (appended by a writer with `compaction: None`; readers map the
+//!   shared index the writer grew as it appended);
 //! - `revledger.fresh.r3`: a token issued after every cutoff (the fast path);
 //! - `std_hashmap.*`: `HashMap<(Vec<u8>, Vec<u8>), i64>` per scope, SipHash, probed by
 //!   borrowed keys, the same lookups per token;
@@ -81,6 +82,10 @@ fn bench_size(
     let log_build = build_ledger(&log_path, n, State::Log);
     let log_reader = Ledger::open_reader(&log_path).expect("opening the benchmark ledger");
     let log_stats = log_reader.stats(COMPACT_AT).expect("stats");
+    assert!(
+        log_stats.shared_index && log_stats.compacted_keys == 0 && log_stats.live_keys == n as u64,
+        "the never-compacted ledger: every rule in the shared index, none compacted: {log_stats:?}"
+    );
     let t = Instant::now();
     let maps = StdMaps::build(n);
     let maps_build = t.elapsed();
@@ -178,6 +183,10 @@ fn bench_size(
         cycle(&mut g, "revledger.fresh.r3", &label, toks, |t| {
             reader.check(t).expect("check")
         });
+        verify(&log_reader, toks, &pool);
+        cycle(&mut g, "revledger_log.fresh.r3", &label, toks, |t| {
+            log_reader.check(t).expect("check")
+        });
     });
     g.finish();
     gw.finish();
@@ -191,6 +200,9 @@ fn bench_size(
         "log_ledger_append_s": log_build.append.as_secs_f64(),
         "log_live_keys": log_stats.live_keys,
         "log_index_bytes": log_stats.index_bytes,
+        "log_shared_index": log_stats.shared_index,
+        "log_tail_bytes": log_stats.tail_bytes,
+        "file_system": file_system_of(dir.path()),
         "log_log_bytes": log_stats.log_bytes,
         "compacted_keys": stats.compacted_keys,
         "hashmap_build_s": maps_build.as_secs_f64(),

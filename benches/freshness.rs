@@ -69,7 +69,7 @@ fn main() {
         return;
     }
     let trials: u64 = if quick() { 500 } else { 20_000 };
-    let dir = scratch();
+    let dir = scratch_on_disk();
     let path = dir.path().join("fresh.ledger");
     build_ledger(&path, BACKGROUND_RULES, State::Compacted);
     let reader = Ledger::open_reader(&path).expect("open_reader");

@@ -10,7 +10,7 @@
 
 #![allow(dead_code)] // each bench binary uses part of this module
 
-use revledger::{Ledger, Rule, Scope, Token, Verdict, WriterOptions};
+use revledger::{CompactionPolicy, Ledger, Rule, Scope, Token, Verdict, WriterOptions};
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -87,10 +87,24 @@ pub fn out_dir() -> PathBuf {
     dir
 }
 
-/// A scratch directory on the same file system as the build (not tmpfs, so that
-/// fdatasync means what it means on a server), removed when dropped.
+/// A scratch directory for benchmark ledgers whose figures do not depend on the disk
+/// (checks and opens read the page cache), removed when dropped: under
+/// `$REVLEDGER_BENCH_SCRATCH` if set (scripts/bench may point it at a tmpfs when the
+/// disk is short of space), else as [`scratch_on_disk`].
 pub fn scratch() -> tempfile::TempDir {
-    let dir = out_dir().join("scratch");
+    match std::env::var_os("REVLEDGER_BENCH_SCRATCH").filter(|d| !d.is_empty()) {
+        Some(d) => scratch_in(PathBuf::from(d)),
+        None => scratch_on_disk(),
+    }
+}
+
+/// A scratch directory on the same file system as the build (not tmpfs, so that
+/// fdatasync means what it means on a server), removed when dropped: for what syncs.
+pub fn scratch_on_disk() -> tempfile::TempDir {
+    scratch_in(out_dir().join("scratch"))
+}
+
+fn scratch_in(dir: PathBuf) -> tempfile::TempDir {
     std::fs::create_dir_all(&dir).expect("creating the scratch directory");
     tempfile::TempDir::new_in(dir).expect("creating a scratch directory")
 }
@@ -357,10 +371,12 @@ pub const COMPACT_AT: i64 = BASE + DAY;
 /// The state a benchmark ledger is left in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
-    /// Compacted: every rule in the snapshot index that readers use in place (the
+    /// Compacted: every rule rewritten into a fresh file with its shared index (the
     /// steady state of a long-lived ledger).
     Compacted,
-    /// Every rule in the log, never compacted: each reader indexes the log itself.
+    /// Every rule appended, never compacted (`WriterOptions::compaction: None`): the
+    /// writer's shared index grew with the appends and readers map it, but the file is
+    /// the log as written.
     Log,
 }
 
@@ -382,12 +398,36 @@ pub struct Built {
     pub compact: Option<Duration>,
 }
 
-/// Creates a ledger of `n` live rules at `path` with `revoke_batch` in chunks, then
-/// compacts it at [`COMPACT_AT`] if `state` asks.
-pub fn build_ledger(path: &Path, n: usize, state: State) -> Built {
-    let start = Instant::now();
-    let writer = Ledger::open_writer(path, &WriterOptions::with_lifetime(2 * DAY))
-        .expect("creating the benchmark ledger");
+/// The writer options of the benchmark ledgers: tokens live up to two days, and no
+/// background compaction. The workload's cutoffs are in 2023: a writer compacting on its
+/// own by the host's clock would drop every rule, so the benches decide when a ledger is
+/// compacted (at [`COMPACT_AT`]), and a "never compacted" ledger stays so.
+pub fn bench_writer_options() -> WriterOptions {
+    WriterOptions {
+        compaction: None,
+        ..WriterOptions::with_lifetime(2 * DAY)
+    }
+}
+
+/// The clock of benchmark writers that compact in the background: the workload's
+/// [`COMPACT_AT`], so that their compactions keep every rule, as a live ledger's do.
+pub fn workload_clock() -> i64 {
+    COMPACT_AT
+}
+
+/// Writer options with the default background compaction policy, judged by
+/// [`workload_clock`].
+pub fn compacting_writer_options() -> WriterOptions {
+    WriterOptions {
+        compaction: Some(CompactionPolicy::default()),
+        clock: Some(workload_clock),
+        ..WriterOptions::with_lifetime(2 * DAY)
+    }
+}
+
+/// Appends the `n` rules of the workload to `writer` with `revoke_batch` in chunks of
+/// 10,000.
+pub fn append_rules(writer: &Ledger, n: usize) {
     let mut chunk: Vec<OwnedRule> = Vec::with_capacity(10_000);
     let flush = |chunk: &mut Vec<OwnedRule>| {
         let batch: Vec<Rule> = chunk.iter().map(OwnedRule::as_rule).collect();
@@ -401,7 +441,20 @@ pub fn build_ledger(path: &Path, n: usize, state: State) -> Built {
         }
     }
     flush(&mut chunk);
+}
+
+/// Creates a ledger of `n` live rules at `path` ([`bench_writer_options`]) with
+/// `revoke_batch` in chunks, waits for the writer's background index growth, then
+/// compacts it at [`COMPACT_AT`] if `state` asks.
+pub fn build_ledger(path: &Path, n: usize, state: State) -> Built {
+    let start = Instant::now();
+    let writer =
+        Ledger::open_writer(path, &bench_writer_options()).expect("creating the benchmark ledger");
+    append_rules(&writer, n);
     writer.sync().expect("syncing the benchmark ledger");
+    writer
+        .wait_background()
+        .expect("the writer's background index growth");
     let append = start.elapsed();
     let compact = (state == State::Compacted).then(|| {
         let start = Instant::now();
@@ -939,4 +992,36 @@ pub fn verify(ledger: &Ledger, tokens: &[Token], pool: &[OwnedToken]) {
         let v = ledger.check(t).expect("check");
         assert_eq!(v, o.expect, "workload and ledger disagree on {o:?}");
     }
+}
+
+/// Percentiles of latencies in nanoseconds (sorts `v`): count, p50, p90, p99, p99.9,
+/// max, mean; `null` when empty.
+pub fn latency_summary(v: &mut [i64]) -> serde_json::Value {
+    if v.is_empty() {
+        return serde_json::Value::Null;
+    }
+    v.sort_unstable();
+    let pct = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    serde_json::json!({
+        "count": v.len(),
+        "p50_ns": pct(0.50), "p90_ns": pct(0.90), "p99_ns": pct(0.99),
+        "p999_ns": pct(0.999), "min_ns": v[0], "max_ns": v[v.len() - 1],
+        "mean_ns": v.iter().sum::<i64>() as f64 / v.len() as f64,
+    })
+}
+
+/// The file system `path` is on, from /proc/self/mounts (the longest mount point that
+/// contains it): "ext4", "tmpfs", ...; the page says where the benchmark ledgers were.
+pub fn file_system_of(path: &Path) -> String {
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_dev, point, kind) = (f.next()?, f.next()?, f.next()?);
+            path.starts_with(point).then(|| (point.len(), kind.to_string()))
+        })
+        .max()
+        .map_or_else(|| "unknown".into(), |(_, kind)| kind)
 }
