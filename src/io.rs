@@ -43,10 +43,12 @@ pub enum Op {
     Link,
     /// Changing a file's mode or group.
     Chmod,
+    /// A positioned read (headers are read with `pread`; the log through the mapping).
+    Read,
 }
 
 /// Number of [`Op`] kinds.
-const OPS: usize = 12;
+const OPS: usize = 13;
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
 /// Number of the call (1-based, counting every call) that fails; 0: none.
@@ -241,6 +243,7 @@ pub(crate) fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
 
 /// Reads up to `buf.len()` bytes from offset 0 (fewer at the end of the file).
 pub(crate) fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    enter(Op::Read)?;
     let mut n = 0;
     while n < buf.len() {
         match file.read_at(&mut buf[n..], n as u64) {
