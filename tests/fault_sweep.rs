@@ -17,7 +17,10 @@
 //!   left nothing behind (no power loss is modelled here: tests/crash.rs does that), so
 //!   this is stronger than "every rule whose `revoke` and `sync` returned Ok".
 //!
-//! Its own test binary, one test: the injector is process-wide. `REVLEDGER_FAULT_STRIDE=N`
+//! A second sweep makes every call from the n-th on fail (a disk that died or filled up
+//! for good), then lets the disk come back for the checks.
+//!
+//! Its own test binary, its tests one at a time: the injector is process-wide. `REVLEDGER_FAULT_STRIDE=N`
 //! sweeps every N-th call only (default 1: all of them).
 
 use revledger::testing::{self, Op};
@@ -309,18 +312,21 @@ fn scratch() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-#[test]
-fn every_io_call_of_a_workload_fails_closed() {
-    let stride: u64 = std::env::var("REVLEDGER_FAULT_STRIDE")
+/// The process-wide injector serves one test at a time.
+static INJECTOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn stride() -> u64 {
+    std::env::var("REVLEDGER_FAULT_STRIDE")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1)
-        .max(1);
-    let started = Instant::now();
-    testing::disarm();
+        .max(1)
+}
 
-    // Count the calls of each kind, twice: the sweep relies on the same workload making
-    // the same calls in the same order.
+/// Runs the workload with no fault, twice, and returns its calls of each kind (the same
+/// both times: the sweep relies on the workload making the same calls in the same order).
+fn count_calls() -> [u64; OPS.len()] {
+    testing::disarm();
     let mut counts = [0u64; OPS.len()];
     for pass in 0..2 {
         let dir = scratch();
@@ -352,15 +358,6 @@ fn every_io_call_of_a_workload_fails_closed() {
             }
         }
     }
-    let total: u64 = counts.iter().sum();
-    let per_op = OPS
-        .iter()
-        .zip(counts)
-        .filter(|(_, c)| *c > 0)
-        .map(|(op, c)| format!("{op:?} {c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    eprintln!("fault sweep: {total} calls in the workload ({per_op})");
     for op in [Op::Open, Op::Create, Op::Lock, Op::Allocate, Op::SyncData] {
         assert!(counts[op as usize] > 0, "the workload makes no {op:?} call");
     }
@@ -371,41 +368,86 @@ fn every_io_call_of_a_workload_fails_closed() {
             "the workload makes few {op:?} calls"
         );
     }
+    counts
+}
 
+/// One workload with a fault armed by `arm`, checked.
+fn faulty_run(what: &str, arm: impl FnOnce()) -> bool {
+    let dir = scratch();
+    arm();
+    let run = workload(dir.path());
+    let hit = testing::fired();
+    testing::disarm();
+    assert!(run.hidden.is_empty(), "{what}: {:?}", run.hidden);
+    if hit {
+        assert!(
+            !run.errors.is_empty(),
+            "{what}: the failure surfaced nowhere"
+        );
+    }
+    verify(dir.path(), &run, what);
+    hit
+}
+
+const ERRNOS: [(i32, &str); 2] = [(libc::EIO, "EIO"), (libc::ENOSPC, "ENOSPC")];
+
+#[test]
+fn every_io_call_of_a_workload_fails_closed() {
+    let _one = INJECTOR.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let counts = count_calls();
+    let total: u64 = counts.iter().sum();
+    let per_op = OPS
+        .iter()
+        .zip(counts)
+        .filter(|(_, c)| *c > 0)
+        .map(|(op, c)| format!("{op:?} {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    eprintln!("fault sweep: {total} calls in the workload ({per_op})");
     let mut swept = 0u64;
-    let mut fired = 0u64;
     let mut not_fired = Vec::new();
     for (i, op) in OPS.iter().enumerate() {
-        for n in (1..=counts[i]).step_by(stride as usize) {
-            for (errno, name) in [(libc::EIO, "EIO"), (libc::ENOSPC, "ENOSPC")] {
+        for n in (1..=counts[i]).step_by(stride() as usize) {
+            for (errno, name) in ERRNOS {
                 let what = format!("{op:?} call {n} of {} failing with {name}", counts[i]);
-                let dir = scratch();
-                testing::fail_nth(&[*op], n, errno);
-                let run = workload(dir.path());
-                let hit = testing::fired();
-                testing::disarm();
+                if !faulty_run(&what, || testing::fail_nth(&[*op], n, errno)) {
+                    not_fired.push(what);
+                }
                 swept += 1;
-                assert!(run.hidden.is_empty(), "{what}: {:?}", run.hidden);
-                if !hit {
-                    not_fired.push(what.clone());
-                }
-                if hit {
-                    fired += 1;
-                    assert!(
-                        !run.errors.is_empty(),
-                        "{what}: the failure surfaced nowhere"
-                    );
-                }
-                verify(dir.path(), &run, &what);
             }
         }
     }
     eprintln!(
-        "fault sweep: {swept} failure runs ({fired} fired) over {total} calls, {:.1} s",
+        "fault sweep: {swept} runs with one call failing, {:.1} s",
         started.elapsed().as_secs_f64()
     );
     assert!(
         not_fired.is_empty(),
         "armed faults that never fired (the calls drifted): {not_fired:?}"
+    );
+}
+
+/// A disk that stops working (EIO) or fills up (ENOSPC) for good at any call of the
+/// workload: every call from there on fails, then the disk comes back for `verify`.
+#[test]
+fn a_disk_that_fails_from_any_call_on_fails_closed() {
+    let _one = INJECTOR.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let total: u64 = count_calls().iter().sum();
+    let mut swept = 0u64;
+    for n in (1..=total).step_by(stride() as usize) {
+        for (errno, name) in ERRNOS {
+            let what = format!("every call from call {n} of {total} on failing with {name}");
+            assert!(
+                faulty_run(&what, || testing::fail_from(&OPS, n, errno)),
+                "{what}: never fired"
+            );
+            swept += 1;
+        }
+    }
+    eprintln!(
+        "fault sweep: {swept} runs with every call failing from one on, {:.1} s",
+        started.elapsed().as_secs_f64()
     );
 }
