@@ -63,6 +63,13 @@ pub use watch::CHECK_EVERY as PATH_CHECK_EVERY;
 #[doc(hidden)]
 pub mod testing {
     pub use crate::io::testing::*;
+
+    /// Makes the next call of the C export `function` (e.g. `"revledger_check"`) panic
+    /// inside its panic boundary, once (`None` disarms); `false` for an unknown name. The
+    /// same as `revledger_testing_panic_in` from C.
+    pub fn panic_in(function: Option<&str>) -> bool {
+        crate::ffi::arm_test_panic(function)
+    }
 }
 
 /// The README's Rust examples, compiled and run as doctests.

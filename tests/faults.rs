@@ -882,3 +882,54 @@ fn a_handle_opened_by_a_relative_path_survives_a_change_of_directory() {
     );
     assert!(text.contains("chdir scenario done"), "{text}");
 }
+
+/// A crash while creating a ledger leaves `.<name>.creating.<pid>`; crashed compactions
+/// and index builds leave `.<name>.compacting`, `.<name>.g<G>.index.building` and index
+/// files of other generations. The next writer removes them (docs/FORMAT.md §1), whether
+/// it creates the ledger or opens it, but never the file of a creation still running.
+#[test]
+fn the_next_writer_removes_what_crashed_creations_and_compactions_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    // A process that has exited: its pid names no creation in progress.
+    let mut gone = spawn(&mut Command::new("true"));
+    gone.wait().unwrap();
+    let dead = dir.path().join(format!(".l.creating.{}", gone.id()));
+    // What a creation killed after writing part of the header leaves.
+    std::fs::write(&dead, b"REVLEDGR\x02\x00").unwrap();
+    // A creation still running (its process is alive) keeps its file.
+    let mut running = spawn(Command::new("sleep").arg("600"));
+    let live = dir.path().join(format!(".l.creating.{}", running.id()));
+    std::fs::write(&live, b"").unwrap();
+
+    let w = writer(&path);
+    assert!(!dead.exists(), "the stale creation file is still there");
+    assert!(live.exists(), "a running creation's file was removed");
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 10))
+        .unwrap();
+    drop(w);
+
+    // Leftovers of a crashed compaction and index builds, and an old index.
+    let leftovers = [
+        ".l.compacting",
+        ".l.g1.index.building",
+        ".l.g0.index.building",
+    ]
+    .map(|n| dir.path().join(n));
+    for f in &leftovers {
+        std::fs::write(f, b"partial").unwrap();
+    }
+    let old_index = dir.path().join(".l.g5.index");
+    std::fs::write(&old_index, b"old").unwrap();
+    std::fs::write(&dead, b"").unwrap();
+    let w = writer(&path);
+    for f in leftovers.iter().chain([&old_index, &dead]) {
+        assert!(!f.exists(), "{} was not removed", f.display());
+    }
+    assert!(live.exists());
+    assert!(dir.path().join(".l.g0.index").exists(), "the current index");
+    assert!(revoked(&w, b"x"));
+    drop(w);
+    running.kill().unwrap();
+    running.wait().unwrap();
+}
