@@ -17,6 +17,8 @@ fn main() {
     let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let checks: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let roles_per_token: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    // "fresh": tokens issued after every cutoff (only the jti is probed).
+    let fresh = args.next().is_some_and(|a| a == "fresh");
     let dir = std::env::temp_dir().join(format!("revledger-profile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("l");
@@ -79,7 +81,7 @@ fn main() {
                     session: &k[2],
                     token_id: &k[3],
                     roles: &[],
-                    issued_at: base,
+                    issued_at: if fresh { base + 6_000 } else { base },
                 },
                 roles,
             )

@@ -115,19 +115,13 @@ pub(crate) fn maybe_start(inner: &Arc<Inner>, gen: &Generation) {
     };
     let overflowed = s.overflow_from() != 0;
     let (records, base) = s.records();
-    let keys = s.total_keys();
     let compaction_due = writer.options.compaction.is_some_and(|p| {
-        // Records that added no key: superseded or repeated rules.
-        let dead = records.saturating_sub(keys.max(base));
-        let old = unix_now_floor().saturating_sub(gen.log.header.created_at)
-            >= gen
-                .max_token_lifetime()
-                .saturating_add(gen.log.header.leeway)
-                / 2;
-        let dead_due = dead >= p.min_records && dead as f64 >= p.ratio * base.max(1) as f64;
-        let expiry_due = old
-            && keys.saturating_add(u64::from(s.newest(Scope::Global) != i64::MIN)) >= p.min_records;
-        dead_due || expiry_due
+        // Records appended since the file was written: superseded and repeated rules, and
+        // rules that will expire, accumulate among them. Compacting once they reach a
+        // fraction of what the file started with keeps the file within (1 + ratio) times
+        // its live rules, and costs each record a bounded number of rewrites.
+        let appended = records.saturating_sub(base);
+        appended >= p.min_records && appended as f64 >= p.ratio * base.max(1) as f64
     });
     let grow_due = overflowed || s.due_to_grow();
     if !compaction_due && !grow_due {
@@ -156,6 +150,7 @@ pub(crate) fn maybe_start(inner: &Arc<Inner>, gen: &Generation) {
     let cancel = Arc::new(AtomicBool::new(false));
     let job_inner = inner.clone();
     let job_cancel = cancel.clone();
+    let now = writer.now();
     let spawned = std::thread::Builder::new()
         .name(format!(
             "revledger-{}",
@@ -167,7 +162,7 @@ pub(crate) fn maybe_start(inner: &Arc<Inner>, gen: &Generation) {
         ))
         .spawn(move || match kind {
             Kind::Grow => grow(&job_inner, &job_cancel),
-            Kind::Compact => compact(&job_inner, unix_now_floor(), &job_cancel).map(|_| ()),
+            Kind::Compact => compact(&job_inner, now, &job_cancel).map(|_| ()),
         });
     match spawned {
         Ok(handle) => {
@@ -502,7 +497,7 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
         gen.recovery,
         gen.lost.clone(),
     )?;
-    inner.gen.store(Arc::new(next));
+    inner.set_gen(next);
     log.map.publish_index_epoch(epoch)?;
     old.mark_replaced();
     w.end = end;
@@ -697,7 +692,7 @@ pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Resu
             return Err(e);
         }
     };
-    inner.gen.store(Arc::new(next));
+    inner.set_gen(next);
     w.end = end;
     let retired = old_log.map.publish_retired();
     drop(w);

@@ -40,6 +40,9 @@ pub const INDEX_HEADER_LEN: u64 = 4096;
 /// Slots per bucket: one 64-byte cache line.
 pub const SLOTS_PER_BUCKET: usize = 8;
 const BUCKET_WORDS: usize = SLOTS_PER_BUCKET;
+/// Filter words (8 bytes each) above which lookups prefetch them: 512 KiB, about half a
+/// core's L2 cache on the machines revledger is measured on.
+const PREFETCH_ABOVE_WORDS: u64 = 64 << 10;
 /// Keys an index of a new ledger is sized for.
 pub const INITIAL_KEYS: u64 = 16_384;
 /// Most keys an index is sized for: one per 32 bytes of the largest log (1 TiB).
@@ -214,11 +217,16 @@ impl Layout {
     }
 }
 
-/// Where a key's hash leads: its filter word and bits, home bucket and tag.
+/// Where a key's hash leads in the filter: its word and bits.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct FilterProbe {
+    word: usize,
+    bits: u64,
+}
+
+/// Where a key's hash leads in the table: its home bucket and its tag.
 #[derive(Clone, Copy)]
 pub(crate) struct Probe {
-    filter_word: usize,
-    bits: u64,
     home: u64,
     tag: u64,
 }
@@ -229,17 +237,23 @@ fn mul_shift(h: u64, n: u64) -> u64 {
 }
 
 impl Layout {
-    /// The probe of `hash`: bits 0–17 choose the three filter bits, bits 18–41 the tag,
-    /// the high bits the home bucket, and a multiplied copy of the hash the filter word.
+    /// The filter probe of `hash`: the high bits choose the word, bits 0–17 the three bits.
+    #[inline(always)]
+    pub(crate) fn filter_probe(&self, hash: u64) -> FilterProbe {
+        FilterProbe {
+            word: self.filter_at + mul_shift(hash, self.filter_words) as usize,
+            bits: (1u64 << (hash & 63))
+                | (1u64 << ((hash >> 6) & 63))
+                | (1u64 << ((hash >> 12) & 63)),
+        }
+    }
+
+    /// The table probe of `hash`: the hash rotated by 32 bits chooses the home bucket,
+    /// bits 18–41 the tag (read only past the filter).
     #[inline(always)]
     pub(crate) fn probe(&self, hash: u64) -> Probe {
-        let bits =
-            (1u64 << (hash & 63)) | (1u64 << ((hash >> 6) & 63)) | (1u64 << ((hash >> 12) & 63));
-        let fw = mul_shift(hash.wrapping_mul(0x9E37_79B9_7F4A_7C15), self.filter_words);
         Probe {
-            filter_word: self.filter_at + fw as usize,
-            bits,
-            home: mul_shift(hash, self.n_buckets),
+            home: mul_shift(hash.rotate_left(32), self.n_buckets),
             tag: (((hash >> 18) & 0xFF_FFFF) | 1) << TAG_SHIFT,
         }
     }
@@ -630,16 +644,24 @@ impl SharedIndex {
 
     /// Starts loading the filter word of `probe`.
     #[inline(always)]
-    pub(crate) fn prefetch(&self, probe: &Probe) {
-        if let Some(word) = self.words().get(probe.filter_word) {
+    pub(crate) fn prefetch(&self, probe: &FilterProbe) {
+        if let Some(word) = self.words().get(probe.word) {
             prefetch(word);
         }
     }
 
+    /// Whether lookups gain from prefetching filter words: when the filter is larger than
+    /// a core's L2 cache, so that a token's misses overlap (below, a prefetch costs
+    /// instructions and saves nothing).
+    #[inline(always)]
+    pub(crate) fn worth_prefetching(&self) -> bool {
+        self.layout.filter_words > PREFETCH_ABOVE_WORDS
+    }
+
     /// Whether the filter lets `probe` through (false: the key is certainly absent).
     #[inline(always)]
-    pub(crate) fn may_contain(&self, probe: &Probe) -> bool {
-        get(self.words(), probe.filter_word) & probe.bits == probe.bits
+    pub(crate) fn may_contain(&self, probe: &FilterProbe) -> bool {
+        get(self.words(), probe.word) & probe.bits == probe.bits
     }
 
     /// The record the table holds for `(scope, tenant, key)` (whose probe is `probe`),
@@ -722,6 +744,7 @@ impl SharedIndex {
             ));
         }
         let p = self.layout.probe(hash);
+        let f = self.layout.filter_probe(hash);
         let mut b = p.home;
         for _ in 0..self.layout.n_buckets {
             let at = self.layout.buckets_at + b as usize * BUCKET_WORDS;
@@ -734,7 +757,7 @@ impl SharedIndex {
                     let keys = self.keys(rule.scope).saturating_add(1);
                     set(w, w::KEYS + rule.scope as usize, keys);
                     self.raise_newest(rule.scope, rule.at);
-                    set(w, p.filter_word, get(w, p.filter_word) | p.bits);
+                    set(w, f.word, get(w, f.word) | f.bits);
                     set(w, at + slot, p.tag | payload_offset);
                     self.count_record();
                     return Ok(Inserted::New);
@@ -853,11 +876,13 @@ mod tests {
         let h = Hasher::new([5; 16]);
         let mut homes = std::collections::HashSet::new();
         for i in 0..1000u32 {
-            let p = l.probe(h.full(Scope::Subject, b"t", &i.to_le_bytes()));
-            assert!(p.bits.count_ones() >= 1 && p.bits.count_ones() <= 3);
+            let hash = h.full(Scope::Subject, b"t", &i.to_le_bytes());
+            let p = l.probe(hash);
+            let f = l.filter_probe(hash);
+            assert!(f.bits.count_ones() >= 1 && f.bits.count_ones() <= 3);
             assert_ne!(p.tag, 0);
             assert!(p.home < l.n_buckets);
-            assert!(p.filter_word < l.filter_at + l.filter_words as usize);
+            assert!(f.word >= l.filter_at && f.word < l.filter_at + l.filter_words as usize);
             homes.insert(p.home);
         }
         assert!(homes.len() > 990);

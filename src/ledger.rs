@@ -29,6 +29,7 @@ use crate::header::{
 };
 use crate::index::{index_path, Found, Inserted, SharedIndex, Trust};
 use crate::log::{next_valid_frame, scan, FileAccess, LogFile, Recovery};
+use crate::map::HeaderWords;
 use crate::position::{PositionCell, StreamPosition};
 use crate::record::{
     decode_frame, encode_config, encode_position, encode_rule, rule_keys_at, Frame, Record,
@@ -39,6 +40,7 @@ use crate::tail::{KeySource, TailIndex};
 use crate::watch::{self, LostFlag, PathState};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -48,8 +50,8 @@ use std::sync::Arc;
 pub struct CompactionPolicy {
     /// Compact once the rule records appended since the last compaction exceed this
     /// fraction of the rules the file held after it (duplicates, superseded and expired
-    /// rules are what accumulates). Default 0.75: the file stays under 2× what its live
-    /// rules need.
+    /// rules are what accumulates among them). Default 0.75: the file stays under 2×
+    /// what its live rules need.
     pub ratio: f64,
     /// ... and at least this many records (default [`AUTO_COMPACT_MIN_RECORDS`]).
     pub min_records: u64,
@@ -96,6 +98,10 @@ pub struct WriterOptions {
     /// grows it (default [`INDEX_MIN_KEYS`]): a smaller index costs less for small
     /// ledgers and grows sooner.
     pub index_keys: u64,
+    /// The clock the writer's background compaction judges expiry by (Unix seconds);
+    /// `None`: the system's. For simulations (benches/churn.rs), not for production.
+    #[doc(hidden)]
+    pub clock: Option<fn() -> i64>,
 }
 
 /// Default of [`WriterOptions::index_keys`].
@@ -111,6 +117,7 @@ impl Default for WriterOptions {
             file_mode: 0o600,
             file_group: None,
             index_keys: INDEX_MIN_KEYS,
+            clock: None,
         }
     }
 }
@@ -202,6 +209,8 @@ pub(crate) struct CatchUp {
 /// One ledger file with the index a handle reads it through. A compaction (a new file)
 /// or a new index epoch makes a new generation.
 pub(crate) struct Generation {
+    /// The words of `log`'s header every check reads (valid while `log` lives).
+    header: HeaderWords,
     pub(crate) log: Arc<LogFile>,
     pub(crate) hasher: Hasher,
     /// The shared index (readers: only when trusted).
@@ -279,19 +288,20 @@ impl Rules for Lookup<'_> {
     }
 
     #[inline(always)]
-    fn prefetch(&self, _scope: Scope, hash: u64) {
+    fn prefetch(&self, hash: u64) {
         if let Some(s) = &self.gen.shared {
-            s.prefetch(&s.layout().probe(hash));
+            if s.worth_prefetching() {
+                s.prefetch(&s.layout().filter_probe(hash));
+            }
         }
     }
 
     #[inline(always)]
-    fn get(&self, scope: Scope, hash: u64, tenant: &[u8], key: &[u8]) -> Result<Option<i64>> {
+    fn get(&self, hash: u64, scope: Scope, tenant: &[u8], key: &[u8]) -> Result<Option<i64>> {
         let mut best = None;
         if let Some(s) = &self.gen.shared {
-            let p = s.layout().probe(hash);
-            if s.may_contain(&p) {
-                best = self.gen.find_shared(s, &p, scope, tenant, key)?;
+            if s.may_contain(&s.layout().filter_probe(hash)) {
+                best = self.gen.find_shared(s, hash, scope, tenant, key)?;
             }
         }
         if self.tail {
@@ -328,6 +338,7 @@ impl Generation {
             .map_or(log.header.max_token_lifetime, |s| s.max_token_lifetime())
             .max(log.header.max_token_lifetime);
         Ok(Generation {
+            header: log.map.header_words(),
             recoveries: log.map.recoveries(),
             hasher,
             shared,
@@ -378,15 +389,16 @@ impl Generation {
 
     /// Looks `(scope, tenant, key)` up in the shared index; a record past this handle's
     /// view of the log makes it load `committed_len` again, once.
-    #[inline]
+    #[inline(never)]
     fn find_shared(
         &self,
         s: &SharedIndex,
-        p: &crate::index::Probe,
+        hash: u64,
         scope: Scope,
         tenant: &[u8],
         key: &[u8],
     ) -> Result<Option<i64>> {
+        let p = &s.layout().probe(hash);
         let view = self.committed_view.load(Ordering::Relaxed);
         match s.find(p, scope, tenant, key, self.log.map.log(view)?)? {
             Found::Rule(r) => Ok(Some(r.at)),
@@ -421,7 +433,8 @@ impl Generation {
     /// replaced, the index epoch is current, and the tail has caught up when it must.
     #[inline(always)]
     fn fresh(&self) -> bool {
-        let (retired, epoch, recoveries) = self.log.map.retired_and_epoch();
+        // SAFETY: `self.header` came from `self.log`'s map, which `self` keeps alive.
+        let (retired, epoch, recoveries) = unsafe { self.header.retired_epoch_recoveries() };
         if retired != 0
             || epoch != self.epoch
             || recoveries != self.recoveries
@@ -429,7 +442,9 @@ impl Generation {
         {
             return false;
         }
-        !self.follows_log() || self.log.map.committed_len() == self.seen.load(Ordering::Acquire)
+        // SAFETY: as above.
+        !self.follows_log()
+            || unsafe { self.header.committed_len() } == self.seen.load(Ordering::Acquire)
     }
 
     /// The view one check reads through.
@@ -739,6 +754,10 @@ pub(crate) struct Writer {
 
 /// What a handle shares with its background jobs.
 pub(crate) struct Inner {
+    /// Unique among the handles of this process (the key of the threads' view caches).
+    id: u64,
+    /// One more at each swap of `gen` (what a thread's cached view is compared with).
+    version: AtomicU64,
     pub(crate) path: PathBuf,
     /// The clock-skew leeway (fixed when the ledger was created; compactions keep it).
     leeway: i64,
@@ -852,23 +871,19 @@ impl Ledger {
         let (gen, index_error) =
             compact::open_writer_index(log, recovery, lost, access, options.index_keys.max(1))?;
         let current = gen.max_token_lifetime();
-        let ledger = Ledger {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                leeway: gen.log.header.leeway,
-                gen: ArcSwap::from_pointee(gen),
-                follow: Mutex::new(()),
-                writer: Some(Writer {
-                    state: Mutex::new(WriterState {
-                        end,
-                        buf: Vec::with_capacity(4096),
-                        records: Vec::new(),
-                    }),
-                    sync_lock: Mutex::new(()),
-                    jobs: Jobs::with_error(index_error),
-                    options: options.clone(),
-                }),
+        let leeway = gen.log.header.leeway;
+        let writer = Writer {
+            state: Mutex::new(WriterState {
+                end,
+                buf: Vec::with_capacity(4096),
+                records: Vec::new(),
             }),
+            sync_lock: Mutex::new(()),
+            jobs: Jobs::with_error(index_error),
+            options: options.clone(),
+        };
+        let ledger = Ledger {
+            inner: Arc::new(Inner::new(path.to_path_buf(), leeway, gen, Some(writer))),
         };
         let wanted = options.max_token_lifetime;
         if wanted != 0 && wanted < current {
@@ -892,14 +907,9 @@ impl Ledger {
     pub fn open_reader(path: impl AsRef<Path>) -> Result<Ledger> {
         let path = &watch::absolute(path.as_ref())?;
         let gen = open_reader_generation(path, None)?;
+        let leeway = gen.log.header.leeway;
         Ok(Ledger {
-            inner: Arc::new(Inner {
-                path: path.to_path_buf(),
-                leeway: gen.log.header.leeway,
-                gen: ArcSwap::from_pointee(gen),
-                follow: Mutex::new(()),
-                writer: None,
-            }),
+            inner: Arc::new(Inner::new(path.to_path_buf(), leeway, gen, None)),
         })
     }
 
@@ -909,12 +919,12 @@ impl Ledger {
     #[inline]
     pub fn check(&self, token: &Token) -> Result<Verdict> {
         token.validate()?;
-        let gen = self.inner.gen.load();
-        let verdict = if gen.fresh() && !watch::due() {
-            check::check(&gen.lookup(), token)?
-        } else {
-            drop(gen);
-            self.check_slow(token)?
+        let fast = self.inner.with_view(|gen| {
+            (gen.fresh() && !watch::due()).then(|| check::check(&gen.lookup(), token))
+        });
+        let verdict = match fast {
+            Some(v) => v?,
+            None => self.check_slow(token)?,
         };
         if verdict == Verdict::Valid {
             // Never "valid" for a token issued in the future (a revoked verdict stands).
@@ -1100,7 +1110,7 @@ impl Ledger {
     pub fn compact(&self, now: i64) -> Result<CompactStats> {
         let writer = self.inner.writer.as_ref().ok_or(Error::ReadOnly)?;
         let leeway = self.leeway();
-        let clock = unix_now_floor();
+        let clock = writer.now();
         if now > clock.saturating_add(leeway) {
             return Err(Error::invalid(format!(
                 "compact(now = {now}) is more than the leeway ({leeway} s) after this host's \
@@ -1267,7 +1277,107 @@ fn after_commit(gen: &Generation, at: u64, new_end: u64, buf: &[u8], records: &[
     }
 }
 
+/// Source of [`Inner::id`].
+static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A thread's view of one handle's generation: checks read it without touching the
+/// handle's shared state (no reference count, no lock), and take a new one when the
+/// handle's `version` moved.
+struct ThreadView {
+    id: u64,
+    version: u64,
+    gen: Option<Arc<Generation>>,
+}
+
+/// Views held per thread (the last handles it checked with).
+const THREAD_VIEWS: usize = 4;
+
+thread_local! {
+    static VIEWS: RefCell<[ThreadView; THREAD_VIEWS]> = const {
+        RefCell::new([const { ThreadView { id: 0, version: 0, gen: None } }; THREAD_VIEWS])
+    };
+}
+
+impl Writer {
+    /// The writer's clock (Unix seconds).
+    pub(crate) fn now(&self) -> i64 {
+        self.options.clock.map_or_else(unix_now_floor, |c| c())
+    }
+}
+
 impl Inner {
+    fn new(path: PathBuf, leeway: i64, gen: Generation, writer: Option<Writer>) -> Inner {
+        Inner {
+            id: NEXT_HANDLE_ID.fetch_add(1, Ordering::Relaxed),
+            version: AtomicU64::new(1),
+            path,
+            leeway,
+            gen: ArcSwap::from_pointee(gen),
+            follow: Mutex::new(()),
+            writer,
+        }
+    }
+
+    /// Makes `gen` the current generation (readers and checks move to it).
+    pub(crate) fn set_gen(&self, gen: Generation) {
+        self.gen.store(Arc::new(gen));
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Runs `f` with this thread's view of the current generation, taking a new view when
+    /// the handle moved on since.
+    #[inline(always)]
+    fn with_view<R>(&self, f: impl FnOnce(&Generation) -> R) -> R {
+        let version = self.version.load(Ordering::Acquire);
+        VIEWS.with(|views| {
+            let mut views = views.borrow_mut();
+            let i = match views.iter().position(|v| v.id == self.id) {
+                Some(i) if views[i].version == version => i,
+                found => self.replace_view(&mut views, found, version),
+            };
+            match &views[i].gen {
+                Some(g) => f(g),
+                None => f(&self.gen.load()),
+            }
+        })
+    }
+
+    #[cold]
+    fn replace_view(
+        &self,
+        views: &mut [ThreadView; THREAD_VIEWS],
+        found: Option<usize>,
+        version: u64,
+    ) -> usize {
+        let i = found.unwrap_or_else(|| {
+            // Evict the view of the handle used least recently: views are kept in order
+            // of use, the last one is the oldest.
+            views.rotate_right(1);
+            0
+        });
+        views[i] = ThreadView {
+            id: self.id,
+            version,
+            gen: Some(self.gen.load_full()),
+        };
+        i
+    }
+
+    /// Drops this thread's view of this handle (the handle is closing).
+    fn forget_view(&self) {
+        let _ = VIEWS.try_with(|views| {
+            if let Ok(mut views) = views.try_borrow_mut() {
+                for v in views.iter_mut().filter(|v| v.id == self.id) {
+                    *v = ThreadView {
+                        id: 0,
+                        version: 0,
+                        gen: None,
+                    };
+                }
+            }
+        });
+    }
+
     pub(crate) fn current(&self) -> Result<Arc<Generation>> {
         for _ in 0..64 {
             let gen = self.gen.load_full();
@@ -1334,7 +1444,7 @@ impl Inner {
             // Nothing usable yet: keep the generation (its tail) we have.
             return Ok(());
         }
-        self.gen.store(Arc::new(next));
+        self.set_gen(next);
         Ok(())
     }
 
@@ -1423,6 +1533,7 @@ pub(crate) fn open_reader_generation(
 
 impl Drop for Ledger {
     fn drop(&mut self) {
+        self.inner.forget_view();
         // A writer closing finishes (or cancels) its background job, leaves an index
         // that holds the whole log when it can, and makes its records durable, so that
         // the synced end in the header covers them. An error here has no one to report
@@ -1432,6 +1543,9 @@ impl Drop for Ledger {
             if self.inner.sync().is_ok() {
                 compact::mark_closed(&self.inner);
             }
+            // Other threads may still hold a view of the file (until their next check
+            // with another handle): the lock goes now, with the handle.
+            let _ = self.inner.gen.load().log.file.unlock();
         }
     }
 }

@@ -51,7 +51,22 @@ const MIN_RESERVATION: u64 = 1 << 30;
 
 struct Region {
     raw: MmapRaw,
+    /// `raw.as_mut_ptr()`, kept: the check path reads the header through it.
+    base: *mut u8,
 }
+
+impl Region {
+    fn new(raw: MmapRaw) -> Box<Region> {
+        let base = raw.as_mut_ptr();
+        Box::new(Region { raw, base })
+    }
+}
+
+// SAFETY: `base` points into the mapping `raw` owns, which is `Send` and `Sync`; what is
+// read and written through it follows the invariants above, from any thread.
+unsafe impl Send for Region {}
+// SAFETY: as above.
+unsafe impl Sync for Region {}
 
 /// A ledger file mapped for the lifetime of a handle, following the file as it grows.
 pub(crate) struct FileMap {
@@ -133,9 +148,7 @@ impl FileMap {
                 "file is {file_len} bytes long, shorter than a ledger header"
             )));
         }
-        let region = Box::new(Region {
-            raw: map_raw(file, reservation_for(file_len), writable)?,
-        });
+        let region = Region::new(map_raw(file, reservation_for(file_len), writable)?);
         let ptr = &*region as *const Region as *mut Region;
         Ok(FileMap {
             current: AtomicPtr::new(ptr),
@@ -167,9 +180,7 @@ impl FileMap {
         let mut regions = self.regions.lock();
         let reserved = regions.last().map_or(0, |r| r.raw.len() as u64);
         if file_len > reserved {
-            let region = Box::new(Region {
-                raw: map_raw(file, reservation_for(file_len), self.writable)?,
-            });
+            let region = Region::new(map_raw(file, reservation_for(file_len), self.writable)?);
             let ptr = &*region as *const Region as *mut Region;
             regions.push(region);
             self.current.store(ptr, Ordering::Release);
@@ -207,7 +218,7 @@ impl FileMap {
         // so the range is mapped and inside the file (invariant 1). It starts after the
         // header, and callers only ask for committed bytes, which no one writes while the
         // slice lives (invariant 2). The region outlives `&self` (invariant 3).
-        let bytes = unsafe { std::slice::from_raw_parts(region.raw.as_ptr().add(HEADER_LEN), len) };
+        let bytes = unsafe { std::slice::from_raw_parts(region.base.add(HEADER_LEN), len) };
         Ok(LogBytes { bytes })
     }
 
@@ -219,7 +230,7 @@ impl FileMap {
         // word is mapped and inside the file; it is 8-aligned in a page-aligned mapping
         // (invariant 4). The dynamic header words are only ever accessed atomically, by
         // this and by other processes (invariant 2).
-        unsafe { &*(region.raw.as_ptr().add(offset) as *const AtomicU64) }
+        unsafe { &*(region.base.add(offset) as *const AtomicU64) }
     }
 
     /// Loads a header word: a relaxed load (allowed on a read-only mapping) then an
@@ -308,7 +319,7 @@ impl FileMap {
         unsafe {
             std::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),
-                region.raw.as_mut_ptr().add(offset as usize),
+                region.base.add(offset as usize),
                 bytes.len(),
             )
         };
@@ -349,11 +360,86 @@ impl FileMap {
     }
 }
 
+/// The dynamic words of a ledger header at a stable address (invariant 3: a region is
+/// never unmapped while its `FileMap` lives). Taken once, so that a check reaches the
+/// words in one load instead of following the map's current region.
+#[derive(Clone, Copy)]
+pub(crate) struct HeaderWords(*const AtomicU64);
+
+// SAFETY: a pointer to atomics in a shared mapping; whoever holds one keeps the mapping
+// alive (see `HeaderWords::load`), and atomics may be accessed from any thread.
+unsafe impl Send for HeaderWords {}
+// SAFETY: as above.
+unsafe impl Sync for HeaderWords {}
+
+impl HeaderWords {
+    /// The word at byte `offset` of the header (128..256, a multiple of 8): a relaxed load
+    /// (invariant 4).
+    ///
+    /// # Safety
+    /// The `FileMap` this came from is alive.
+    #[inline(always)]
+    unsafe fn load(self, offset: usize) -> u64 {
+        debug_assert!(offset.is_multiple_of(8) && (128..HEADER_LEN).contains(&offset));
+        // SAFETY: the pointer is the header's word at offset 128 in a live region (caller
+        // contract, invariant 3), and `offset` stays inside the 256-byte header, which
+        // every ledger file holds (checked in `FileMap::new`); these words are only ever
+        // accessed atomically (invariant 2) and 8-aligned (invariant 4).
+        unsafe { (*self.0.add((offset - 128) / 8)).load(Ordering::Relaxed) }
+    }
+
+    /// `retired`, `index_epoch` and `recoveries`, from their one cache line, then an
+    /// acquire fence.
+    ///
+    /// # Safety
+    /// The `FileMap` this came from is alive.
+    #[inline(always)]
+    pub(crate) unsafe fn retired_epoch_recoveries(self) -> (u64, u64, u64) {
+        // SAFETY: forwarded caller contract.
+        let v = unsafe {
+            (
+                self.load(OFF_RETIRED),
+                self.load(OFF_INDEX_EPOCH),
+                self.load(OFF_RECOVERIES),
+            )
+        };
+        fence(Ordering::Acquire);
+        v
+    }
+
+    /// `committed_len`, then an acquire fence.
+    ///
+    /// # Safety
+    /// The `FileMap` this came from is alive.
+    #[inline(always)]
+    pub(crate) unsafe fn committed_len(self) -> u64 {
+        // SAFETY: forwarded caller contract.
+        let v = unsafe { self.load(OFF_COMMITTED_LEN) };
+        fence(Ordering::Acquire);
+        v
+    }
+}
+
+impl FileMap {
+    /// The header's dynamic words, at a stable address for this map's lifetime.
+    pub(crate) fn header_words(&self) -> HeaderWords {
+        HeaderWords(self.atomic(OFF_COMMITTED_LEN) as *const AtomicU64)
+    }
+}
+
 /// A sidecar index file mapped whole, as 64-bit atomic words (invariant 6).
 pub(crate) struct WordMap {
-    raw: MmapRaw,
+    /// Owns the mapping; `base` points into it.
+    _raw: MmapRaw,
+    base: *const AtomicU64,
     words: usize,
 }
+
+// SAFETY: `base` points into the mapping `_raw` owns, which is `Send` and `Sync`; the
+// words are only accessed through atomics (invariant 6), from any thread.
+unsafe impl Send for WordMap {}
+// SAFETY: as above.
+unsafe impl Sync for WordMap {}
 
 impl WordMap {
     /// Maps the first `len` bytes of `file` (a multiple of 8, at most the file's size,
@@ -371,7 +457,8 @@ impl WordMap {
         }
         let raw = map_raw(file, len, writable)?;
         Ok(WordMap {
-            raw,
+            base: raw.as_ptr() as *const AtomicU64,
+            _raw: raw,
             words: (len / 8) as usize,
         })
     }
@@ -385,7 +472,7 @@ impl WordMap {
         // 8-aligned (invariant 4), and lives as long as `&self`. Every access to these
         // bytes, in every process, is atomic (invariant 6), so a shared slice of atomics
         // does not race with the writer's stores.
-        unsafe { std::slice::from_raw_parts(self.raw.as_ptr() as *const AtomicU64, self.words) }
+        unsafe { std::slice::from_raw_parts(self.base, self.words) }
     }
 }
 

@@ -83,8 +83,10 @@ fn key(i: u64) -> Vec<u8> {
     format!("p{i}").into_bytes()
 }
 
+/// Cutoffs far in the future: no rule ever expires, so the writer's background
+/// compaction (on, with a small threshold) keeps every one of them.
 fn cutoff(i: u64) -> i64 {
-    1_000 + i as i64
+    4_000_000_000 + i as i64
 }
 
 /// The rules a ledger holds, if they are exactly rules 0..n of the sequence (each with
@@ -138,7 +140,17 @@ fn prefix_len(l: &Ledger) -> Result<u64, String> {
 /// N are committed, `@s N` when a sync covering them returned, `@K`/`@k` around a
 /// compaction and `@S` before a sync.
 fn crash_child(path: &Path, start: u64, seed: u64) {
-    let w = open_writer(path, &WriterOptions::with_lifetime(3600)).unwrap();
+    // A small shared index and a low compaction threshold: the index grows and the
+    // ledger compacts in the background often, so kills land inside those too.
+    let options = WriterOptions {
+        index_keys: 64,
+        compaction: Some(revledger::CompactionPolicy {
+            ratio: 0.5,
+            min_records: 64,
+        }),
+        ..WriterOptions::with_lifetime(3600)
+    };
+    let w = open_writer(path, &options).unwrap();
     let mut rng = Rng(seed | 1);
     let mut next = start;
     println!("@open {next}");

@@ -48,17 +48,26 @@ const OPS: [Op; 13] = [
     Op::Read,
 ];
 
+/// The first writer: compaction only when asked (`compact`), so that its index grows.
 fn options() -> WriterOptions {
     WriterOptions {
         max_token_lifetime: 3600,
         // Small, so that the workload grows it (twice) after a few hundred keys.
         index_keys: 64,
-        // A background compaction once 150 records added no key.
+        compaction: None,
+        ..WriterOptions::default()
+    }
+}
+
+/// The writers that reopen the ledger: a background compaction once 150 records were
+/// appended.
+fn reopen_options() -> WriterOptions {
+    WriterOptions {
         compaction: Some(CompactionPolicy {
             ratio: 0.5,
             min_records: 150,
         }),
-        ..WriterOptions::default()
+        ..options()
     }
 }
 
@@ -219,14 +228,13 @@ fn workload(dir: &Path) -> Run {
     revoke(&mut run, &w, &keys, at, true);
     run.note("sync", w.sync());
     checkpoint(&mut run, &w, "growth");
-    // 3. Raised cutoffs for keys already there: records that add no key, until a
-    // background compaction is due.
+    // 3. Raised cutoffs for keys already there: records that add no key.
     for round in 0..3 {
         let keys: Vec<Vec<u8>> = (round * 60..round * 60 + 60).map(key).collect();
         revoke(&mut run, &w, &keys, at + 1 + round as i64, true);
     }
     run.note("sync", w.sync());
-    checkpoint(&mut run, &w, "background compaction");
+    checkpoint(&mut run, &w, "raised cutoffs");
     // 4. An explicit compaction, appends after it, close.
     revoke(&mut run, &w, &[key(300), key(301)], at, false);
     run.note("compact", w.compact(revledger::unix_now_floor()));
@@ -236,17 +244,31 @@ fn workload(dir: &Path) -> Run {
     drop(w);
     // 5. What a crash in the middle of an append leaves (a frame begun past the committed
     // end), then a reopening: recovery cuts and zeroes it; the index, whose ledger file
-    // changed since its writer closed, is rebuilt. Appends, close.
+    // changed since its writer closed, is rebuilt. Appends: enough raised cutoffs for a
+    // background compaction. Close.
     tear_the_tail(&path);
-    if let Some(w) = run.note("reopen writer", Ledger::open_writer(&path, &options())) {
+    if let Some(w) = run.note(
+        "reopen writer",
+        Ledger::open_writer(&path, &reopen_options()),
+    ) {
         background_error(&mut run, &w, "reopen");
+        if let Some(s) = run.note("stats", w.stats(0)) {
+            run.phases.push((s.generation, s.index_epoch));
+        }
         revoke(&mut run, &w, &[key(400)], at, false);
+        for round in 0..2 {
+            let keys: Vec<Vec<u8>> = (100 + round * 80..180 + round * 80).map(key).collect();
+            revoke(&mut run, &w, &keys, at + 5 + round as i64, true);
+        }
         revoke(&mut run, &w, &[key(401), key(0)], at + 9, true);
         run.note("sync", w.sync());
-        checkpoint(&mut run, &w, "reopen");
+        checkpoint(&mut run, &w, "reopen and background compaction");
     }
     // 6. A clean reopening: the index is trusted as its writer left it. Append, close.
-    if let Some(w) = run.note("reopen writer", Ledger::open_writer(&path, &options())) {
+    if let Some(w) = run.note(
+        "reopen writer",
+        Ledger::open_writer(&path, &reopen_options()),
+    ) {
         background_error(&mut run, &w, "second reopen");
         revoke(&mut run, &w, &[key(402), key(1)], at + 10, true);
         run.note("sync", w.sync());
@@ -340,15 +362,19 @@ fn count_calls() -> [u64; OPS.len()] {
         );
         let after: Vec<u64> = OPS.iter().map(|op| testing::calls(&[*op])).collect();
         verify(dir.path(), &run, "no fault");
-        // singles, growth, background compaction, compact, reopen, second reopen: the
-        // index grew (a new epoch), the ledger was compacted twice (generation 2), the
-        // first reopening rebuilt the index (a new epoch) and the second trusted it.
+        // singles, growth, raised cutoffs, compact, at the reopening, after it, second
+        // reopening: the index grew (a new epoch) in the background; the explicit
+        // compaction made generation 1; the reopening rebuilt the index (a new epoch); the
+        // appends then made background compactions (generation 2 or more); the second reopening
+        // trusted its index.
         let p = &run.phases;
-        assert_eq!(p.len(), 6, "{p:?}");
+        assert_eq!(p.len(), 7, "{p:?}");
         assert!(p[1].1 > p[0].1, "the index did not grow: {p:?}");
-        assert_eq!((p[2].0, p[3].0, p[4].0), (1, 2, 2), "compactions: {p:?}");
+        assert_eq!((p[0].0, p[1].0, p[2].0, p[3].0), (0, 0, 0, 1), "{p:?}");
+        assert_eq!(p[4].0, 1, "{p:?}");
         assert!(p[4].1 > p[3].1, "the index was not rebuilt: {p:?}");
-        assert_eq!(p[5], p[4], "the index was not trusted: {p:?}");
+        assert!(p[5].0 >= 2, "no background compaction: {p:?}");
+        assert_eq!(p[6], p[5], "the index was not trusted: {p:?}");
         for (i, op) in OPS.iter().enumerate() {
             let n = after[i] - before[i];
             if pass == 0 {

@@ -313,7 +313,15 @@ fn reader_sees_each_commit_on_its_next_check() {
 fn reader_follows_the_file_as_it_grows_past_its_first_size() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
-    let w = writer(&path);
+    // Rules from 1970: background compaction would rightly drop them; off here.
+    let w = open_writer(
+        &path,
+        &WriterOptions {
+            compaction: None,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
     let r = Ledger::open_reader(&path).unwrap();
     let names: Vec<Vec<u8>> = (0..60_000)
         .map(|i| format!("user-{i:06}").into_bytes())
@@ -762,7 +770,16 @@ fn index_file(path: &Path, generation: u64) -> PathBuf {
 fn damaged_or_missing_index_never_gives_a_wrong_answer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
-    let w = writer(&path);
+    // Rules from 1970: compaction at the real time would drop them all (rightly: every
+    // token they could revoke expired long ago); this test compacts at `now = 0`.
+    let w = open_writer(
+        &path,
+        &WriterOptions {
+            compaction: None,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
     let names: Vec<Vec<u8>> = (0..20_000)
         .map(|i| format!("user-{i}").into_bytes())
         .collect();
@@ -1111,4 +1128,28 @@ fn a_format_1_ledger_is_upgraded_by_its_next_writer() {
         }
     );
     assert!(r.stats(0).unwrap().shared_index);
+}
+
+/// The file records its keyed hash of a test vector (header bytes 80–87): a build whose
+/// hash differs would miss every key of the index and answer "valid" for every token, so
+/// it refuses the file (issue 11: the hash is checked, not trusted).
+#[test]
+fn a_ledger_whose_hash_check_differs_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    drop(writer(&path));
+    let mut b = std::fs::read(&path).unwrap();
+    b[80] ^= 1;
+    let crc = crc32fast::hash(&b[..124]);
+    b[124..128].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &b).unwrap();
+    for open in [
+        Ledger::open_reader(&path).map(|_| ()),
+        open_writer(&path, &WriterOptions::default()).map(|_| ()),
+    ] {
+        match open {
+            Err(Error::Incompatible(m)) => assert!(m.contains("hash"), "{m}"),
+            other => panic!("a ledger with another hash opened: {other:?}"),
+        }
+    }
 }
