@@ -79,7 +79,7 @@ fn main() {
                     "compact_s": build.compact.map(|d| d.as_secs_f64()),
                     "first_open_s": first_open.as_secs_f64(),
                     "live_keys": stats.live_keys,
-                    "snapshot_keys": stats.snapshot_keys,
+                    "compacted_keys": stats.compacted_keys,
                     "rule_records": stats.rule_records,
                     "index_bytes": stats.index_bytes,
                     "index_bytes_per_rule": stats.index_bytes as f64 / live,

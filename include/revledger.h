@@ -89,6 +89,22 @@ typedef enum {
 } revledger_scope;
 
 /**
+ * When a writer compacts on its own (`revledger_writer_options.compaction`).
+ */
+typedef enum {
+  /**
+   * In a background thread of the writer, on the policy of `compact_ratio` and
+   * `compact_min_records` (the default).
+   */
+  REVLEDGER_COMPACTION_BACKGROUND = 0,
+  /**
+   * Never on its own (the shared index still grows with the ledger); only
+   * `revledger_compact` drops rules.
+   */
+  REVLEDGER_COMPACTION_OFF = 1,
+} revledger_compaction;
+
+/**
  * A Redis stream entry id, `<milliseconds>-<sequence>`. Ids order as the stream does:
  * by milliseconds, then by sequence.
  */
@@ -109,6 +125,54 @@ typedef struct revledger revledger;
  * serve any number of threads and ledgers at once.
  */
 typedef struct revledger_claims revledger_claims;
+
+/**
+ * How `revledger_open_writer_with` opens (and, if missing, creates) a ledger. Fill it
+ * with `revledger_writer_options_init`, then change what you need.
+ */
+typedef struct {
+  /**
+   * `sizeof(revledger_writer_options)`, set by `revledger_writer_options_init`: a struct
+   * not initialized by it is refused.
+   */
+  size_t struct_size;
+  /**
+   * Longest lifetime of the tokens to cover, seconds: on creation 0 means one day; on
+   * reopening 0 keeps the ledger's, larger raises it, smaller is refused.
+   */
+  int64_t max_token_lifetime_s;
+  /**
+   * Clock-skew leeway of a new ledger, seconds; -1: the default (300).
+   */
+  int64_t leeway_s;
+  /**
+   * Keep the valid prefix of a log damaged in the middle instead of failing with
+   * `REVLEDGER_CORRUPT` (the bytes dropped are reported by `revledger stats`).
+   */
+  bool keep_valid_prefix;
+  /**
+   * A `revledger_compaction` value.
+   */
+  uint32_t compaction;
+  /**
+   * Background compaction runs once the records appended since the last compaction that
+   * added no key exceed this fraction of the rules the file started with (default 0.75).
+   */
+  double compact_ratio;
+  /**
+   * ... and at least this many records (default 16384).
+   */
+  uint64_t compact_min_records;
+  /**
+   * Permission bits of the files the writer creates (ledger, index, compacted files),
+   * e.g. 0640 for readers in the file's group (default 0600). Compactions keep them.
+   */
+  uint32_t file_mode;
+  /**
+   * Group id of the files the writer creates; -1: the process's group.
+   */
+  int64_t file_group;
+} revledger_writer_options;
 
 /**
  * A byte string: `len` bytes at `ptr`. `{NULL, 0}` is the empty string; `ptr == NULL`
@@ -272,6 +336,38 @@ revledger_status revledger_open_writer(const char *path,
  * `path` is NULL or a NUL-terminated string; `out` is NULL or writable.
  */
 revledger_status revledger_open_reader(const char *path, revledger **out);
+
+/**
+ * Fills `*options` with the defaults (see each field).
+ *
+ * # Safety
+ * `options` is NULL (a no-op) or writable.
+ */
+void revledger_writer_options_init(revledger_writer_options *options);
+
+/**
+ * Opens (creating it if missing) the ledger at `path` for writing with `options` (NULL:
+ * the defaults of `revledger_writer_options_init`), and takes its exclusive lock, held
+ * until `revledger_close`. The writer compacts in a background thread by default.
+ * On success `*out` receives a handle to free with `revledger_close`.
+ *
+ * # Safety
+ * `path` is NULL or a NUL-terminated string; `options` is NULL or points to options
+ * filled by `revledger_writer_options_init`; `out` is NULL or writable.
+ */
+revledger_status revledger_open_writer_with(const char *path,
+                                            const revledger_writer_options *options,
+                                            revledger **out);
+
+/**
+ * Writer: waits for the background job running now (a compaction or the growth of the
+ * shared index), if any, and returns its status; `REVLEDGER_OK` when none runs. A
+ * failed job changes no answer; the writer retries it later.
+ *
+ * # Safety
+ * `ledger` is NULL or a live handle.
+ */
+revledger_status revledger_wait_background(revledger *ledger);
 
 /**
  * Closes a handle: a writer makes its records durable and releases its lock. NULL is a

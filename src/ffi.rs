@@ -362,6 +362,160 @@ pub unsafe extern "C" fn revledger_open_reader(
     })
 }
 
+/// When a writer compacts on its own (`revledger_writer_options.compaction`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum revledger_compaction {
+    /// In a background thread of the writer, on the policy of `compact_ratio` and
+    /// `compact_min_records` (the default).
+    REVLEDGER_COMPACTION_BACKGROUND = 0,
+    /// Never on its own (the shared index still grows with the ledger); only
+    /// `revledger_compact` drops rules.
+    REVLEDGER_COMPACTION_OFF = 1,
+}
+
+/// How `revledger_open_writer_with` opens (and, if missing, creates) a ledger. Fill it
+/// with `revledger_writer_options_init`, then change what you need.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct revledger_writer_options {
+    /// `sizeof(revledger_writer_options)`, set by `revledger_writer_options_init`: a struct
+    /// not initialized by it is refused.
+    pub struct_size: usize,
+    /// Longest lifetime of the tokens to cover, seconds: on creation 0 means one day; on
+    /// reopening 0 keeps the ledger's, larger raises it, smaller is refused.
+    pub max_token_lifetime_s: i64,
+    /// Clock-skew leeway of a new ledger, seconds; -1: the default (300).
+    pub leeway_s: i64,
+    /// Keep the valid prefix of a log damaged in the middle instead of failing with
+    /// `REVLEDGER_CORRUPT` (the bytes dropped are reported by `revledger stats`).
+    pub keep_valid_prefix: bool,
+    /// A `revledger_compaction` value.
+    pub compaction: u32,
+    /// Background compaction runs once the records appended since the last compaction that
+    /// added no key exceed this fraction of the rules the file started with (default 0.75).
+    pub compact_ratio: f64,
+    /// ... and at least this many records (default 16384).
+    pub compact_min_records: u64,
+    /// Permission bits of the files the writer creates (ledger, index, compacted files),
+    /// e.g. 0640 for readers in the file's group (default 0600). Compactions keep them.
+    pub file_mode: u32,
+    /// Group id of the files the writer creates; -1: the process's group.
+    pub file_group: i64,
+}
+
+/// Fills `*options` with the defaults (see each field).
+///
+/// # Safety
+/// `options` is NULL (a no-op) or writable.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_writer_options_init(options: *mut revledger_writer_options) {
+    if options.is_null() {
+        return;
+    }
+    let d = WriterOptions::default();
+    let policy = d.compaction.unwrap_or_default();
+    let o = revledger_writer_options {
+        struct_size: std::mem::size_of::<revledger_writer_options>(),
+        max_token_lifetime_s: 0,
+        leeway_s: -1,
+        keep_valid_prefix: false,
+        compaction: revledger_compaction::REVLEDGER_COMPACTION_BACKGROUND as u32,
+        compact_ratio: policy.ratio,
+        compact_min_records: policy.min_records,
+        file_mode: d.file_mode,
+        file_group: -1,
+    };
+    // SAFETY: non-null and writable (caller contract).
+    unsafe { options.write(o) };
+}
+
+fn writer_options(o: &revledger_writer_options) -> FfiResult<WriterOptions> {
+    if o.struct_size != std::mem::size_of::<revledger_writer_options>() {
+        return Err(invalid(format!(
+            "options.struct_size is {}, not sizeof(revledger_writer_options) = {}: fill the \
+             options with revledger_writer_options_init first",
+            o.struct_size,
+            std::mem::size_of::<revledger_writer_options>()
+        )));
+    }
+    let compaction = match o.compaction {
+        0 => Some(crate::CompactionPolicy {
+            ratio: o.compact_ratio,
+            min_records: o.compact_min_records,
+        }),
+        1 => None,
+        v => {
+            return Err(invalid(format!(
+                "options.compaction {v} is not a revledger_compaction (0 or 1)"
+            )))
+        }
+    };
+    let leeway = match o.leeway_s {
+        -1 => None,
+        l if l < 0 => return Err(invalid("options.leeway_s must be -1 (default) or >= 0")),
+        l => Some(l),
+    };
+    let file_group =
+        match o.file_group {
+            -1 => None,
+            g => Some(u32::try_from(g).map_err(|_| {
+                invalid(format!("options.file_group {g} is not a group id (or -1)"))
+            })?),
+        };
+    Ok(WriterOptions {
+        max_token_lifetime: o.max_token_lifetime_s,
+        leeway,
+        keep_valid_prefix: o.keep_valid_prefix,
+        compaction,
+        file_mode: o.file_mode,
+        file_group,
+        ..WriterOptions::default()
+    })
+}
+
+/// Opens (creating it if missing) the ledger at `path` for writing with `options` (NULL:
+/// the defaults of `revledger_writer_options_init`), and takes its exclusive lock, held
+/// until `revledger_close`. The writer compacts in a background thread by default.
+/// On success `*out` receives a handle to free with `revledger_close`.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `options` is NULL or points to options
+/// filled by `revledger_writer_options_init`; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_open_writer_with(
+    path: *const c_char,
+    options: *const revledger_writer_options,
+    out: *mut *mut revledger,
+) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let path = unsafe { path_arg(path)? };
+        // SAFETY: NULL or valid options (caller contract).
+        let options = match unsafe { options.as_ref() } {
+            Some(o) => writer_options(o)?,
+            None => WriterOptions::default(),
+        };
+        // SAFETY: forwarded caller contract.
+        unsafe { open_into(out, || Ledger::open_writer(path, &options)) }
+    })
+}
+
+/// Writer: waits for the background job running now (a compaction or the growth of the
+/// shared index), if any, and returns its status; `REVLEDGER_OK` when none runs. A
+/// failed job changes no answer; the writer retries it later.
+///
+/// # Safety
+/// `ledger` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_wait_background(ledger: *mut revledger) -> revledger_status {
+    boundary(|| {
+        // SAFETY: forwarded caller contract.
+        let ledger = unsafe { handle(ledger)? };
+        ledger.wait_background().map_err(from_error)
+    })
+}
+
 /// Closes a handle: a writer makes its records durable and releases its lock. NULL is a
 /// no-op. The handle must not be used afterwards, nor be in use by another thread.
 ///

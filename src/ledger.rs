@@ -1,41 +1,76 @@
-//! The ledger handle: one writer or any number of readers over a log file, each with an
-//! index that follows the log. This is where record → log → index → check meet.
+//! The ledger handle: one writer or any number of readers over a ledger file and its
+//! shared index. This is where record → log → index → check meet.
 //!
-//! Visibility protocol. The writer appends frames past `committed_len`, then publishes
-//! the new `committed_len` in the shared header (Release). A `check` loads it (Acquire)
-//! and compares it with `seen`, the committed length its index reflects: when they are
-//! equal (the common case) it answers from the index without a lock or a system call.
-//! Otherwise it takes the catch-up lock (readers' own lock, never held by the writer's
-//! append), applies the new records, and publishes `seen`. Revokes therefore never wait
-//! for checks and checks never wait for revokes.
+//! Visibility protocol. The writer copies frames past `committed_len`, inserts their rules
+//! into the shared index (which every process maps), then publishes the new
+//! `committed_len` (Release). A check therefore finds a rule in the shared index as soon
+//! as it is committed, with no lock, no system call, and no per-process indexing: readers
+//! open in constant time and share one copy of the index. A reader indexes privately
+//! only its *tail*: what the shared index does not hold, which is the few records
+//! committed between the writer's last index update and the reader's open, or — when the
+//! index is full and a bigger one is being built (`overflow_from`), or when no index can
+//! be trusted (after a power loss, until a writer rebuilds it) — what the writer appends
+//! meanwhile. Only then does a check compare `committed_len` with what its tail has
+//! seen, and take the catch-up lock (readers' own lock, never held by the writer's
+//! append) to apply what is new.
 //!
-//! Compaction writes the live rules to a new file, renames it over the old one, and sets
-//! `retired` in the old file's header (same cache line as `committed_len`). A check that
-//! sees `retired` opens the path again and swaps in the new [`Generation`] before it
-//! answers, so no check answers from a file the writer no longer appends to.
+//! A check reads one cache line of the ledger header that the writer rarely stores to
+//! (`retired`, `index_epoch`). When a compaction replaced the file (`retired`) a reader
+//! opens the path again; when the writer published a bigger index (a new epoch) a reader
+//! maps it; in both cases it swaps in a new [`Generation`] before it answers, so no
+//! check answers from an index or a file the writer no longer maintains.
 
 use crate::check::{self, Rules};
+use crate::compact::{self, Jobs};
 use crate::error::{Error, Result};
+use crate::hash::Hasher;
 use crate::header::{
-    random_seed, Header, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LIFETIME, HEADER_LEN, SNAPSHOT_OFFSET,
+    random_bytes, random_file_id, Header, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LIFETIME, HEADER_LEN,
 };
-use crate::index::{Hasher, Index, KeySource};
-use crate::log::{next_valid_frame, parent_dir, scan, sync_dir, LogFile, Recovery};
+use crate::index::{index_path, Found, Inserted, SharedIndex, Trust};
+use crate::log::{next_valid_frame, scan, FileAccess, LogFile, Recovery};
+use crate::map::HeaderWords;
 use crate::position::{PositionCell, StreamPosition};
 use crate::record::{
     decode_frame, encode_config, encode_position, encode_rule, rule_keys_at, Frame, Record,
+    FRAME_HEADER_LEN,
 };
 use crate::rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict};
-use crate::snapshot::{self, LiveRule, Snapshot};
+use crate::tail::{KeySource, TailIndex};
 use crate::watch::{self, LostFlag, PathState};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// When the writer compacts on its own, in the background (DESIGN.md §3).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CompactionPolicy {
+    /// Compact once the rule records appended since the last compaction exceed this
+    /// fraction of the rules the file held after it (duplicates, superseded and expired
+    /// rules are what accumulates among them). Default 0.75: the file stays under 2×
+    /// what its live rules need.
+    pub ratio: f64,
+    /// ... and at least this many records (default [`AUTO_COMPACT_MIN_RECORDS`]).
+    pub min_records: u64,
+}
+
+/// Fewest appended records after which automatic compaction may run (default policy).
+pub const AUTO_COMPACT_MIN_RECORDS: u64 = 16_384;
+
+impl Default for CompactionPolicy {
+    fn default() -> CompactionPolicy {
+        CompactionPolicy {
+            ratio: 0.75,
+            min_records: AUTO_COMPACT_MIN_RECORDS,
+        }
+    }
+}
+
 /// How a writer opens (and, if missing, creates) a ledger.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct WriterOptions {
     /// Longest lifetime of the tokens this ledger must cover, in seconds. On creation,
     /// 0 means one day ([`DEFAULT_MAX_TOKEN_LIFETIME`]). On reopening, 0 keeps the
@@ -48,17 +83,44 @@ pub struct WriterOptions {
     /// When the log is damaged in the middle, keep the valid prefix (reported in
     /// [`Stats::dropped_bytes`]) instead of failing with [`Error::Corrupt`].
     pub keep_valid_prefix: bool,
-    /// Opt-in automatic compaction. With `Some(f)`, an append compacts the ledger (as
-    /// [`Ledger::compact`] at the current time) once the log written since the last
-    /// compaction holds more rule records than `f` times the keys of the snapshot, and
-    /// at least [`AUTO_COMPACT_MIN_RECORDS`]. Those records are the only place duplicate
-    /// (dead) rules accumulate, and the only part of the file a reader reads at open, so
-    /// this bounds both. The append that triggers it takes as long as the compaction.
-    pub auto_compact: Option<f64>,
+    /// Automatic compaction, in a background thread of the writer: on by default
+    /// ([`CompactionPolicy::default`]); `None` turns it off (the shared index still grows
+    /// as the ledger does; only dropping dead rules stops).
+    pub compaction: Option<CompactionPolicy>,
+    /// Permission bits of the files the writer creates (the ledger, its index, every
+    /// compacted file): default 0600. Readers running as another user need at least
+    /// 0640 and the right group.
+    pub file_mode: u32,
+    /// Group id the writer gives the files it creates (`None`: its own group). With
+    /// `file_mode` 0640, members of this group (e.g. nginx workers' `www-data`) read.
+    pub file_group: Option<u32>,
+    /// Keys the shared index is sized for at least when the writer creates, rebuilds or
+    /// grows it (default [`INDEX_MIN_KEYS`]): a smaller index costs less for small
+    /// ledgers and grows sooner.
+    pub index_keys: u64,
+    /// The clock the writer's background compaction judges expiry by (Unix seconds);
+    /// `None`: the system's. For simulations (benches/churn.rs), not for production.
+    #[doc(hidden)]
+    pub clock: Option<fn() -> i64>,
 }
 
-/// Fewest log records after which automatic compaction may run.
-pub const AUTO_COMPACT_MIN_RECORDS: u64 = 10_000;
+/// Default of [`WriterOptions::index_keys`].
+pub const INDEX_MIN_KEYS: u64 = crate::index::INITIAL_KEYS;
+
+impl Default for WriterOptions {
+    fn default() -> WriterOptions {
+        WriterOptions {
+            max_token_lifetime: 0,
+            leeway: None,
+            keep_valid_prefix: false,
+            compaction: Some(CompactionPolicy::default()),
+            file_mode: 0o600,
+            file_group: None,
+            index_keys: INDEX_MIN_KEYS,
+            clock: None,
+        }
+    }
+}
 
 impl WriterOptions {
     /// Options with this `max_token_lifetime` and defaults otherwise.
@@ -68,16 +130,23 @@ impl WriterOptions {
             ..WriterOptions::default()
         }
     }
+
+    fn access(&self) -> FileAccess {
+        FileAccess {
+            mode: self.file_mode,
+            group: self.file_group,
+        }
+    }
 }
 
 /// Figures about a ledger, from [`Ledger::stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Rules stored: the snapshot's keys plus every rule record of the log after it
-    /// (duplicates included).
+    /// Rule records stored: the rules the file started with plus every rule record
+    /// appended since (duplicates included).
     pub rule_records: u64,
-    /// Keys held by the snapshot (the index written by the last compaction).
-    pub snapshot_keys: u64,
+    /// Rules the file started with: written by the last compaction (0 if never).
+    pub compacted_keys: u64,
     /// Distinct keys with a rule: what the index holds.
     pub live_keys: u64,
     /// Keys whose rule can no longer revoke an unexpired token (dropped by compaction).
@@ -86,19 +155,28 @@ pub struct Stats {
     pub log_bytes: u64,
     /// Size of the file on disk (the log plus preallocated space).
     pub file_bytes: u64,
-    /// Bytes of memory held by the index.
+    /// Bytes of the shared index's table and filter (mapped by every process once).
     pub index_bytes: u64,
+    /// Bytes of this process's own tail index (0 in the common case).
+    pub tail_bytes: u64,
+    /// Whether this handle uses the shared index (false: it indexes the log itself).
+    pub shared_index: bool,
     /// Effective maximum token lifetime, in seconds.
     pub max_token_lifetime: i64,
     /// Clock-skew leeway, in seconds.
     pub leeway: i64,
     /// Compaction generation of the file.
     pub generation: u64,
+    /// Epoch of the shared index (one more each time the writer grows or rebuilds it).
+    pub index_epoch: u64,
     /// Whether this handle is the writer.
     pub writer: bool,
     /// Bytes cut off the end of the log when it was opened (torn tail or, when asked,
     /// damaged records).
     pub dropped_bytes: u64,
+    /// Writer: the error of the last background compaction or index growth, if it
+    /// failed (the writer retries later; answers are unaffected).
+    pub background_error: Option<String>,
 }
 
 /// What compaction did, from [`Ledger::compact`].
@@ -110,235 +188,302 @@ pub struct CompactStats {
     pub rules_kept: u64,
     /// Keys dropped because every token they could revoke has expired.
     pub keys_dropped: u64,
-    /// Log bytes before and after.
+    /// Log bytes before.
     pub bytes_before: u64,
     /// Log bytes of the new file.
     pub bytes_after: u64,
 }
 
-struct CatchUp {
-    /// End of the last record applied to the index.
-    applied: u64,
+pub(crate) struct CatchUp {
+    /// End of the last record applied to the tail.
+    pub(crate) applied: u64,
     /// Corruption found after open: every later check reports it (fail closed).
     failure: Option<(u64, String)>,
-    rule_records: u64,
+    /// Rule records applied to the tail.
+    pub(crate) rule_records: u64,
     /// The `committed_len` at which the log was found to end in a torn tail (at
     /// `applied`): a crash left it, and the next writer cuts it off.
     torn: Option<u64>,
 }
 
-/// One ledger file and the index built from it. A compaction makes a new generation.
-struct Generation {
-    log: LogFile,
-    /// The compacted rules, read in place from the file (None before the first compaction).
-    snapshot: Option<Snapshot>,
-    /// The rules of the log after the snapshot.
-    index: Index,
-    /// Bytes of the log the index may point into (raised before records are indexed).
-    readable: AtomicU64,
-    /// The `committed_len` the index fully reflects.
+/// One ledger file with the index a handle reads it through. A compaction (a new file)
+/// or a new index epoch makes a new generation.
+pub(crate) struct Generation {
+    /// The words of `log`'s header every check reads (valid while `log` lives).
+    header: HeaderWords,
+    pub(crate) log: Arc<LogFile>,
+    pub(crate) hasher: Hasher,
+    /// The shared index (readers: only when trusted).
+    pub(crate) shared: Option<SharedIndex>,
+    /// The ledger header's `index_epoch` this generation was made for.
+    pub(crate) epoch: u64,
+    /// The ledger header's `recoveries` when this generation was made.
+    recoveries: u64,
+    /// What the shared index does not hold (see the module docs).
+    pub(crate) tail: TailIndex,
+    /// Whether anything was applied to the tail (checks skip it otherwise).
+    tail_used: AtomicBool,
+    /// The `committed_len` the tail fully reflects.
     seen: AtomicU64,
-    catch_up: Mutex<CatchUp>,
-    max_token_lifetime: AtomicI64,
-    recovery: Recovery,
-    /// The last stream position record of the log.
+    /// Bytes of the log the tail may point into (raised before records are applied).
+    readable: AtomicU64,
+    /// The newest `committed_len` this handle loaded: the view shared-index lookups read
+    /// records through.
+    committed_view: AtomicU64,
+    pub(crate) catch_up: Mutex<CatchUp>,
+    tail_lifetime: AtomicI64,
+    pub(crate) recovery: Recovery,
+    /// The newest stream position read (from the tail, or from the shared index's
+    /// pointer to the last position record).
     position: PositionCell,
     /// Set once the file stopped being the ledger at the path (src/watch.rs).
-    lost: LostFlag,
+    pub(crate) lost: Arc<LostFlag>,
 }
 
 impl KeySource for Generation {
     #[inline]
     fn keys_at(&self, payload_offset: u64) -> Option<(&[u8], &[u8])> {
-        let bytes = self
+        let log = self
             .log
             .map
-            .bytes(self.readable.load(Ordering::Acquire))
+            .log(self.readable.load(Ordering::Acquire))
             .ok()?;
-        rule_keys_at(bytes.get(payload_offset as usize..)?)
+        rule_keys_at(log.from(payload_offset)?)
     }
 }
 
-/// What one check reads: a generation, with its snapshot's bytes looked up once.
+/// What one check reads: a generation and its view of the log.
 struct Lookup<'a> {
     gen: &'a Generation,
-    snapshot: Option<(&'a Snapshot, &'a [u8])>,
+    tail: bool,
 }
 
 impl Rules for Lookup<'_> {
-    #[inline]
+    #[inline(always)]
     fn hasher(&self) -> &Hasher {
-        self.gen.index.hasher()
+        &self.gen.hasher
     }
 
-    #[inline]
-    fn newest(&self, scope: Scope) -> i64 {
-        let tail = self.gen.index.newest(scope);
-        match self.snapshot {
-            Some((s, _)) => tail.max(s.newest(scope)),
-            None => tail,
+    #[inline(always)]
+    fn newest(&self) -> [i64; 7] {
+        let mut n = match &self.gen.shared {
+            Some(s) => s.newest_all(),
+            None => [i64::MIN; 7],
+        };
+        if self.tail {
+            for (s, v) in n.iter_mut().enumerate() {
+                *v = (*v).max(self.gen.tail.newest(Scope::ALL[s]));
+            }
         }
+        n
     }
 
-    #[inline]
+    #[inline(always)]
     fn has_token_rules(&self) -> bool {
-        self.gen.index.has_token_rules() || self.snapshot.is_some_and(|(s, _)| s.has_token_rules())
+        self.gen
+            .shared
+            .as_ref()
+            .is_some_and(|s| s.keys(Scope::Token) != 0)
+            || (self.tail && self.gen.tail.has_token_rules())
     }
 
-    #[inline]
-    fn global(&self) -> Option<i64> {
-        let tail = self.gen.index.global();
-        match self.snapshot {
-            Some((s, _)) => tail.max(s.global()),
-            None => tail,
+    #[inline(always)]
+    fn prefetch(&self, hash: u64) {
+        if let Some(s) = &self.gen.shared {
+            if s.worth_prefetching() {
+                s.prefetch(&s.layout().filter_probe(hash));
+            }
         }
     }
 
-    #[inline]
-    fn prefetch(&self, scope: Scope, hash: u64) {
-        if let Some((s, bytes)) = self.snapshot {
-            s.prefetch(bytes, scope, hash);
+    #[inline(always)]
+    fn get(&self, hash: u64, scope: Scope, tenant: &[u8], key: &[u8]) -> Result<Option<i64>> {
+        let mut best = None;
+        if let Some(s) = &self.gen.shared {
+            if s.may_contain(&s.layout().filter_probe(hash)) {
+                best = self.gen.find_shared(s, hash, scope, tenant, key)?;
+            }
         }
-    }
-
-    #[inline]
-    fn get(&self, scope: Scope, hash: u64, tenant: &[u8], key: &[u8]) -> Result<Option<i64>> {
-        let tail = self
-            .gen
-            .index
-            .get_hashed(scope, hash, tenant, key, self.gen);
-        match self.snapshot {
-            Some((s, bytes)) => Ok(tail.max(s.get(bytes, scope, hash, tenant, key)?)),
-            None => Ok(tail),
+        if self.tail {
+            best = best.max(
+                self.gen
+                    .tail
+                    .get_hashed(scope, hash, tenant, key, self.gen)?,
+            );
         }
+        Ok(best)
     }
 }
 
 impl Generation {
-    /// The view one check reads through.
-    #[inline]
-    fn lookup(&self) -> Result<Lookup<'_>> {
-        let snapshot = match &self.snapshot {
-            Some(s) => Some((s, s.section(self.log.map.bytes(self.log.header.log_start)?))),
-            None => None,
-        };
-        Ok(Lookup {
-            gen: self,
-            snapshot,
-        })
-    }
-
-    fn new(log: LogFile, recovery: Recovery) -> Result<Generation> {
-        let start = log.header.log_start;
-        let snapshot = if log.header.snapshot_len > 0 {
-            let file = log.map.bytes(start.min(log.map.known_file_len()))?;
-            Some(Snapshot::open(
-                file,
-                log.header.snapshot_offset as usize,
-                log.header.snapshot_len as usize,
-            )?)
-        } else {
-            None
-        };
+    pub(crate) fn new(
+        log: Arc<LogFile>,
+        shared: Option<SharedIndex>,
+        epoch: u64,
+        tail_start: u64,
+        recovery: Recovery,
+        lost: Arc<LostFlag>,
+    ) -> Result<Generation> {
+        let hasher = Hasher::new(log.header.hash_seed);
+        if hasher.check_value() != log.header.hash_check {
+            return Err(Error::Incompatible(
+                "the ledger's index hash differs from this build's (a different hash \
+                 function or version): this build would miss every key. Use the revledger \
+                 version that wrote it, or compact it with the writing version first"
+                    .into(),
+            ));
+        }
+        let lifetime = shared
+            .as_ref()
+            .map_or(log.header.max_token_lifetime, |s| s.max_token_lifetime())
+            .max(log.header.max_token_lifetime);
         Ok(Generation {
-            index: Index::new(Hasher::new(log.header.hash_seed)),
-            snapshot,
-            readable: AtomicU64::new(start),
+            header: log.map.header_words(),
+            recoveries: log.map.recoveries(),
+            hasher,
+            shared,
+            epoch,
+            tail: TailIndex::new(hasher),
+            tail_used: AtomicBool::new(false),
             seen: AtomicU64::new(0),
+            readable: AtomicU64::new(tail_start),
+            committed_view: AtomicU64::new(tail_start),
             catch_up: Mutex::new(CatchUp {
-                applied: start,
+                applied: tail_start,
                 failure: None,
                 rule_records: 0,
                 torn: None,
             }),
-            max_token_lifetime: AtomicI64::new(log.header.max_token_lifetime),
+            tail_lifetime: AtomicI64::new(lifetime),
             recovery,
             position: PositionCell::default(),
-            lost: LostFlag::default(),
+            lost,
             log,
         })
     }
 
-    /// Every live key with its effective cutoff: the snapshot's merged with the tail's.
-    fn live_rules<'a>(&'a self, mut f: impl FnMut(Scope, &'a [u8], &'a [u8], i64)) -> Result<()> {
-        let file = self.log.map.bytes(self.log.header.log_start)?;
-        let h = self.index.hasher();
-        if let Some(s) = &self.snapshot {
-            s.for_each(file, |scope, tenant, key, at| {
-                let tail = match scope {
-                    Scope::Global => self.index.global(),
-                    _ => self.index.get_hashed(
-                        scope,
-                        h.key(scope, h.tenant(tenant), key),
-                        tenant,
-                        key,
-                        self,
-                    ),
-                };
-                f(scope, tenant, key, tail.map_or(at, |t| t.max(at)));
-            })?;
-        }
-        let mut result = Ok(());
-        self.index.for_each(|scope, offset, at| {
-            let (tenant, key) = match offset {
-                None => (&[][..], &[][..]),
-                Some(off) => match self.keys_at(off) {
-                    Some(k) => k,
-                    None => return,
-                },
-            };
-            if let Some(s) = &self.snapshot {
-                let in_snapshot = match scope {
-                    Scope::Global => Ok(s.global()),
-                    _ => s.get(
-                        s.section(file),
-                        scope,
-                        h.key(scope, h.tenant(tenant), key),
-                        tenant,
-                        key,
-                    ),
-                };
-                match in_snapshot {
-                    Ok(Some(_)) => return, // visited above, with the max
-                    Ok(None) => {}
-                    Err(e) => {
-                        result = Err(e);
-                        return;
-                    }
+    /// The writer's generation: its index, and a tail from `tail_start` (non-empty only
+    /// when the index stopped taking records).
+    pub(crate) fn new_writer(
+        log: Arc<LogFile>,
+        shared: Option<SharedIndex>,
+        epoch: u64,
+        tail_start: u64,
+        recovery: Recovery,
+        lost: Arc<LostFlag>,
+    ) -> Result<Generation> {
+        // An index that stopped taking records leaves the rest to the tail.
+        let tail_start = match shared.as_ref().map(SharedIndex::overflow_from) {
+            Some(o) if o != 0 => tail_start.min(o),
+            _ => tail_start,
+        };
+        let gen = Generation::new(log, shared, epoch, tail_start, recovery, lost)?;
+        gen.refresh(true)?;
+        Ok(gen)
+    }
+
+    /// The newest stream position, if any.
+    pub(crate) fn position_now(&self) -> Result<Option<StreamPosition>> {
+        Ok(self.position()?.get())
+    }
+
+    /// Looks `(scope, tenant, key)` up in the shared index; a record past this handle's
+    /// view of the log makes it load `committed_len` again, once.
+    #[inline(never)]
+    fn find_shared(
+        &self,
+        s: &SharedIndex,
+        hash: u64,
+        scope: Scope,
+        tenant: &[u8],
+        key: &[u8],
+    ) -> Result<Option<i64>> {
+        let p = &s.layout().probe(hash);
+        let view = self.committed_view.load(Ordering::Relaxed);
+        match s.find(p, scope, tenant, key, self.log.map.log(view)?)? {
+            Found::Rule(r) => Ok(Some(r.at)),
+            Found::Absent => Ok(None),
+            Found::Beyond => {
+                let committed = self.log.map.committed_len();
+                if committed > self.log.map.known_file_len() {
+                    self.log.map.refresh_len(&self.log.file)?;
+                }
+                let committed = committed.min(self.log.map.known_file_len());
+                self.committed_view.fetch_max(committed, Ordering::Relaxed);
+                match s.find(p, scope, tenant, key, self.log.map.log(committed)?)? {
+                    Found::Rule(r) => Ok(Some(r.at)),
+                    // Inserted by the writer but not committed yet.
+                    Found::Absent | Found::Beyond => Ok(None),
                 }
             }
-            f(scope, tenant, key, at);
-        });
-        result
+        }
     }
 
-    /// Whether the index is behind the log or the file was replaced: the slow path.
-    #[inline]
-    fn stale(&self) -> bool {
-        // `lost` first: a truncated file's header must not be read.
-        self.lost.is_set()
-            || self.log.map.committed_len() != self.seen.load(Ordering::Acquire)
-            || self.log.map.retired()
+    /// Whether the tail must follow the log: there is no shared index, or it stopped
+    /// taking records (full, a bigger one being built).
+    #[inline(always)]
+    fn follows_log(&self) -> bool {
+        match &self.shared {
+            None => true,
+            Some(s) => s.overflow_from() != 0,
+        }
     }
 
-    /// Applies every record committed since the index was last brought up to date.
-    fn refresh(&self) -> Result<()> {
+    /// Whether a check may answer from this generation as it is: the file was not
+    /// replaced, the index epoch is current, and the tail has caught up when it must.
+    #[inline(always)]
+    fn fresh(&self) -> bool {
+        // SAFETY: `self.header` came from `self.log`'s map, which `self` keeps alive.
+        let (retired, epoch, recoveries) = unsafe { self.header.retired_epoch_recoveries() };
+        if retired != 0
+            || epoch != self.epoch
+            || recoveries != self.recoveries
+            || self.lost.is_set()
+        {
+            return false;
+        }
+        // SAFETY: as above.
+        !self.follows_log()
+            || unsafe { self.header.committed_len() } == self.seen.load(Ordering::Acquire)
+    }
+
+    /// The view one check reads through.
+    #[inline(always)]
+    fn lookup(&self) -> Lookup<'_> {
+        Lookup {
+            gen: self,
+            tail: self.tail_used.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Applies every record committed since the tail was last brought up to date, when
+    /// the tail follows the log (or `force`: at open, for what the index may miss).
+    pub(crate) fn refresh(&self, force: bool) -> Result<()> {
+        if !force && !self.follows_log() {
+            let mut committed = self.log.map.committed_len();
+            if committed > self.log.map.known_file_len() {
+                committed = committed.min(self.log.map.refresh_len(&self.log.file)?);
+            }
+            self.committed_view.fetch_max(committed, Ordering::Relaxed);
+            return Ok(());
+        }
         let mut cu = self.catch_up.lock();
         if let Some((offset, why)) = &cu.failure {
             return Err(Error::corrupt(*offset, why.clone()));
         }
         let committed = self.log.map.committed_len();
-        if committed == self.seen.load(Ordering::Acquire) {
+        if committed == self.seen.load(Ordering::Acquire) && !force {
             return Ok(());
         }
-        if committed < self.log.header.log_start {
+        let start = self.log.header.log_start;
+        if committed < start {
             let why = format!("header says the log ends at {committed}, before it starts");
             cu.failure = Some((0, why.clone()));
             return Err(Error::corrupt(0, why));
         }
         if committed < cu.applied {
-            // The log was cut below what this index holds (a writer recovered with
-            // keep_valid_prefix, or the bytes changed): the index can no longer follow it.
+            // The log was cut below what this tail holds (a writer recovered with
+            // keep_valid_prefix, or the bytes changed): the tail can no longer follow it.
             let why = format!(
                 "the log was cut to {committed} bytes, below the {} this reader had read; \
                  reopen the ledger",
@@ -352,13 +497,14 @@ impl Generation {
             // A file shorter than its header claims: read only what exists.
             limit = limit.min(self.log.map.refresh_len(&self.log.file)?);
         }
-        if cu.torn == Some(committed) && cu.applied < limit {
-            // Still the torn tail, unless a writer has since cut it and appended until
-            // `committed_len` came back to the same value: then a valid frame starts
-            // where the log stopped.
-            let bytes = self.log.map.bytes(limit)?;
+        if cu.torn == Some(committed) {
+            // One decision per committed end: the log still ends in the torn tail found at
+            // this same `committed_len`. (A writer that cuts the tail and appends up to the
+            // same length again stores the length after its frames: the frame at
+            // `applied` is then valid.)
+            let log = self.log.map.log(limit)?;
             if !matches!(
-                decode_frame(&bytes[cu.applied as usize..]),
+                decode_frame(log.range(cu.applied, limit)),
                 Frame::Valid { .. }
             ) {
                 return Ok(());
@@ -366,20 +512,26 @@ impl Generation {
         }
         if cu.applied < limit {
             self.readable.fetch_max(limit, Ordering::AcqRel);
-            let bytes = self.log.map.bytes(limit)?;
+            let log = self.log.map.log(limit)?;
             let mut rules = 0;
-            let (end, stop) = scan(
-                bytes,
-                cu.applied,
-                limit,
-                |record, payload_offset| match record {
+            let mut failed = None;
+            let (end, stop) = scan(log, cu.applied, limit, |record, payload_offset| {
+                if failed.is_some() {
+                    return;
+                }
+                match record {
                     Record::Rule(r) => {
                         rules += 1;
-                        self.index
-                            .apply(r.scope, r.tenant, r.key, r.at, payload_offset, self);
+                        self.tail_used.store(true, Ordering::Release);
+                        if let Err(e) =
+                            self.tail
+                                .apply(r.scope, r.tenant, r.key, r.at, payload_offset, self)
+                        {
+                            failed = Some(e);
+                        }
                     }
                     Record::Config { max_token_lifetime } => {
-                        self.max_token_lifetime
+                        self.tail_lifetime
                             .fetch_max(max_token_lifetime, Ordering::AcqRel);
                     }
                     Record::Position {
@@ -387,44 +539,53 @@ impl Generation {
                         last_id,
                         last_heard,
                         degraded,
-                    } => self.position.set(stream, last_id, last_heard, degraded),
-                },
-            );
+                    } => self
+                        .position
+                        .set(payload_offset, stream, last_id, last_heard, degraded),
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
             cu.applied = end;
             cu.rule_records += rules;
             if let Some(why) = stop {
+                // As the writer's recovery judges it (docs/FORMAT.md §5): below the synced
+                // end, damage; past it, what a crash leaves (a torn tail, or frames a
+                // reordering disk kept after a lost one), which the next writer cuts off.
                 let synced = self.log.map.synced_len();
-                let damage = match next_valid_frame(bytes, end, limit) {
-                    Some(next) => Some(format!(
-                        "{why}, followed by a valid record at offset {next}"
-                    )),
-                    None if end < synced.min(limit) => {
-                        Some(format!("{why}, below the synced end of the log ({synced})"))
-                    }
-                    // A torn tail left by a crash: the next writer cuts it off.
-                    None => None,
-                };
+                let damage =
+                    (end < synced.min(limit)).then(|| match next_valid_frame(log, end, limit) {
+                        Some(next) => format!("{why}, followed by a valid record at offset {next}"),
+                        None => format!("{why}, below the synced end of the log ({synced})"),
+                    });
                 if let Some(why) = damage {
                     cu.failure = Some((end, why.clone()));
                     return Err(Error::corrupt(end, why));
                 }
             }
         }
-        // Past a torn tail, `seen` stays where the log stops, never equal to a
-        // `committed_len` a writer could publish again after cutting the tail: otherwise
-        // the records it appends up to that same length would go unseen.
+        // Past a torn tail the decision is made once for this `committed_len`: `seen`
+        // takes it, so that checks stay on the fast path. A writer that cuts the tail and
+        // appends until `committed_len` comes back to the same value also counts a
+        // recovery (`recoveries`), which sends every check to the slow path first.
         let torn = cu.applied < limit;
         cu.torn = torn.then_some(committed);
-        self.seen
-            .store(if torn { cu.applied } else { committed }, Ordering::Release);
+        self.committed_view
+            .fetch_max(cu.applied.min(committed), Ordering::Relaxed);
+        self.seen.store(committed, Ordering::Release);
         Ok(())
     }
 
-    fn max_token_lifetime(&self) -> i64 {
-        self.max_token_lifetime.load(Ordering::Acquire)
+    pub(crate) fn max_token_lifetime(&self) -> i64 {
+        let shared = self
+            .shared
+            .as_ref()
+            .map_or(i64::MIN, |s| s.max_token_lifetime());
+        shared.max(self.tail_lifetime.load(Ordering::Acquire))
     }
 
-    fn is_expired(&self, scope: Scope, at: i64, now: i64) -> bool {
+    pub(crate) fn is_expired(&self, scope: Scope, at: i64, now: i64) -> bool {
         let leeway = self.log.header.leeway;
         match scope {
             Scope::Token => at.saturating_add(leeway) < now,
@@ -435,30 +596,227 @@ impl Generation {
             }
         }
     }
+
+    /// The newest stream position: the shared index points at the last position record;
+    /// the tail may hold a later one.
+    fn position(&self) -> Result<&PositionCell> {
+        if let Some(s) = &self.shared {
+            let off = s.last_position();
+            if off > self.position.offset() {
+                let committed = self.log.map.committed_len();
+                let log = self
+                    .log
+                    .map
+                    .log(committed.min(self.log.map.known_file_len()))?;
+                let frame = log
+                    .from(off.saturating_sub(FRAME_HEADER_LEN as u64))
+                    .map(decode_frame);
+                match frame {
+                    Some(Frame::Valid {
+                        record:
+                            Record::Position {
+                                stream,
+                                last_id,
+                                last_heard,
+                                degraded,
+                            },
+                        ..
+                    }) => self
+                        .position
+                        .set(off, stream, last_id, last_heard, degraded),
+                    _ => {
+                        return Err(Error::corrupt(
+                            off,
+                            "the shared index points at a stream position record that is not there",
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(&self.position)
+    }
+
+    /// Every live key with its effective cutoff, from the shared index and the tail
+    /// (a key in both is visited once, with the larger cutoff).
+    pub(crate) fn live_rules<'a>(
+        &'a self,
+        mut f: impl FnMut(Scope, &'a [u8], &'a [u8], i64, u64),
+    ) -> Result<()> {
+        let committed = self
+            .log
+            .map
+            .committed_len()
+            .min(self.log.map.known_file_len());
+        let log = self.log.map.log(
+            committed
+                .max(self.readable.load(Ordering::Acquire))
+                .min(self.log.map.known_file_len()),
+        )?;
+        let tail_on = self.tail_used.load(Ordering::Acquire);
+        let h = &self.hasher;
+        if let Some(s) = &self.shared {
+            let g = s.newest(Scope::Global);
+            if g != i64::MIN {
+                let tail_g = if tail_on { self.tail.global() } else { None };
+                f(Scope::Global, &[], &[], tail_g.map_or(g, |t| t.max(g)), 0);
+            }
+            s.for_each_offset(|off| {
+                let Some(r) = log.from(off).and_then(crate::record::rule_at) else {
+                    if off >= log.end() {
+                        return Ok(()); // not committed yet
+                    }
+                    return Err(Error::corrupt(
+                        off,
+                        "the shared index points at a byte range that holds no rule record",
+                    ));
+                };
+                let tail = if tail_on {
+                    self.tail.get_hashed(
+                        r.scope,
+                        h.full(r.scope, r.tenant, r.key),
+                        r.tenant,
+                        r.key,
+                        self,
+                    )?
+                } else {
+                    None
+                };
+                f(
+                    r.scope,
+                    r.tenant,
+                    r.key,
+                    tail.map_or(r.at, |t| t.max(r.at)),
+                    off,
+                );
+                Ok(())
+            })?;
+        }
+        if !tail_on {
+            return Ok(());
+        }
+        let mut result = Ok(());
+        self.tail.for_each(|scope, offset, at| {
+            if result.is_err() {
+                return;
+            }
+            let (tenant, key) = match offset {
+                None => (&[][..], &[][..]),
+                Some(off) => match self.keys_at(off) {
+                    Some(k) => k,
+                    None => {
+                        result = Err(Error::Internal(format!(
+                            "the tail index points at offset {off} where no rule can be read"
+                        )));
+                        return;
+                    }
+                },
+            };
+            if let Some(s) = &self.shared {
+                let in_shared = match scope {
+                    Scope::Global => Ok(s.newest(Scope::Global) != i64::MIN),
+                    _ => {
+                        let p = s.layout().probe(h.full(scope, tenant, key));
+                        s.find(&p, scope, tenant, key, log)
+                            .map(|f| matches!(f, Found::Rule(_)))
+                    }
+                };
+                match in_shared {
+                    Ok(true) => return, // visited above, with the max
+                    Ok(false) => {}
+                    Err(e) => {
+                        result = Err(e);
+                        return;
+                    }
+                }
+            }
+            f(scope, tenant, key, at, offset.unwrap_or(0));
+        });
+        result
+    }
 }
 
-struct WriterState {
-    end: u64,
+/// The writer's side of a handle.
+pub(crate) struct WriterState {
+    /// End of the log (committed).
+    pub(crate) end: u64,
     buf: Vec<u8>,
-    /// Rule records in the log after the snapshot (for the automatic compaction policy).
-    tail_records: u64,
-    auto_compact: Option<f64>,
+    /// Payload offsets (relative to `buf`) of the records of the append being made.
+    records: Vec<(usize, u8)>,
+}
+
+pub(crate) struct Writer {
+    pub(crate) state: Mutex<WriterState>,
+    /// Held by `sync` and by the part of a compaction that makes a rename durable.
+    pub(crate) sync_lock: Mutex<()>,
+    pub(crate) jobs: Jobs,
+    pub(crate) options: WriterOptions,
+}
+
+/// What a handle shares with its background jobs.
+pub(crate) struct Inner {
+    /// Unique among the handles of this process (the key of the threads' view caches).
+    id: u64,
+    /// One more at each swap of `gen` (what a thread's cached view is compared with).
+    version: AtomicU64,
+    pub(crate) path: PathBuf,
+    /// The clock-skew leeway (fixed when the ledger was created; compactions keep it).
+    leeway: i64,
+    pub(crate) gen: ArcSwap<Generation>,
+    /// Serialises opening a new generation (readers).
+    follow: Mutex<()>,
+    pub(crate) writer: Option<Writer>,
 }
 
 /// An open ledger: a writer (exclusive, can revoke) or a reader. `check` is `&self`,
 /// thread-safe and lock-free in the common case; share one handle among threads.
 pub struct Ledger {
-    path: PathBuf,
-    gen: ArcSwap<Generation>,
-    /// Serialises opening a new generation after a compaction (readers).
-    follow: Mutex<()>,
-    writer: Option<Mutex<WriterState>>,
-    sync_lock: Mutex<()>,
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.inner.path)
+            .field("writer", &self.inner.writer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A token `iat` this far past the host's clock, plus the leeway, cannot be judged.
+static CLOCK_HINT: AtomicI64 = AtomicI64::new(i64::MIN);
+
+/// Refuses a token issued after the host's clock plus the leeway (DESIGN.md §3, Time
+/// sanity) when no rule revokes it. One comparison with a clock reading shared by the
+/// process; the clock is read again only for a token that looks issued in the future.
+#[inline(always)]
+fn check_issued_at(iat: i64, leeway: i64) -> Result<()> {
+    if iat <= CLOCK_HINT.load(Ordering::Relaxed).saturating_add(leeway) {
+        return Ok(());
+    }
+    future_iat(iat, leeway)
+}
+
+#[cold]
+fn future_iat(iat: i64, leeway: i64) -> Result<()> {
+    let now = unix_now_floor();
+    CLOCK_HINT.fetch_max(now, Ordering::Relaxed);
+    if iat > now.saturating_add(leeway) {
+        return Err(Error::invalid(format!(
+            "token issued in the future: iat {iat} is more than the leeway ({leeway} s) after \
+             this host's clock ({now}); it cannot be judged (check the clocks)"
+        )));
+    }
+    Ok(())
 }
 
 impl Ledger {
     /// Opens the ledger at `path` for writing, creating it if missing. Holds an exclusive
     /// lock on the file until dropped; a second writer anywhere gets [`Error::Locked`].
+    ///
+    /// A ledger written in format version 1 is upgraded in place (rewritten as a version
+    /// 2 file and renamed over the old one). A ledger whose shared index cannot be
+    /// trusted (after a power loss, or missing) has it rebuilt from the log first: that
+    /// open takes time linear in the log.
     pub fn open_writer(path: impl AsRef<Path>, options: &WriterOptions) -> Result<Ledger> {
         let path = &watch::absolute(path.as_ref())?;
         if options.max_token_lifetime < 0 {
@@ -468,40 +826,64 @@ impl Ledger {
         if leeway < 0 {
             return Err(Error::invalid("leeway must not be negative"));
         }
-        let log = LogFile::open_writer(path, || {
-            Ok(Header {
-                hash_seed: random_seed()?,
-                max_token_lifetime: if options.max_token_lifetime == 0 {
-                    DEFAULT_MAX_TOKEN_LIFETIME
-                } else {
-                    options.max_token_lifetime
-                },
-                leeway,
-                created_at: unix_now_floor(),
-                generation: 0,
-                snapshot_offset: 0,
-                snapshot_len: 0,
-                log_start: HEADER_LEN as u64,
-            })
-        })?;
-        remove_stale_compactions(path);
+        if options.file_mode & !0o7777 != 0 || options.file_mode & 0o600 != 0o600 {
+            return Err(Error::invalid(format!(
+                "file_mode {:o} must give the owner read and write and hold only permission bits",
+                options.file_mode
+            )));
+        }
+        if let Some(p) = options.compaction {
+            if !(p.ratio.is_finite() && p.ratio > 0.0) {
+                return Err(Error::invalid(
+                    "the compaction ratio must be a positive number",
+                ));
+            }
+        }
+        let access = options.access();
+        let log = LogFile::open_writer(
+            path,
+            || {
+                let seed = random_bytes()?;
+                Ok(Header {
+                    hash_seed: seed,
+                    max_token_lifetime: if options.max_token_lifetime == 0 {
+                        DEFAULT_MAX_TOKEN_LIFETIME
+                    } else {
+                        options.max_token_lifetime
+                    },
+                    leeway,
+                    created_at: unix_now_floor(),
+                    generation: 0,
+                    log_start: HEADER_LEN as u64,
+                    hash_check: Hasher::new(seed).check_value(),
+                    file_id: random_file_id()?,
+                })
+            },
+            access,
+            |file| compact::upgrade_v1_if_needed(path, file),
+        )?;
+        crate::log::remove_stale_creations(path);
+        compact::remove_stale_files(path, log.header.generation);
         let recovery = log.recover(options.keep_valid_prefix)?;
         let end = recovery.end;
-        let gen = Generation::new(log, recovery)?;
-        gen.refresh()?;
+        let log = Arc::new(log);
+        let lost = Arc::new(LostFlag::default());
+        let (gen, index_error) =
+            compact::open_writer_index(log, recovery, lost, access, options.index_keys.max(1))?;
         let current = gen.max_token_lifetime();
-        let tail_records = gen.catch_up.lock().rule_records;
-        let ledger = Ledger {
-            path: path.to_path_buf(),
-            gen: ArcSwap::from_pointee(gen),
-            follow: Mutex::new(()),
-            writer: Some(Mutex::new(WriterState {
+        let leeway = gen.log.header.leeway;
+        let writer = Writer {
+            state: Mutex::new(WriterState {
                 end,
                 buf: Vec::with_capacity(4096),
-                tail_records,
-                auto_compact: options.auto_compact,
-            })),
+                records: Vec::new(),
+            }),
             sync_lock: Mutex::new(()),
+            jobs: Jobs::with_error(index_error),
+            options: options.clone(),
+        };
+        let ledger = Ledger {
+            inner: Arc::new(Inner::new(path.to_path_buf(), leeway, gen, Some(writer))),
         };
         let wanted = options.max_token_lifetime;
         if wanted != 0 && wanted < current {
@@ -511,106 +893,78 @@ impl Ledger {
             )));
         }
         if wanted > current {
-            ledger.append(0, |buf| encode_config(buf, wanted))?;
-            ledger.refresh()?;
+            ledger.append(|buf, records| {
+                records.push((buf.len() + FRAME_HEADER_LEN, crate::record::KIND_CONFIG));
+                encode_config(buf, wanted)
+            })?;
         }
         Ok(ledger)
     }
 
     /// Opens the ledger at `path` read-only. Any number of readers, in any process, may
     /// have it open alongside its writer; they see each committed record on their next
-    /// `check`.
+    /// `check`. Constant time: the reader maps the writer's shared index.
     pub fn open_reader(path: impl AsRef<Path>) -> Result<Ledger> {
         let path = &watch::absolute(path.as_ref())?;
+        let gen = open_reader_generation(path, None)?;
+        let leeway = gen.log.header.leeway;
         Ok(Ledger {
-            path: path.to_path_buf(),
-            gen: ArcSwap::from_pointee(open_reader_generation(path)?),
-            follow: Mutex::new(()),
-            writer: None,
-            sync_lock: Mutex::new(()),
+            inner: Arc::new(Inner::new(path.to_path_buf(), leeway, gen, None)),
         })
     }
 
     /// Whether the token is revoked, and by which rule. Lock-free and free of system
-    /// calls unless the writer committed since the last check on this handle.
+    /// calls in the common case. A token issued more than the leeway after this host's
+    /// clock cannot be judged: [`Error::InvalidArgument`], never "valid".
     #[inline]
     pub fn check(&self, token: &Token) -> Result<Verdict> {
         token.validate()?;
-        let gen = self.gen.load();
-        if !gen.stale() {
-            if !watch::due() {
-                return check::check(&gen.lookup()?, token);
-            }
+        let fast = self.inner.with_view(|gen| {
+            (gen.fresh() && !watch::due()).then(|| check::check(&gen.lookup(), token))
+        });
+        let verdict = match fast {
+            Some(v) => v?,
+            None => self.check_slow(token)?,
+        };
+        if verdict == Verdict::Valid {
+            // Never "valid" for a token issued in the future (a revoked verdict stands).
+            check_issued_at(token.issued_at, self.inner.leeway)?;
+        }
+        Ok(verdict)
+    }
+
+    #[cold]
+    fn check_slow(&self, token: &Token) -> Result<Verdict> {
+        let gen = self.inner.gen.load();
+        if gen.fresh() {
             drop(gen);
             self.verify_path()?;
-        } else {
-            drop(gen);
         }
-        check::check(&self.current()?.lookup()?, token)
+        check::check(&self.current()?.lookup(), token)
     }
 
     /// The current generation, brought up to date with the log (following a compaction
-    /// if one happened).
-    fn current(&self) -> Result<Arc<Generation>> {
-        loop {
-            let gen = self.gen.load_full();
-            gen.lost.check()?;
-            if !gen.log.map.retired() {
-                gen.refresh()?;
-                return Ok(gen);
-            }
-            if self.writer.is_some() {
-                // The writer swaps its own generation during compaction; a retired
-                // file here means another process compacted it: never ours to follow.
-                return Err(Error::Internal("writer's ledger file was retired".into()));
-            }
-            self.follow(&gen)?;
-        }
-    }
-
-    /// A reader opens the path again after a compaction replaced its file.
-    fn follow(&self, gen: &Arc<Generation>) -> Result<()> {
-        let _one = self.follow.lock();
-        if Arc::ptr_eq(gen, &self.gen.load()) {
-            let next = open_reader_generation(&self.path)?;
-            if watch::same_file(&next.log.file, &gen.log.file) {
-                // Marked retired yet still at its path (a copy of an old file put back):
-                // fail closed until a writer opens it, which clears the mark.
-                return Err(Error::corrupt(
-                    crate::header::OFF_RETIRED as u64,
-                    "the file is marked as replaced by a compaction but is still at its path",
-                ));
-            }
-            self.gen.store(Arc::new(next));
-        }
-        Ok(())
+    /// or a new index epoch if one happened).
+    pub(crate) fn current(&self) -> Result<Arc<Generation>> {
+        self.inner.current()
     }
 
     /// Checks that the handle's file is still the ledger at its path (src/watch.rs):
     /// follows a compaction a reader has not seen yet, and fails (for good) when the file
     /// was deleted, replaced or truncated.
     fn verify_path(&self) -> Result<()> {
-        let gen = self.gen.load_full();
-        gen.lost.check()?;
-        match gen.log.path_state()? {
-            PathState::Current => Ok(()),
-            PathState::Compacted if self.writer.is_none() => self.follow(&gen),
-            PathState::Compacted => Err(gen.lost.set(watch::Lost::Replaced(format!(
-                "the ledger file {} was compacted by another process while this writer held it",
-                self.path.display()
-            )))),
-            PathState::Lost(why) => Err(gen.lost.set(why)),
-        }
+        self.inner.verify_path()
     }
 
     /// Applies every record committed since this handle last looked, following a
-    /// compaction if one happened. Checks do this on their own when needed. On a reader,
-    /// also checks that the file is still the ledger at its path (deleted, replaced or
-    /// truncated: an error, and every later call fails; checks do this once in
-    /// [`PATH_CHECK_EVERY`](crate::PATH_CHECK_EVERY) per thread): call it from a timer to
-    /// bound in time how long a reader may answer from a file that was removed.
+    /// compaction or a new shared index if one happened. Checks do this on their own when
+    /// needed. On a reader, also checks that the file is still the ledger at its path
+    /// (deleted, replaced or truncated: an error, and every later call fails; checks do
+    /// this once in [`PATH_CHECK_EVERY`](crate::PATH_CHECK_EVERY) per thread): call it
+    /// from a timer to bound in time how long a reader may answer from a file that was
+    /// removed.
     pub fn refresh(&self) -> Result<()> {
-        if self.writer.is_none() {
+        if self.inner.writer.is_none() {
             self.verify_path()?;
         }
         self.current().map(|_| ())
@@ -620,7 +974,10 @@ impl Ledger {
     /// Not durable until [`Ledger::sync`].
     pub fn revoke(&self, rule: &Rule) -> Result<()> {
         rule.validate()?;
-        self.append(1, |buf| encode_rule(buf, rule))
+        self.append(|buf, records| {
+            records.push((buf.len() + FRAME_HEADER_LEN, crate::record::KIND_RULE));
+            encode_rule(buf, rule)
+        })
     }
 
     /// Records every rule of `rules` in one write; all are validated first, so either
@@ -630,8 +987,9 @@ impl Ledger {
             r.validate()
                 .map_err(|e| Error::invalid(format!("rule {i} of the batch: {e}")))?;
         }
-        self.append(rules.len() as u64, |buf| {
+        self.append(|buf, records| {
             for r in rules {
+                records.push((buf.len() + FRAME_HEADER_LEN, crate::record::KIND_RULE));
                 encode_rule(buf, r);
             }
         })
@@ -653,10 +1011,12 @@ impl Ledger {
                 .map_err(|e| Error::invalid(format!("rule {i} of the batch: {e}")))?;
         }
         position.validate()?;
-        self.append(rules.len() as u64, |buf| {
+        self.append(|buf, records| {
             for r in rules {
+                records.push((buf.len() + FRAME_HEADER_LEN, crate::record::KIND_RULE));
                 encode_rule(buf, r);
             }
+            records.push((buf.len() + FRAME_HEADER_LEN, crate::record::KIND_POSITION));
             encode_position(buf, position);
         })
     }
@@ -665,20 +1025,20 @@ impl Ledger {
     /// written by [`Ledger::revoke_batch_at_position`] (kept by compaction), or `None`
     /// when no sync process ever wrote one. Brings the handle up to date first.
     pub fn stream_position(&self) -> Result<Option<StreamPosition>> {
-        Ok(self.current()?.position.get())
+        Ok(self.current()?.position()?.get())
     }
 
     /// Unix seconds at which the ledger last heard from its stream (`None`: never). The
     /// part of [`Ledger::stream_position`] a gateway polls: lock-free and free of system
-    /// calls unless the writer committed since this handle last looked.
+    /// calls unless the position changed since this handle last looked.
     #[inline]
     pub fn last_heard(&self) -> Result<Option<i64>> {
-        let gen = self.gen.load();
-        if !gen.stale() {
-            return Ok(gen.position.last_heard());
+        let gen = self.inner.gen.load();
+        if gen.fresh() {
+            return Ok(gen.position()?.last_heard());
         }
         drop(gen);
-        Ok(self.current()?.position.last_heard())
+        Ok(self.current()?.position()?.last_heard())
     }
 
     /// Why the ledger may lack rules its stream carried ([`StreamPosition::degraded`]: 0
@@ -686,12 +1046,12 @@ impl Ledger {
     /// like [`Ledger::last_heard`]: a gateway treats a non-zero answer as stale.
     #[inline]
     pub fn degraded(&self) -> Result<u8> {
-        let gen = self.gen.load();
-        if !gen.stale() {
-            return Ok(gen.position.degraded());
+        let gen = self.inner.gen.load();
+        if gen.fresh() {
+            return Ok(gen.position()?.degraded());
         }
         drop(gen);
-        Ok(self.current()?.position.degraded())
+        Ok(self.current()?.position()?.degraded())
     }
 
     /// Revokes `(scope, tenant, key)` as of now: the current time rounded up to the next
@@ -707,42 +1067,408 @@ impl Ledger {
         Ok(at)
     }
 
-    /// Appends what `encode` writes (`rules` rule records) and publishes it.
-    fn append(&self, rules: u64, encode: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
-        let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
-        let mut w = writer.lock();
-        let gen = self.gen.load();
+    /// Appends what `encode` writes (it also lists each record's payload offset in the
+    /// buffer and kind), indexes it and publishes it.
+    fn append(&self, encode: impl FnOnce(&mut Vec<u8>, &mut Vec<(usize, u8)>)) -> Result<()> {
+        let writer = self.inner.writer.as_ref().ok_or(Error::ReadOnly)?;
+        let mut w = writer.state.lock();
+        let gen = self.inner.gen.load_full();
         gen.lost.check()?;
-        let WriterState { end, buf, .. } = &mut *w;
+        let WriterState { end, buf, records } = &mut *w;
         buf.clear();
-        encode(buf);
-        gen.log.write_at(*end, buf)?;
-        *end += buf.len() as u64;
-        gen.log.map.publish_committed(*end)?;
+        records.clear();
+        encode(buf, records);
+        let at = *end;
+        gen.log.write_at(at, buf)?;
+        let new_end = at + buf.len() as u64;
+        index_appended(&gen, at, buf, records)?;
+        gen.log.map.publish_committed(new_end)?;
+        *end = new_end;
+        after_commit(&gen, at, new_end, buf, records);
         if buf.capacity() > 1 << 20 {
             *buf = Vec::with_capacity(4096);
         }
-        w.tail_records += rules;
-        let due = w.auto_compact.is_some_and(|fraction| {
-            let snapshot_keys = gen.snapshot.as_ref().map_or(0, Snapshot::keys);
-            w.tail_records >= AUTO_COMPACT_MIN_RECORDS
-                && w.tail_records as f64 > fraction * snapshot_keys as f64
-        });
         drop(w);
-        if due {
-            self.compact(unix_now_floor())?;
-        }
+        compact::maybe_start(&self.inner, &gen);
         Ok(())
     }
 
     /// Makes every committed record durable (fdatasync). Many revokes then one sync is
     /// group commit.
     pub fn sync(&self) -> Result<()> {
+        self.inner.sync()
+    }
+
+    /// Rewrites the ledger with one record per live key, dropping every rule that can no
+    /// longer revoke an unexpired token at `now` (Unix seconds), and swaps the new file in
+    /// atomically (write, fsync, rename, fsync the directory). Readers follow on their
+    /// next check. Revokes go on while it runs (they wait only for the final swap). A
+    /// crash at any point leaves the old or the new file, complete. `now` later than this
+    /// host's clock plus the leeway is refused (a clock in milliseconds would drop every
+    /// rule). Writers also compact on their own, in the background
+    /// ([`WriterOptions::compaction`]).
+    pub fn compact(&self, now: i64) -> Result<CompactStats> {
+        let writer = self.inner.writer.as_ref().ok_or(Error::ReadOnly)?;
+        let leeway = self.leeway();
+        let clock = writer.now();
+        if now > clock.saturating_add(leeway) {
+            return Err(Error::invalid(format!(
+                "compact(now = {now}) is more than the leeway ({leeway} s) after this host's \
+                 clock ({clock}): refused, since it would drop rules that unexpired tokens \
+                 need (is it in milliseconds?)"
+            )));
+        }
+        let _ = writer;
+        compact::compact_now(&self.inner, now)
+    }
+
+    /// Writer: waits for the background job (compaction or index growth) running now,
+    /// if any, and returns its result.
+    pub fn wait_background(&self) -> Result<()> {
+        match &self.inner.writer {
+            Some(w) => w.jobs.wait(),
+            None => Err(Error::ReadOnly),
+        }
+    }
+
+    /// Effective maximum token lifetime, in seconds.
+    pub fn max_token_lifetime(&self) -> i64 {
+        self.inner.gen.load().max_token_lifetime()
+    }
+
+    /// Clock-skew leeway, in seconds.
+    pub fn leeway(&self) -> i64 {
+        self.inner.leeway
+    }
+
+    /// Whether this handle is the writer.
+    pub fn is_writer(&self) -> bool {
+        self.inner.writer.is_some()
+    }
+
+    /// Path the ledger was opened at.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Whether a rule of `scope` with cutoff (or, for tokens, exp) `at` can be dropped at
+    /// time `now`: every token it could revoke has expired.
+    pub fn is_expired(&self, scope: Scope, at: i64, now: i64) -> bool {
+        self.inner.gen.load().is_expired(scope, at, now)
+    }
+
+    /// Figures about the ledger as of `now` (Unix seconds; used for `expired_keys`).
+    /// Visits every live key: linear in the size of the ledger.
+    pub fn stats(&self, now: i64) -> Result<Stats> {
+        let gen = self.current()?;
+        let (mut live, mut expired) = (0, 0);
+        gen.live_rules(|scope, _, _, at, _| {
+            live += 1;
+            expired += u64::from(gen.is_expired(scope, at, now));
+        })?;
+        let cu = gen.catch_up.lock();
+        let (records, base) = gen.shared.as_ref().map_or((0, 0), |s| s.records());
+        Ok(Stats {
+            rule_records: records.max(base)
+                + if gen.shared.is_none() {
+                    cu.rule_records
+                } else {
+                    0
+                },
+            compacted_keys: base,
+            live_keys: live,
+            expired_keys: expired,
+            log_bytes: gen.log.map.committed_len(),
+            file_bytes: gen.log.map.refresh_len(&gen.log.file)?,
+            index_bytes: gen.shared.as_ref().map_or(0, |s| s.layout().table_bytes()),
+            tail_bytes: if gen.tail_used.load(Ordering::Acquire) {
+                gen.tail.memory_bytes() as u64
+            } else {
+                0
+            },
+            shared_index: gen.shared.is_some(),
+            max_token_lifetime: gen.max_token_lifetime(),
+            leeway: gen.log.header.leeway,
+            generation: gen.log.header.generation,
+            index_epoch: gen.epoch,
+            writer: self.is_writer(),
+            dropped_bytes: gen.recovery.dropped_bytes,
+            background_error: self.inner.writer.as_ref().and_then(|w| w.jobs.last_error()),
+        })
+    }
+
+    /// Visits every record of the ledger file's log, in file order, with the file
+    /// offset of its frame.
+    pub fn for_each_record(&self, mut visit: impl FnMut(u64, Record<'_>)) -> Result<()> {
+        let gen = self.current()?;
+        let start = gen.log.header.log_start;
+        let end = gen
+            .log
+            .map
+            .committed_len()
+            .min(gen.log.map.known_file_len());
+        let log = gen.log.map.log(end)?;
+        let (_, stop) = scan(log, start, end, |record, payload_offset| {
+            visit(payload_offset - FRAME_HEADER_LEN as u64, record)
+        });
+        match stop {
+            Some(why) if gen.catch_up.lock().torn.is_none() && self.is_writer() => Err(
+                Error::Internal(format!("the writer's own log stops early: {why}")),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Inserts the rules of an append (frames `buf` written at `at`) into the writer's shared
+/// index, before they are committed. When the index is full, records from there on are
+/// left to the tails (`overflow_from`) until a bigger index is published.
+fn index_appended(gen: &Generation, at: u64, buf: &[u8], records: &[(usize, u8)]) -> Result<()> {
+    let Some(s) = &gen.shared else {
+        return Ok(());
+    };
+    if s.overflow_from() != 0 {
+        return Ok(());
+    }
+    let log = gen.log.map.log(at + buf.len() as u64)?;
+    for &(payload, kind) in records {
+        if kind != crate::record::KIND_RULE {
+            continue;
+        }
+        let offset = at + payload as u64;
+        let rule = log
+            .from(offset)
+            .and_then(crate::record::rule_at)
+            .ok_or_else(|| Error::Internal("a frame just written does not read back".into()))?;
+        let hash = if rule.scope == Scope::Global {
+            0
+        } else {
+            gen.hasher.full(rule.scope, rule.tenant, rule.key)
+        };
+        if s.insert(hash, &rule, offset, log)? == Inserted::Full {
+            s.set_overflow(offset - FRAME_HEADER_LEN as u64);
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// After a commit: what readers find through the shared index's header (configuration
+/// and stream positions, stored only once committed so that they point below
+/// `committed_len`), and how far the index holds the log.
+fn after_commit(gen: &Generation, at: u64, new_end: u64, buf: &[u8], records: &[(usize, u8)]) {
+    let Some(s) = &gen.shared else {
+        return;
+    };
+    for &(payload, kind) in records {
+        match kind {
+            crate::record::KIND_CONFIG => {
+                let off = payload + 16;
+                let v = buf
+                    .get(off..off + 8)
+                    .map_or(0, |b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+                s.raise_max_token_lifetime(v);
+            }
+            crate::record::KIND_POSITION => s.set_last_position(at + payload as u64),
+            _ => {}
+        }
+    }
+    if s.overflow_from() == 0 {
+        s.set_indexed_len(new_end);
+    }
+}
+
+/// Source of [`Inner::id`].
+static NEXT_HANDLE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A thread's view of one handle's generation: checks read it without touching the
+/// handle's shared state (no reference count, no lock), and take a new one when the
+/// handle's `version` moved.
+struct ThreadView {
+    id: u64,
+    version: u64,
+    gen: Option<Arc<Generation>>,
+}
+
+/// Views held per thread (the last handles it checked with).
+const THREAD_VIEWS: usize = 4;
+
+thread_local! {
+    static VIEWS: RefCell<[ThreadView; THREAD_VIEWS]> = const {
+        RefCell::new([const { ThreadView { id: 0, version: 0, gen: None } }; THREAD_VIEWS])
+    };
+}
+
+impl Writer {
+    /// The writer's clock (Unix seconds).
+    pub(crate) fn now(&self) -> i64 {
+        self.options.clock.map_or_else(unix_now_floor, |c| c())
+    }
+}
+
+impl Inner {
+    fn new(path: PathBuf, leeway: i64, gen: Generation, writer: Option<Writer>) -> Inner {
+        Inner {
+            id: NEXT_HANDLE_ID.fetch_add(1, Ordering::Relaxed),
+            version: AtomicU64::new(1),
+            path,
+            leeway,
+            gen: ArcSwap::from_pointee(gen),
+            follow: Mutex::new(()),
+            writer,
+        }
+    }
+
+    /// Makes `gen` the current generation (readers and checks move to it).
+    pub(crate) fn set_gen(&self, gen: Generation) {
+        self.gen.store(Arc::new(gen));
+        self.version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Runs `f` with this thread's view of the current generation, taking a new view when
+    /// the handle moved on since.
+    #[inline(always)]
+    fn with_view<R>(&self, f: impl FnOnce(&Generation) -> R) -> R {
+        let version = self.version.load(Ordering::Acquire);
+        VIEWS.with(|views| {
+            let mut views = views.borrow_mut();
+            let i = match views.iter().position(|v| v.id == self.id) {
+                Some(i) if views[i].version == version => i,
+                found => self.replace_view(&mut views, found, version),
+            };
+            match &views[i].gen {
+                Some(g) => f(g),
+                None => f(&self.gen.load()),
+            }
+        })
+    }
+
+    #[cold]
+    fn replace_view(
+        &self,
+        views: &mut [ThreadView; THREAD_VIEWS],
+        found: Option<usize>,
+        version: u64,
+    ) -> usize {
+        let i = found.unwrap_or_else(|| {
+            // Evict the view of the handle used least recently: views are kept in order
+            // of use, the last one is the oldest.
+            views.rotate_right(1);
+            0
+        });
+        views[i] = ThreadView {
+            id: self.id,
+            version,
+            gen: Some(self.gen.load_full()),
+        };
+        i
+    }
+
+    /// Drops this thread's view of this handle (the handle is closing).
+    fn forget_view(&self) {
+        let _ = VIEWS.try_with(|views| {
+            if let Ok(mut views) = views.try_borrow_mut() {
+                for v in views.iter_mut().filter(|v| v.id == self.id) {
+                    *v = ThreadView {
+                        id: 0,
+                        version: 0,
+                        gen: None,
+                    };
+                }
+            }
+        });
+    }
+
+    pub(crate) fn current(&self) -> Result<Arc<Generation>> {
+        for _ in 0..64 {
+            let gen = self.gen.load_full();
+            gen.lost.check()?;
+            if self.writer.is_some() {
+                if gen.log.map.retired() {
+                    // The writer swaps its own generation during compaction; a retired
+                    // file here means another process compacted it: never ours to follow.
+                    return Err(Error::Internal("writer's ledger file was retired".into()));
+                }
+                gen.refresh(false)?;
+                return Ok(gen);
+            }
+            let (retired, epoch, recoveries) = gen.log.map.retired_and_epoch();
+            if retired != 0 {
+                self.follow(&gen, false)?;
+                continue;
+            }
+            if epoch != gen.epoch || recoveries != gen.recoveries {
+                self.follow(&gen, true)?;
+                let now = self.gen.load();
+                if Arc::ptr_eq(&now, &gen)
+                    || (now.epoch == gen.epoch
+                        && now.recoveries == gen.recoveries
+                        && now.shared.is_none())
+                {
+                    // The new epoch's index could not be used: go on with the tail.
+                    now.refresh(false)?;
+                    return Ok(now.clone());
+                }
+                continue;
+            }
+            gen.refresh(false)?;
+            return Ok(gen);
+        }
+        Err(Error::Internal(
+            "the ledger kept changing while this reader followed it".into(),
+        ))
+    }
+
+    /// A reader opens the path again (a compaction replaced its file), or maps the index
+    /// of the new epoch (`same_file`).
+    fn follow(&self, gen: &Arc<Generation>, same_file: bool) -> Result<()> {
+        let _one = self.follow.lock();
+        if !Arc::ptr_eq(gen, &self.gen.load()) {
+            return Ok(()); // another thread did it
+        }
+        let reuse = same_file.then(|| (gen.log.clone(), gen.lost.clone()));
+        let next = open_reader_generation(&self.path, reuse)?;
+        if !same_file && watch::same_file(&next.log.file, &gen.log.file) {
+            // Marked retired yet still at its path (a copy of an old file put back):
+            // fail closed until a writer opens it, which clears the mark.
+            return Err(Error::corrupt(
+                crate::header::OFF_RETIRED as u64,
+                "the file is marked as replaced by a compaction but is still at its path",
+            ));
+        }
+        if same_file
+            && next.epoch == gen.epoch
+            && next.recoveries == gen.recoveries
+            && next.shared.is_none()
+            && gen.shared.is_none()
+        {
+            // Nothing usable yet: keep the generation (its tail) we have.
+            return Ok(());
+        }
+        self.set_gen(next);
+        Ok(())
+    }
+
+    fn verify_path(&self) -> Result<()> {
+        let gen = self.gen.load_full();
+        gen.lost.check()?;
+        match gen.log.path_state()? {
+            PathState::Current => Ok(()),
+            PathState::Compacted if self.writer.is_none() => self.follow(&gen, false),
+            PathState::Compacted => Err(gen.lost.set(watch::Lost::Replaced(format!(
+                "the ledger file {} was compacted by another process while this writer held it",
+                self.path.display()
+            )))),
+            PathState::Lost(why) => Err(gen.lost.set(why)),
+        }
+    }
+
+    pub(crate) fn sync(&self) -> Result<()> {
         let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
-        let _one_sync_at_a_time = self.sync_lock.lock();
+        let _one_sync_at_a_time = writer.sync_lock.lock();
         self.verify_path()?;
         let (end, gen) = {
-            let w = writer.lock();
+            let w = writer.state.lock();
             (w.end, self.gen.load_full())
         };
         if gen.log.map.synced_len() >= end {
@@ -755,191 +1481,48 @@ impl Ledger {
         }
         gen.log.map.publish_synced(end)
     }
-
-    /// Rewrites the ledger with one record per live key, dropping every rule that can no
-    /// longer revoke an unexpired token at `now` (Unix seconds), and swaps the new file in
-    /// atomically (write, fsync, rename, fsync the directory). Readers follow on their
-    /// next check. Revokes wait while it runs. A crash at any point leaves the old or
-    /// the new file, complete.
-    pub fn compact(&self, now: i64) -> Result<CompactStats> {
-        let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
-        let mut w = writer.lock();
-        self.verify_path()?;
-        let old = self.gen.load_full();
-        old.refresh()?;
-        let generation = old.log.header.generation.checked_add(1).ok_or_else(|| {
-            Error::corrupt(
-                64,
-                "the header's generation is at its maximum: cannot compact",
-            )
-        })?;
-        let header = Header {
-            max_token_lifetime: old.max_token_lifetime(),
-            generation,
-            created_at: unix_now_floor(),
-            ..old.log.header.clone()
-        };
-        let mut stats = CompactStats {
-            records_before: old.catch_up.lock().rule_records
-                + old.snapshot.as_ref().map_or(0, Snapshot::keys),
-            bytes_before: w.end,
-            ..CompactStats::default()
-        };
-        let mut live: Vec<LiveRule> = Vec::new();
-        old.live_rules(|scope, tenant, key, at| {
-            if old.is_expired(scope, at, now) {
-                stats.keys_dropped += 1;
-            } else {
-                live.push(LiveRule {
-                    scope,
-                    tenant,
-                    key,
-                    at,
-                });
-            }
-        })?;
-        stats.rules_kept = live.len() as u64;
-        let snap = snapshot::build(old.index.hasher(), &live);
-        drop(live);
-        if snap.len() as u64 >= snapshot::MAX_SNAPSHOT_LEN {
-            return Err(Error::invalid(
-                "live rules exceed the 512 GiB snapshot limit",
-            ));
-        }
-        let header = Header {
-            snapshot_offset: SNAPSHOT_OFFSET,
-            snapshot_len: snap.len() as u64,
-            log_start: (SNAPSHOT_OFFSET + snap.len() as u64).next_multiple_of(8),
-            ..header
-        };
-        let tmp = compaction_path(&self.path);
-        let mut tail = Vec::new();
-        if let Some(p) = old.position.get() {
-            encode_position(&mut tail, &p); // the new file keeps the stream position
-        }
-        let log = LogFile::create_compacted(&tmp, &self.path, &header, &snap, &tail)?;
-        drop(snap);
-        let end = log.map.committed_len();
-        // Open the new generation before it replaces the old one: if its snapshot did not
-        // read back, the old file stays in place.
-        let gen = Generation::new(
-            log,
-            Recovery {
-                end,
-                dropped_bytes: 0,
-            },
-        )
-        .and_then(|gen| gen.refresh().map(|()| gen));
-        let gen = match gen {
-            Ok(gen) => gen,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        if let Err(e) = std::fs::rename(&tmp, &self.path) {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::io_path(
-                "renaming the compacted ledger onto",
-                &self.path,
-                e,
-            ));
-        }
-        sync_dir(&parent_dir(&self.path))?;
-        self.gen.store(Arc::new(gen));
-        w.end = end;
-        w.tail_records = 0;
-        old.log.map.publish_retired()?;
-        stats.bytes_after = end;
-        Ok(stats)
-    }
-
-    /// Effective maximum token lifetime, in seconds.
-    pub fn max_token_lifetime(&self) -> i64 {
-        self.gen.load().max_token_lifetime()
-    }
-
-    /// Clock-skew leeway, in seconds.
-    pub fn leeway(&self) -> i64 {
-        self.gen.load().log.header.leeway
-    }
-
-    /// Whether this handle is the writer.
-    pub fn is_writer(&self) -> bool {
-        self.writer.is_some()
-    }
-
-    /// Path the ledger was opened at.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Whether a rule of `scope` with cutoff (or, for tokens, exp) `at` can be dropped at
-    /// time `now`: every token it could revoke has expired.
-    pub fn is_expired(&self, scope: Scope, at: i64, now: i64) -> bool {
-        self.gen.load().is_expired(scope, at, now)
-    }
-
-    /// Figures about the ledger as of `now` (Unix seconds; used for `expired_keys`).
-    /// Visits every live key: linear in the size of the ledger.
-    pub fn stats(&self, now: i64) -> Result<Stats> {
-        let gen = self.current()?;
-        let (mut live, mut expired) = (0, 0);
-        gen.live_rules(|scope, _, _, at| {
-            live += 1;
-            expired += u64::from(gen.is_expired(scope, at, now));
-        })?;
-        let cu = gen.catch_up.lock();
-        let snapshot_keys = gen.snapshot.as_ref().map_or(0, Snapshot::keys);
-        Ok(Stats {
-            rule_records: cu.rule_records + snapshot_keys,
-            snapshot_keys,
-            live_keys: live,
-            expired_keys: expired,
-            log_bytes: cu.applied,
-            file_bytes: gen.log.map.refresh_len(&gen.log.file)?,
-            index_bytes: gen.index.memory_bytes() as u64
-                + gen.snapshot.as_ref().map_or(0, Snapshot::table_bytes),
-            max_token_lifetime: gen.max_token_lifetime(),
-            leeway: gen.log.header.leeway,
-            generation: gen.log.header.generation,
-            writer: self.is_writer(),
-            dropped_bytes: gen.recovery.dropped_bytes,
-        })
-    }
-
-    /// Visits every rule the ledger holds, in file order, with the file offset it is
-    /// stored at: first the snapshot's (one per key, at the snapshot's offset), then the
-    /// log's records (at their frame offsets).
-    pub fn for_each_record(&self, mut visit: impl FnMut(u64, Record<'_>)) -> Result<()> {
-        let gen = self.current()?;
-        let start = gen.log.header.log_start;
-        if let Some(s) = &gen.snapshot {
-            let file = gen.log.map.bytes(start)?;
-            s.for_each(file, |scope, tenant, key, at| {
-                visit(
-                    gen.log.header.snapshot_offset,
-                    Record::Rule(Rule::new(scope, tenant, key, at)),
-                )
-            })?;
-        }
-        let end = gen.catch_up.lock().applied;
-        let bytes = gen.log.map.bytes(end)?;
-        scan(bytes, start, end, |record, payload_offset| {
-            visit(
-                payload_offset - crate::record::FRAME_HEADER_LEN as u64,
-                record,
-            )
-        });
-        Ok(())
-    }
 }
 
-fn open_reader_generation(path: &Path) -> Result<Generation> {
-    let log = LogFile::open_reader(path)?;
+/// Opens the ledger at `path` for reading (or, with `reuse`, makes a new view of the file
+/// a handle already has): its shared index when it can be trusted, and a tail for what
+/// the index does not hold.
+pub(crate) fn open_reader_generation(
+    path: &Path,
+    reuse: Option<(Arc<LogFile>, Arc<LostFlag>)>,
+) -> Result<Generation> {
+    let (log, lost) = match reuse {
+        Some(r) => r,
+        None => (
+            Arc::new(LogFile::open_reader(path)?),
+            Arc::new(LostFlag::default()),
+        ),
+    };
+    let ipath = index_path(path, log.header.generation);
+    let mut chosen = None;
+    for _attempt in 0..16 {
+        let epoch = log.map.index_epoch();
+        let committed = log.map.committed_len();
+        match SharedIndex::open(&ipath, &log.header, epoch, false)? {
+            Some(index) => {
+                chosen = match index.trust(&log.file, committed)? {
+                    Trust::Trusted { indexed_len, .. } => Some((Some(index), epoch, indexed_len)),
+                    Trust::Untrusted(_) => Some((None, epoch, log.header.log_start)),
+                };
+                break;
+            }
+            // The writer may have published a newer index meanwhile: look again.
+            None if log.map.index_epoch() != epoch => continue,
+            None => {
+                chosen = Some((None, epoch, log.header.log_start));
+                break;
+            }
+        }
+    }
+    let (shared, epoch, tail_start) =
+        chosen.unwrap_or((None, log.map.index_epoch(), log.header.log_start));
     let committed = log.map.committed_len();
-    let gen = Generation::new(log, Recovery::default())?;
-    gen.refresh()?;
+    let gen = Generation::new(log, shared, epoch, tail_start, Recovery::default(), lost)?;
+    gen.refresh(true)?;
     let applied = gen.catch_up.lock().applied;
     let mut gen = gen;
     gen.recovery = Recovery {
@@ -949,25 +1532,55 @@ fn open_reader_generation(path: &Path) -> Result<Generation> {
     Ok(gen)
 }
 
-fn compaction_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or("ledger".into(), |n| n.to_string_lossy().into_owned());
-    parent_dir(path).join(format!(".{name}.compacting"))
-}
-
-/// A compaction that crashed leaves its temporary file; the next writer removes it.
-fn remove_stale_compactions(path: &Path) {
-    let _ = std::fs::remove_file(compaction_path(path));
-}
-
 impl Drop for Ledger {
     fn drop(&mut self) {
-        // A writer closing makes its records durable, so that the synced end in the
-        // header covers them; an error here has no one to report to and loses nothing
-        // committed (the bytes are in the page cache).
-        if self.writer.is_some() {
-            let _ = self.sync();
+        self.inner.forget_view();
+        // A writer closing finishes (or cancels) its background job, leaves an index
+        // that holds the whole log when it can, and makes its records durable, so that
+        // the synced end in the header covers them. An error here has no one to report
+        // to and loses nothing committed (the bytes are in the page cache).
+        if self.inner.writer.is_some() {
+            compact::on_close(&self.inner);
+            if self.inner.sync().is_ok() {
+                compact::mark_closed(&self.inner);
+            }
+            // Other threads may still hold a view of the file (until their next check
+            // with another handle): the lock goes now, with the handle.
+            let _ = self.inner.gen.load().log.file.unlock();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Ledger>();
+    }
+
+    #[test]
+    fn future_iat_is_refused_and_the_clock_hint_moves() {
+        let now = unix_now_floor();
+        assert!(check_issued_at(now, 300).is_ok());
+        assert!(check_issued_at(now + 299, 300).is_ok());
+        let e = check_issued_at(now + 3 * 86_400, 300).unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidArgument(ref m) if m.contains("future")),
+            "{e}"
+        );
+        assert!(CLOCK_HINT.load(Ordering::Relaxed) >= now);
+    }
+
+    #[test]
+    fn log_bytes_from_is_bounded() {
+        let bytes = [1u8; 16];
+        let log = crate::map::LogBytes::from_slice(&bytes);
+        assert_eq!(log.end(), HEADER_LEN as u64 + 16);
+        assert!(log.from(0).is_none());
+        assert_eq!(log.from(HEADER_LEN as u64 + 15).map(<[u8]>::len), Some(1));
+        assert!(log.from(HEADER_LEN as u64 + 17).is_none());
     }
 }

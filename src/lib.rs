@@ -23,31 +23,47 @@
 //! ```
 //!
 //! The data path reads top to bottom: [`record`] (bytes of one rule) → `log` (the file,
-//! recovery, appends) → `index` (effective cutoff per key) → `check` (the verdict), tied
-//! together by [`Ledger`]. All `unsafe` mapping code lives in `map`.
+//! recovery, appends) → `index` (the shared index the writer keeps and every process
+//! maps) and `tail` (a process's own index of what the shared one does not hold yet) →
+//! `check` (the verdict), tied together by [`Ledger`]; `compact` is what the writer does
+//! in the background (index growth, compaction). All `unsafe` mapping code lives in
+//! `map`; every file-system call goes through `io`.
 
 mod check;
 pub mod claims;
+mod compact;
 mod error;
 pub mod ffi;
+mod hash;
 pub mod header;
 mod index;
+mod io;
 mod ledger;
 mod log;
 mod map;
 mod position;
 pub mod record;
 mod rule;
-mod snapshot;
+mod tail;
+mod v1;
 mod watch;
 
 pub use claims::ClaimMapping;
 pub use error::{Error, Result};
-pub use ledger::{CompactStats, Ledger, Stats, WriterOptions, AUTO_COMPACT_MIN_RECORDS};
+pub use ledger::{
+    CompactStats, CompactionPolicy, Ledger, Stats, WriterOptions, AUTO_COMPACT_MIN_RECORDS,
+    INDEX_MIN_KEYS,
+};
 pub use log::Recovery;
 pub use position::{StreamId, StreamPosition};
 pub use rule::{now_cutoff, unix_now_floor, Rule, Scope, Token, Verdict, MAX_KEY_LEN, MAX_ROLES};
 pub use watch::CHECK_EVERY as PATH_CHECK_EVERY;
+
+/// Fault injection at every file-system call, for tests (not part of the supported API).
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::io::testing::*;
+}
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]
@@ -56,12 +72,3 @@ pub struct ReadmeDoctests;
 
 /// The crate version, as `revledger_version()` reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-#[cfg(test)]
-mod tests {
-    fn assert_send_sync<T: Send + Sync>() {}
-    #[test]
-    fn ledger_is_send_and_sync() {
-        assert_send_sync::<crate::Ledger>();
-    }
-}

@@ -134,9 +134,14 @@ impl StreamPosition {
 /// The position a ledger handle has read: the last position record of its log, if any.
 /// `last_heard` is also kept apart in an atomic, so that a gateway asking "how fresh?"
 /// on every request takes no lock.
+/// The newest stream position a handle has read, shared by its threads, with `last_heard`
+/// readable without a lock (gateways poll it on every request). Positions are kept by
+/// the log offset of their record: a later record replaces an earlier one.
 #[derive(Debug)]
 pub(crate) struct PositionCell {
     position: parking_lot::Mutex<Option<StreamPosition>>,
+    /// Payload offset of the record `position` came from (0: none yet).
+    offset: std::sync::atomic::AtomicU64,
     last_heard: std::sync::atomic::AtomicI64,
     degraded: std::sync::atomic::AtomicU8,
 }
@@ -145,6 +150,7 @@ impl Default for PositionCell {
     fn default() -> PositionCell {
         PositionCell {
             position: parking_lot::Mutex::new(None),
+            offset: std::sync::atomic::AtomicU64::new(0),
             last_heard: std::sync::atomic::AtomicI64::new(i64::MIN),
             degraded: std::sync::atomic::AtomicU8::new(0),
         }
@@ -152,9 +158,21 @@ impl Default for PositionCell {
 }
 
 impl PositionCell {
-    /// Takes a position record read from the log (later records replace earlier ones).
-    pub(crate) fn set(&self, stream: &[u8], last_id: StreamId, last_heard: i64, degraded: u8) {
+    /// Records the position read from the record whose payload is at `offset`, unless a
+    /// later record's position is already held.
+    pub(crate) fn set(
+        &self,
+        offset: u64,
+        stream: &[u8],
+        last_id: StreamId,
+        last_heard: i64,
+        degraded: u8,
+    ) {
+        use std::sync::atomic::Ordering;
         let mut p = self.position.lock();
+        if offset < self.offset.load(Ordering::Acquire) {
+            return;
+        }
         match &mut *p {
             Some(old) => {
                 if old.stream != stream {
@@ -171,20 +189,27 @@ impl PositionCell {
                 *p = Some(new);
             }
         }
-        self.degraded
-            .store(degraded, std::sync::atomic::Ordering::Release);
-        self.last_heard
-            .store(last_heard, std::sync::atomic::Ordering::Release);
+        self.degraded.store(degraded, Ordering::Release);
+        self.last_heard.store(last_heard, Ordering::Release);
+        self.offset.store(offset, Ordering::Release);
     }
 
+    /// Payload offset of the record the held position came from (0: none).
+    pub(crate) fn offset(&self) -> u64 {
+        self.offset.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The position held.
     pub(crate) fn get(&self) -> Option<StreamPosition> {
         self.position.lock().clone()
     }
 
+    /// `degraded` of the position held, without a lock.
     pub(crate) fn degraded(&self) -> u8 {
         self.degraded.load(std::sync::atomic::Ordering::Acquire)
     }
 
+    /// `last_heard` of the position held, without a lock.
     pub(crate) fn last_heard(&self) -> Option<i64> {
         match self.last_heard.load(std::sync::atomic::Ordering::Acquire) {
             i64::MIN => None,

@@ -239,24 +239,31 @@ fn decode_payload(p: &[u8]) -> Result<Record<'_>, &'static str> {
     }
 }
 
-/// Key bytes of the rule record whose payload starts at `buf[0]`: `(tenant, key)`.
-/// `None` when the bytes there are not a rule payload (never for offsets the index holds).
-pub fn rule_keys_at(buf: &[u8]) -> Option<(&[u8], &[u8])> {
-    if buf.len() < PAYLOAD_HEADER_LEN {
+/// The rule whose payload starts at `buf[0]`, read without checking the frame's CRC: for
+/// offsets the index holds, whose frames were checked or written by the writer. `None`
+/// when the bytes there are not a well-formed rule payload (a damaged index).
+#[inline]
+pub fn rule_at(buf: &[u8]) -> Option<Rule<'_>> {
+    if buf.len() < PAYLOAD_HEADER_LEN || buf[0] != KIND_RULE {
         return None;
     }
+    let scope = Scope::from_u8(buf[1])?;
     let tenant_len = le_u32(buf, 4) as usize;
     let key_len = le_u32(buf, 8) as usize;
-    let end = PAYLOAD_HEADER_LEN
-        .checked_add(tenant_len)?
-        .checked_add(key_len)?;
-    if end > buf.len() {
+    if tenant_len > MAX_KEY_LEN || key_len > MAX_KEY_LEN {
         return None;
     }
-    Some((
-        &buf[PAYLOAD_HEADER_LEN..PAYLOAD_HEADER_LEN + tenant_len],
-        &buf[PAYLOAD_HEADER_LEN + tenant_len..end],
-    ))
+    let end = PAYLOAD_HEADER_LEN + tenant_len + key_len;
+    let keys = buf.get(PAYLOAD_HEADER_LEN..end)?;
+    let (tenant, key) = keys.split_at(tenant_len);
+    Some(Rule::new(scope, tenant, key, le_i64(buf, 16)))
+}
+
+/// Key bytes of the rule record whose payload starts at `buf[0]`: `(tenant, key)`.
+/// `None` when the bytes there are not a rule payload (never for offsets the index holds).
+#[inline]
+pub fn rule_keys_at(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    rule_at(buf).map(|r| (r.tenant, r.key))
 }
 
 /// Checks `rule` before it is written; the error names the problem.

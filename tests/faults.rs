@@ -9,6 +9,7 @@
 //! uses an equivalent (a file size limit, `chmod` for the current user). Each variant
 //! says which it ran.
 
+use revledger::header::OFF_RETIRED;
 use revledger::{Error, Ledger, Rule, Scope, Token, Verdict, WriterOptions};
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -35,6 +36,14 @@ fn open_writer(path: impl AsRef<Path>, options: &WriterOptions) -> revledger::Re
 }
 
 fn spawn(c: &mut Command) -> std::process::Child {
+    // A copied executable can be "busy" for a moment: another test's fork, made while the
+    // copy was open for writing, holds a writable descriptor until that child execs.
+    for _ in 0..1000 {
+        match c.spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::yield_now(),
+            other => return other.unwrap(),
+        }
+    }
     c.spawn().unwrap()
 }
 
@@ -121,6 +130,24 @@ fn child(test: &str, role: &str, arg: &Path) -> Command {
         .env(CHILD_ENV, role)
         .env("REVLEDGER_FAULT_ARG", arg);
     c
+}
+
+/// [`child`] run as `nobody`. The test binary may live where `nobody` cannot reach it (a
+/// clone in a 0700 home directory): it is copied into a directory of its own that anyone
+/// may enter, which the caller keeps until the child is done.
+fn child_as_nobody(test: &str, role: &str, arg: &Path) -> (Command, tempfile::TempDir) {
+    let exe_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(exe_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = exe_dir.path().join("faults-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = Command::new(&exe);
+    c.args(["--exact", test, "--test-threads=1", "--nocapture"])
+        .env(CHILD_ENV, role)
+        .env("REVLEDGER_FAULT_ARG", arg)
+        .uid(NOBODY)
+        .gid(NOBODY);
+    (c, exe_dir)
 }
 
 fn child_role() -> Option<(String, PathBuf)> {
@@ -375,12 +402,11 @@ fn read_only_directory_and_permission_denied() {
     if root {
         // Root ignores permissions: the scenario runs as nobody, who owns the file.
         std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY)).unwrap();
-        let mut c = child(
+        let (c, _exe) = child_as_nobody(
             "read_only_directory_and_permission_denied",
             "ro-dir",
             dir.path(),
         );
-        c.uid(NOBODY).gid(NOBODY);
         run_ok(c, "read-only directory scenario as nobody");
     } else {
         read_only_dir_scenario(dir.path());
@@ -399,8 +425,8 @@ fn read_only_directory_and_permission_denied() {
     let before = std::fs::read(&path).unwrap();
     if root {
         std::os::unix::fs::chown(&path, Some(0), Some(0)).unwrap();
-        let mut c = child("read_only_directory_and_permission_denied", "denied", &path);
-        c.uid(NOBODY).gid(NOBODY);
+        let (c, _exe) =
+            child_as_nobody("read_only_directory_and_permission_denied", "denied", &path);
         run_ok(c, "permission denied scenario as nobody");
     } else {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).unwrap();
@@ -517,7 +543,8 @@ fn replaced_ledger_fails_closed_unless_it_is_the_same_ledger_compacted() {
     w.compact(0).unwrap();
     // Take the mark off the old file, as if the reader looked before the writer set it.
     let old = OpenOptions::new().write(true).open(&old_name).unwrap();
-    old.write_all_at(&0u64.to_le_bytes(), 144).unwrap();
+    old.write_all_at(&0u64.to_le_bytes(), OFF_RETIRED as u64)
+        .unwrap();
     drop(old);
     r.refresh().unwrap();
     assert!(revoked(&r, b"o") && revoked(&r, b"y"));
@@ -537,11 +564,12 @@ fn a_retired_mark_on_the_file_at_the_path_fails_closed_and_a_writer_clears_it() 
             .unwrap();
     }
     let f = OpenOptions::new().write(true).open(&path).unwrap();
-    f.write_all_at(&1u64.to_le_bytes(), 144).unwrap();
+    f.write_all_at(&1u64.to_le_bytes(), OFF_RETIRED as u64)
+        .unwrap();
     drop(f);
     let r = Ledger::open_reader(&path).unwrap();
     match r.check(&subject(b"x", 0)) {
-        Err(Error::Corrupt { offset: 144, .. }) => {}
+        Err(Error::Corrupt { offset, .. }) if offset == OFF_RETIRED as u64 => {}
         other => panic!("check on a file marked retired at its path: {other:?}"),
     }
     let w = writer(&path);
@@ -748,12 +776,15 @@ fn ledger_files_are_created_0600_and_compaction_keeps_the_mode() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
     w.compact(0).unwrap();
     assert_eq!(mode(&path), 0o640, "an explicit mode survives compaction");
-    // No other file is left in the directory.
-    let names: Vec<_> = std::fs::read_dir(dir.path())
+    // No other file is left in the directory but the ledger's index, which has the
+    // ledger's mode.
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, vec![std::ffi::OsString::from("l")]);
+    names.sort();
+    assert_eq!(names, vec![".l.g2.index".to_string(), "l".to_string()]);
+    assert_eq!(mode(&dir.path().join(".l.g2.index")), 0o640);
 }
 
 #[test]

@@ -313,7 +313,15 @@ fn reader_sees_each_commit_on_its_next_check() {
 fn reader_follows_the_file_as_it_grows_past_its_first_size() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
-    let w = writer(&path);
+    // Rules from 1970: background compaction would rightly drop them; off here.
+    let w = open_writer(
+        &path,
+        &WriterOptions {
+            compaction: None,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
     let r = Ledger::open_reader(&path).unwrap();
     let names: Vec<Vec<u8>> = (0..60_000)
         .map(|i| format!("user-{i:06}").into_bytes())
@@ -752,11 +760,26 @@ fn sync_and_close_make_the_synced_end_cover_everything() {
     assert!(committed > 256);
 }
 
+/// The sidecar index of a ledger at `path` (docs/FORMAT.md §4).
+fn index_file(path: &Path, generation: u64) -> PathBuf {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    path.with_file_name(format!(".{name}.g{generation}.index"))
+}
+
 #[test]
-fn damaged_snapshot_is_refused_with_corrupt() {
+fn damaged_or_missing_index_never_gives_a_wrong_answer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
-    let w = writer(&path);
+    // Rules from 1970: compaction at the real time would drop them all (rightly: every
+    // token they could revoke expired long ago); this test compacts at `now = 0`.
+    let w = open_writer(
+        &path,
+        &WriterOptions {
+            compaction: None,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
     let names: Vec<Vec<u8>> = (0..20_000)
         .map(|i| format!("user-{i}").into_bytes())
         .collect();
@@ -766,75 +789,137 @@ fn damaged_snapshot_is_refused_with_corrupt() {
         .collect();
     w.revoke_batch(&rules).unwrap();
     w.compact(0).unwrap();
+    let generation = w.stats(0).unwrap().generation;
     drop(w);
-    let clean = std::fs::read(&path).unwrap();
-    let snap_len = u64::from_le_bytes(clean[80..88].try_into().unwrap()) as usize;
-    assert!(snap_len > 100_000, "no snapshot written");
-    let base = 4096;
-    for (i, at) in [
-        base,
-        base + 9,
-        base + 600,
-        base + snap_len / 3,
-        base + snap_len - 2,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    let index = index_file(&path, generation);
+    let clean = std::fs::read(&index).unwrap();
+    assert!(clean.len() > 200_000, "index of {} bytes", clean.len());
+    let every_answer = |what: &str| {
+        // Refused, or every answer right: never "valid" for a revoked token.
+        let outcome = Ledger::open_reader(&path).and_then(|r| {
+            for n in names.iter().step_by(7) {
+                let v = r.check(&token(b"t", n, &[], 10))?;
+                assert!(
+                    v.is_revoked(),
+                    "{what}: {} answered {v:?}",
+                    String::from_utf8_lossy(n)
+                );
+            }
+            r.stats(0)
+        });
+        if let Ok(s) = &outcome {
+            assert_eq!(s.live_keys, 20_000, "{what}");
+        }
+    };
+    every_answer("clean");
+    for at in [
+        0,
+        9,
+        130,
+        200,
+        4096,
+        4096 + 800,
+        clean.len() / 3,
+        clean.len() - 3,
+    ] {
         let mut b = clean.clone();
         b[at] ^= 0x20;
-        std::fs::write(&path, &b).unwrap();
-        // Refused at open, or by the first check that reads the damaged block: never an
-        // answer computed from damaged bytes.
-        let outcome = Ledger::open_reader(&path).and_then(|r| {
-            for n in &names {
-                r.check(&token(b"t", n, &[], 10))?;
-            }
-            r.stats(0).map(|_| ())
-        });
-        assert!(
-            matches!(outcome, Err(Error::Corrupt { .. })),
-            "flip {i} at {at}: {outcome:?}"
-        );
+        std::fs::write(&index, &b).unwrap();
+        every_answer(&format!("flip at {at}"));
     }
-    // Cut inside the snapshot: refused.
-    std::fs::write(&path, &clean[..base + snap_len / 2]).unwrap();
-    assert!(Ledger::open_reader(&path).is_err());
+    let mut zeroed = clean.clone();
+    zeroed[4096..].fill(0);
+    std::fs::write(&index, &zeroed).unwrap();
+    every_answer("filter and table zeroed");
+    std::fs::write(&index, &clean[..clean.len() / 2]).unwrap();
+    every_answer("cut in half");
+    std::fs::remove_file(&index).unwrap();
+    every_answer("missing");
+    // The next writer rebuilds it; readers then map it again.
+    drop(writer(&path));
+    let r = Ledger::open_reader(&path).unwrap();
+    let s = r.stats(0).unwrap();
+    assert!(s.shared_index && s.tail_bytes == 0, "{s:?}");
+    every_answer("rebuilt");
 }
 
 #[test]
-fn automatic_compaction_is_opt_in_and_bounds_the_log_tail() {
+fn background_compaction_is_on_by_default_and_the_index_grows_without_it() {
     let dir = tempfile::tempdir().unwrap();
     let names: Vec<Vec<u8>> = (0..25_000).map(|i| format!("u{i}").into_bytes()).collect();
-    let rules: Vec<Rule> = names
-        .iter()
-        .map(|n| Rule::new(Scope::Subject, b"t", n, i64::MAX / 2))
-        .collect();
-    // Off by default: the log keeps every record.
-    let plain = Ledger::open_writer(dir.path().join("plain"), &WriterOptions::default()).unwrap();
-    for chunk in rules.chunks(1000) {
-        plain.revoke_batch(chunk).unwrap();
-    }
-    assert_eq!(plain.stats(0).unwrap().generation, 0);
-    // On: compaction runs once the tail outgrows the snapshot, answers unchanged.
-    let auto = Ledger::open_writer(
-        dir.path().join("auto"),
+    let rules = |at: i64| -> Vec<Rule> {
+        names
+            .iter()
+            .map(|n| Rule::new(Scope::Subject, b"t", n, at))
+            .collect()
+    };
+    // Off: no rule is ever dropped, but the shared index still grows with the ledger,
+    // and readers that opened before and after find every key through it.
+    let plain_path = dir.path().join("plain");
+    let plain = Ledger::open_writer(
+        &plain_path,
         &WriterOptions {
-            auto_compact: Some(0.5),
+            compaction: None,
             ..WriterOptions::default()
         },
     )
     .unwrap();
-    let reader = Ledger::open_reader(dir.path().join("auto")).unwrap();
-    for chunk in rules.chunks(1000) {
-        auto.revoke_batch(chunk).unwrap();
+    let early = Ledger::open_reader(&plain_path).unwrap();
+    for chunk in rules(i64::MAX / 2).chunks(1000) {
+        plain.revoke_batch(chunk).unwrap();
     }
+    plain.wait_background().unwrap();
+    let s = plain.stats(0).unwrap();
+    assert_eq!(s.generation, 0);
+    assert!(s.index_epoch >= 2, "the index never grew: {s:?}");
+    assert_eq!(s.live_keys, 25_000);
+    let late = Ledger::open_reader(&plain_path).unwrap();
+    let ls = late.stats(0).unwrap();
+    assert!(ls.shared_index && ls.tail_bytes == 0, "{ls:?}");
+    for n in names.iter().step_by(97) {
+        assert!(early.check(&token(b"t", n, &[], 5)).unwrap().is_revoked());
+        assert!(late.check(&token(b"t", n, &[], 5)).unwrap().is_revoked());
+    }
+    // On (the default policy, with a small threshold): rules revoked again and again
+    // are compacted away in the background; answers stay right throughout.
+    let auto_path = dir.path().join("auto");
+    let auto = Ledger::open_writer(
+        &auto_path,
+        &WriterOptions {
+            compaction: Some(revledger::CompactionPolicy {
+                ratio: 0.5,
+                min_records: 1000,
+            }),
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+    let reader = Ledger::open_reader(&auto_path).unwrap();
+    let now = revledger::unix_now_floor();
+    for round in 0..4 {
+        for chunk in rules(now + round).chunks(1000) {
+            auto.revoke_batch(chunk).unwrap();
+            for n in chunk.iter().step_by(199) {
+                let v = reader.check(&token(b"t", n.key, &[], 5)).unwrap();
+                assert!(v.is_revoked(), "round {round}: {v:?}");
+            }
+        }
+    }
+    auto.wait_background().unwrap();
     let s = auto.stats(0).unwrap();
     assert!(s.generation >= 1, "never compacted: {s:?}");
-    assert!(s.snapshot_keys >= 10_000);
+    assert!(s.compacted_keys >= 10_000, "{s:?}");
     assert_eq!(s.live_keys, 25_000);
+    assert!(s.background_error.is_none(), "{s:?}");
     for n in names.iter().step_by(101) {
-        assert!(reader.check(&token(b"t", n, &[], 5)).unwrap().is_revoked());
+        let v = reader.check(&token(b"t", n, &[], 5)).unwrap();
+        assert_eq!(
+            v,
+            Verdict::Revoked {
+                scope: Scope::Subject,
+                cutoff: now + 3
+            }
+        );
     }
 }
 
@@ -956,5 +1041,115 @@ fn readers_in_another_process_answer_right_through_compactions() {
             "the reader never saw the rule added meanwhile"
         );
         assert_eq!(f[3], "30", "the reader did not follow every compaction");
+    }
+}
+
+/// A ledger written by revledger format version 1 (tests/fixtures/format-v1.ledger: made
+/// by the version 1 CLI — create, five rules, compact into a snapshot, three more rules):
+/// a reader refuses it saying how to upgrade; a writer upgrades it in place, every rule
+/// kept; then readers read it.
+#[test]
+fn a_format_1_ledger_is_upgraded_by_its_next_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.ledger");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v1.ledger"),
+        &path,
+    )
+    .unwrap();
+    match Ledger::open_reader(&path) {
+        Err(Error::Incompatible(m)) => {
+            assert!(m.contains("version 1") && m.contains("upgrade"), "{m}")
+        }
+        other => panic!("a version 1 file opened as {other:?}"),
+    }
+    let w = open_writer(&path, &WriterOptions::default()).unwrap();
+    let s = w.stats(0).unwrap();
+    assert_eq!(s.generation, 2, "{s:?}");
+    assert_eq!(s.live_keys, 7, "6 keys and the global rule: {s:?}");
+    assert_eq!(w.max_token_lifetime(), 4_000_000_000);
+    drop(w);
+    let r = Ledger::open_reader(&path).unwrap();
+    let t = |sub: &'static [u8], iat: i64| Token {
+        tenant: b"acme",
+        subject: sub,
+        issued_at: iat,
+        ..Token::default()
+    };
+    let subject = |cutoff| Verdict::Revoked {
+        scope: Scope::Subject,
+        cutoff,
+    };
+    assert_eq!(
+        r.check(&t(b"alice", 1_700_000_000)).unwrap(),
+        subject(1_700_000_500)
+    );
+    assert_eq!(
+        r.check(&t(b"bob", 1_700_000_000)).unwrap(),
+        subject(1_700_000_100)
+    );
+    assert_eq!(
+        r.check(&t(b"carol", 1_700_000_100)).unwrap(),
+        Verdict::Valid
+    );
+    let roles: &[&[u8]] = &[b"admin"];
+    let admin = Token {
+        roles,
+        ..t(b"dave", 1_700_000_150)
+    };
+    assert_eq!(
+        r.check(&admin).unwrap(),
+        Verdict::Revoked {
+            scope: Scope::Role,
+            cutoff: 1_700_000_200
+        }
+    );
+    let jti = Token {
+        token_id: b"jti-1",
+        ..t(b"erin", 1_800_000_000)
+    };
+    assert!(r.check(&jti).unwrap().is_revoked());
+    let spa = Token {
+        client: b"spa",
+        ..t(b"erin", 1_700_000_550)
+    };
+    assert_eq!(
+        r.check(&spa).unwrap(),
+        Verdict::Revoked {
+            scope: Scope::Client,
+            cutoff: 1_700_000_600
+        }
+    );
+    assert_eq!(
+        r.check(&t(b"zed", 1_500_000_000)).unwrap(),
+        Verdict::Revoked {
+            scope: Scope::Global,
+            cutoff: 1_600_000_000
+        }
+    );
+    assert!(r.stats(0).unwrap().shared_index);
+}
+
+/// The file records its keyed hash of a test vector (header bytes 80–87): a build whose
+/// hash differs would miss every key of the index and answer "valid" for every token, so
+/// it refuses the file (issue 11: the hash is checked, not trusted).
+#[test]
+fn a_ledger_whose_hash_check_differs_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    drop(writer(&path));
+    let mut b = std::fs::read(&path).unwrap();
+    b[80] ^= 1;
+    let crc = crc32fast::hash(&b[..124]);
+    b[124..128].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&path, &b).unwrap();
+    for open in [
+        Ledger::open_reader(&path).map(|_| ()),
+        open_writer(&path, &WriterOptions::default()).map(|_| ()),
+    ] {
+        match open {
+            Err(Error::Incompatible(m)) => assert!(m.contains("hash"), "{m}"),
+            other => panic!("a ledger with another hash opened: {other:?}"),
+        }
     }
 }

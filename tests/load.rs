@@ -36,7 +36,8 @@ const W_KEYS: u64 = 50_000;
 struct Setup {
     dir: PathBuf,
     secs: f64,
-    /// Cutoffs are `base + ...`, far in the future so that compaction keeps them.
+    /// Cutoffs are `base + ...`, in the past, under a lifetime so long that compaction
+    /// keeps them (tokens are never issued in the future: those cannot be judged).
     base: i64,
 }
 
@@ -48,6 +49,11 @@ impl Setup {
         self.dir.join("progress")
     }
 }
+
+/// The ledger's max token lifetime: about 127 years, so that no rule at `base` expires.
+const LIFETIME: i64 = 4_000_000_000;
+/// Cutoff of the rules compaction must drop: expired even under `LIFETIME`.
+const JUNK_CUTOFF: i64 = -5_000_000_000;
 
 fn pre_cutoff(base: i64, i: u64) -> i64 {
     base + 1_000 + (i % 97) as i64
@@ -81,7 +87,7 @@ impl Rng {
 }
 
 fn writer_role(s: &Setup) {
-    let w = Ledger::open_writer(s.ledger(), &WriterOptions::with_lifetime(3600)).unwrap();
+    let w = Ledger::open_writer(s.ledger(), &WriterOptions::with_lifetime(LIFETIME)).unwrap();
     let progress = std::fs::OpenOptions::new()
         .write(true)
         .open(s.progress())
@@ -102,7 +108,7 @@ fn writer_role(s: &Setup) {
             .collect();
         // Expired rules too, for compaction to drop.
         let junk_name = format!("junk-{junk}").into_bytes();
-        rules.push(Rule::new(Scope::Subject, b"acme", &junk_name, 1_000));
+        rules.push(Rule::new(Scope::Subject, b"acme", &junk_name, JUNK_CUTOFF));
         junk += 1;
         w.revoke_batch(&rules).unwrap();
         n += k;
@@ -129,7 +135,7 @@ fn reader_role(s: &Setup, id: u64) {
     let never: Vec<Vec<u8>> = (0..NEVER)
         .map(|i| format!("never-{i}").into_bytes())
         .collect();
-    let late = s.base + 1_000_000_000;
+    let late = revledger::unix_now_floor();
     let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ (id + 1));
     let (mut checks, mut wrong, mut errors, mut visibility) = (0u64, 0u64, 0u64, 0u64);
     let mut first_wrong = None;
@@ -266,10 +272,10 @@ fn one_writer_and_reader_processes_never_get_a_wrong_answer() {
     let s = Setup {
         dir: dir.path().to_path_buf(),
         secs,
-        base: revledger::unix_now_floor() + 10_000_000,
+        base: revledger::unix_now_floor() - 1_000_000_000,
     };
     {
-        let w = Ledger::open_writer(s.ledger(), &WriterOptions::with_lifetime(3600)).unwrap();
+        let w = Ledger::open_writer(s.ledger(), &WriterOptions::with_lifetime(LIFETIME)).unwrap();
         let names: Vec<Vec<u8>> = (0..PRE).map(|i| format!("pre-{i}").into_bytes()).collect();
         let rules: Vec<Rule> = names
             .iter()

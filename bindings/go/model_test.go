@@ -1,6 +1,7 @@
 package revledger
 
 import (
+	"errors"
 	"math/rand"
 	"path/filepath"
 	"strconv"
@@ -134,6 +135,16 @@ func TestAgainstReferenceModel(t *testing.T) {
 				tok := &tokens[i]
 				got, err := l.Check(tok)
 				want := model.check(tok)
+				// DESIGN.md §3, time sanity: a token issued more than the leeway (300 s)
+				// after the clock is never "valid": an error unless a rule revokes it.
+				future := tok.IssuedAt > time.Now().Unix()+300
+				if future && !want.Revoked {
+					if err == nil || !errors.Is(err, ErrInvalidArgument) {
+						t.Fatalf("round %d, %s: %+v issued in the future: got %v, %v; want an error", round, what, *tok, got, err)
+					}
+					named[Scope(100)]++
+					continue
+				}
 				if err != nil || got != want {
 					t.Fatalf("round %d, %s: %+v: got %v, %v; want %v", round, what, *tok, got, err, want)
 				}
@@ -156,5 +167,8 @@ func TestAgainstReferenceModel(t *testing.T) {
 			t.Errorf("no verdict named %v (valid is Scope(99)): the random cases are too narrow: %v", s, named)
 		}
 	}
-	t.Logf("verdicts by deciding scope (99 = valid): %v", named)
+	if named[Scope(100)] == 0 {
+		t.Errorf("no token issued in the future was checked: %v", named)
+	}
+	t.Logf("verdicts by deciding scope (99 = valid, 100 = issued in the future): %v", named)
 }

@@ -819,7 +819,7 @@ fn verify_passes_a_sound_ledger_and_reports_a_torn_tail() {
     let r = ok(&["verify", &l]);
     assert!(
         r.stdout
-            .contains("2 rules (subject 1, role 1; 0 in the snapshot)"),
+            .contains("2 rules (subject 1, role 1; 0 written by the last compaction)"),
         "{r:?}"
     );
     assert_eq!(number_after(&r.stdout, "live keys"), 2, "{r:?}");
@@ -889,7 +889,8 @@ fn verify_fails_on_corruption_and_compact_can_keep_the_valid_prefix() {
     assert_eq!(number_after(&r.stdout, "rules kept"), 1, "{r:?}");
     let r = ok(&["verify", &l]);
     assert!(
-        r.stdout.contains("1 rules (subject 1; 1 in the snapshot)"),
+        r.stdout
+            .contains("1 rules (subject 1; 1 written by the last compaction)"),
         "{r:?}"
     );
     let john = Token {
@@ -978,7 +979,7 @@ fn compact_drops_expired_rules_and_keeps_live_ones() {
             cutoff: now
         }
     );
-    // The compacted file holds john's rule in its snapshot; new rules go to the log after it.
+    // The compacted file's log starts with john's rule (one per live key); new rules follow.
     ok(&[
         "revoke", &l, "role", "--tenant", "acme", "admin", "--at", "7",
     ]);
@@ -989,18 +990,18 @@ fn compact_drops_expired_rules_and_keeps_live_ones() {
         .map(|x| x.split_whitespace().collect())
         .collect();
     assert_eq!(lines.len(), 2, "{r:?}");
-    assert_eq!(
-        lines[0],
-        ["4096", "snapshot", "subject", "acme", "john", &now_s]
-    );
+    assert_eq!(lines[0], ["256", "rule", "subject", "acme", "john", &now_s]);
     assert_eq!(lines[1][1..], ["rule", "role", "acme", "admin", "7"]);
     let r = ok(&["stats", &l]);
-    assert_eq!(number_after(&r.stdout, "snapshot keys"), 1, "{r:?}");
+    assert_eq!(number_after(&r.stdout, "compacted keys"), 1, "{r:?}");
     assert_eq!(number_after(&r.stdout, "generation"), 1, "{r:?}");
     let r = ok(&["verify", &l]);
-    assert!(r.stdout.contains("1 in the snapshot"), "{r:?}");
+    assert!(
+        r.stdout.contains("1 written by the last compaction"),
+        "{r:?}"
+    );
     assert!(r.stdout.contains("zeros only"), "{r:?}");
-    // A torn tail after the snapshot is found where the log starts there, not at 256.
+    // A torn tail after the compacted rules is found at the end of the log.
     let end = log_end(&l);
     write_at(&path, end, &[0xde, 0xad]);
     let r = ok(&["verify", &l]);

@@ -55,8 +55,9 @@
 //!   whitespace); any other string is one entitlement. `iat` must be a JSON number of
 //!   Unix seconds (a fraction is rounded down: the token counts as older, fail closed).
 //! - A claim set to `null` is absent. A claim of the wrong type, a payload that is not a
-//!   JSON object (or not valid JSON, or with bytes after it), no `iat`, a claim read twice
-//!   (a duplicate member name) are [`Error::InvalidArgument`](crate::Error::InvalidArgument) with a message that names
+//!   JSON object (or not valid JSON, or with bytes after it), no `iat`, a single-valued
+//!   claim (tenant, subject, client, session, token id, `iat`) found twice at one source
+//!   (a duplicate member name; roles sources just add up) are [`Error::InvalidArgument`](crate::Error::InvalidArgument) with a message that names
 //!   the claim, e.g. `claim "realm_access/roles" must be an array of strings or a string,
 //!   found a number`: a gateway fails closed (401) on it.
 //! - Limits: [`MAX_CLAIMS_LEN`] bytes of JSON ([`MAX_JWT_LEN`] bytes of JWT), at most

@@ -3,6 +3,7 @@
 #define _XOPEN_SOURCE 700
 #include "harness.h"
 
+#include <sys/stat.h>
 #include <time.h>
 
 static int64_t realtime_floor(void) {
@@ -536,6 +537,60 @@ static void version_and_status_names(void) {
          REVLEDGER_SCOPE_TOKEN == 6);
 }
 
+/* revledger_open_writer_with: options filled by _init (and only those), the file mode
+ * and group of every file the writer creates, compaction off or in the background. */
+static void writer_options_mode_group_and_compaction(void) {
+  char path[256];
+  h_path(path, sizeof path, "opts.ledger");
+  revledger_writer_options raw;
+  memset(&raw, 0, sizeof raw);
+  revledger *w = NULL;
+  EXPECT(revledger_open_writer_with(path, &raw, &w) == REVLEDGER_INVALID_ARGUMENT);
+  EXPECT(strstr(revledger_last_error(), "revledger_writer_options_init") != NULL);
+  EXPECT(w == NULL);
+
+  revledger_writer_options o;
+  revledger_writer_options_init(&o);
+  EXPECT(o.struct_size == sizeof o);
+  EXPECT(o.file_mode == 0600 && o.file_group == -1 && o.leeway_s == -1);
+  o.max_token_lifetime_s = 3600;
+  o.file_mode = 0640;
+  o.file_group = (int64_t)getgid();
+  o.compaction = 7;
+  EXPECT(revledger_open_writer_with(path, &o, &w) == REVLEDGER_INVALID_ARGUMENT);
+  o.compaction = REVLEDGER_COMPACTION_OFF;
+  REQUIRE(OK(revledger_open_writer_with(path, &o, &w)));
+  struct stat st;
+  REQUIRE(stat(path, &st) == 0);
+  EXPECT((st.st_mode & 07777) == 0640);
+  EXPECT(st.st_gid == getgid());
+  for (int i = 0; i < 100; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "user-%d", i);
+    REQUIRE(OK(revledger_revoke(w, REVLEDGER_SCOPE_SUBJECT, B("t"), B(key), 1000 + i)));
+  }
+  EXPECT(OK(revledger_wait_background(w)));
+  REQUIRE(OK(revledger_compact(w, 0)));
+  REQUIRE(stat(path, &st) == 0);
+  EXPECT((st.st_mode & 07777) == 0640);
+  revledger *r = NULL;
+  REQUIRE(OK(revledger_open_reader(path, &r)));
+  revledger_bytes rb[2];
+  const char *none[] = {NULL};
+  revledger_token t = tok("t", "user-42", rb, none, NULL, NULL, NULL, 1000);
+  EXPECT_REVOKED(r, &t, REVLEDGER_SCOPE_SUBJECT, 1042);
+  EXPECT(revledger_wait_background(r) == REVLEDGER_READ_ONLY);
+  revledger_close(r);
+  revledger_close(w);
+  /* NULL options: the defaults. */
+  h_path(path, sizeof path, "defaults.ledger");
+  REQUIRE(OK(revledger_open_writer_with(path, NULL, &w)));
+  REQUIRE(stat(path, &st) == 0);
+  EXPECT((st.st_mode & 07777) == 0600);
+  revledger_close(w);
+  revledger_writer_options_init(NULL);
+}
+
 int main(void) {
   RUN(design_scenario_super_admin_changes);
   RUN(every_scope_revokes_its_tokens_only);
@@ -550,5 +605,6 @@ int main(void) {
   RUN(keys_are_exact_byte_strings);
   RUN(many_roles);
   RUN(version_and_status_names);
+  RUN(writer_options_mode_group_and_compaction);
   return h_finish();
 }

@@ -196,20 +196,37 @@ impl Ledger {
     /// `max_token_lifetime`: on creation, the longest lifetime (seconds) of the tokens to
     /// cover (0 = one day); on reopening, 0 keeps the ledger's value, a larger value
     /// raises it, a smaller one is `InvalidArgument`.
+    ///
+    /// `file_mode` and `file_group` (a group id): of the files the writer creates, kept
+    /// by every compaction (0o640 and the readers' group for readers running as another
+    /// user). `compaction`: whether the writer compacts in the background (the default).
     #[staticmethod]
-    #[pyo3(signature = (path, max_token_lifetime = None))]
+    #[pyo3(signature = (path, max_token_lifetime = None, *, file_mode = 0o600, file_group = None, compaction = true))]
     fn open_writer(
         py: Python<'_>,
         path: &Bound<'_, PyAny>,
         max_token_lifetime: Option<&Bound<'_, PyAny>>,
+        file_mode: u32,
+        file_group: Option<u32>,
+        compaction: bool,
     ) -> PyResult<Ledger> {
         let lifetime = match max_token_lifetime {
             None => 3600,
             Some(v) => convert::i64_arg(v, "max_token_lifetime")?,
         };
-        Ledger::open(py, path, |p| {
-            revledger::Ledger::open_writer(p, &revledger::WriterOptions::with_lifetime(lifetime))
-        })
+        let options = revledger::WriterOptions {
+            file_mode,
+            file_group,
+            compaction: compaction.then(revledger::CompactionPolicy::default),
+            ..revledger::WriterOptions::with_lifetime(lifetime)
+        };
+        Ledger::open(py, path, |p| revledger::Ledger::open_writer(p, &options))
+    }
+
+    /// Writer: waits for the background compaction or index growth running now, if any;
+    /// raises its error if it failed (answers are unaffected either way).
+    fn wait_background(&self, py: Python<'_>) -> PyResult<()> {
+        self.detached(py, |l| l.wait_background())
     }
 
     /// Opens the ledger at `path` read-only. A reader sees every record the writer

@@ -114,11 +114,33 @@ def _declare(name: str, restype: Any, argtypes: Sequence[Any]) -> Any:
 
 #: Every function of include/revledger.h: name -> (restype, argtypes). A test compares
 #: this table with the header, so a function added to the ABI is noticed here.
+class _WriterOptions(ctypes.Structure):
+    """``revledger_writer_options``, filled by ``revledger_writer_options_init``."""
+
+    _fields_ = [
+        ("struct_size", ctypes.c_size_t),
+        ("max_token_lifetime_s", ctypes.c_int64),
+        ("leeway_s", ctypes.c_int64),
+        ("keep_valid_prefix", ctypes.c_bool),
+        ("compaction", ctypes.c_uint32),
+        ("compact_ratio", ctypes.c_double),
+        ("compact_min_records", ctypes.c_uint64),
+        ("file_mode", ctypes.c_uint32),
+        ("file_group", ctypes.c_int64),
+    ]
+
+
 _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "revledger_open_writer": (
         _c_status,
         [ctypes.c_char_p, ctypes.c_int64, ctypes.POINTER(_HandlePtr)],
     ),
+    "revledger_writer_options_init": (None, [ctypes.POINTER(_WriterOptions)]),
+    "revledger_open_writer_with": (
+        _c_status,
+        [ctypes.c_char_p, ctypes.POINTER(_WriterOptions), ctypes.POINTER(_HandlePtr)],
+    ),
+    "revledger_wait_background": (_c_status, [_HandlePtr]),
     "revledger_open_reader": (_c_status, [ctypes.c_char_p, ctypes.POINTER(_HandlePtr)]),
     "revledger_close": (None, [_HandlePtr]),
     "revledger_revoke": (_c_status, [_HandlePtr, _c_scope, _Bytes, _Bytes, ctypes.c_int64]),

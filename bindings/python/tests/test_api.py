@@ -446,3 +446,25 @@ def test_a_reader_follows_the_file_as_it_grows(writer, reader):
     assert reader.stats(now=0).file_bytes > first_size
     assert reader.check("acme", "u0" + long, issued_at=1).revoked
     assert reader.stats(now=0).live_keys == 12000
+
+
+def test_writer_options_mode_group_and_background_compaction(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "opts.ledger"
+    w = revledger.Ledger.open_writer(path, 3600, file_mode=0o640, file_group=os.getgid(), compaction=False)
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+        for i in range(50):
+            w.revoke(revledger.Scope.SUBJECT, b"t", b"u%d" % i, 1000 + i)
+        w.wait_background()
+        w.compact(0)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+        index = [n for n in os.listdir(tmp_path) if n.endswith(".index")]
+        assert index, os.listdir(tmp_path)
+        assert stat.S_IMODE(os.stat(tmp_path / index[0]).st_mode) == 0o640
+    finally:
+        w.close()
+    with pytest.raises(revledger.InvalidArgument):
+        revledger.Ledger.open_writer(tmp_path / "bad.ledger", 3600, file_mode=0o400)

@@ -6,7 +6,7 @@ use super::{
     At, BatchArgs, CheckArgs, CliError, CliResult, CompactArgs, CreateArgs, DumpArgs, RevokeArgs,
     RuleArgs, StatsArgs, VerifyArgs, EXIT_REVOKED,
 };
-use revledger::header::{Header, HEADER_LEN, OFF_SYNCED_LEN, SNAPSHOT_OFFSET};
+use revledger::header::{Header, HEADER_LEN, OFF_SYNCED_LEN};
 use revledger::record::{decode_frame, frame_len, Frame, Record, FRAME_ALIGN, MAX_PAYLOAD_LEN};
 use revledger::{
     now_cutoff, unix_now_floor, ClaimMapping, Ledger, Rule, Scope, Token, Verdict, WriterOptions,
@@ -61,11 +61,8 @@ pub fn create(a: &CreateArgs) -> CliResult {
             a.ledger.display()
         )));
     }
-    let options = WriterOptions {
-        max_token_lifetime: a.max_token_lifetime,
-        leeway: a.leeway,
-        ..WriterOptions::default()
-    };
+    super::writer::check(&a.writer)?;
+    let options = a.writer.options(a.max_token_lifetime, a.leeway);
     let ledger = Ledger::open_writer(&a.ledger, &options)?;
     ledger.sync()?;
     println!(
@@ -500,7 +497,11 @@ pub fn stats(a: &StatsArgs) -> CliResult {
             "ledger": a.ledger.display().to_string(),
             "live_keys": s.live_keys,
             "rule_records": s.rule_records,
-            "snapshot_keys": s.snapshot_keys,
+            "compacted_keys": s.compacted_keys,
+            "shared_index": s.shared_index,
+            "index_epoch": s.index_epoch,
+            "tail_bytes": s.tail_bytes,
+            "background_error": s.background_error,
             "expired_keys": s.expired_keys,
             "bytes_per_rule": bytes_per_rule,
             "log_bytes": s.log_bytes,
@@ -539,8 +540,11 @@ pub fn stats(a: &StatsArgs) -> CliResult {
         ("live keys", s.live_keys.to_string()),
         ("rule records", s.rule_records.to_string()),
         (
-            "snapshot keys",
-            format!("{} (rules written by the last compaction)", s.snapshot_keys),
+            "compacted keys",
+            format!(
+                "{} (rules written by the last compaction)",
+                s.compacted_keys
+            ),
         ),
         (
             "expired keys",
@@ -742,15 +746,10 @@ pub fn verify(a: &VerifyArgs) -> CliResult {
     let mut per_scope = [0u64; 7];
     let mut configs = 0u64;
     let mut positions = 0u64;
-    let mut snapshot = SnapshotEntries::default();
-    let mut in_snapshot = 0u64;
-    ledger.for_each_record(|offset, record| {
-        in_snapshot += u64::from(snapshot.holds(offset));
-        match record {
-            Record::Rule(r) => per_scope[r.scope as usize] += 1,
-            Record::Config { .. } => configs += 1,
-            Record::Position { .. } => positions += 1,
-        }
+    ledger.for_each_record(|_, record| match record {
+        Record::Rule(r) => per_scope[r.scope as usize] += 1,
+        Record::Config { .. } => configs += 1,
+        Record::Position { .. } => positions += 1,
     })?;
     let s = ledger.stats(unix_now_floor())?;
     let tail = scan_tail(&a.ledger, s.log_bytes).map_err(failed)?;
@@ -765,14 +764,15 @@ pub fn verify(a: &VerifyArgs) -> CliResult {
         (
             "records",
             format!(
-                "{} rules ({}; {in_snapshot} in the snapshot), {configs} config, \
+                "{} rules ({}; {} written by the last compaction), {configs} config, \
                  {positions} stream position",
                 s.rule_records,
                 if scopes.is_empty() {
                     "none".to_string()
                 } else {
                     scopes.join(", ")
-                }
+                },
+                s.compacted_keys
             ),
         ),
         ("live keys", s.live_keys.to_string()),
@@ -882,38 +882,16 @@ pub fn compact(a: &CompactArgs) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Tells the snapshot's entries from log records in [`Ledger::for_each_record`]'s order:
-/// a compacted file's snapshot entries come first, all at [`SNAPSHOT_OFFSET`]; log frames
-/// follow at increasing offsets (the first at 256 in a file without a snapshot).
-#[derive(Default)]
-struct SnapshotEntries {
-    previous: Option<u64>,
-}
-
-impl SnapshotEntries {
-    fn holds(&mut self, offset: u64) -> bool {
-        let in_snapshot =
-            offset == SNAPSHOT_OFFSET && self.previous.is_none_or(|p| p == SNAPSHOT_OFFSET);
-        self.previous = Some(offset);
-        in_snapshot
-    }
-}
-
 /// `dump`: one line (or JSON object) per record, in file order.
 pub fn dump(a: &DumpArgs) -> CliResult {
     let ledger = open_reader(&a.ledger)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut failed: Option<std::io::Error> = None;
-    let mut snapshot = SnapshotEntries::default();
     ledger.for_each_record(|offset, record| {
         if failed.is_some() {
             return;
         }
-        let kind = if snapshot.holds(offset) {
-            "snapshot"
-        } else {
-            "rule"
-        };
+        let kind = "rule";
         let line = if a.json {
             let mut obj = Map::new();
             obj.insert("offset".into(), offset.into());

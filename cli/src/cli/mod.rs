@@ -8,6 +8,7 @@ mod commands;
 mod demo;
 mod ingest;
 mod sync;
+mod writer;
 
 use clap::{Args, Parser, Subcommand};
 use revledger::Scope;
@@ -137,6 +138,8 @@ struct CreateArgs {
     /// Clock-skew leeway added to every expiry decision (default 300).
     #[arg(long, value_name = "SECS")]
     leeway: Option<i64>,
+    #[command(flatten)]
+    writer: writer::WriterArgs,
 }
 
 /// When a rule takes effect.
@@ -477,8 +480,9 @@ struct SyncArgs {
     /// Most entries read, appended and synced at a time.
     #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(usize))]
     batch: usize,
-    /// Compact the ledger this often (only the writer can); 0: never.
-    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    /// Also compact the ledger this often, in the sync loop; 0 (default): never (the
+    /// writer compacts in the background on its own policy, see --compaction).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
     compact_every: u64,
     /// For a new ledger, the longest token lifetime to cover (0: one day); for an existing
     /// one, 0 keeps it and a larger value raises it.
@@ -501,6 +505,8 @@ struct SyncArgs {
     /// (`{"ts":…,"level":…,"event":…,"msg":…,…}`).
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    #[command(flatten)]
+    writer: writer::WriterArgs,
 }
 
 #[derive(Args, Debug)]

@@ -8,7 +8,7 @@ use crate::sync::ops::{self, SyncMetrics};
 use crate::sync::{
     Event, Follower, Notes, Publisher, Scopes, Signer, SyncError, SyncOptions, Trim, TrustedKeys,
 };
-use revledger::{now_cutoff, unix_now_floor, Error, Ledger, Rule, Scope, WriterOptions};
+use revledger::{now_cutoff, unix_now_floor, Error, Ledger, Rule, Scope};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -106,11 +106,8 @@ fn utc_now() -> String {
 pub fn sync(a: &SyncArgs) -> CliResult {
     let stream = arg_bytes("stream", &a.stream, false)?;
     let created = !a.ledger.exists();
-    let options = WriterOptions {
-        max_token_lifetime: a.max_token_lifetime,
-        leeway: a.leeway,
-        ..WriterOptions::default()
-    };
+    super::writer::check(&a.writer)?;
+    let options = a.writer.options(a.max_token_lifetime, a.leeway);
     let ledger = match Ledger::open_writer(&a.ledger, &options) {
         Ok(l) => l,
         Err(Error::Locked(p)) => {

@@ -46,8 +46,9 @@ pub struct SyncOptions {
     pub backoff_min: Duration,
     /// ...up to this.
     pub backoff_max: Duration,
-    /// Compact the ledger this often (the sync process holds the writer's lock, so no
-    /// one else can); `None`: never.
+    /// Also compact the ledger this often, in the sync loop; `None` (the default): never
+    /// here — the writer compacts in the background on its own policy
+    /// ([`revledger::WriterOptions::compaction`]), without stalling the loop.
     pub compact_every: Option<Duration>,
     /// Apply only entries signed by one of these keys, for the scopes it may publish
     /// (docs/SYNC.md §5); others are refused. `None`: signatures are not looked at.
@@ -57,7 +58,8 @@ pub struct SyncOptions {
 impl SyncOptions {
     /// Options for following `stream` on the Redis at `redis_url`, with the defaults:
     /// batches of 10,000 entries, 1 s blocking reads, 5 s timeouts, backoff from 100 ms
-    /// to 5 s, a rewind of 60 s on reconnection, compaction every hour.
+    /// to 5 s, a rewind of 60 s on reconnection, compaction left to the writer's
+    /// background policy.
     pub fn new(redis_url: impl Into<String>, stream: impl Into<Vec<u8>>) -> SyncOptions {
         SyncOptions::with_redis(RedisConfig::new(redis_url), stream)
     }
@@ -72,7 +74,7 @@ impl SyncOptions {
             rewind: Duration::from_secs(60),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
-            compact_every: Some(Duration::from_secs(3600)),
+            compact_every: None,
             trusted: None,
         }
     }

@@ -24,10 +24,20 @@ class Ledger:
 
     def __new__(cls, *_args: Any, **_kwargs: Any) -> Ledger: ...
     @staticmethod
-    def open_writer(path: PathLike, max_token_lifetime: Optional[int] = None) -> Ledger:
+    def open_writer(
+        path: PathLike,
+        max_token_lifetime: Optional[int] = None,
+        *,
+        file_mode: int = 0o600,
+        file_group: Optional[int] = None,
+        compaction: bool = True,
+    ) -> Ledger:
         """The one writer (exclusive lock); creates the file if missing.
         ``max_token_lifetime`` (default 3600 s): 0 keeps the ledger's, larger raises it,
-        smaller is ``InvalidArgument``."""
+        smaller is ``InvalidArgument``. ``file_mode``/``file_group``: of the files it
+        creates, kept by compactions. ``compaction``: in the background (default)."""
+    def wait_background(self) -> None:
+        """Writer: waits for the background compaction or index growth, if one runs."""
     @staticmethod
     def open_reader(path: PathLike) -> Ledger:
         """A reader, any number, any process."""

@@ -1,17 +1,20 @@
-//! The snapshot: an immutable hash index of every live key, written by compaction into
-//! the ledger file and used straight from the mapping by every process (so its pages are
-//! shared, and opening it costs the same at 10 thousand rules as at 10 million).
+//! Format version 1, read once: a writer of this build that opens a version 1 ledger
+//! upgrades it (docs/FORMAT.md §8), and this module is how it reads the old file — the
+//! version 1 header and the snapshot section a version 1 compaction wrote (its log
+//! frames are the same as version 2's).
 //!
-//! Layout (docs/FORMAT.md §4): a 512-byte header, one table per keyed scope, a key heap,
-//! and one CRC-32 per 4 KiB block. Tables are arrays of 64-byte buckets of four 16-byte
-//! slots `(tag:24 | heap offset:40, cutoff)`; a key's home bucket is
-//! `hash * n_buckets >> 64`, and a full bucket overflows into the next. Nothing is
-//! trusted before it is checked: the header by its CRC at open, every block by its CRC
-//! the first time this process touches it, every offset and length against its bounds.
+//! The snapshot layout (FORMAT.md of version 1, §4): a 512-byte header, one table per
+//! keyed scope, a key heap, and one CRC-32 per 4 KiB block. Tables are arrays of 64-byte
+//! buckets of four 16-byte slots `(tag:24 | heap offset:40, cutoff)`. Nothing is trusted
+//! before it is checked: the header by its CRC, every block by its CRC before it is
+//! read, every offset and length against its bounds.
 
 use crate::error::{Error, Result};
-use crate::index::Hasher;
-use crate::rule::Scope;
+#[cfg(test)]
+use crate::hash::Hasher;
+use crate::map::FileMap;
+use crate::record::Record;
+use crate::rule::{Rule, Scope};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// First bytes of a snapshot section.
@@ -25,18 +28,21 @@ pub const SLOTS_PER_BUCKET: usize = 4;
 const BUCKET_LEN: usize = 64;
 const SLOT_LEN: usize = 16;
 /// Filter bits per key, at least (the word count is rounded up to a power of two).
+#[cfg(test)]
 const FILTER_BITS_PER_KEY: usize = 8;
 /// Highest fill of a table: 3/4 of its slots (21.3 bytes of table per key).
+#[cfg(test)]
 const FILL_NUM: usize = 3;
+#[cfg(test)]
 const FILL_DEN: usize = 4;
+#[cfg(test)]
 const TAG_SHIFT: u32 = 40;
+#[cfg(test)]
 const TAG_MASK: u64 = !((1 << TAG_SHIFT) - 1);
 /// Bit 39 of a bucket's first slot: some key whose home is this bucket lives further on.
 /// When it is clear, a key not found in its full home bucket is not in the table.
 const OVERFLOW: u64 = 1 << 39;
 const OFFSET_MASK: u64 = OVERFLOW - 1;
-/// Largest snapshot section (heap offsets have 39 bits).
-pub const MAX_SNAPSHOT_LEN: u64 = OVERFLOW;
 const KEYED: usize = 6;
 /// Header offsets.
 const H_BLOCKS: usize = 8;
@@ -53,11 +59,13 @@ const H_NEWEST: usize = 304; // 7 × i64
 const H_CRC: usize = SNAPSHOT_HEADER_LEN - 4;
 
 #[inline]
+#[cfg(test)]
 fn tag_of(hash: u64) -> u64 {
     ((hash >> 24) & 0xFF_FFFF) << TAG_SHIFT
 }
 
 #[inline]
+#[cfg(test)]
 fn home_bucket(hash: u64, n_buckets: u32) -> usize {
     ((u128::from(hash) * u128::from(n_buckets)) >> 64) as usize
 }
@@ -65,6 +73,7 @@ fn home_bucket(hash: u64, n_buckets: u32) -> usize {
 /// Distance between the buckets a key may overflow into (double hashing: the bucket
 /// count is prime, so the sequence visits every bucket).
 #[inline]
+#[cfg(test)]
 fn probe_step(hash: u64, n_buckets: u32) -> usize {
     if n_buckets <= 1 {
         1
@@ -75,6 +84,7 @@ fn probe_step(hash: u64, n_buckets: u32) -> usize {
 
 /// The smallest prime at or above `n` (trial division: tables have at most a few
 /// million buckets).
+#[cfg(test)]
 fn prime_at_least(n: usize) -> usize {
     let is_prime = |p: usize| {
         p >= 2
@@ -102,6 +112,7 @@ fn le_u32(b: &[u8], at: usize) -> u32 {
 /// The filter word and the two bits of `hash` in a filter of `words` 64-bit words (a
 /// power of two). Both bits sit in one word: one memory access per test.
 #[inline]
+#[cfg(test)]
 fn filter_probe(hash: u64, words: u32) -> (usize, u64) {
     let f = hash.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let word = (f >> 40) as usize & (words as usize - 1);
@@ -113,6 +124,7 @@ fn le_u16(b: &[u8], at: usize) -> u16 {
 }
 
 /// One live rule to put in a snapshot.
+#[cfg(test)]
 pub(crate) struct LiveRule<'a> {
     pub scope: Scope,
     pub tenant: &'a [u8],
@@ -123,6 +135,7 @@ pub(crate) struct LiveRule<'a> {
 /// Builds the bytes of a snapshot holding `rules` (one per key; global rules fold into
 /// one cutoff).
 /// The caller keeps the result under [`MAX_SNAPSHOT_LEN`] bytes.
+#[cfg(test)]
 pub(crate) fn build(hasher: &Hasher, rules: &[LiveRule]) -> Vec<u8> {
     let mut per_scope: [Vec<usize>; KEYED] = Default::default();
     let mut global = i64::MIN;
@@ -270,6 +283,7 @@ pub(crate) struct Snapshot {
     heap: std::ops::Range<usize>,
     crcs_off: usize,
     global: Option<i64>,
+    #[cfg_attr(not(test), allow(dead_code))]
     newest: [i64; 7],
     /// One bit per block: set once this process has checked the block's CRC.
     checked: Box<[AtomicU64]>,
@@ -395,6 +409,7 @@ impl Snapshot {
 
     /// [`Snapshot::ensure`] for a bucket: 64-byte aligned, so within one block.
     #[inline]
+    #[cfg(test)]
     fn ensure_bucket(&self, s: &[u8], at: usize) -> Result<()> {
         let b = at / BLOCK_LEN;
         if self.checked[b / 64].load(Ordering::Relaxed) & (1 << (b % 64)) != 0 {
@@ -405,6 +420,7 @@ impl Snapshot {
 
     /// [`Snapshot::ensure`] for an 8-byte aligned word, also within one block.
     #[inline]
+    #[cfg(test)]
     fn ensure_word(&self, s: &[u8], at: usize) -> Result<()> {
         let b = at / BLOCK_LEN;
         if self.checked[b / 64].load(Ordering::Relaxed) & (1 << (b % 64)) != 0 {
@@ -458,6 +474,7 @@ impl Snapshot {
     /// Effective cutoff of `(scope, tenant, key)` (`hash` from [`Hasher::key`]).
     #[inline]
     /// `s` is [`Snapshot::section`] of the file.
+    #[cfg(test)]
     pub(crate) fn get(
         &self,
         s: &[u8],
@@ -519,43 +536,28 @@ impl Snapshot {
         Ok(None)
     }
 
-    /// Starts loading the filter word and home bucket of `hash` in `scope` (`s` as for
-    /// `get`).
-    #[inline]
-    pub(crate) fn prefetch(&self, s: &[u8], scope: Scope, hash: u64) {
-        let t = self.tables[scope as usize - 1];
-        if t.filter_words != 0 {
-            let (word, _) = filter_probe(hash, t.filter_words);
-            crate::map::prefetch(s, t.filter_offset + word * 8);
-            // The home bucket too: a key that is present then costs the heap entry's
-            // miss after the overlapped filter and bucket misses, not three in a row.
-            crate::map::prefetch(s, t.offset + home_bucket(hash, t.n_buckets) * BUCKET_LEN);
-        }
-    }
-
     /// Largest cutoff of `scope` in the snapshot (`i64::MIN` when none).
     #[inline]
+    #[cfg(test)]
     pub(crate) fn newest(&self, scope: Scope) -> i64 {
         self.newest[scope as usize]
     }
 
     /// The global cutoff, if any.
+    #[cfg(test)]
     pub(crate) fn global(&self) -> Option<i64> {
         self.global
     }
 
-    /// Whether the snapshot holds Token rules.
-    pub(crate) fn has_token_rules(&self) -> bool {
-        self.tables[Scope::Token as usize - 1].entries != 0
-    }
-
     /// Number of keys held (the global rule counts as one).
+    #[cfg(test)]
     pub(crate) fn keys(&self) -> u64 {
         self.tables.iter().map(|t| t.entries).sum::<u64>() + u64::from(self.global.is_some())
     }
 
     /// Bytes of the hash tables and filters (what the index costs; the heap holds the
     /// key bytes).
+    #[cfg(test)]
     pub(crate) fn table_bytes(&self) -> u64 {
         self.tables
             .iter()
@@ -587,6 +589,89 @@ impl Snapshot {
         }
         Ok(())
     }
+}
+
+/// The static header of a version 1 file (FORMAT.md of version 1, §2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct V1Header {
+    pub(crate) hash_seed: [u8; 16],
+    pub(crate) max_token_lifetime: i64,
+    pub(crate) leeway: i64,
+    pub(crate) generation: u64,
+    snapshot_offset: u64,
+    snapshot_len: u64,
+    log_start: u64,
+}
+
+/// Reads and checks a version 1 header.
+pub(crate) fn decode_header(b: &[u8]) -> Result<V1Header> {
+    if b.len() < 256 || crate::header::version_of(b) != Some(crate::header::FORMAT_VERSION_1) {
+        return Err(Error::Incompatible("not a version 1 ledger".into()));
+    }
+    if crc32fast::hash(&b[..124]) != le_u32(b, 124) {
+        return Err(Error::corrupt(0, "version 1 header checksum mismatch"));
+    }
+    if le_u32(b, 12) != 256 || le_u32(b, 16) != 0 {
+        return Err(Error::Incompatible(
+            "version 1 header length or flags unknown to this build".into(),
+        ));
+    }
+    let h = V1Header {
+        hash_seed: b[24..40].try_into().unwrap_or([0; 16]),
+        max_token_lifetime: le_u64(b, 40) as i64,
+        leeway: le_u64(b, 48) as i64,
+        generation: le_u64(b, 64),
+        snapshot_offset: le_u64(b, 72),
+        snapshot_len: le_u64(b, 80),
+        log_start: le_u64(b, 88),
+    };
+    let snapshot_ok = if h.snapshot_len == 0 {
+        h.snapshot_offset == 0 && h.log_start == 256
+    } else {
+        h.snapshot_offset >= 256
+            && h.snapshot_offset
+                .checked_add(h.snapshot_len)
+                .is_some_and(|end| end <= h.log_start)
+    };
+    if h.max_token_lifetime < 0 || h.leeway < 0 || !snapshot_ok || !h.log_start.is_multiple_of(8) {
+        return Err(Error::corrupt(40, "version 1 header fields disagree"));
+    }
+    Ok(h)
+}
+
+/// Visits every record a version 1 file holds: its snapshot's rules (one per key), then
+/// its log's records, in order. A torn tail ends the log (as version 1 recovery did);
+/// damage followed by valid records is `Corrupt`.
+pub(crate) fn for_each_record(
+    file: &std::fs::File,
+    header: &V1Header,
+    mut visit: impl FnMut(Record<'_>),
+) -> Result<()> {
+    let map = FileMap::new(file, false)?;
+    let file_len = map.refresh_len(file)?;
+    let written = crate::map::data_end(file, file_len).max(header.log_start);
+    let log = map.log(written.min(file_len))?;
+    if header.snapshot_len > 0 {
+        let section = log.range(
+            header.snapshot_offset,
+            header.snapshot_offset + header.snapshot_len,
+        );
+        let snap = Snapshot::open(section, 0, section.len())
+            .map_err(|e| Error::corrupt(header.snapshot_offset, format!("version 1 {e}")))?;
+        snap.for_each(section, |scope, tenant, key, at| {
+            visit(Record::Rule(Rule::new(scope, tenant, key, at)))
+        })?;
+    }
+    let (end, stop) = crate::log::scan(log, header.log_start, log.end(), |r, _| visit(r));
+    if let Some(why) = stop {
+        if let Some(next) = crate::log::next_valid_frame(log, end, log.end()) {
+            return Err(Error::corrupt(
+                end,
+                format!("{why}, followed by a valid record at offset {next}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,102 @@
+//! A fixed loop of checks for a profiler (callgrind counts instructions per function):
+//! a ledger of N live rules (subject, session, role, client, token, tenant keys in every
+//! tenant), then `CHECKS` checks of valid tokens with 3 roles whose `iat` is before the
+//! newest cutoff of every scope, so that every key is probed.
+//!
+//! `cargo build --release --example profile_check && valgrind --tool=callgrind
+//! target/release/examples/profile_check 10000 100000`
+use revledger::{Ledger, Rule, Scope, Token, WriterOptions};
+use std::hint::black_box;
+
+fn key(prefix: &str, i: u64) -> Vec<u8> {
+    format!("{prefix}{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).into_bytes()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let checks: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let roles_per_token: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    // "fresh": tokens issued after every cutoff (only the jti is probed).
+    let fresh = args.next().is_some_and(|a| a == "fresh");
+    let dir = std::env::temp_dir().join(format!("revledger-profile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("l");
+    let base = revledger::unix_now_floor() - 10_000;
+    {
+        let w = Ledger::open_writer(&path, &WriterOptions::with_lifetime(86_400)).unwrap();
+        let scopes = [
+            Scope::Subject,
+            Scope::Session,
+            Scope::Role,
+            Scope::Client,
+            Scope::Token,
+        ];
+        let tenants: Vec<Vec<u8>> = (0..100)
+            .map(|t| format!("tenant-{t:06}").into_bytes())
+            .collect();
+        let keys: Vec<Vec<u8>> = (0..n).map(|i| key("key_", i)).collect();
+        let rules: Vec<Rule> = (0..n as usize)
+            .map(|i| {
+                let scope = scopes[i % scopes.len()];
+                let at = if scope == Scope::Token {
+                    base + 20_000
+                } else {
+                    base + 5_000
+                };
+                Rule::new(scope, &tenants[i % tenants.len()], &keys[i], at)
+            })
+            .collect();
+        for c in rules.chunks(10_000) {
+            w.revoke_batch(c).unwrap();
+        }
+        w.revoke(&Rule::new(
+            Scope::Tenant,
+            b"tenant-999999",
+            b"",
+            base + 5_000,
+        ))
+        .unwrap();
+    }
+    let r = Ledger::open_reader(&path).unwrap();
+    let pool: Vec<(Vec<u8>, Vec<Vec<u8>>)> = (0..1024u64)
+        .map(|i| {
+            (
+                format!("tenant-{:06}", i % 100).into_bytes(),
+                (0..5 + roles_per_token as u64)
+                    .map(|j| key("abs_", i * 16 + j))
+                    .collect(),
+            )
+        })
+        .collect();
+    let toks: Vec<(Token, Vec<&[u8]>)> = pool
+        .iter()
+        .map(|(t, k)| {
+            let roles: Vec<&[u8]> = k[5..].iter().map(|r| r.as_slice()).collect();
+            (
+                Token {
+                    tenant: t,
+                    subject: &k[0],
+                    client: &k[1],
+                    session: &k[2],
+                    token_id: &k[3],
+                    roles: &[],
+                    issued_at: if fresh { base + 6_000 } else { base },
+                },
+                roles,
+            )
+        })
+        .collect();
+    let toks: Vec<Token> = toks
+        .iter()
+        .map(|(t, roles)| Token { roles, ..*t })
+        .collect();
+    let mut revoked = 0u64;
+    for i in 0..checks {
+        let t = &toks[(i & 1023) as usize];
+        revoked += u64::from(black_box(r.check(black_box(t))).unwrap().is_revoked());
+    }
+    assert_eq!(revoked, 0);
+    drop(r);
+    let _ = std::fs::remove_dir_all(&dir);
+}
