@@ -195,6 +195,9 @@ def test_workers_as_another_user_survive_a_compaction_by_root(base, nginx):
     assert writer.stats().live_keys == 1, "the expired rule was dropped"
     assert (after.st_mode & 0o777, after.st_gid) == (0o640, gid), \
         "compaction keeps the mode and group the readers need"
+    for f in path.parent.iterdir():  # the ledger and its index files
+        st = f.stat()
+        assert (st.st_mode & 0o777, st.st_gid) == (0o640, gid), f"{f.name}: {oct(st.st_mode)}"
 
     seen.clear()
     wait_for(every_worker_judges, "every worker to answer after the compaction")
