@@ -119,6 +119,9 @@ def test_valid_revoked_unreadable_and_no_token(base, nginx):
         assert why, f"an empty error_description for {bad!r}"
     why = assert_unreadable(n.get("/", jwt({"tenant": "acme", "sub": "john"})))
     assert "iat" in why, why
+    # issued after this host's clock plus the leeway: it cannot be judged, never valid
+    why = assert_unreadable(n.get("/", jwt({"tenant": "acme", "sub": "bruce", "iat": now + 3600})))
+    assert "future" in why, why
 
     # the variables reach the access log
     wait_for(lambda: "401 revoked [role] /" in n.access_log.read_text(), "the access log")
