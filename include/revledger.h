@@ -592,6 +592,19 @@ const char *revledger_status_name(uint32_t status);
  */
 const char *revledger_version(void);
 
+/**
+ * **For tests of the panic boundary only.** Makes the next call of the export named
+ * `function` (e.g. `"revledger_check"`) panic inside revledger, once, so that a test can
+ * see the panic caught: the call returns `REVLEDGER_INTERNAL` (or, for a function that
+ * returns no status, its documented fallback) and the handle it was given is poisoned.
+ * NULL disarms. An unknown name is `REVLEDGER_INVALID_ARGUMENT`. Process-wide; a
+ * program that never calls it pays one relaxed atomic load per call.
+ *
+ * # Safety
+ * `function` is NULL or a NUL-terminated string.
+ */
+revledger_status revledger_testing_panic_in(const char *function);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -166,7 +166,7 @@ pub(crate) fn maybe_start(inner: &Arc<Inner>, gen: &Generation) {
         });
     match spawned {
         Ok(handle) => {
-            st.retry_at_records = records + records / 8 + 1024;
+            st.retry_at_records = retry_after(records);
             st.running = Some(Running {
                 kind,
                 cancel,
@@ -175,9 +175,15 @@ pub(crate) fn maybe_start(inner: &Arc<Inner>, gen: &Generation) {
         }
         Err(e) => {
             st.last_error = Some(format!("starting a background job: {e}"));
-            st.retry_at_records = records + records / 8 + 1024;
+            st.retry_at_records = retry_after(records);
         }
     }
+}
+
+/// After a failed job, the record count before the next try (the counts are words of the
+/// shared index: saturating).
+fn retry_after(records: u64) -> u64 {
+    records.saturating_add(records / 8).saturating_add(1024)
 }
 
 /// A compaction asked for by the caller, run on the caller's thread (after any running
@@ -338,7 +344,9 @@ pub(crate) fn open_writer_index(
         }
     }
     // No index this writer can trust: build one from the log.
-    let epoch = epoch + 1;
+    // Wrapping: the word is the file's, and a crafted maximum must not panic; a new
+    // epoch only has to differ from the one readers hold.
+    let epoch = epoch.wrapping_add(1);
     let mut records = 0u64;
     let wlog = writer_log(&log, end)?;
     scan(wlog, log.header.log_start, end, |r, _| {
@@ -365,7 +373,14 @@ pub(crate) fn open_writer_index(
         Err(e @ Error::Io { .. }) => {
             let _ = std::fs::remove_file(&tmp);
             let why = format!("no shared index (readers index the log themselves): {e}");
-            let gen = Generation::new_writer(log, None, epoch - 1, HEADER_LEN_U64, recovery, lost)?;
+            let gen = Generation::new_writer(
+                log,
+                None,
+                epoch.wrapping_sub(1),
+                HEADER_LEN_U64,
+                recovery,
+                lost,
+            )?;
             Ok((gen, Some(why)))
         }
         Err(e) => {
@@ -397,10 +412,10 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
     } else {
         0
     };
-    let keys = (old.total_keys() + pending)
+    let keys = (old.total_keys().saturating_add(pending))
         .saturating_mul(2)
         .max(writer.options.index_keys.max(1));
-    let epoch = gen.epoch + 1;
+    let epoch = gen.epoch.wrapping_add(1);
     let tmp = sibling(
         &log.path,
         &format!("g{}.index.building", log.header.generation),

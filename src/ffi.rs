@@ -5,8 +5,11 @@
 //! `close`, `last_error`, `version`); outputs come last as out-parameters and are written
 //! only on success; a `const revledger *` first parameter means no mutation; byte strings
 //! are `(ptr, len)` pairs where `{NULL, 0}` is the empty string; enum values coming from
-//! C are taken as integers and checked. Every body runs inside a panic boundary, so no
-//! unwind ever crosses into C. On failure, `revledger_last_error()` describes the error.
+//! C are taken as integers and checked. Every export runs inside a panic boundary, so no
+//! unwind ever crosses into C; a handle (ledger or claim mapping) whose call panicked is
+//! poisoned: a panic may have left it half-updated, so every later call on it fails with
+//! `REVLEDGER_INTERNAL` (only `close`/`free` still work). On failure,
+//! `revledger_last_error()` describes the error.
 #![allow(non_camel_case_types)]
 
 use crate::claims::ClaimMapping;
@@ -16,6 +19,8 @@ use crate::rule::{Rule, Scope, Token, Verdict, MAX_ROLES};
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// An open ledger handle (writer or reader). Opaque; free it with `revledger_close`.
 /// Thread safety: `revledger_check` and `revledger_refresh` may run on one handle from
@@ -23,6 +28,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 /// `revledger_close` must not race with any other call on the same handle.
 pub struct revledger {
     ledger: Ledger,
+    /// Set when a call on this handle panicked: what panicked.
+    poisoned: OnceLock<String>,
 }
 
 /// A compiled claim mapping (DESIGN.md §7): where the tenant, subject, roles, client,
@@ -31,6 +38,8 @@ pub struct revledger {
 /// serve any number of threads and ledgers at once.
 pub struct revledger_claims {
     mapping: ClaimMapping,
+    /// Set when a call using this mapping panicked: what panicked.
+    poisoned: OnceLock<String>,
 }
 
 /// A byte string: `len` bytes at `ptr`. `{NULL, 0}` is the empty string; `ptr == NULL`
@@ -200,23 +209,155 @@ fn invalid(msg: impl AsRef<str>) -> revledger_status {
     fail(revledger_status::REVLEDGER_INVALID_ARGUMENT, msg)
 }
 
-/// Runs `body` so that no panic unwinds into C.
-fn boundary(body: impl FnOnce() -> FfiResult<()>) -> revledger_status {
+/// What a caught panic says.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Runs the body of the export `name` so that no panic unwinds into C.
+fn boundary(name: &'static str, body: impl FnOnce() -> FfiResult<()>) -> revledger_status {
+    catch(name, || {
+        test_panic(name);
+        body()
+    })
+}
+
+/// [`boundary`] for an export whose body works on a handle through [`poisoning`] (where
+/// a test's provoked panic fires, to poison it).
+fn catch(name: &'static str, body: impl FnOnce() -> FfiResult<()>) -> revledger_status {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => revledger_status::REVLEDGER_OK,
         Ok(Err(status)) => status,
+        Err(panic) => fail(
+            revledger_status::REVLEDGER_INTERNAL,
+            format!(
+                "panic inside {name} (a bug; please report it): {}",
+                panic_message(&*panic)
+            ),
+        ),
+    }
+}
+
+/// Runs the body of an export that returns no status: a panic gives `fallback` (and sets
+/// the last error when it can).
+fn guard<T>(name: &'static str, fallback: T, body: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(|| {
+        test_panic(name);
+        body()
+    })) {
+        Ok(v) => v,
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            fail(
-                revledger_status::REVLEDGER_INTERNAL,
-                format!("panic inside revledger (a bug; please report it): {what}"),
-            )
+            let msg = format!(
+                "panic inside {name} (a bug; please report it): {}",
+                panic_message(&*panic)
+            );
+            let _ = catch_unwind(AssertUnwindSafe(|| set_last_error(&msg)));
+            fallback
         }
     }
+}
+
+/// The error of a call on a poisoned handle.
+fn poisoned_error(what: &str, why: &str) -> revledger_status {
+    fail(
+        revledger_status::REVLEDGER_INTERNAL,
+        format!(
+            "this {what} is poisoned: an earlier call on it panicked ({why}), which may have \
+             left it half-updated; every call on it fails. Close it and open a new one"
+        ),
+    )
+}
+
+/// Runs `body` of the export `name` on the ledger of the handle `h` (from [`handle`]: not
+/// poisoned), and poisons the handle if `body` panics.
+fn poisoning(
+    h: &revledger,
+    name: &'static str,
+    body: impl FnOnce(&Ledger) -> FfiResult<()>,
+) -> FfiResult<()> {
+    match catch_unwind(AssertUnwindSafe(|| {
+        test_panic(name);
+        body(&h.ledger)
+    })) {
+        Ok(r) => r,
+        Err(panic) => {
+            let why = panic_message(&*panic);
+            let _ = h.poisoned.set(why);
+            std::panic::resume_unwind(panic) // reported by the export's boundary
+        }
+    }
+}
+
+/// The names of the exports, for `revledger_testing_panic_in`.
+const EXPORTS: &[&str] = &[
+    "revledger_open_writer",
+    "revledger_open_reader",
+    "revledger_writer_options_init",
+    "revledger_open_writer_with",
+    "revledger_wait_background",
+    "revledger_close",
+    "revledger_revoke",
+    "revledger_revoke_now",
+    "revledger_revoke_batch",
+    "revledger_sync",
+    "revledger_check",
+    "revledger_claims_new",
+    "revledger_claims_free",
+    "revledger_check_claims",
+    "revledger_check_jwt",
+    "revledger_check_jwt_ptr",
+    "revledger_refresh",
+    "revledger_compact",
+    "revledger_stats",
+    "revledger_freshness",
+    "revledger_freshness_state",
+    "revledger_last_error",
+    "revledger_status_name",
+    "revledger_version",
+];
+
+/// Whether a test armed a panic (one relaxed load per call otherwise).
+static PANIC_ARMED: AtomicBool = AtomicBool::new(false);
+/// The export whose next call panics (tests of the panic boundary).
+static PANIC_IN: Mutex<Option<&'static str>> = Mutex::new(None);
+
+/// Panics if a test asked the next call of `name` to.
+#[inline(always)]
+fn test_panic(name: &'static str) {
+    if PANIC_ARMED.load(Ordering::Relaxed) {
+        test_panic_slow(name);
+    }
+}
+
+#[cold]
+fn test_panic_slow(name: &'static str) {
+    let mut armed = PANIC_IN.lock().unwrap_or_else(|e| e.into_inner());
+    if *armed == Some(name) {
+        *armed = None;
+        PANIC_ARMED.store(false, Ordering::Relaxed);
+        drop(armed);
+        panic!("provoked by revledger_testing_panic_in(\"{name}\")");
+    }
+}
+
+/// Makes the next call of the export `name` panic inside revledger (`None` disarms);
+/// `false` when no export has that name. See `revledger_testing_panic_in`.
+pub(crate) fn arm_test_panic(name: Option<&str>) -> bool {
+    let found = match name {
+        None => None,
+        Some(n) => match EXPORTS.iter().find(|e| **e == n) {
+            Some(e) => Some(*e),
+            None => return false,
+        },
+    };
+    let mut armed = PANIC_IN.lock().unwrap_or_else(|e| e.into_inner());
+    *armed = found;
+    PANIC_ARMED.store(found.is_some(), Ordering::Relaxed);
+    true
 }
 
 /// Borrows a byte string for the duration of the call.
@@ -241,12 +382,17 @@ unsafe fn bytes<'a>(b: revledger_bytes, what: &str) -> FfiResult<&'a [u8]> {
     Ok(unsafe { std::slice::from_raw_parts(b.ptr, b.len) })
 }
 
+/// The handle, unless it is NULL or poisoned.
+///
 /// # Safety
 /// `ptr` is NULL or a handle returned by an open function and not yet closed.
-unsafe fn handle<'a>(ptr: *const revledger) -> FfiResult<&'a Ledger> {
+unsafe fn handle<'a>(ptr: *const revledger) -> FfiResult<&'a revledger> {
     // SAFETY: caller contract: NULL (refused here) or a live Box<revledger> pointer.
     match unsafe { ptr.as_ref() } {
-        Some(h) => Ok(&h.ledger),
+        Some(h) => match h.poisoned.get() {
+            Some(why) => Err(poisoned_error("ledger handle", why)),
+            None => Ok(h),
+        },
         None => Err(invalid("ledger handle is NULL")),
     }
 }
@@ -310,7 +456,10 @@ unsafe fn open_into(
         return Err(invalid("out is NULL"));
     }
     let ledger = open().map_err(from_error)?;
-    let raw = Box::into_raw(Box::new(revledger { ledger }));
+    let raw = Box::into_raw(Box::new(revledger {
+        ledger,
+        poisoned: OnceLock::new(),
+    }));
     // SAFETY: `out` is non-null and writable (caller contract).
     unsafe { out.write(raw) };
     Ok(())
@@ -332,7 +481,7 @@ pub unsafe extern "C" fn revledger_open_writer(
     max_token_lifetime_s: i64,
     out: *mut *mut revledger,
 ) -> revledger_status {
-    boundary(|| {
+    boundary("revledger_open_writer", || {
         // SAFETY: forwarded caller contract.
         let path = unsafe { path_arg(path)? };
         // SAFETY: forwarded caller contract.
@@ -354,7 +503,7 @@ pub unsafe extern "C" fn revledger_open_reader(
     path: *const c_char,
     out: *mut *mut revledger,
 ) -> revledger_status {
-    boundary(|| {
+    boundary("revledger_open_reader", || {
         // SAFETY: forwarded caller contract.
         let path = unsafe { path_arg(path)? };
         // SAFETY: forwarded caller contract.
@@ -410,6 +559,15 @@ pub struct revledger_writer_options {
 /// `options` is NULL (a no-op) or writable.
 #[no_mangle]
 pub unsafe extern "C" fn revledger_writer_options_init(options: *mut revledger_writer_options) {
+    guard("revledger_writer_options_init", (), || {
+        // SAFETY: forwarded caller contract.
+        unsafe { writer_options_init(options) }
+    })
+}
+
+/// # Safety
+/// As `revledger_writer_options_init`.
+unsafe fn writer_options_init(options: *mut revledger_writer_options) {
     if options.is_null() {
         return;
     }
@@ -488,7 +646,7 @@ pub unsafe extern "C" fn revledger_open_writer_with(
     options: *const revledger_writer_options,
     out: *mut *mut revledger,
 ) -> revledger_status {
-    boundary(|| {
+    boundary("revledger_open_writer_with", || {
         // SAFETY: forwarded caller contract.
         let path = unsafe { path_arg(path)? };
         // SAFETY: NULL or valid options (caller contract).
@@ -509,10 +667,12 @@ pub unsafe extern "C" fn revledger_open_writer_with(
 /// `ledger` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn revledger_wait_background(ledger: *mut revledger) -> revledger_status {
-    boundary(|| {
+    catch("revledger_wait_background", || {
         // SAFETY: forwarded caller contract.
-        let ledger = unsafe { handle(ledger)? };
-        ledger.wait_background().map_err(from_error)
+        let h = unsafe { handle(ledger)? };
+        poisoning(h, "revledger_wait_background", |ledger| {
+            ledger.wait_background().map_err(from_error)
+        })
     })
 }
 
@@ -526,10 +686,11 @@ pub unsafe extern "C" fn revledger_close(ledger: *mut revledger) {
     if ledger.is_null() {
         return;
     }
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: a live pointer from Box::into_raw in open_into (caller contract).
-        drop(unsafe { Box::from_raw(ledger) });
-    }));
+    // SAFETY: a live pointer from Box::into_raw in open_into (caller contract). Owned from
+    // here: a panic below drops it while unwinding, so the handle is freed (and a writer's
+    // lock released) whatever happens. A poisoned handle is freed too.
+    let owned = unsafe { Box::from_raw(ledger) };
+    guard("revledger_close", (), move || drop(owned));
 }
 
 /// Records "scope changed at `at`": tokens in scope issued before `at` are revoked.
@@ -549,17 +710,19 @@ pub unsafe extern "C" fn revledger_revoke(
     key: revledger_bytes,
     at: i64,
 ) -> revledger_status {
-    boundary(|| {
+    catch("revledger_revoke", || {
         // SAFETY: forwarded caller contract.
-        let ledger = unsafe { handle(ledger)? };
-        let scope = scope_of(scope)?;
-        // SAFETY: forwarded caller contract.
-        let tenant = unsafe { bytes(tenant, "tenant")? };
-        // SAFETY: forwarded caller contract.
-        let key = unsafe { bytes(key, "key")? };
-        ledger
-            .revoke(&Rule::new(scope, tenant, key, at))
-            .map_err(from_error)
+        let h = unsafe { handle(ledger)? };
+        poisoning(h, "revledger_revoke", |ledger| {
+            let scope = scope_of(scope)?;
+            // SAFETY: forwarded caller contract.
+            let tenant = unsafe { bytes(tenant, "tenant")? };
+            // SAFETY: forwarded caller contract.
+            let key = unsafe { bytes(key, "key")? };
+            ledger
+                .revoke(&Rule::new(scope, tenant, key, at))
+                .map_err(from_error)
+        })
     })
 }
 
@@ -577,20 +740,22 @@ pub unsafe extern "C" fn revledger_revoke_now(
     key: revledger_bytes,
     cutoff_out: *mut i64,
 ) -> revledger_status {
-    boundary(|| {
+    catch("revledger_revoke_now", || {
         // SAFETY: forwarded caller contract.
-        let ledger = unsafe { handle(ledger)? };
-        let scope = scope_of(scope)?;
-        // SAFETY: forwarded caller contract.
-        let tenant = unsafe { bytes(tenant, "tenant")? };
-        // SAFETY: forwarded caller contract.
-        let key = unsafe { bytes(key, "key")? };
-        let at = ledger.revoke_now(scope, tenant, key).map_err(from_error)?;
-        if !cutoff_out.is_null() {
-            // SAFETY: non-null and writable (caller contract).
-            unsafe { cutoff_out.write(at) };
-        }
-        Ok(())
+        let h = unsafe { handle(ledger)? };
+        poisoning(h, "revledger_revoke_now", |ledger| {
+            let scope = scope_of(scope)?;
+            // SAFETY: forwarded caller contract.
+            let tenant = unsafe { bytes(tenant, "tenant")? };
+            // SAFETY: forwarded caller contract.
+            let key = unsafe { bytes(key, "key")? };
+            let at = ledger.revoke_now(scope, tenant, key).map_err(from_error)?;
+            if !cutoff_out.is_null() {
+                // SAFETY: non-null and writable (caller contract).
+                unsafe { cutoff_out.write(at) };
+            }
+            Ok(())
+        })
     })
 }
 
@@ -607,40 +772,42 @@ pub unsafe extern "C" fn revledger_revoke_batch(
     rules: *const revledger_rule,
     rules_len: usize,
 ) -> revledger_status {
-    boundary(|| {
+    catch("revledger_revoke_batch", || {
         // SAFETY: forwarded caller contract.
-        let ledger = unsafe { handle(ledger)? };
-        if rules_len == 0 {
-            // Nothing to write; but a reader handle is refused as for any batch.
-            return if ledger.is_writer() {
-                Ok(())
-            } else {
-                Err(from_error(Error::ReadOnly))
-            };
-        }
-        if rules.is_null() {
-            return Err(invalid("rules is NULL but rules_len is not 0"));
-        }
-        if rules_len > isize::MAX as usize / std::mem::size_of::<revledger_rule>() {
-            return Err(invalid("rules_len is not a valid length"));
-        }
-        // SAFETY: non-null, `rules_len` elements readable (caller contract).
-        let raw = unsafe { std::slice::from_raw_parts(rules, rules_len) };
-        let mut out = Vec::with_capacity(raw.len());
-        for (i, r) in raw.iter().enumerate() {
-            let scope = scope_of(r.scope).map_err(|_| {
-                invalid(format!(
-                    "rule {i}: scope {} is not a revledger_scope",
-                    r.scope
-                ))
-            })?;
-            // SAFETY: forwarded caller contract.
-            let tenant = unsafe { bytes(r.tenant, "tenant")? };
-            // SAFETY: forwarded caller contract.
-            let key = unsafe { bytes(r.key, "key")? };
-            out.push(Rule::new(scope, tenant, key, r.at));
-        }
-        ledger.revoke_batch(&out).map_err(from_error)
+        let h = unsafe { handle(ledger)? };
+        poisoning(h, "revledger_revoke_batch", |ledger| {
+            if rules_len == 0 {
+                // Nothing to write; but a reader handle is refused as for any batch.
+                return if ledger.is_writer() {
+                    Ok(())
+                } else {
+                    Err(from_error(Error::ReadOnly))
+                };
+            }
+            if rules.is_null() {
+                return Err(invalid("rules is NULL but rules_len is not 0"));
+            }
+            if rules_len > isize::MAX as usize / std::mem::size_of::<revledger_rule>() {
+                return Err(invalid("rules_len is not a valid length"));
+            }
+            // SAFETY: non-null, `rules_len` elements readable (caller contract).
+            let raw = unsafe { std::slice::from_raw_parts(rules, rules_len) };
+            let mut out = Vec::with_capacity(raw.len());
+            for (i, r) in raw.iter().enumerate() {
+                let scope = scope_of(r.scope).map_err(|_| {
+                    invalid(format!(
+                        "rule {i}: scope {} is not a revledger_scope",
+                        r.scope
+                    ))
+                })?;
+                // SAFETY: forwarded caller contract.
+                let tenant = unsafe { bytes(r.tenant, "tenant")? };
+                // SAFETY: forwarded caller contract.
+                let key = unsafe { bytes(r.key, "key")? };
+                out.push(Rule::new(scope, tenant, key, r.at));
+            }
+            ledger.revoke_batch(&out).map_err(from_error)
+        })
     })
 }
 
@@ -650,10 +817,12 @@ pub unsafe extern "C" fn revledger_revoke_batch(
 /// `ledger` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn revledger_sync(ledger: *mut revledger) -> revledger_status {
-    boundary(|| {
+    catch("revledger_sync", || {
         // SAFETY: forwarded caller contract.
-        let ledger = unsafe { handle(ledger)? };
-        ledger.sync().map_err(from_error)
+        let h = unsafe { handle(ledger)? };
+        poisoning(h, "revledger_sync", |ledger| {
+            ledger.sync().map_err(from_error)
+        })
     })
 }
 
@@ -671,60 +840,62 @@ pub unsafe extern "C" fn revledger_check(
     token: *const revledger_token,
     out: *mut revledger_verdict,
 ) -> revledger_status {
-    boundary(|| {
+    catch("revledger_check", || {
         // SAFETY: forwarded caller contract.
-        let ledger = unsafe { handle(ledger)? };
-        // SAFETY: NULL or a valid token (caller contract).
-        let Some(t) = (unsafe { token.as_ref() }) else {
-            return Err(invalid("token is NULL"));
-        };
-        if out.is_null() {
-            return Err(invalid("out is NULL"));
-        }
-        if t.roles_len > MAX_ROLES {
-            return Err(invalid(format!(
-                "token has {} roles; the limit is {MAX_ROLES}",
-                t.roles_len
-            )));
-        }
-        if t.roles_len > 0 && t.roles.is_null() {
-            return Err(invalid("roles is NULL but roles_len is not 0"));
-        }
-        let raw_roles: &[revledger_bytes] = if t.roles_len == 0 {
-            &[]
-        } else {
-            // SAFETY: non-null, `roles_len` (≤ MAX_ROLES) elements readable (contract).
-            unsafe { std::slice::from_raw_parts(t.roles, t.roles_len) }
-        };
-        let mut stack: [&[u8]; 16] = [&[]; 16];
-        let mut heap: Vec<&[u8]> = Vec::new();
-        let roles: &[&[u8]] = if raw_roles.len() <= stack.len() {
-            for (slot, r) in stack.iter_mut().zip(raw_roles) {
-                // SAFETY: forwarded caller contract.
-                *slot = unsafe { bytes(*r, "role")? };
+        let h = unsafe { handle(ledger)? };
+        poisoning(h, "revledger_check", |ledger| {
+            // SAFETY: NULL or a valid token (caller contract).
+            let Some(t) = (unsafe { token.as_ref() }) else {
+                return Err(invalid("token is NULL"));
+            };
+            if out.is_null() {
+                return Err(invalid("out is NULL"));
             }
-            &stack[..raw_roles.len()]
-        } else {
-            for r in raw_roles {
-                // SAFETY: forwarded caller contract.
-                heap.push(unsafe { bytes(*r, "role")? });
+            if t.roles_len > MAX_ROLES {
+                return Err(invalid(format!(
+                    "token has {} roles; the limit is {MAX_ROLES}",
+                    t.roles_len
+                )));
             }
-            &heap
-        };
-        // SAFETY (all five): forwarded caller contract.
-        let token = Token {
-            tenant: unsafe { bytes(t.tenant, "tenant")? },
-            subject: unsafe { bytes(t.subject, "subject")? },
-            roles,
-            client: unsafe { bytes(t.client, "client")? },
-            session: unsafe { bytes(t.session, "session")? },
-            token_id: unsafe { bytes(t.token_id, "token_id")? },
-            issued_at: t.issued_at,
-        };
-        let verdict = c_verdict(ledger.check(&token).map_err(from_error)?);
-        // SAFETY: non-null and writable (caller contract).
-        unsafe { out.write(verdict) };
-        Ok(())
+            if t.roles_len > 0 && t.roles.is_null() {
+                return Err(invalid("roles is NULL but roles_len is not 0"));
+            }
+            let raw_roles: &[revledger_bytes] = if t.roles_len == 0 {
+                &[]
+            } else {
+                // SAFETY: non-null, `roles_len` (≤ MAX_ROLES) elements readable (contract).
+                unsafe { std::slice::from_raw_parts(t.roles, t.roles_len) }
+            };
+            let mut stack: [&[u8]; 16] = [&[]; 16];
+            let mut heap: Vec<&[u8]> = Vec::new();
+            let roles: &[&[u8]] = if raw_roles.len() <= stack.len() {
+                for (slot, r) in stack.iter_mut().zip(raw_roles) {
+                    // SAFETY: forwarded caller contract.
+                    *slot = unsafe { bytes(*r, "role")? };
+                }
+                &stack[..raw_roles.len()]
+            } else {
+                for r in raw_roles {
+                    // SAFETY: forwarded caller contract.
+                    heap.push(unsafe { bytes(*r, "role")? });
+                }
+                &heap
+            };
+            // SAFETY (all five): forwarded caller contract.
+            let token = Token {
+                tenant: unsafe { bytes(t.tenant, "tenant")? },
+                subject: unsafe { bytes(t.subject, "subject")? },
+                roles,
+                client: unsafe { bytes(t.client, "client")? },
+                session: unsafe { bytes(t.session, "session")? },
+                token_id: unsafe { bytes(t.token_id, "token_id")? },
+                issued_at: t.issued_at,
+            };
+            let verdict = c_verdict(ledger.check(&token).map_err(from_error)?);
+            // SAFETY: non-null and writable (caller contract).
+            unsafe { out.write(verdict) };
+            Ok(())
+        })
     })
 }
 
@@ -742,7 +913,7 @@ pub unsafe extern "C" fn revledger_claims_new(
     spec: *const c_char,
     out: *mut *mut revledger_claims,
 ) -> revledger_status {
-    boundary(|| {
+    boundary("revledger_claims_new", || {
         if spec.is_null() {
             return Err(invalid("spec is NULL"));
         }
@@ -755,7 +926,10 @@ pub unsafe extern "C" fn revledger_claims_new(
             .to_str()
             .map_err(|_| invalid("spec is not valid UTF-8"))?;
         let mapping = ClaimMapping::new(spec).map_err(from_error)?;
-        let raw = Box::into_raw(Box::new(revledger_claims { mapping }));
+        let raw = Box::into_raw(Box::new(revledger_claims {
+            mapping,
+            poisoned: OnceLock::new(),
+        }));
         // SAFETY: non-null and writable (caller contract).
         unsafe { out.write(raw) };
         Ok(())
@@ -772,18 +946,23 @@ pub unsafe extern "C" fn revledger_claims_free(claims: *mut revledger_claims) {
     if claims.is_null() {
         return;
     }
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: a live pointer from Box::into_raw in revledger_claims_new (contract).
-        drop(unsafe { Box::from_raw(claims) });
-    }));
+    // SAFETY: a live pointer from Box::into_raw in revledger_claims_new (contract). Owned
+    // from here: freed even if something below panics (dropped while unwinding).
+    let owned = unsafe { Box::from_raw(claims) };
+    guard("revledger_claims_free", (), move || drop(owned));
 }
 
+/// The mapping, unless it is NULL or poisoned.
+///
 /// # Safety
 /// `claims` is NULL or a live mapping.
-unsafe fn claims_arg<'a>(claims: *const revledger_claims) -> FfiResult<&'a ClaimMapping> {
+unsafe fn claims_arg<'a>(claims: *const revledger_claims) -> FfiResult<&'a revledger_claims> {
     // SAFETY: caller contract: NULL (refused here) or a live Box<revledger_claims>.
     match unsafe { claims.as_ref() } {
-        Some(c) => Ok(&c.mapping),
+        Some(c) => match c.poisoned.get() {
+            Some(why) => Err(poisoned_error("claim mapping", why)),
+            None => Ok(c),
+        },
         None => Err(invalid("claims is NULL")),
     }
 }
@@ -798,19 +977,33 @@ unsafe fn check_with(
     input: revledger_bytes,
     what: &str,
     out: *mut revledger_verdict,
+    name: &'static str,
     check: impl FnOnce(&Ledger, &ClaimMapping, &[u8]) -> crate::Result<Verdict>,
 ) -> revledger_status {
-    boundary(|| {
+    catch(name, || {
         // SAFETY: forwarded caller contract.
-        let ledger = unsafe { handle(ledger)? };
+        let h = unsafe { handle(ledger)? };
         // SAFETY: forwarded caller contract.
-        let mapping = unsafe { claims_arg(claims)? };
+        let c = unsafe { claims_arg(claims)? };
         // SAFETY: forwarded caller contract.
         let input = unsafe { bytes(input, what)? };
         if out.is_null() {
             return Err(invalid("out is NULL"));
         }
-        let verdict = c_verdict(check(ledger, mapping, input).map_err(from_error)?);
+        let checked = catch_unwind(AssertUnwindSafe(|| {
+            test_panic(name);
+            check(&h.ledger, &c.mapping, input)
+        }));
+        let verdict = match checked {
+            Ok(v) => c_verdict(v.map_err(from_error)?),
+            Err(panic) => {
+                // Either may hold what the panic left half-done.
+                let why = panic_message(&*panic);
+                let _ = h.poisoned.set(why.clone());
+                let _ = c.poisoned.set(why);
+                std::panic::resume_unwind(panic)
+            }
+        };
         // SAFETY: non-null and writable (caller contract).
         unsafe { out.write(verdict) };
         Ok(())
@@ -833,7 +1026,17 @@ pub unsafe extern "C" fn revledger_check_claims(
     out: *mut revledger_verdict,
 ) -> revledger_status {
     // SAFETY: forwarded caller contract.
-    unsafe { check_with(ledger, claims, json, "json", out, Ledger::check_claims) }
+    unsafe {
+        check_with(
+            ledger,
+            claims,
+            json,
+            "json",
+            out,
+            "revledger_check_claims",
+            Ledger::check_claims,
+        )
+    }
 }
 
 /// Is the token `jwt`, a compact JWS `header.payload.signature`, revoked? The payload is
@@ -853,7 +1056,17 @@ pub unsafe extern "C" fn revledger_check_jwt(
     out: *mut revledger_verdict,
 ) -> revledger_status {
     // SAFETY: forwarded caller contract.
-    unsafe { check_with(ledger, claims, jwt, "jwt", out, Ledger::check_jwt) }
+    unsafe {
+        check_with(
+            ledger,
+            claims,
+            jwt,
+            "jwt",
+            out,
+            "revledger_check_jwt",
+            Ledger::check_jwt,
+        )
+    }
 }
 
 /// `revledger_check_jwt` with the token as a pointer and a length rather than a
@@ -876,7 +1089,17 @@ pub unsafe extern "C" fn revledger_check_jwt_ptr(
         len: jwt_len,
     };
     // SAFETY: forwarded caller contract.
-    unsafe { check_with(ledger, claims, jwt, "jwt", out, Ledger::check_jwt) }
+    unsafe {
+        check_with(
+            ledger,
+            claims,
+            jwt,
+            "jwt",
+            out,
+            "revledger_check_jwt_ptr",
+            Ledger::check_jwt,
+        )
+    }
 }
 
 /// Brings the handle's index up to date with the log now (checks do it on their own;
@@ -886,10 +1109,12 @@ pub unsafe extern "C" fn revledger_check_jwt_ptr(
 /// `ledger` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn revledger_refresh(ledger: *const revledger) -> revledger_status {
-    boundary(|| {
+    catch("revledger_refresh", || {
         // SAFETY: forwarded caller contract.
-        let ledger = unsafe { handle(ledger)? };
-        ledger.refresh().map_err(from_error)
+        let h = unsafe { handle(ledger)? };
+        poisoning(h, "revledger_refresh", |ledger| {
+            ledger.refresh().map_err(from_error)
+        })
     })
 }
 
@@ -901,10 +1126,12 @@ pub unsafe extern "C" fn revledger_refresh(ledger: *const revledger) -> revledge
 /// `ledger` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn revledger_compact(ledger: *mut revledger, now: i64) -> revledger_status {
-    boundary(|| {
+    catch("revledger_compact", || {
         // SAFETY: forwarded caller contract.
-        let ledger = unsafe { handle(ledger)? };
-        ledger.compact(now).map(|_| ()).map_err(from_error)
+        let h = unsafe { handle(ledger)? };
+        poisoning(h, "revledger_compact", |ledger| {
+            ledger.compact(now).map(|_| ()).map_err(from_error)
+        })
     })
 }
 
@@ -918,26 +1145,28 @@ pub unsafe extern "C" fn revledger_stats(
     now: i64,
     out: *mut revledger_statistics,
 ) -> revledger_status {
-    boundary(|| {
+    catch("revledger_stats", || {
         // SAFETY: forwarded caller contract.
-        let ledger = unsafe { handle(ledger)? };
-        if out.is_null() {
-            return Err(invalid("out is NULL"));
-        }
-        let s = ledger.stats(now).map_err(from_error)?;
-        let c = revledger_statistics {
-            rule_records: s.rule_records,
-            live_keys: s.live_keys,
-            expired_keys: s.expired_keys,
-            log_bytes: s.log_bytes,
-            file_bytes: s.file_bytes,
-            index_bytes: s.index_bytes,
-            max_token_lifetime: s.max_token_lifetime,
-            leeway: s.leeway,
-        };
-        // SAFETY: non-null and writable (caller contract).
-        unsafe { out.write(c) };
-        Ok(())
+        let h = unsafe { handle(ledger)? };
+        poisoning(h, "revledger_stats", |ledger| {
+            if out.is_null() {
+                return Err(invalid("out is NULL"));
+            }
+            let s = ledger.stats(now).map_err(from_error)?;
+            let c = revledger_statistics {
+                rule_records: s.rule_records,
+                live_keys: s.live_keys,
+                expired_keys: s.expired_keys,
+                log_bytes: s.log_bytes,
+                file_bytes: s.file_bytes,
+                index_bytes: s.index_bytes,
+                max_token_lifetime: s.max_token_lifetime,
+                leeway: s.leeway,
+            };
+            // SAFETY: non-null and writable (caller contract).
+            unsafe { out.write(c) };
+            Ok(())
+        })
     })
 }
 
@@ -960,32 +1189,34 @@ pub unsafe extern "C" fn revledger_freshness(
     last_id_ms: *mut u64,
     last_id_seq: *mut u64,
 ) -> revledger_status {
-    boundary(|| {
+    catch("revledger_freshness", || {
         // SAFETY: forwarded caller contract.
-        let ledger = unsafe { handle(ledger)? };
-        if last_heard_unix.is_null() {
-            return Err(invalid("last_heard_unix is NULL"));
-        }
-        let (heard, id) = if last_id_ms.is_null() && last_id_seq.is_null() {
-            let heard = ledger.last_heard().map_err(from_error)?;
-            (heard.unwrap_or(0), crate::StreamId::ZERO)
-        } else {
-            match ledger.stream_position().map_err(from_error)? {
-                Some(p) => (p.last_heard, p.last_id),
-                None => (0, crate::StreamId::ZERO),
+        let h = unsafe { handle(ledger)? };
+        poisoning(h, "revledger_freshness", |ledger| {
+            if last_heard_unix.is_null() {
+                return Err(invalid("last_heard_unix is NULL"));
             }
-        };
-        // SAFETY (all three): non-null ones are writable (caller contract).
-        unsafe {
-            last_heard_unix.write(heard);
-            if !last_id_ms.is_null() {
-                last_id_ms.write(id.ms);
+            let (heard, id) = if last_id_ms.is_null() && last_id_seq.is_null() {
+                let heard = ledger.last_heard().map_err(from_error)?;
+                (heard.unwrap_or(0), crate::StreamId::ZERO)
+            } else {
+                match ledger.stream_position().map_err(from_error)? {
+                    Some(p) => (p.last_heard, p.last_id),
+                    None => (0, crate::StreamId::ZERO),
+                }
+            };
+            // SAFETY (all three): non-null ones are writable (caller contract).
+            unsafe {
+                last_heard_unix.write(heard);
+                if !last_id_ms.is_null() {
+                    last_id_ms.write(id.ms);
+                }
+                if !last_id_seq.is_null() {
+                    last_id_seq.write(id.seq);
+                }
             }
-            if !last_id_seq.is_null() {
-                last_id_seq.write(id.seq);
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     })
 }
 
@@ -1006,20 +1237,22 @@ pub unsafe extern "C" fn revledger_freshness_state(
     last_heard_unix: *mut i64,
     degraded: *mut u32,
 ) -> revledger_status {
-    boundary(|| {
+    catch("revledger_freshness_state", || {
         // SAFETY: forwarded caller contract.
-        let ledger = unsafe { handle(ledger)? };
-        if last_heard_unix.is_null() || degraded.is_null() {
-            return Err(invalid("last_heard_unix or degraded is NULL"));
-        }
-        let heard = ledger.last_heard().map_err(from_error)?.unwrap_or(0);
-        let flags = ledger.degraded().map_err(from_error)?;
-        // SAFETY: both non-null and writable (caller contract).
-        unsafe {
-            last_heard_unix.write(heard);
-            degraded.write(u32::from(flags));
-        }
-        Ok(())
+        let h = unsafe { handle(ledger)? };
+        poisoning(h, "revledger_freshness_state", |ledger| {
+            if last_heard_unix.is_null() || degraded.is_null() {
+                return Err(invalid("last_heard_unix or degraded is NULL"));
+            }
+            let heard = ledger.last_heard().map_err(from_error)?.unwrap_or(0);
+            let flags = ledger.degraded().map_err(from_error)?;
+            // SAFETY: both non-null and writable (caller contract).
+            unsafe {
+                last_heard_unix.write(heard);
+                degraded.write(u32::from(flags));
+            }
+            Ok(())
+        })
     })
 }
 
@@ -1027,14 +1260,27 @@ pub unsafe extern "C" fn revledger_freshness_state(
 /// revledger call on this thread; do not free it.
 #[no_mangle]
 pub extern "C" fn revledger_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    const FAILED: &CStr = c"revledger_last_error failed (a bug; please report it)";
+    let fallback = FAILED.as_ptr();
+    guard("revledger_last_error", fallback, || {
+        // `try_with`: during thread exit the thread-local may be gone already.
+        LAST_ERROR
+            .try_with(|e| e.try_borrow().map_or(fallback, |m| m.as_ptr()))
+            .unwrap_or(fallback)
+    })
 }
 
 /// A static name for a status code, e.g. "REVLEDGER_CORRUPT"; "unknown status" for
 /// values outside the enum.
 #[no_mangle]
 pub extern "C" fn revledger_status_name(status: u32) -> *const c_char {
-    let name: &'static CStr = match status {
+    guard("revledger_status_name", c"unknown status".as_ptr(), || {
+        status_name(status).as_ptr()
+    })
+}
+
+fn status_name(status: u32) -> &'static CStr {
+    match status {
         0 => c"REVLEDGER_OK",
         1 => c"REVLEDGER_INVALID_ARGUMENT",
         2 => c"REVLEDGER_IO",
@@ -1044,15 +1290,48 @@ pub extern "C" fn revledger_status_name(status: u32) -> *const c_char {
         6 => c"REVLEDGER_INCOMPATIBLE",
         7 => c"REVLEDGER_INTERNAL",
         _ => c"unknown status",
-    };
-    name.as_ptr()
+    }
 }
 
 /// The library version, e.g. "0.1.0" (static; do not free).
 #[no_mangle]
 pub extern "C" fn revledger_version() -> *const c_char {
     const V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
-    V.as_ptr() as *const c_char
+    let v = V.as_ptr() as *const c_char;
+    guard("revledger_version", v, || v)
+}
+
+/// **For tests of the panic boundary only.** Makes the next call of the export named
+/// `function` (e.g. `"revledger_check"`) panic inside revledger, once, so that a test can
+/// see the panic caught: the call returns `REVLEDGER_INTERNAL` (or, for a function that
+/// returns no status, its documented fallback) and the handle it was given is poisoned.
+/// NULL disarms. An unknown name is `REVLEDGER_INVALID_ARGUMENT`. Process-wide; a
+/// program that never calls it pays one relaxed atomic load per call.
+///
+/// # Safety
+/// `function` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_testing_panic_in(function: *const c_char) -> revledger_status {
+    boundary("revledger_testing_panic_in", || {
+        let name = if function.is_null() {
+            None
+        } else {
+            // SAFETY: non-null and NUL-terminated (caller contract).
+            let c = unsafe { CStr::from_ptr(function) };
+            Some(
+                c.to_str()
+                    .map_err(|_| invalid("function is not valid UTF-8"))?,
+            )
+        };
+        if arm_test_panic(name) {
+            Ok(())
+        } else {
+            Err(invalid(format!(
+                "{} is not a revledger function",
+                name.unwrap_or_default()
+            )))
+        }
+    })
 }
 
 #[cfg(test)]

@@ -45,6 +45,8 @@ const BUCKET_WORDS: usize = SLOTS_PER_BUCKET;
 const PREFETCH_ABOVE_WORDS: u64 = 64 << 10;
 /// Keys an index of a new ledger is sized for.
 pub const INITIAL_KEYS: u64 = 16_384;
+/// Most keys an index is sized for: one per 32 bytes of the largest log (1 TiB).
+const MAX_KEYS: u64 = 1 << 35;
 const TAG_SHIFT: u32 = 40;
 const OFFSET_MASK: u64 = (1 << TAG_SHIFT) - 1;
 
@@ -179,7 +181,8 @@ pub(crate) struct Layout {
 impl Layout {
     /// The layout of an index that holds `keys` keys at 3/4 of its slots.
     pub(crate) fn for_keys(keys: u64) -> Layout {
-        let slots = (keys.max(48) * 4).div_ceil(3);
+        // Clamped: the counts come from a shared file (and a file offset has 40 bits).
+        let slots = (keys.clamp(48, MAX_KEYS) * 4).div_ceil(3);
         let n_buckets = slots.div_ceil(SLOTS_PER_BUCKET as u64);
         let filter_words = n_buckets;
         let filter_bytes = (filter_words * 8).next_multiple_of(64);
@@ -568,9 +571,11 @@ impl SharedIndex {
         get(self.words(), w::KEYS + scope as usize)
     }
 
-    /// Keys of every scope.
+    /// Keys of every scope (saturating: the counters are words of a shared file).
     pub(crate) fn total_keys(&self) -> u64 {
-        Scope::ALL[1..].iter().map(|s| self.keys(*s)).sum()
+        Scope::ALL[1..]
+            .iter()
+            .fold(0u64, |n, s| n.saturating_add(self.keys(*s)))
     }
 
     /// Rule records inserted (duplicates included), and how many of them the file started
@@ -749,7 +754,8 @@ impl SharedIndex {
                     if self.total_keys() >= self.layout.hard_limit() {
                         return Ok(Inserted::Full);
                     }
-                    set(w, w::KEYS + rule.scope as usize, self.keys(rule.scope) + 1);
+                    let keys = self.keys(rule.scope).saturating_add(1);
+                    set(w, w::KEYS + rule.scope as usize, keys);
                     self.raise_newest(rule.scope, rule.at);
                     set(w, f.word, get(w, f.word) | f.bits);
                     set(w, at + slot, p.tag | payload_offset);
@@ -784,7 +790,7 @@ impl SharedIndex {
 
     fn count_record(&self) {
         let (n, _) = self.records();
-        set(self.words(), w::RECORDS, n + 1);
+        set(self.words(), w::RECORDS, n.saturating_add(1));
     }
 
     /// Visits the payload offset of every key in the table (growth, compaction, stats).

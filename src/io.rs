@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 /// The kinds of calls, for counting and for aiming a fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,10 +43,12 @@ pub enum Op {
     Link,
     /// Changing a file's mode or group.
     Chmod,
+    /// A positioned read (headers are read with `pread`; the log through the mapping).
+    Read,
 }
 
 /// Number of [`Op`] kinds.
-const OPS: usize = 12;
+const OPS: usize = 13;
 
 static CALLS: AtomicU64 = AtomicU64::new(0);
 /// Number of the call (1-based, counting every call) that fails; 0: none.
@@ -54,6 +56,9 @@ static FAIL_AT: AtomicU64 = AtomicU64::new(0);
 /// Bit set of the [`Op`]s a fault may hit (when FAIL_AT counts only those).
 static FAIL_OPS: AtomicU64 = AtomicU64::new(0);
 static FAIL_ERRNO: AtomicI32 = AtomicI32::new(0);
+/// Whether every aimed call from FAIL_AT on fails (a disk that stopped working), not only
+/// that one.
+static FAIL_ON: AtomicBool = AtomicBool::new(false);
 /// Calls of the aimed kinds so far (the counter FAIL_AT is compared with).
 static AIMED_CALLS: AtomicU64 = AtomicU64::new(0);
 static PER_OP: [AtomicU64; OPS] = [const { AtomicU64::new(0) }; OPS];
@@ -74,7 +79,8 @@ fn enter_armed(op: Op) -> io::Result<()> {
         return Ok(());
     }
     let n = AIMED_CALLS.fetch_add(1, Ordering::Relaxed) + 1;
-    if n == FAIL_AT.load(Ordering::Relaxed) {
+    let at = FAIL_AT.load(Ordering::Relaxed);
+    if n == at || (n > at && FAIL_ON.load(Ordering::Relaxed)) {
         return Err(io::Error::from_raw_os_error(
             FAIL_ERRNO.load(Ordering::Relaxed),
         ));
@@ -93,9 +99,20 @@ pub mod testing {
     /// fail with `errno`; every other call succeeds. Process-wide: tests that use it run
     /// one at a time.
     pub fn fail_nth(ops: &[Op], n: u64, errno: i32) {
+        arm(ops, n, errno, false);
+    }
+
+    /// Makes the `n`-th call (1-based) among those of a kind in `ops`, counted from now,
+    /// and every later one of those kinds fail with `errno`: a disk that stopped working.
+    pub fn fail_from(ops: &[Op], n: u64, errno: i32) {
+        arm(ops, n, errno, true);
+    }
+
+    fn arm(ops: &[Op], n: u64, errno: i32, on: bool) {
         let mask = ops.iter().fold(0u64, |m, op| m | 1 << *op as u32);
         FAIL_OPS.store(mask, Ordering::Relaxed);
         FAIL_ERRNO.store(errno, Ordering::Relaxed);
+        FAIL_ON.store(on, Ordering::Relaxed);
         AIMED_CALLS.store(0, Ordering::Relaxed);
         FAIL_AT.store(n, Ordering::SeqCst);
     }
@@ -241,6 +258,7 @@ pub(crate) fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
 
 /// Reads up to `buf.len()` bytes from offset 0 (fewer at the end of the file).
 pub(crate) fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    enter(Op::Read)?;
     let mut n = 0;
     while n < buf.len() {
         match file.read_at(&mut buf[n..], n as u64) {

@@ -1169,12 +1169,11 @@ impl Ledger {
         let cu = gen.catch_up.lock();
         let (records, base) = gen.shared.as_ref().map_or((0, 0), |s| s.records());
         Ok(Stats {
-            rule_records: records.max(base)
-                + if gen.shared.is_none() {
-                    cu.rule_records
-                } else {
-                    0
-                },
+            rule_records: records.max(base).saturating_add(if gen.shared.is_none() {
+                cu.rule_records
+            } else {
+                0
+            }),
             compacted_keys: base,
             live_keys: live,
             expired_keys: expired,

@@ -63,6 +63,25 @@ pub use watch::CHECK_EVERY as PATH_CHECK_EVERY;
 #[doc(hidden)]
 pub mod testing {
     pub use crate::io::testing::*;
+
+    /// Makes the next call of the C export `function` (e.g. `"revledger_check"`) panic
+    /// inside its panic boundary, once (`None` disarms); `false` for an unknown name. The
+    /// same as `revledger_testing_panic_in` from C.
+    pub fn panic_in(function: Option<&str>) -> bool {
+        crate::ffi::arm_test_panic(function)
+    }
+
+    /// The ledger header's `hash_check` for `hash_seed` (docs/FORMAT.md §2.1): what a
+    /// fuzzer writes into a crafted header so that this build accepts it.
+    pub fn hash_check(hash_seed: [u8; 16]) -> u64 {
+        crate::hash::Hasher::new(hash_seed).check_value()
+    }
+
+    /// This boot's id as the index file stores it (`boot_id`, docs/FORMAT.md §4.1): what
+    /// a fuzzer writes into a crafted index so that readers trust it.
+    pub fn boot_id() -> (u64, u64) {
+        crate::index::boot_id()
+    }
 }
 
 /// The README's Rust examples, compiled and run as doctests.

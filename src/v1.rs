@@ -565,7 +565,9 @@ impl Snapshot {
             .sum()
     }
 
-    /// Visits every rule: scope, tenant, key, cutoff. Checks every block it reads.
+    /// Visits every rule: scope, tenant, key, cutoff. Checks every block it reads, and
+    /// that each table holds as many keys as its descriptor says (a crafted descriptor
+    /// with valid checksums is `Corrupt`, issue 12).
     pub(crate) fn for_each<'a>(
         &self,
         file: &'a [u8],
@@ -579,12 +581,23 @@ impl Snapshot {
             let scope = Scope::ALL[i + 1];
             let end = t.offset + t.n_buckets as usize * BUCKET_LEN;
             self.ensure(s, t.offset, end)?;
+            let mut keys = 0u64;
             for o in (t.offset..end).step_by(SLOT_LEN) {
                 let word = le_u64(s, o);
                 if word != 0 {
+                    keys += 1;
                     let (tn, k) = self.entry(s, (word & OFFSET_MASK) as usize)?;
                     f(scope, tn, k, le_u64(s, o + 8) as i64);
                 }
+            }
+            if keys != t.entries {
+                return Err(Error::corrupt(
+                    (self.base + H_TABLES + i * DESC_LEN) as u64,
+                    format!(
+                        "snapshot: the {scope:?} table holds {keys} keys, its descriptor says {}",
+                        t.entries
+                    ),
+                ));
             }
         }
         Ok(())
@@ -726,6 +739,54 @@ mod tests {
         let mut n = 0;
         snap.for_each(&b, |_, _, _, _| n += 1).unwrap();
         assert_eq!(n, rules.len());
+    }
+
+    /// Recomputes every checksum of a snapshot built by `build` (as a forger would).
+    fn fix_checksums(b: &mut [u8]) {
+        let crcs_off = le_u64(b, H_CRCS_OFF) as usize;
+        let n_blocks = crcs_off.div_ceil(BLOCK_LEN);
+        let block_crc = |b: &[u8], i: usize| {
+            crc32fast::hash(&b[i * BLOCK_LEN..((i + 1) * BLOCK_LEN).min(crcs_off)])
+        };
+        let mut h = crc32fast::Hasher::new();
+        for i in 1..n_blocks {
+            let c = block_crc(b, i);
+            b[crcs_off + i * 4..crcs_off + i * 4 + 4].copy_from_slice(&c.to_le_bytes());
+            h.update(&c.to_le_bytes());
+        }
+        b[H_CRCS_CRC..H_CRCS_CRC + 4].copy_from_slice(&h.finalize().to_le_bytes());
+        let hcrc = crc32fast::hash(&b[..H_CRC]);
+        b[H_CRC..H_CRC + 4].copy_from_slice(&hcrc.to_le_bytes());
+        let c = block_crc(b, 0);
+        b[crcs_off..crcs_off + 4].copy_from_slice(&c.to_le_bytes());
+    }
+
+    /// Issue 12: a keyed table's descriptor with its buckets kept but `entries = 0` and
+    /// `filter_words = 0`, every checksum fixed up, made `revledger check` panic. It is
+    /// `Corrupt` now, for every keyed scope.
+    #[test]
+    fn a_descriptor_that_disowns_its_keys_is_corrupt() {
+        let (h, rules) = sample();
+        let clean = bytes_of(&h, &rules);
+        for scope in 0..KEYED {
+            let d = H_TABLES + scope * DESC_LEN;
+            if le_u32(&clean, d + 8) == 0 {
+                continue; // no table for this scope in the sample
+            }
+            let mut b = clean.clone();
+            b[d + 16..d + 24].copy_from_slice(&0u64.to_le_bytes());
+            b[d + 32..d + 36].copy_from_slice(&0u32.to_le_bytes());
+            fix_checksums(&mut b);
+            let snap = Snapshot::open(&b, 0, b.len()).expect("checksums fixed: opens");
+            let e = snap.for_each(&b, |_, _, _, _| {}).unwrap_err();
+            assert!(
+                matches!(e, Error::Corrupt { ref reason, .. } if reason.contains("descriptor says 0")),
+                "{e:?}"
+            );
+        }
+        let mut b = clean.clone();
+        fix_checksums(&mut b);
+        assert_eq!(b, clean, "fix_checksums changed a valid snapshot");
     }
 
     #[test]

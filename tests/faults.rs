@@ -581,59 +581,64 @@ fn a_retired_mark_on_the_file_at_the_path_fails_closed_and_a_writer_clears_it() 
     assert!(revoked(&r, b"x"));
 }
 
+/// The `open_file` fuzz target's body and its reference model (fuzz/src/), so that the
+/// regressions replay with the fuzzer's own fix-ups and oracles.
+#[path = "../fuzz/src/model.rs"]
+#[allow(dead_code)]
+mod model;
+#[path = "../fuzz/src/open_file.rs"]
+#[allow(dead_code)]
+mod open_file;
+
 #[test]
 fn fuzz_regressions_open_without_panic() {
-    // Every input kept in tests/fuzz-regressions/ (first byte: 8 for keep_valid_prefix;
-    // then the file, with the fuzz target's fix-ups applied) opens to an answer or a
-    // clear error, a writer that opens it can list its records and revoke, and a reader
-    // open since before sees that revoke.
+    // Every input kept in tests/fuzz-regressions/ (an `open_file` fuzz input: a mode
+    // byte, the ledger file, its index file; fuzz/src/open_file.rs) runs through the fuzz
+    // target's body: readers and writers open it to an answer or a clear error, answers
+    // match the records when no crafted index is trusted, a revoke after recovery is
+    // seen, compaction changes no answer.
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
-        let input = std::fs::read(entry.unwrap().path()).unwrap();
-        let Some((&mode, file)) = input.split_first() else {
-            continue;
-        };
+        let entry = entry.unwrap();
+        let input = std::fs::read(entry.path()).unwrap();
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("l");
-        std::fs::write(&path, file).unwrap();
-        if let Ok(r) = Ledger::open_reader(&path) {
-            let _ = r.check(&subject(b"x", 0));
-            let _ = r.stats(0);
-        }
-        let options = WriterOptions {
-            keep_valid_prefix: mode & 8 != 0,
-            ..WriterOptions::default()
-        };
-        let reader = Ledger::open_reader(&path).ok();
-        if let Ok(w) = open_writer(&path, &options) {
-            w.for_each_record(|_, _| {}).unwrap();
-            // The rule the open_file target revokes (its length matters to some inputs).
-            w.revoke(&Rule::new(
-                Scope::Subject,
-                b"fuzz-tenant",
-                b"fuzz-subject",
-                1000,
-            ))
-            .unwrap();
-            let t = Token {
-                tenant: b"fuzz-tenant",
-                subject: b"fuzz-subject",
-                issued_at: 999,
-                ..Token::default()
-            };
-            assert!(w.check(&t).unwrap().is_revoked());
-            // Compaction of whatever the header says: an answer or a clear error.
-            let _ = w.compact(i64::MIN);
-            // A reader open since before the writer's recovery sees the commit too (or
-            // fails closed), never "valid".
-            if let Some(Ok(v)) = reader.as_ref().map(|r| r.check(&t)) {
-                assert!(v.is_revoked(), "a reader missed a commit");
-            }
-        }
+        let run = std::panic::catch_unwind(|| open_file::run(&input, tmp.path()));
+        assert!(run.is_ok(), "{} failed", entry.path().display());
         n += 1;
     }
     assert!(n > 0, "no regression inputs found");
+}
+
+/// Issue 12: a version 1 snapshot whose descriptor for a keyed scope keeps its buckets
+/// but says `entries = 0` and `filter_words = 0`, with every checksum fixed up, made
+/// `revledger check` panic. A writer upgrading it gets `Corrupt`; readers refuse
+/// version 1 files.
+#[test]
+fn a_crafted_version_1_snapshot_is_corrupt_never_a_panic() {
+    let input = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fuzz-regressions/open_file-v1-snapshot-descriptor-disowns-its-keys"),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = open_file::Input::parse(&input).unwrap();
+    let (path, _) = open_file::prepare(&input, tmp.path());
+    assert!(matches!(
+        Ledger::open_reader(&path),
+        Err(Error::Incompatible(_))
+    ));
+    match open_writer(&path, &WriterOptions::default()) {
+        Err(Error::Corrupt { reason, .. }) => {
+            assert!(reason.contains("descriptor says 0"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // The file is left as it was: the upgrade did not happen.
+    assert!(matches!(
+        Ledger::open_reader(&path),
+        Err(Error::Incompatible(_))
+    ));
 }
 
 #[test]
@@ -881,4 +886,55 @@ fn a_handle_opened_by_a_relative_path_survives_a_change_of_directory() {
         "chdir scenario",
     );
     assert!(text.contains("chdir scenario done"), "{text}");
+}
+
+/// A crash while creating a ledger leaves `.<name>.creating.<pid>`; crashed compactions
+/// and index builds leave `.<name>.compacting`, `.<name>.g<G>.index.building` and index
+/// files of other generations. The next writer removes them (docs/FORMAT.md §1), whether
+/// it creates the ledger or opens it, but never the file of a creation still running.
+#[test]
+fn the_next_writer_removes_what_crashed_creations_and_compactions_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    // A process that has exited: its pid names no creation in progress.
+    let mut gone = spawn(&mut Command::new("true"));
+    gone.wait().unwrap();
+    let dead = dir.path().join(format!(".l.creating.{}", gone.id()));
+    // What a creation killed after writing part of the header leaves.
+    std::fs::write(&dead, b"REVLEDGR\x02\x00").unwrap();
+    // A creation still running (its process is alive) keeps its file.
+    let mut running = spawn(Command::new("sleep").arg("600"));
+    let live = dir.path().join(format!(".l.creating.{}", running.id()));
+    std::fs::write(&live, b"").unwrap();
+
+    let w = writer(&path);
+    assert!(!dead.exists(), "the stale creation file is still there");
+    assert!(live.exists(), "a running creation's file was removed");
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 10))
+        .unwrap();
+    drop(w);
+
+    // Leftovers of a crashed compaction and index builds, and an old index.
+    let leftovers = [
+        ".l.compacting",
+        ".l.g1.index.building",
+        ".l.g0.index.building",
+    ]
+    .map(|n| dir.path().join(n));
+    for f in &leftovers {
+        std::fs::write(f, b"partial").unwrap();
+    }
+    let old_index = dir.path().join(".l.g5.index");
+    std::fs::write(&old_index, b"old").unwrap();
+    std::fs::write(&dead, b"").unwrap();
+    let w = writer(&path);
+    for f in leftovers.iter().chain([&old_index, &dead]) {
+        assert!(!f.exists(), "{} was not removed", f.display());
+    }
+    assert!(live.exists());
+    assert!(dir.path().join(".l.g0.index").exists(), "the current index");
+    assert!(revoked(&w, b"x"));
+    drop(w);
+    running.kill().unwrap();
+    running.wait().unwrap();
 }

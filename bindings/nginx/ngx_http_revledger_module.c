@@ -7,6 +7,11 @@
  * auth_jwt, access_by_lua...). It never grants access on its own: a token it finds
  * valid goes on to the other access checks. Directives and behaviour: DESIGN.md §8 and
  * bindings/nginx/README.md.
+ *
+ * Memory: everything of nginx's is taken from the cycle's or the request's pool. The
+ * only other allocations are the library's own handles: the compiled claim mappings
+ * (freed by a cleanup of the configuration's pool) and each worker's readers (opened in
+ * init_process, closed in exit_process).
  */
 
 

@@ -932,6 +932,58 @@ fn verify_fails_on_garbage_followed_by_a_valid_record_past_the_end() {
     );
 }
 
+/// DESIGN.md §3, Time sanity: `compact --now` in milliseconds would drop every rule, and a
+/// token issued days from now cannot be judged; both are refused (exit 2) and change
+/// nothing.
+#[test]
+fn a_now_in_milliseconds_and_a_future_iat_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, l) = ledger(&dir);
+    let now = unix_now_floor();
+    let now_s = now.to_string();
+    ok(&[
+        "revoke", &l, "subject", "--tenant", "acme", "john", "--at", &now_s,
+    ]);
+    fails(
+        &["compact", &l, "--now", &(now * 1000).to_string()],
+        "milliseconds",
+    );
+    let john = Token {
+        tenant: b"acme",
+        subject: b"john",
+        issued_at: now - 1,
+        ..Token::default()
+    };
+    assert_eq!(
+        check_lib(&path, &john),
+        Verdict::Revoked {
+            scope: Scope::Subject,
+            cutoff: now
+        }
+    );
+    let future = (now + 3 * 86_400).to_string();
+    fails(
+        &[
+            "check", &l, "--tenant", "acme", "--sub", "bruce", "--iat", &future,
+        ],
+        "future",
+    );
+    // A rule that revokes it still decides.
+    ok(&[
+        "revoke",
+        &l,
+        "tenant",
+        "--tenant",
+        "acme",
+        "--at",
+        &(now + 4 * 86_400).to_string(),
+    ]);
+    let r = run(&[
+        "check", &l, "--tenant", "acme", "--sub", "bruce", "--iat", &future,
+    ]);
+    assert_eq!(r.code, 1, "{r:?}");
+}
+
 #[test]
 fn compact_drops_expired_rules_and_keeps_live_ones() {
     let dir = tempfile::tempdir().unwrap();

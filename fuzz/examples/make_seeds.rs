@@ -1,10 +1,15 @@
-//! Writes the committed seed corpora: real ledgers (whole, torn, damaged, compacted) for
-//! `open_file`, and real frames and a header for `decode_frame`.
+//! Writes the committed seed corpora: real ledgers (whole, torn, damaged, compacted, with
+//! their index files, and a format version 1 file) for `open_file`, and real frames and
+//! a header for `decode_frame`; and the hand-made inputs of tests/fuzz-regressions that
+//! carry version 1 regressions over to version 2.
 //! Run: `cargo run --manifest-path fuzz/Cargo.toml --example make_seeds` (from the root).
 
-use revledger::header::{HEADER_LEN, OFF_COMMITTED_LEN};
+use revledger::header::{HEADER_LEN, OFF_COMMITTED_LEN, OFF_RETIRED};
 use revledger::record::{encode_config, encode_position, encode_rule};
 use revledger::{Ledger, Rule, Scope, StreamId, StreamPosition, WriterOptions};
+use revledger_fuzz::open_file::{
+    Input, FIX_CRCS, FIX_HEADER, FIX_INDEX, KEEP_PREFIX, REAL_INDEX, V1,
+};
 use std::path::Path;
 
 fn rules() -> Vec<Rule<'static>> {
@@ -40,18 +45,43 @@ fn put(dir: &Path, name: &str, mode: u8, bytes: &[u8]) {
     std::fs::write(dir.join(name), v).unwrap();
 }
 
+/// An `open_file` input (fuzz/src/open_file.rs): mode, ledger bytes, index bytes.
+fn put_open(dir: &Path, name: &str, mode: u8, ledger: &[u8], index: &[u8]) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(name), Input::encode(mode, ledger, index)).unwrap();
+}
+
+fn index_of(path: &Path) -> Vec<u8> {
+    let generation = u64::from_le_bytes(std::fs::read(path).unwrap()[64..72].try_into().unwrap());
+    let name = format!(".l.g{generation}.index");
+    std::fs::read(path.with_file_name(name)).unwrap()
+}
+
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
     let open = root.join("open_file");
     let frames = root.join("decode_frame");
+    let regressions = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fuzz-regressions");
+    let _ = std::fs::remove_dir_all(&open);
 
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("l");
+    let small = WriterOptions {
+        index_keys: 16,
+        ..WriterOptions::default()
+    };
     {
         let w = Ledger::open_writer(&path, &WriterOptions::with_lifetime(3600)).unwrap();
         w.revoke_batch(&rules()).unwrap();
         drop(w);
-        let w = Ledger::open_writer(&path, &WriterOptions::with_lifetime(7200)).unwrap();
+        let w = Ledger::open_writer(
+            &path,
+            &WriterOptions {
+                max_token_lifetime: 7200,
+                ..small.clone()
+            },
+        )
+        .unwrap();
         let position = StreamPosition::new(
             &b"revocations"[..],
             StreamId::new(1_700_000_000_000, 3),
@@ -62,33 +92,114 @@ fn main() {
         w.sync().unwrap();
     }
     let whole = committed_bytes(&path);
-    put(&open, "whole", 0, &whole);
-    put(&open, "whole-fix-crcs", 2, &whole);
-    put(&open, "whole-keep-prefix", 8, &whole);
-    put(&open, "header-only", 0, &whole[..HEADER_LEN]);
+    let index = index_of(&path);
+    put_open(&open, "whole", 0, &whole, &[]);
+    put_open(&open, "whole-fix-crcs", FIX_CRCS, &whole, &[]);
+    put_open(&open, "whole-keep-prefix", KEEP_PREFIX, &whole, &[]);
+    // Its own index, made trusted: slots that point at real records.
+    put_open(&open, "whole-index-trusted", FIX_INDEX, &whole, &index);
+    // The real index rebuilt by a writer, unchanged (a zero mask) or with a slot and a
+    // counter flipped, then trusted.
+    put_open(
+        &open,
+        "real-index-trusted",
+        REAL_INDEX | FIX_INDEX,
+        &whole,
+        &[],
+    );
+    let mut mask = vec![0u8; 4096 + 64 + 8];
+    mask[4096 + 64] = 0x40; // the first slot's offset
+    mask[256 + 16] = 1; // keys[Subject]
+    put_open(
+        &open,
+        "real-index-flipped",
+        REAL_INDEX | FIX_INDEX,
+        &whole,
+        &mask,
+    );
+    put_open(&open, "real-index-untrusted", REAL_INDEX, &whole, &mask);
+    put_open(&open, "header-only", 0, &whole[..HEADER_LEN], &[]);
     let mut torn = whole.clone();
     torn.truncate(whole.len() - 13);
-    put(&open, "torn-tail", 0, &torn);
+    put_open(&open, "torn-tail", 0, &torn, &[]);
     let mut flipped = whole.clone();
     flipped[HEADER_LEN + 40] ^= 0x20;
-    put(&open, "flipped-middle", 0, &flipped);
-    put(&open, "flipped-middle-keep-prefix", 8, &flipped);
+    put_open(&open, "flipped-middle", 0, &flipped, &[]);
+    put_open(
+        &open,
+        "flipped-middle-keep-prefix",
+        KEEP_PREFIX,
+        &flipped,
+        &[],
+    );
+    let mut retired = whole.clone();
+    retired[OFF_RETIRED] = 1;
+    put_open(&open, "retired-at-path", 0, &retired, &[]);
+    put_open(
+        &regressions,
+        "open_file-v2-retired-mark-at-path",
+        0,
+        &retired,
+        &[],
+    );
+    let mut last_generation = whole.clone();
+    last_generation[64..72].copy_from_slice(&u64::MAX.to_le_bytes());
+    put_open(&open, "last-generation", FIX_HEADER, &last_generation, &[]);
+    put_open(
+        &regressions,
+        "open_file-v2-generation-overflow-on-compaction",
+        FIX_HEADER,
+        &last_generation,
+        &[],
+    );
     {
-        let w = Ledger::open_writer(&path, &WriterOptions::default()).unwrap();
+        let w = Ledger::open_writer(&path, &small).unwrap();
         w.compact(8_000).unwrap();
     }
     let compacted = committed_bytes(&path);
-    put(&open, "compacted", 0, &compacted);
-    put(&open, "compacted-fix-snapshot", 16 | 2, &compacted);
+    put_open(&open, "compacted", 0, &compacted, &[]);
+    put_open(
+        &open,
+        "compacted-index-trusted",
+        FIX_INDEX,
+        &compacted,
+        &index_of(&path),
+    );
     {
-        let w = Ledger::open_writer(&path, &WriterOptions::default()).unwrap();
+        let w = Ledger::open_writer(&path, &small).unwrap();
         w.revoke(&Rule::new(Scope::Role, b"acme", b"auditor", 9_000))
             .unwrap();
         w.revoke(&Rule::new(Scope::Subject, b"acme", b"john", 9_500))
             .unwrap();
     }
-    put(&open, "compacted-then-appended", 0, &committed_bytes(&path));
-    put(&open, "not-a-ledger", 0, b"hello, this is not a ledger");
+    put_open(
+        &open,
+        "compacted-then-appended",
+        0,
+        &committed_bytes(&path),
+        &[],
+    );
+    put_open(
+        &open,
+        "not-a-ledger",
+        0,
+        b"hello, this is not a ledger",
+        &[],
+    );
+    // Format version 1 (the writer upgrades it), as is and with its snapshot's checksums
+    // fixed after mutation.
+    let v1 = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/format-v1.ledger"),
+    )
+    .unwrap();
+    put_open(&open, "v1", V1, &v1, &[]);
+    put_open(
+        &open,
+        "v1-fix-snapshot",
+        V1 | FIX_INDEX | FIX_CRCS,
+        &v1,
+        &[],
+    );
 
     for (i, r) in rules().iter().enumerate() {
         let mut v = Vec::new();

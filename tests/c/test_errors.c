@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define SENTINEL ((revledger *)(uintptr_t)0x5EED)
 
@@ -428,6 +429,34 @@ static void last_error_describes_the_latest_failure(void) {
   EXPECT(strstr(revledger_last_error(), "path is NULL") == NULL);
 }
 
+/* DESIGN.md §3, Time sanity: revledger_compact with a `now` in milliseconds would drop
+ * every rule, and a token issued more than the leeway after the clock cannot be judged:
+ * both are INVALID_ARGUMENT, and nothing changes; a rule that does revoke such a token
+ * still answers. */
+static void times_past_the_clock_are_invalid_argument(void) {
+  revledger *w = NULL, *r = NULL;
+  REQUIRE(open_pair(&w, &r));
+  int64_t now = (int64_t)time(NULL);
+  REQUIRE(OK(revledger_revoke(w, REVLEDGER_SCOPE_SUBJECT, B("acme"), B("john"), now)));
+  FAILS(revledger_compact(w, now * 1000), REVLEDGER_INVALID_ARGUMENT);
+  EXPECT(strstr(revledger_last_error(), "milliseconds") != NULL);
+  revledger_token john = tok("acme", "john", NULL, NULL, NULL, NULL, NULL, now - 1);
+  EXPECT_REVOKED(r, &john, REVLEDGER_SCOPE_SUBJECT, now);
+  EXPECT(rule_records(w) == 1);
+
+  revledger_token bruce = tok("acme", "bruce", NULL, NULL, NULL, NULL, NULL, now + 3 * 86400);
+  revledger_verdict v = {true, REVLEDGER_SCOPE_TOKEN, 77};
+  FAILS(revledger_check(r, &bruce, &v), REVLEDGER_INVALID_ARGUMENT);
+  EXPECT(strstr(revledger_last_error(), "future") != NULL);
+  EXPECT(v.revoked && v.cutoff == 77);
+  FAILS(revledger_check(w, &bruce, &v), REVLEDGER_INVALID_ARGUMENT);
+  /* A rule that revokes it decides: the tenant changed after that iat. */
+  REQUIRE(OK(revledger_revoke(w, REVLEDGER_SCOPE_TENANT, B("acme"), NONE, now + 4 * 86400)));
+  EXPECT_REVOKED(r, &bruce, REVLEDGER_SCOPE_TENANT, now + 4 * 86400);
+  revledger_close(r);
+  revledger_close(w);
+}
+
 int main(void) {
   RUN(null_handle_is_invalid_argument);
   RUN(null_out_pointers_are_invalid_argument);
@@ -444,5 +473,6 @@ int main(void) {
   RUN(smaller_lifetime_on_reopen_is_invalid_argument);
   RUN(close_null_is_a_no_op);
   RUN(last_error_describes_the_latest_failure);
+  RUN(times_past_the_clock_are_invalid_argument);
   return h_finish();
 }

@@ -81,25 +81,21 @@ def worker_ids() -> Tuple[int, int]:
 
 
 def ledger_dir(base: Path) -> Path:
-    """A directory for ledgers that the workers can read: group www-data, setgid, so
-    that a file the writer (root) creates there, or a compaction's replacement of it,
-    belongs to group www-data."""
+    """A directory for ledgers that the workers can traverse: group www-data, 0750.
+    Not setgid: the group of the files in it is the writer's doing."""
     d = base / "ledgers"
     d.mkdir()
     os.chown(d, -1, worker_ids()[1])
-    d.chmod(0o2750)
+    d.chmod(0o750)
     return d
 
 
 def create_ledger(path: Path, lifetime: int = 3600) -> revledger.Ledger:
-    """Opens a new ledger for writing, readable by the workers (mode 0640, their group).
-    The writer stays open: it is the permission system."""
-    writer = revledger.Ledger.open_writer(path, max_token_lifetime=lifetime)
-    # Until writer options carry a mode and a group, set them by hand after creation;
-    # compaction keeps the mode, and the setgid directory gives new files its group.
-    os.chmod(path, 0o640)
-    os.chown(path, -1, worker_ids()[1])
-    return writer
+    """Opens a new ledger for writing, readable by the workers: the writer creates its
+    files with mode 0640 and the workers' group, and every compaction keeps them. The
+    writer stays open: it is the permission system."""
+    return revledger.Ledger.open_writer(path, max_token_lifetime=lifetime, file_mode=0o640,
+                                        file_group=worker_ids()[1])
 
 
 def b64url(data: bytes) -> str:

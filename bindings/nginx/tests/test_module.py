@@ -119,6 +119,9 @@ def test_valid_revoked_unreadable_and_no_token(base, nginx):
         assert why, f"an empty error_description for {bad!r}"
     why = assert_unreadable(n.get("/", jwt({"tenant": "acme", "sub": "john"})))
     assert "iat" in why, why
+    # issued after this host's clock plus the leeway: it cannot be judged, never valid
+    why = assert_unreadable(n.get("/", jwt({"tenant": "acme", "sub": "bruce", "iat": now + 3600})))
+    assert "future" in why, why
 
     # the variables reach the access log
     wait_for(lambda: "401 revoked [role] /" in n.access_log.read_text(), "the access log")
@@ -195,6 +198,9 @@ def test_workers_as_another_user_survive_a_compaction_by_root(base, nginx):
     assert writer.stats().live_keys == 1, "the expired rule was dropped"
     assert (after.st_mode & 0o777, after.st_gid) == (0o640, gid), \
         "compaction keeps the mode and group the readers need"
+    for f in path.parent.iterdir():  # the ledger and its index files
+        st = f.stat()
+        assert (st.st_mode & 0o777, st.st_gid) == (0o640, gid), f"{f.name}: {oct(st.st_mode)}"
 
     seen.clear()
     wait_for(every_worker_judges, "every worker to answer after the compaction")
