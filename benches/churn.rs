@@ -19,6 +19,7 @@
 //! reader process checks 20,000 valid tokens and one revoked by the newest subject rule
 //! (it must say revoked), and its RSS and PSS are read. Every simulated hour,
 //! `Ledger::stats` must agree with the simulation's live count.
+//! The simulated length is `REVLEDGER_BENCH_CHURN_HOURS` (default 24; 3 in quick mode).
 //! Writes `target/revledger-bench/churn.json`; report.py draws docs/perf-churn.svg.
 
 mod common;
@@ -57,7 +58,7 @@ fn main() {
         }
         return;
     }
-    let hours: i64 = if quick() { 3 } else { 24 };
+    let hours = churn_hours();
     let seconds = hours * 3_600;
     // A simulated day that ended before the host's clock: no time-sanity check fires.
     let start = (unix_now_floor() - seconds - 2 * 86_400) / 3_600 * 3_600;
@@ -160,7 +161,9 @@ fn main() {
             .and_then(|()| to_reader.flush())
             .expect("asking the reader");
             let mut line = String::new();
-            from_reader.read_line(&mut line).expect("the reader's answer");
+            from_reader
+                .read_line(&mut line)
+                .expect("the reader's answer");
             assert_eq!(line.trim(), "ok", "the reader process failed: {line:?}");
             let (rss, pss) = rss_pss(reader.id());
             readers.push(serde_json::json!({
@@ -252,11 +255,28 @@ fn main() {
     write_json("churn", &json);
 }
 
+/// The simulated length in hours: `REVLEDGER_BENCH_CHURN_HOURS`, else 24 (3 in quick
+/// mode). A day of 86.4M rules takes a while on a shared 2-core machine; the page says
+/// how many hours were simulated.
+fn churn_hours() -> i64 {
+    let default = if quick() { 3 } else { 24 };
+    match std::env::var("REVLEDGER_BENCH_CHURN_HOURS") {
+        Ok(v) => match v.trim().parse::<i64>() {
+            Ok(h) if (1..=24 * 7).contains(&h) => h,
+            _ => panic!("REVLEDGER_BENCH_CHURN_HOURS={v:?}: expected whole hours, 1 to 168"),
+        },
+        Err(_) => default,
+    }
+}
+
 /// Bytes of the ledger's index files, and of any other file beside it (a compaction's
 /// temporary file).
 fn sidecars(dir: &Path, ledger: &Path) -> (u64, u64) {
     let (mut index, mut other) = (0, 0);
-    for e in std::fs::read_dir(dir).expect("listing the scratch directory").flatten() {
+    for e in std::fs::read_dir(dir)
+        .expect("listing the scratch directory")
+        .flatten()
+    {
         if e.path() == ledger {
             continue;
         }
@@ -323,6 +343,8 @@ fn reader_child() {
             };
             assert!(!reader.check(&token).expect("check").is_revoked());
         }
-        writeln!(out, "ok").and_then(|()| out.flush()).expect("stdout");
+        writeln!(out, "ok")
+            .and_then(|()| out.flush())
+            .expect("stdout");
     }
 }

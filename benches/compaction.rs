@@ -58,7 +58,10 @@ fn main() {
         match swapped_at {
             Some(at) => elapsed >= at + AFTER_SWAP,
             None => {
-                assert!(elapsed < TIMEOUT, "the background compaction did not finish");
+                assert!(
+                    elapsed < TIMEOUT,
+                    "the background compaction did not finish"
+                );
                 false
             }
         }

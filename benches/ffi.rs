@@ -109,13 +109,7 @@ fn rust_rounds(reader: &Ledger, toks: &[Token], rounds: usize, per_round: usize)
 }
 
 /// The same rounds through the C program.
-fn c_rounds(
-    exe: &Path,
-    ledger: &Path,
-    tokens: &Path,
-    rounds: usize,
-    per_round: usize,
-) -> Vec<f64> {
+fn c_rounds(exe: &Path, ledger: &Path, tokens: &Path, rounds: usize, per_round: usize) -> Vec<f64> {
     let out = std::process::Command::new(exe)
         .arg(ledger)
         .arg(tokens)

@@ -1020,7 +1020,8 @@ pub fn file_system_of(path: &Path) -> String {
         .filter_map(|l| {
             let mut f = l.split_whitespace();
             let (_dev, point, kind) = (f.next()?, f.next()?, f.next()?);
-            path.starts_with(point).then(|| (point.len(), kind.to_string()))
+            path.starts_with(point)
+                .then(|| (point.len(), kind.to_string()))
         })
         .max()
         .map_or_else(|| "unknown".into(), |(_, kind)| kind)
