@@ -29,10 +29,22 @@ def run(exe, rules, checks, variant, work):
     args = [str(rules), str(checks), "3"] + (["fresh"] if variant == "fresh" else [])
     subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", exe, *args],
                    check=True, capture_output=True)
-    text = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", str(out)],
-                          check=True, capture_output=True, text=True).stdout
+    text = subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no", "--threshold=100",
+                           str(out)], check=True, capture_output=True, text=True).stdout
     total, funcs = None, {}
+    # Only the totals line and the table of functions ("file:function [object]"), which
+    # ends at the next rule or blank line; not the source annotations or call counts.
+    section = None
     for line in text.splitlines():
+        if "file:function" in line:
+            section = "functions"
+            continue
+        if section == "functions" and (not line.strip() or line.startswith("---")):
+            if funcs:
+                section = "done"
+            continue
+        if section == "done" or ("PROGRAM TOTALS" not in line and section != "functions"):
+            continue
         m = LINE.match(line)
         if not m:
             continue
@@ -45,6 +57,14 @@ def run(exe, rules, checks, variant, work):
         fm = re.match(r"^(.*?[^:]):(?!:)(.*)$", rest)
         name = fm.group(2) if fm else rest
         name = re.sub(r"::h[0-9a-f]{16}$", "", name)
+        if fm:
+            # Code inlined into a function is counted under the file it came from: keep
+            # the file's name (and the crate's, for dependencies), the breakdown's detail.
+            path = fm.group(1)
+            crate = re.search(r"/registry/src/[^/]+/([^/]+)/", path)
+            where = (crate.group(1) + "/" if crate else
+                     "std/" if path.startswith("/rustc/") else "") + Path(path).name
+            name = f"{name} [{where}]"
         funcs[name] = funcs.get(name, 0) + count
     if total is None:
         sys.exit(f"no PROGRAM TOTALS in callgrind_annotate's output for {out}")
