@@ -134,13 +134,24 @@ fn child(test: &str, role: &str, arg: &Path) -> Command {
 
 /// [`child`] run as `nobody`. The test binary may live where `nobody` cannot reach it (a
 /// clone in a 0700 home directory): it is copied into a directory of its own that anyone
-/// may enter, which the caller keeps until the child is done.
+/// may enter, which the caller keeps until the child is done: a hard link when the
+/// directory is on the same file system (no copy of a large binary), else a copy.
 fn child_as_nobody(test: &str, role: &str, arg: &Path) -> (Command, tempfile::TempDir) {
     let exe_dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(exe_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let exe = exe_dir.path().join("faults-test");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let me = std::env::current_exe().unwrap();
+    if std::fs::hard_link(&me, &exe).is_err() {
+        std::fs::copy(&me, &exe)
+            .unwrap_or_else(|e| panic!("copying {} to {}: {e}", me.display(), exe.display()));
+    }
+    // The test binary is 0755 already; a copy keeps its mode, a link shares it.
+    let mode = std::fs::metadata(&exe).unwrap().permissions().mode();
+    assert!(
+        mode & 0o005 == 0o005,
+        "{} is not executable by others ({mode:o})",
+        exe.display()
+    );
     let mut c = Command::new(&exe);
     c.args(["--exact", test, "--test-threads=1", "--nocapture"])
         .env(CHILD_ENV, role)

@@ -3,7 +3,6 @@
 
 use proptest::prelude::*;
 use revledger::{Error, Ledger, Rule, Scope, Token, Verdict, WriterOptions};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 fn writer(path: &Path) -> Ledger {
@@ -34,89 +33,12 @@ fn token<'a>(tenant: &'a [u8], sub: &'a [u8], roles: &'a [&'a [u8]], iat: i64) -
     }
 }
 
-/// The plain reference model of DESIGN.md §2: max cutoff per (scope, tenant, key).
-#[derive(Default, Clone)]
-struct Model(HashMap<(Scope, Vec<u8>, Vec<u8>), i64>);
-
-impl Model {
-    fn apply(&mut self, r: &Rule) {
-        let e = self
-            .0
-            .entry((r.scope, r.tenant.to_vec(), r.key.to_vec()))
-            .or_insert(i64::MIN);
-        *e = (*e).max(r.at);
-    }
-
-    fn check(&self, t: &Token) -> Verdict {
-        let get = |s: Scope, tenant: &[u8], key: &[u8]| {
-            self.0.get(&(s, tenant.to_vec(), key.to_vec())).copied()
-        };
-        if !t.token_id.is_empty() {
-            if let Some(exp) = get(Scope::Token, t.tenant, t.token_id) {
-                return Verdict::Revoked {
-                    scope: Scope::Token,
-                    cutoff: exp,
-                };
-            }
-        }
-        let mut cands: Vec<(Scope, i64)> = Vec::new();
-        let mut add = |s: Scope, c: Option<i64>| {
-            if let Some(c) = c {
-                if t.issued_at < c {
-                    cands.push((s, c));
-                }
-            }
-        };
-        if !t.subject.is_empty() {
-            add(Scope::Subject, get(Scope::Subject, t.tenant, t.subject));
-        }
-        if !t.session.is_empty() {
-            add(Scope::Session, get(Scope::Session, t.tenant, t.session));
-        }
-        if !t.client.is_empty() {
-            add(Scope::Client, get(Scope::Client, t.tenant, t.client));
-        }
-        for r in t.roles {
-            if !r.is_empty() {
-                add(Scope::Role, get(Scope::Role, t.tenant, r));
-            }
-        }
-        add(Scope::Tenant, get(Scope::Tenant, t.tenant, b""));
-        add(Scope::Global, get(Scope::Global, b"", b""));
-        let rank = |s: Scope| {
-            [
-                Scope::Subject,
-                Scope::Session,
-                Scope::Client,
-                Scope::Role,
-                Scope::Tenant,
-                Scope::Global,
-            ]
-            .iter()
-            .position(|x| *x == s)
-            .unwrap()
-        };
-        cands.sort_by_key(|(s, c)| (std::cmp::Reverse(*c), rank(*s)));
-        match cands.first() {
-            Some(&(scope, cutoff)) => Verdict::Revoked { scope, cutoff },
-            None => Verdict::Valid,
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct OwnedRule {
-    scope: Scope,
-    tenant: Vec<u8>,
-    key: Vec<u8>,
-    at: i64,
-}
-
-impl OwnedRule {
-    fn rule(&self) -> Rule<'_> {
-        Rule::new(self.scope, &self.tenant, &self.key, self.at)
-    }
-}
+/// The plain reference model of DESIGN.md §2 and an owned rule: the fuzz targets' own
+/// (fuzz/src/model.rs), so that one model judges both.
+#[path = "../fuzz/src/model.rs"]
+#[allow(dead_code)]
+mod model;
+use model::{Model, OwnedRule};
 
 #[derive(Debug, Clone)]
 struct OwnedToken {
