@@ -17,7 +17,7 @@
 //! `exp`), and what they need: live rules × the bytes per rule of a compacted file of
 //! this workload (measured at the end by compacting). Every ten simulated minutes a
 //! reader process checks 20,000 valid tokens and one revoked by the newest subject rule
-//! (it must say revoked), and its RSS and PSS are read. Every simulated hour,
+//! (it must say revoked), and its RSS, PSS and anonymous memory are read. Every simulated hour,
 //! `Ledger::stats` must agree with the simulation's live count.
 //! The simulated length is `REVLEDGER_BENCH_CHURN_HOURS` (default 24; 3 in quick mode).
 //! Writes `target/revledger-bench/churn.json`; report.py draws docs/perf-churn.svg.
@@ -168,6 +168,7 @@ fn main() {
             let (rss, pss) = rss_pss(reader.id());
             readers.push(serde_json::json!({
                 "at_h": (s + 1) as f64 / 3_600.0, "rss": rss, "pss": pss,
+                "anonymous": anonymous_bytes(reader.id()),
             }));
         }
         if (s + 1) % STATS_EVERY == 0 {
@@ -267,6 +268,18 @@ fn churn_hours() -> i64 {
         },
         Err(_) => default,
     }
+}
+
+/// `Anonymous` memory of a process (its heap and stacks: what it holds privately, unlike
+/// the ledger's file pages that RSS also counts), from /proc/PID/smaps_rollup.
+fn anonymous_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Anonymous:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Bytes of the ledger's index files, and of any other file beside it (a compaction's

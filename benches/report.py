@@ -435,13 +435,16 @@ class Report:
                         f"{fmt_x(churn['max_file_ratio'])} (at {churn['max_file_ratio_at_h']:.1f} h)",
                         churn["max_file_ratio"] <= 2)
             lo, hi = churn.get("reader_rss_min"), churn.get("reader_rss_max")
-            steady = self.churn_reader_steady()
-            if steady:
-                x = steady[1] / max(steady[0], 1)
-                self.target("churn: a reader's RSS stays flat (max ÷ min once a lifetime of rules "
-                            "is live)", "flat (≤ 1.5×)",
-                            f"{fmt_x(x)} ({fmt_bytes(steady[0])} – {fmt_bytes(steady[1])}; over the "
-                            f"whole day {fmt_bytes(lo)} – {fmt_bytes(hi)})", x <= 1.5)
+            growth = self.churn_reader_growth()
+            if growth:
+                early, late, key = growth
+                x = late / max(early, 1)
+                self.target(f"churn: a reader's memory stays flat ({key}: highest in the last third "
+                            "of the day ÷ highest in the first third after the first lifetime)",
+                            "≤ 1.2× (no growth)",
+                            f"{fmt_x(x)} ({fmt_bytes(late)} vs {fmt_bytes(early)}; RSS over the whole "
+                            f"day {fmt_bytes(lo)} – {fmt_bytes(hi)}, following the file's size)",
+                            x <= 1.2)
         else:
             self.target("churn: file ÷ what its live rules need", "≤ 2×", None, None)
         for s in self.figures("compacted"):
@@ -474,6 +477,20 @@ class Report:
                         "p99 of all trials", "≤ 50 µs", fmt_ns(p99), p99 <= 50_000, caveat=caveat)
         else:
             self.target("cross-process freshness p99", "≤ 50 µs", None, None)
+
+    def churn_reader_growth(self):
+        """(early max, late max, what) of the churn reader's memory once a lifetime of rules
+        is live: its anonymous memory when recorded (what it holds privately), else RSS."""
+        churn = self.churn or {}
+        warm_h = (churn.get("lifetime_s", 3600) + churn.get("leeway_s", 300)) / 3600
+        samples = [r for r in churn.get("reader", []) if r["at_h"] >= warm_h]
+        if len(samples) < 3:
+            return None
+        key = "anonymous" if all("anonymous" in r for r in samples) else "rss"
+        third = max(1, len(samples) // 3)
+        early = max(r[key] for r in samples[:third])
+        late = max(r[key] for r in samples[-third:])
+        return early, late, "anonymous memory" if key == "anonymous" else "RSS"
 
     def churn_reader_steady(self):
         """(min, max) RSS of the churn reader once a full lifetime of rules is live."""
@@ -836,8 +853,14 @@ class Report:
             ["live rules at the end", f"{ch['final_live_rules']:,}"],
             ["compacted file at the end", fmt_bytes(ch["final_compacted_bytes"])],
             ["reader RSS over the day", f"{fmt_bytes(ch['reader_rss_min'])} – {fmt_bytes(ch['reader_rss_max'])}"],
-            ["reader RSS once a lifetime of rules is live",
+            ["reader RSS once a lifetime of rules is live (the ledger's file pages it touched "
+             "count: it follows the file's size)",
              f"{fmt_bytes(steady[0])} – {fmt_bytes(steady[1])}" if steady else "—"],
+            ["reader anonymous memory (heap) over the day",
+             (f"{fmt_bytes(min(r['anonymous'] for r in ch['reader']))} – "
+              f"{fmt_bytes(max(r['anonymous'] for r in ch['reader']))}")
+             if ch.get("reader") and all("anonymous" in r for r in ch["reader"])
+             else "not recorded in this run"],
         ])
         if self.churn_chart(out / "perf-churn.svg"):
             self.add("![file size over the simulated day](perf-churn.svg)")
@@ -875,9 +898,10 @@ class Report:
              f'<text x="{L}" y="22" font-size="15" font-weight="bold">simulated churn: '
              f'{ch["rate_per_s"]:,} rules/s of {ch["lifetime_s"] // 60}-minute tokens, '
              f'{ch["hours"]} h</text>']
-        step = 10 ** math.floor(math.log10(ymax))
-        if ymax / step < 3:
-            step /= 2
+        unit = 1 << 30 if ymax >= 4 << 30 else 1 << 20
+        raw = ymax / unit / 6
+        step = unit * next((n for n in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+                            if n >= raw), 10_000)
         v = 0.0
         while v <= ymax:
             o.append(f'<line x1="{L}" y1="{Y(v):.1f}" x2="{L + pw}" y2="{Y(v):.1f}" stroke="#ddd"/>')
