@@ -403,20 +403,55 @@ impl Generation {
         match s.find(p, scope, tenant, key, self.log.map.log(view)?)? {
             Found::Rule(r) => Ok(Some(r.at)),
             Found::Absent => Ok(None),
-            Found::Beyond => {
-                let committed = self.log.map.committed_len();
-                if committed > self.log.map.known_file_len() {
-                    self.log.map.refresh_len(&self.log.file)?;
-                }
-                let committed = committed.min(self.log.map.known_file_len());
-                self.committed_view.fetch_max(committed, Ordering::Relaxed);
-                match s.find(p, scope, tenant, key, self.log.map.log(committed)?)? {
-                    Found::Rule(r) => Ok(Some(r.at)),
-                    // Inserted by the writer but not committed yet.
-                    Found::Absent | Found::Beyond => Ok(None),
-                }
-            }
+            Found::Beyond => self.find_shared_beyond(s, p, scope, tenant, key),
         }
+    }
+
+    /// A slot with the key's tag points past this handle's view of the log: look again
+    /// with the committed end as it is now. The writer inserts a record into the index
+    /// just before it commits it (so that the index covers every committed record); when
+    /// the key was already there, its slot no longer points at the older rule, so the
+    /// key must not read as absent meanwhile: wait for the commit (nanoseconds, unless
+    /// the writer is descheduled), and fail closed if it does not come (a writer that
+    /// died between the two steps; the next writer's recovery rebuilds the index).
+    #[cold]
+    fn find_shared_beyond(
+        &self,
+        s: &SharedIndex,
+        p: &crate::index::Probe,
+        scope: Scope,
+        tenant: &[u8],
+        key: &[u8],
+    ) -> Result<Option<i64>> {
+        const PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+        let mut started: Option<std::time::Instant> = None;
+        for round in 0u32.. {
+            let committed = self.log.map.committed_len();
+            if committed > self.log.map.known_file_len() {
+                self.log.map.refresh_len(&self.log.file)?;
+            }
+            let committed = committed.min(self.log.map.known_file_len());
+            self.committed_view.fetch_max(committed, Ordering::Relaxed);
+            match s.find(p, scope, tenant, key, self.log.map.log(committed)?)? {
+                Found::Rule(r) => return Ok(Some(r.at)),
+                Found::Absent => return Ok(None),
+                Found::Beyond => {}
+            }
+            if round < 64 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let since = *started.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() > PATIENCE {
+                return Err(Error::Internal(format!(
+                    "the shared index points past the committed log (at {committed}) for a \
+                     key of this check, and the writer did not commit within {PATIENCE:?}: \
+                     did it stop between writing and committing? (the next writer recovers)"
+                )));
+            }
+            std::thread::yield_now();
+        }
+        unreachable!("the loop returns")
     }
 
     /// Whether the tail must follow the log: there is no shared index, or it stopped
