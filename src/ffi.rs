@@ -391,6 +391,23 @@ fn bad_bytes(b: revledger_bytes, what: &str) -> revledger_status {
     }
 }
 
+/// The scope, tenant and key of a rule given as separate arguments.
+///
+/// # Safety
+/// As [`bytes`], for `tenant` and `key`.
+unsafe fn scoped_key<'a>(
+    scope: revledger_scope_value,
+    tenant: revledger_bytes,
+    key: revledger_bytes,
+) -> FfiResult<(Scope, &'a [u8], &'a [u8])> {
+    let scope = scope_of(scope)?;
+    // SAFETY: forwarded caller contract.
+    let tenant = unsafe { bytes(tenant, "tenant")? };
+    // SAFETY: forwarded caller contract.
+    let key = unsafe { bytes(key, "key")? };
+    Ok((scope, tenant, key))
+}
+
 /// The handle, unless it is NULL or poisoned.
 ///
 /// # Safety
@@ -723,11 +740,8 @@ pub unsafe extern "C" fn revledger_revoke(
         // SAFETY: forwarded caller contract.
         let h = unsafe { handle(ledger)? };
         poisoning(h, "revledger_revoke", |ledger| {
-            let scope = scope_of(scope)?;
             // SAFETY: forwarded caller contract.
-            let tenant = unsafe { bytes(tenant, "tenant")? };
-            // SAFETY: forwarded caller contract.
-            let key = unsafe { bytes(key, "key")? };
+            let (scope, tenant, key) = unsafe { scoped_key(scope, tenant, key)? };
             ledger
                 .revoke(&Rule::new(scope, tenant, key, at))
                 .map_err(from_error)
@@ -753,11 +767,8 @@ pub unsafe extern "C" fn revledger_revoke_now(
         // SAFETY: forwarded caller contract.
         let h = unsafe { handle(ledger)? };
         poisoning(h, "revledger_revoke_now", |ledger| {
-            let scope = scope_of(scope)?;
             // SAFETY: forwarded caller contract.
-            let tenant = unsafe { bytes(tenant, "tenant")? };
-            // SAFETY: forwarded caller contract.
-            let key = unsafe { bytes(key, "key")? };
+            let (scope, tenant, key) = unsafe { scoped_key(scope, tenant, key)? };
             let at = ledger.revoke_now(scope, tenant, key).map_err(from_error)?;
             if !cutoff_out.is_null() {
                 // SAFETY: non-null and writable (caller contract).

@@ -425,19 +425,16 @@ impl Generation {
     ) -> Result<Option<i64>> {
         const PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
         let mut started: Option<std::time::Instant> = None;
-        for round in 0u32.. {
-            let committed = self.log.map.committed_len();
-            if committed > self.log.map.known_file_len() {
-                self.log.map.refresh_len(&self.log.file)?;
-            }
-            let committed = committed.min(self.log.map.known_file_len());
-            self.committed_view.fetch_max(committed, Ordering::Relaxed);
+        let mut spins = 0u32;
+        loop {
+            let committed = self.advance_view()?;
             match s.find(p, scope, tenant, key, self.log.map.log(committed)?)? {
                 Found::Rule(r) => return Ok(Some(r.at)),
                 Found::Absent => return Ok(None),
                 Found::Beyond => {}
             }
-            if round < 64 {
+            if spins < 64 {
+                spins += 1;
                 std::hint::spin_loop();
                 continue;
             }
@@ -451,7 +448,17 @@ impl Generation {
             }
             std::thread::yield_now();
         }
-        unreachable!("the loop returns")
+    }
+
+    /// Moves this handle's view of the log up to the committed end as it is now (within
+    /// the file's length, re-read when the end is past what is mapped); returns that end.
+    fn advance_view(&self) -> Result<u64> {
+        let mut committed = self.log.map.committed_len();
+        if committed > self.log.map.known_file_len() {
+            committed = committed.min(self.log.map.refresh_len(&self.log.file)?);
+        }
+        self.committed_view.fetch_max(committed, Ordering::Relaxed);
+        Ok(committed)
     }
 
     /// Whether the tail must follow the log: there is no shared index, or it stopped
@@ -495,12 +502,7 @@ impl Generation {
     /// the tail follows the log (or `force`: at open, for what the index may miss).
     pub(crate) fn refresh(&self, force: bool) -> Result<()> {
         if !force && !self.follows_log() {
-            let mut committed = self.log.map.committed_len();
-            if committed > self.log.map.known_file_len() {
-                committed = committed.min(self.log.map.refresh_len(&self.log.file)?);
-            }
-            self.committed_view.fetch_max(committed, Ordering::Relaxed);
-            return Ok(());
+            return self.advance_view().map(|_| ());
         }
         let mut cu = self.catch_up.lock();
         if let Some((offset, why)) = &cu.failure {
