@@ -1491,10 +1491,20 @@ impl Inner {
         match gen.log.path_state()? {
             PathState::Current => Ok(()),
             PathState::Compacted if self.writer.is_none() => self.follow(&gen, false),
-            PathState::Compacted => Err(gen.lost.set(watch::Lost::Replaced(format!(
-                "the ledger file {} was compacted by another process while this writer held it",
-                self.path.display()
-            )))),
+            PathState::Compacted => {
+                // This writer's own compaction renames and swaps its generation under the
+                // append lock: once that is free, a new generation means it was ours.
+                let writer = self.writer.as_ref().ok_or(Error::ReadOnly)?;
+                drop(writer.state.lock());
+                if !Arc::ptr_eq(&gen, &self.gen.load()) {
+                    return self.verify_path();
+                }
+                Err(gen.lost.set(watch::Lost::Replaced(format!(
+                    "the ledger file {} was compacted by another process while this writer \
+                     held it",
+                    self.path.display()
+                ))))
+            }
             PathState::Lost(why) => Err(gen.lost.set(why)),
         }
     }

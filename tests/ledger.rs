@@ -845,6 +845,81 @@ fn background_compaction_is_on_by_default_and_the_index_grows_without_it() {
     }
 }
 
+/// Checks on a writer's own handle while its background compactions swap files: the
+/// periodic path check (src/watch.rs) can look between the rename and the swap of the
+/// generation, and must then see this writer's own compaction, never "compacted by
+/// another process" (found by the Go binding's close-while-checking test).
+#[test]
+fn checks_on_the_writer_handle_follow_its_own_background_compactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = std::sync::Arc::new(
+        open_writer(
+            &path,
+            &WriterOptions {
+                compaction: Some(revledger::CompactionPolicy {
+                    ratio: 0.5,
+                    min_records: 64,
+                }),
+                ..WriterOptions::with_lifetime(3600)
+            },
+        )
+        .unwrap(),
+    );
+    let now = revledger::unix_now_floor();
+    w.revoke(&Rule::new(Scope::Role, b"t", b"admin", now))
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (checks, wrong) = std::thread::scope(|s| {
+        let checkers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let roles: &[&[u8]] = &[b"admin"];
+                    let (mut checks, mut wrong) = (0u64, Vec::new());
+                    while !done.load(std::sync::atomic::Ordering::Acquire) {
+                        checks += 1;
+                        match w.check(&token(b"t", b"u", roles, now - 10)) {
+                            Ok(v) if v.is_revoked() => {}
+                            other => wrong.push(format!("{other:?}")),
+                        }
+                    }
+                    (checks, wrong)
+                })
+            })
+            .collect();
+        // Every revoke raises a cutoff (a record each); most are expired at once, so
+        // every compaction has work.
+        // Until 50 compactions have happened (at most a million revokes).
+        let mut i = 0;
+        while w.stats(0).unwrap().generation < 50 && i < 1_000_000 {
+            for _ in 0..1000 {
+                let key = format!("x{}", i % 50);
+                let rule = Rule::new(Scope::Subject, b"t", key.as_bytes(), now - 1_000_000 + i);
+                w.revoke(&rule).unwrap();
+                i += 1;
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+        checkers.into_iter().map(|c| c.join().unwrap()).fold(
+            (0, Vec::new()),
+            |(n, mut all), (c, mut wrong)| {
+                all.append(&mut wrong);
+                (n + c, all)
+            },
+        )
+    });
+    w.wait_background().unwrap();
+    let s = w.stats(0).unwrap();
+    assert!(s.generation >= 50, "too few compactions to test: {s:?}");
+    assert!(checks > 0);
+    assert!(
+        wrong.is_empty(),
+        "{} of {checks} checks wrong: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(3)]
+    );
+}
+
 /// Child of `readers_in_another_process_answer_right_through_compactions`: checks a fixed
 /// set of tokens in a loop until its stdin closes, then prints `checks wrong`.
 #[test]

@@ -628,8 +628,12 @@ func TestConcurrentChecksWhileRevoking(t *testing.T) {
 // later call gets ErrClosed; nothing crashes.
 func TestCloseWhileChecking(t *testing.T) {
 	for _, writer := range []bool{true, false} {
+		// Times near the clock: the writer revokes tens of thousands of times here, so its
+		// background compaction runs, and it drops rules older than the token lifetime
+		// (every token they cover has expired; DESIGN.md §2, Expiry).
+		now := time.Now().Unix()
 		w, path := openWriter(t)
-		mustRevoke(t, w, ScopeRole, "acme", "admin", 100)
+		mustRevoke(t, w, ScopeRole, "acme", "admin", now)
 		l := w
 		if !writer {
 			l = openReader(t, path)
@@ -642,13 +646,13 @@ func TestCloseWhileChecking(t *testing.T) {
 			wg.Add(1)
 			go func(g int) {
 				defer wg.Done()
-				tok := &Token{Tenant: b("acme"), Roles: [][]byte{b("admin")}, IssuedAt: 50}
+				tok := &Token{Tenant: b("acme"), Roles: [][]byte{b("admin")}, IssuedAt: now - 10}
 				first := true
 				for {
 					var v Verdict
 					var err error
 					if g == 0 && writer {
-						err = l.Revoke(ScopeSubject, b("acme"), b("x"), 1)
+						err = l.Revoke(ScopeSubject, b("acme"), b("x"), now)
 						v.Revoked = true
 					} else {
 						v, err = l.Check(tok)

@@ -184,6 +184,7 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "revledger_last_error": (ctypes.c_char_p, []),
     "revledger_status_name": (ctypes.c_char_p, [ctypes.c_uint32]),
     "revledger_version": (ctypes.c_char_p, []),
+    "revledger_testing_panic_in": (_c_status, [ctypes.c_char_p]),
 }
 
 _c = {name: _declare(name, res, args) for name, (res, args) in _SIGNATURES.items()}
