@@ -161,7 +161,7 @@ pub(crate) fn maybe_start(inner: &Arc<Inner>, gen: &Generation) {
             }
         ))
         .spawn(move || match kind {
-            Kind::Grow => grow(&job_inner, &job_cancel),
+            Kind::Grow => grow_while_due(&job_inner, &job_cancel),
             Kind::Compact => compact(&job_inner, now, &job_cancel).map(|_| ()),
         });
     match spawned {
@@ -392,7 +392,33 @@ pub(crate) fn open_writer_index(
 
 const HEADER_LEN_U64: u64 = crate::header::HEADER_LEN as u64;
 
-/// Grows the shared index: a table twice the keys, built in the background.
+/// Grows the shared index: a table for 7/4 of the keys, built in the background.
+/// Grows the index, again as long as the appends made meanwhile filled the new one past
+/// its growth point: a burst of appends that ends while an index is built must not leave
+/// readers a private tail until the next append. Bounded: the next append starts the
+/// policy again.
+fn grow_while_due(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
+    for _ in 0..GROWTHS_PER_JOB {
+        grow(inner, cancel)?;
+        let gen = inner.gen.load_full();
+        let due = gen
+            .shared
+            .as_ref()
+            .is_some_and(|s| s.overflow_from() != 0 || s.due_to_grow());
+        if !due || cancel.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Most growths one background job makes in a row.
+const GROWTHS_PER_JOB: usize = 8;
+
+/// Bytes of the smallest rule record (frame header and payload of an empty key), the
+/// floor of the mean record size growth estimates with.
+const GROWTH_MIN_RECORD: u64 = (FRAME_HEADER_LEN + crate::record::PAYLOAD_HEADER_LEN) as u64;
+
 fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
     let writer = inner.writer.as_ref().ok_or(Error::ReadOnly)?;
     let (gen, end0) = {
@@ -406,14 +432,22 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
             "the writer has no shared index to grow".into(),
         ));
     };
+    // Records the old index did not take (appended after it filled), estimated at the
+    // mean size of those it did: dividing by the smallest record size instead made the
+    // table of a ledger appended in big batches up to 3x too large (39 B per key).
     let overflow = old.overflow_from();
     let pending = if overflow != 0 {
-        end0.saturating_sub(overflow) / 32
+        let indexed = overflow.saturating_sub(crate::header::HEADER_LEN as u64);
+        let mean = (indexed / old.records().0.max(1)).max(GROWTH_MIN_RECORD);
+        end0.saturating_sub(overflow) / mean
     } else {
         0
     };
+    // 7/4, not 2: a table grown when 3/4 full is then 3/7 full (21 B per key with its
+    // filter), and never under the 3/8 (24 B per key) that doubling would leave.
     let keys = (old.total_keys().saturating_add(pending))
-        .saturating_mul(2)
+        .saturating_mul(7)
+        .div_ceil(4)
         .max(writer.options.index_keys.max(1));
     let epoch = gen.epoch.wrapping_add(1);
     let tmp = sibling(

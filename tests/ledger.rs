@@ -845,6 +845,50 @@ fn background_compaction_is_on_by_default_and_the_index_grows_without_it() {
     }
 }
 
+/// A burst of appends that fills the index while it is being grown: once the writer's
+/// background work is done, the index holds the whole log again (readers keep no private
+/// tail), and is not oversized.
+#[test]
+fn an_index_outgrown_during_its_growth_grows_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = open_writer(
+        &path,
+        &WriterOptions {
+            compaction: None,
+            index_keys: 1024,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
+    let now = revledger::unix_now_floor();
+    let keys: Vec<Vec<u8>> = (0..200_000)
+        .map(|i| format!("user-{i:08}").into_bytes())
+        .collect();
+    for chunk in keys.chunks(20_000) {
+        let rules: Vec<Rule> = chunk
+            .iter()
+            .map(|k| Rule::new(Scope::Subject, b"t", k, now))
+            .collect();
+        w.revoke_batch(&rules).unwrap();
+    }
+    w.wait_background().unwrap();
+    let s = w.stats(0).unwrap();
+    assert!(s.background_error.is_none(), "{s:?}");
+    let r = Ledger::open_reader(&path).unwrap();
+    let rs = r.stats(0).unwrap();
+    assert!(
+        rs.shared_index && rs.tail_bytes == 0,
+        "a private tail: {rs:?}"
+    );
+    assert_eq!(rs.live_keys, 200_000);
+    let per_key = rs.index_bytes as f64 / 200_000.0;
+    assert!(per_key <= 24.0, "{per_key:.1} bytes per key: {rs:?}");
+    for k in keys.iter().step_by(997) {
+        assert!(r.check(&token(b"t", k, &[], now - 1)).unwrap().is_revoked());
+    }
+}
+
 /// Checks on a writer's own handle while its background compactions swap files: the
 /// periodic path check (src/watch.rs) can look between the rename and the swap of the
 /// generation, and must then see this writer's own compaction, never "compacted by

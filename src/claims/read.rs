@@ -66,7 +66,9 @@ fn type_name(peek: Peek) -> &'static str {
 #[inline]
 fn needs_escape(s: &[u8]) -> bool {
     if s.len() < 32 {
-        s.iter().any(|&c| escaped(c).is_some())
+        // The bytes `escaped` maps; no early exit, so the compiler vectorises the fold.
+        s.iter()
+            .fold(false, |found, &c| found | (c == b'%') | (c == b':'))
     } else {
         memchr::memchr2(b'%', b':', s).is_some()
     }
@@ -223,9 +225,14 @@ impl<'j> Reader<'j> {
                 j.next_skip().map_err(|e| self.json_err(e))?;
             } else {
                 let name = self.span_of(k);
+                // Pushes, not `extend`: SmallVec's extend of an Option costs a reserve.
                 let mut matched: SmallVec<[usize; 4]> = SmallVec::new();
-                matched.extend(exact);
-                matched.extend(node.any);
+                if let Some(c) = exact {
+                    matched.push(c);
+                }
+                if let Some(c) = node.any {
+                    matched.push(c);
+                }
                 let plain = self.bytes(name);
                 for (s, child) in &node.suffixes {
                     if plain.ends_with(s) {
@@ -247,8 +254,14 @@ impl<'j> Reader<'j> {
         let mut index = 0usize;
         while let Some(peek) = next {
             let mut matched: SmallVec<[usize; 4]> = SmallVec::new();
-            matched.extend(node.indices.iter().filter(|p| p.0 == index).map(|p| p.1));
-            matched.extend(node.any);
+            for &(i, c) in &node.indices {
+                if i == index {
+                    matched.push(c);
+                }
+            }
+            if let Some(c) = node.any {
+                matched.push(c);
+            }
             if matched.is_empty() {
                 j.known_skip(peek).map_err(|e| self.json_err(e))?;
             } else {
