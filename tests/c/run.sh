@@ -121,8 +121,9 @@ if command -v valgrind >/dev/null; then
   for t in "${built[@]}"; do
     [ "$t" = minimal ] && continue
     # shellcheck disable=SC2046
+    # REVLEDGER_TEST_YIELD: spinning threads yield (valgrind runs one thread at a time).
     run_suite "valgrind $t" "$out/logs/valgrind-$t.log" 1200 \
-      valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite,indirect \
+      env REVLEDGER_TEST_YIELD=1 valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite,indirect \
       --error-exitcode=1 --log-file="$out/logs/valgrind-$t.%p.txt" \
       "$out/shared/$t" $(args_for "$t")
     if grep -lE 'ERROR SUMMARY: [1-9]' "$out/logs/valgrind-$t".*.txt >/dev/null 2>&1; then
