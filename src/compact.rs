@@ -392,7 +392,6 @@ pub(crate) fn open_writer_index(
 
 const HEADER_LEN_U64: u64 = crate::header::HEADER_LEN as u64;
 
-/// Grows the shared index: a table for 7/4 of the keys, built in the background.
 /// Grows the index, again as long as the appends made meanwhile filled the new one past
 /// its growth point: a burst of appends that ends while an index is built must not leave
 /// readers a private tail until the next append. Bounded: the next append starts the
@@ -419,6 +418,7 @@ const GROWTHS_PER_JOB: usize = 8;
 /// floor of the mean record size growth estimates with.
 const GROWTH_MIN_RECORD: u64 = (FRAME_HEADER_LEN + crate::record::PAYLOAD_HEADER_LEN) as u64;
 
+/// Grows the shared index: a table for 7/4 of the keys, built in the background.
 fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
     let writer = inner.writer.as_ref().ok_or(Error::ReadOnly)?;
     let (gen, end0) = {
@@ -437,7 +437,7 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
     // table of a ledger appended in big batches up to 3x too large (39 B per key).
     let overflow = old.overflow_from();
     let pending = if overflow != 0 {
-        let indexed = overflow.saturating_sub(crate::header::HEADER_LEN as u64);
+        let indexed = overflow.saturating_sub(HEADER_LEN_U64);
         let mean = (indexed / old.records().0.max(1)).max(GROWTH_MIN_RECORD);
         end0.saturating_sub(overflow) / mean
     } else {

@@ -931,9 +931,9 @@ fn checks_on_the_writer_handle_follow_its_own_background_compactions() {
                 })
             })
             .collect();
-        // Every revoke raises a cutoff (a record each); most are expired at once, so
-        // every compaction has work.
-        // Until 50 compactions have happened (at most a million revokes).
+        // Until 50 compactions have happened (at most a million revokes). Every revoke
+        // raises a cutoff (a record each); most are expired at once, so every compaction
+        // has work.
         let mut i = 0;
         while w.stats(0).unwrap().generation < 50 && i < 1_000_000 {
             for _ in 0..1000 {
