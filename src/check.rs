@@ -1,6 +1,6 @@
 //! The check: which rule, if any, revokes a token (DESIGN.md §2, "A token to check").
 
-use crate::error::Result;
+use crate::error::LeanResult;
 use crate::hash::Hasher;
 use crate::rule::{Scope, Token, Verdict};
 
@@ -13,8 +13,11 @@ pub(crate) trait Rules {
     fn has_token_rules(&self) -> bool;
     /// Starts loading the memory a lookup of `hash` reads first.
     fn prefetch(&self, hash: u64);
+    /// Whether a key whose hash is `hash` may have a rule (false: certainly not). Cheap:
+    /// every key a token probes asks this first.
+    fn may_hold(&self, hash: u64) -> bool;
     /// Effective cutoff of `(scope, tenant, key)`, whose hash is `hash`.
-    fn get(&self, hash: u64, scope: Scope, tenant: &[u8], key: &[u8]) -> Result<Option<i64>>;
+    fn get(&self, hash: u64, scope: Scope, tenant: &[u8], key: &[u8]) -> LeanResult<Option<i64>>;
 }
 
 /// Roles whose lookups are prepared (hashed and prefetched) before any is probed.
@@ -62,8 +65,8 @@ impl Best {
 /// usually costs no hashing at all. The keys that are probed are all hashed and their
 /// filter words prefetched first (one pass over the token), so that the cache misses of
 /// a large ledger overlap instead of adding up.
-#[inline]
-pub(crate) fn check<R: Rules>(rules: &R, token: &Token) -> Result<Verdict> {
+#[inline(always)]
+pub(crate) fn check<R: Rules>(rules: &R, token: &Token) -> LeanResult<Verdict> {
     let iat = token.issued_at;
     let newest = rules.newest();
     let wants = |scope: Scope| iat < newest[scope as usize];
@@ -94,6 +97,13 @@ pub(crate) fn check<R: Rules>(rules: &R, token: &Token) -> Result<Verdict> {
             0
         }
     };
+    let get = |hash: u64, scope: Scope, key: &[u8]| -> LeanResult<Option<i64>> {
+        if rules.may_hold(hash) {
+            rules.get(hash, scope, token.tenant, key)
+        } else {
+            Ok(None)
+        }
+    };
     let jti_hash = hash(jti, Scope::Token, token.token_id);
     let sub_hash = hash(sub, Scope::Subject, token.subject);
     let sid_hash = hash(sid, Scope::Session, token.session);
@@ -107,7 +117,7 @@ pub(crate) fn check<R: Rules>(rules: &R, token: &Token) -> Result<Verdict> {
     }
 
     if jti {
-        if let Some(exp) = rules.get(jti_hash, Scope::Token, token.tenant, token.token_id)? {
+        if let Some(exp) = get(jti_hash, Scope::Token, token.token_id)? {
             return Ok(Verdict::Revoked {
                 scope: Scope::Token,
                 cutoff: exp,
@@ -117,20 +127,17 @@ pub(crate) fn check<R: Rules>(rules: &R, token: &Token) -> Result<Verdict> {
     if sub {
         best.consider(
             Scope::Subject,
-            rules.get(sub_hash, Scope::Subject, token.tenant, token.subject)?,
+            get(sub_hash, Scope::Subject, token.subject)?,
         );
     }
     if sid {
         best.consider(
             Scope::Session,
-            rules.get(sid_hash, Scope::Session, token.tenant, token.session)?,
+            get(sid_hash, Scope::Session, token.session)?,
         );
     }
     if azp {
-        best.consider(
-            Scope::Client,
-            rules.get(azp_hash, Scope::Client, token.tenant, token.client)?,
-        );
+        best.consider(Scope::Client, get(azp_hash, Scope::Client, token.client)?);
     }
     if role {
         let mut role_best: Option<i64> = None;
@@ -142,15 +149,12 @@ pub(crate) fn check<R: Rules>(rules: &R, token: &Token) -> Result<Verdict> {
                 Some(&k) => k,
                 None => h.key(Scope::Role, th, r),
             };
-            role_best = role_best.max(rules.get(k, Scope::Role, token.tenant, r)?);
+            role_best = role_best.max(get(k, Scope::Role, r)?);
         }
         best.consider(Scope::Role, role_best);
     }
     if tenant {
-        best.consider(
-            Scope::Tenant,
-            rules.get(tenant_hash, Scope::Tenant, token.tenant, b"")?,
-        );
+        best.consider(Scope::Tenant, get(tenant_hash, Scope::Tenant, b"")?);
     }
     best.consider(Scope::Global, Some(newest[Scope::Global as usize]));
     Ok(best.verdict())

@@ -16,6 +16,7 @@ use crate::claims::ClaimMapping;
 use crate::error::Error;
 use crate::ledger::{Ledger, WriterOptions};
 use crate::rule::{Rule, Scope, Token, Verdict, MAX_ROLES};
+use smallvec::SmallVec;
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -412,6 +413,7 @@ unsafe fn scoped_key<'a>(
 ///
 /// # Safety
 /// `ptr` is NULL or a handle returned by an open function and not yet closed.
+#[inline(always)]
 unsafe fn handle<'a>(ptr: *const revledger) -> FfiResult<&'a revledger> {
     // SAFETY: caller contract: NULL (refused here) or a live Box<revledger> pointer.
     match unsafe { ptr.as_ref() } {
@@ -886,32 +888,23 @@ pub unsafe extern "C" fn revledger_check(
                 // SAFETY: non-null, `roles_len` (≤ MAX_ROLES) elements readable (contract).
                 unsafe { std::slice::from_raw_parts(t.roles, t.roles_len) }
             };
-            let mut stack: [&[u8]; 16] = [&[]; 16];
-            let mut heap: Vec<&[u8]> = Vec::new();
-            let roles: &[&[u8]] = if raw_roles.len() <= stack.len() {
-                for (slot, r) in stack.iter_mut().zip(raw_roles) {
-                    // SAFETY: forwarded caller contract.
-                    *slot = unsafe { bytes(*r, "role")? };
-                }
-                &stack[..raw_roles.len()]
-            } else {
-                for r in raw_roles {
-                    // SAFETY: forwarded caller contract.
-                    heap.push(unsafe { bytes(*r, "role")? });
-                }
-                &heap
-            };
+            // Up to 16 roles on the stack (initialised only as far as they are used).
+            let mut roles: SmallVec<[&[u8]; 16]> = SmallVec::new();
+            for r in raw_roles {
+                // SAFETY: forwarded caller contract.
+                roles.push(unsafe { bytes(*r, "role")? });
+            }
             // SAFETY (all five): forwarded caller contract.
             let token = Token {
                 tenant: unsafe { bytes(t.tenant, "tenant")? },
                 subject: unsafe { bytes(t.subject, "subject")? },
-                roles,
+                roles: &roles,
                 client: unsafe { bytes(t.client, "client")? },
                 session: unsafe { bytes(t.session, "session")? },
                 token_id: unsafe { bytes(t.token_id, "token_id")? },
                 issued_at: t.issued_at,
             };
-            let verdict = c_verdict(ledger.check(&token).map_err(from_error)?);
+            let verdict = c_verdict(ledger.check_lean(&token).map_err(|e| from_error(*e))?);
             // SAFETY: non-null and writable (caller contract).
             unsafe { out.write(verdict) };
             Ok(())

@@ -224,6 +224,57 @@ pub(crate) struct FilterProbe {
     bits: u64,
 }
 
+/// An index's filter, borrowed for the lookups of one check: every key a token probes is
+/// tested here first, and only a key the filter lets through is looked up in the table.
+/// It selects the same word and bits as [`Layout::filter_probe`] (what the writer sets).
+#[derive(Clone, Copy)]
+pub(crate) struct Filter<'a> {
+    /// The filter's words (empty: no shared index, nothing may be contained).
+    words: &'a [AtomicU64],
+    /// Whether to prefetch words: when the filter is larger than a core's L2 cache, so
+    /// that a token's misses overlap (below, a prefetch costs instructions and saves
+    /// nothing).
+    prefetch: bool,
+}
+
+impl<'a> Filter<'a> {
+    /// The filter of no index: it contains nothing.
+    pub(crate) const EMPTY: Filter<'static> = Filter {
+        words: &[],
+        prefetch: false,
+    };
+
+    #[inline(always)]
+    fn word(&self, hash: u64) -> Option<&'a AtomicU64> {
+        self.words
+            .get(mul_shift(hash, self.words.len() as u64) as usize)
+    }
+
+    /// Starts loading the word of `hash` when the filter is large enough to gain.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        if self.prefetch {
+            if let Some(w) = self.word(hash) {
+                prefetch(w);
+            }
+        }
+    }
+
+    /// Whether the key whose hash is `hash` may be in the table (false: certainly not).
+    #[inline(always)]
+    pub(crate) fn may_contain(&self, hash: u64) -> bool {
+        let bits = filter_bits(hash);
+        self.word(hash)
+            .is_some_and(|w| u64::from_le(w.load(Ordering::Relaxed)) & bits == bits)
+    }
+}
+
+/// The three filter bits of `hash` (bits 0–17 choose them).
+#[inline(always)]
+fn filter_bits(hash: u64) -> u64 {
+    (1u64 << (hash & 63)) | (1u64 << ((hash >> 6) & 63)) | (1u64 << ((hash >> 12) & 63))
+}
+
 /// Where a key's hash leads in the table: its home bucket and its tag.
 #[derive(Clone, Copy)]
 pub(crate) struct Probe {
@@ -242,9 +293,7 @@ impl Layout {
     pub(crate) fn filter_probe(&self, hash: u64) -> FilterProbe {
         FilterProbe {
             word: self.filter_at + mul_shift(hash, self.filter_words) as usize,
-            bits: (1u64 << (hash & 63))
-                | (1u64 << ((hash >> 6) & 63))
-                | (1u64 << ((hash >> 12) & 63)),
+            bits: filter_bits(hash),
         }
     }
 
@@ -642,26 +691,18 @@ impl SharedIndex {
 
     // ---- the table ----------------------------------------------------------------
 
-    /// Starts loading the filter word of `probe`.
+    /// The filter, for the lookups of one check.
     #[inline(always)]
-    pub(crate) fn prefetch(&self, probe: &FilterProbe) {
-        if let Some(word) = self.words().get(probe.word) {
-            prefetch(word);
+    pub(crate) fn filter(&self) -> Filter<'_> {
+        let at = self.layout.filter_at;
+        let words = self
+            .words()
+            .get(at..at + self.layout.filter_words as usize)
+            .unwrap_or(&[]);
+        Filter {
+            words,
+            prefetch: self.layout.filter_words > PREFETCH_ABOVE_WORDS,
         }
-    }
-
-    /// Whether lookups gain from prefetching filter words: when the filter is larger than
-    /// a core's L2 cache, so that a token's misses overlap (below, a prefetch costs
-    /// instructions and saves nothing).
-    #[inline(always)]
-    pub(crate) fn worth_prefetching(&self) -> bool {
-        self.layout.filter_words > PREFETCH_ABOVE_WORDS
-    }
-
-    /// Whether the filter lets `probe` through (false: the key is certainly absent).
-    #[inline(always)]
-    pub(crate) fn may_contain(&self, probe: &FilterProbe) -> bool {
-        get(self.words(), probe.word) & probe.bits == probe.bits
     }
 
     /// The record the table holds for `(scope, tenant, key)` (whose probe is `probe`),

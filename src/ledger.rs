@@ -22,12 +22,12 @@
 
 use crate::check::{self, Rules};
 use crate::compact::{self, Jobs};
-use crate::error::{Error, Result};
+use crate::error::{Error, LeanResult, Result};
 use crate::hash::Hasher;
 use crate::header::{
     random_bytes, random_file_id, Header, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_LIFETIME, HEADER_LEN,
 };
-use crate::index::{index_path, Found, Inserted, SharedIndex, Trust};
+use crate::index::{index_path, Filter, Found, Inserted, SharedIndex, Trust};
 use crate::log::{next_valid_frame, scan, FileAccess, LogFile, Recovery};
 use crate::map::HeaderWords;
 use crate::position::{PositionCell, StreamPosition};
@@ -252,9 +252,11 @@ impl KeySource for Generation {
     }
 }
 
-/// What one check reads: a generation and its view of the log.
+/// What one check reads: a generation, its shared index's filter, and whether the tail
+/// holds anything.
 struct Lookup<'a> {
     gen: &'a Generation,
+    filter: Filter<'a>,
     tail: bool,
 }
 
@@ -289,18 +291,19 @@ impl Rules for Lookup<'_> {
 
     #[inline(always)]
     fn prefetch(&self, hash: u64) {
-        if let Some(s) = &self.gen.shared {
-            if s.worth_prefetching() {
-                s.prefetch(&s.layout().filter_probe(hash));
-            }
-        }
+        self.filter.prefetch(hash);
     }
 
     #[inline(always)]
-    fn get(&self, hash: u64, scope: Scope, tenant: &[u8], key: &[u8]) -> Result<Option<i64>> {
+    fn may_hold(&self, hash: u64) -> bool {
+        self.tail || self.filter.may_contain(hash)
+    }
+
+    #[inline(never)]
+    fn get(&self, hash: u64, scope: Scope, tenant: &[u8], key: &[u8]) -> LeanResult<Option<i64>> {
         let mut best = None;
         if let Some(s) = &self.gen.shared {
-            if s.may_contain(&s.layout().filter_probe(hash)) {
+            if self.filter.may_contain(hash) {
                 best = self.gen.find_shared(s, hash, scope, tenant, key)?;
             }
         }
@@ -494,6 +497,7 @@ impl Generation {
     fn lookup(&self) -> Lookup<'_> {
         Lookup {
             gen: self,
+            filter: self.shared.as_ref().map_or(Filter::EMPTY, |s| s.filter()),
             tail: self.tail_used.load(Ordering::Relaxed),
         }
     }
@@ -834,6 +838,7 @@ fn check_issued_at(iat: i64, leeway: i64) -> Result<()> {
 }
 
 #[cold]
+#[inline(never)]
 fn future_iat(iat: i64, leeway: i64) -> Result<()> {
     let now = unix_now_floor();
     CLOCK_HINT.fetch_max(now, Ordering::Relaxed);
@@ -955,7 +960,15 @@ impl Ledger {
     /// clock cannot be judged: [`Error::InvalidArgument`], never "valid".
     #[inline]
     pub fn check(&self, token: &Token) -> Result<Verdict> {
-        token.validate()?;
+        self.check_lean(token).map_err(|e| *e)
+    }
+
+    /// [`Ledger::check`] with its error boxed, so that the answer travels in registers.
+    #[inline]
+    pub(crate) fn check_lean(&self, token: &Token) -> LeanResult<Verdict> {
+        if !token.is_valid() {
+            return Err(Box::new(token.refusal()));
+        }
         let fast = self.inner.with_view(|gen| {
             (gen.fresh() && !watch::due()).then(|| check::check(&gen.lookup(), token))
         });
@@ -971,7 +984,8 @@ impl Ledger {
     }
 
     #[cold]
-    fn check_slow(&self, token: &Token) -> Result<Verdict> {
+    #[inline(never)]
+    fn check_slow(&self, token: &Token) -> LeanResult<Verdict> {
         let gen = self.inner.gen.load();
         if gen.fresh() {
             drop(gen);

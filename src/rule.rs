@@ -169,6 +169,16 @@ impl Token<'_> {
     /// Refuses a token whose keys exceed [`MAX_KEY_LEN`] or that has over [`MAX_ROLES`] roles.
     #[inline]
     pub fn validate(&self) -> Result<()> {
+        if self.is_valid() {
+            Ok(())
+        } else {
+            Err(self.refusal())
+        }
+    }
+
+    /// Whether [`Token::validate`] accepts the token (no error built).
+    #[inline(always)]
+    pub(crate) fn is_valid(&self) -> bool {
         let longest = self
             .tenant
             .len()
@@ -176,19 +186,21 @@ impl Token<'_> {
             .max(self.client.len())
             .max(self.session.len())
             .max(self.token_id.len());
-        if longest > MAX_KEY_LEN || self.roles.len() > MAX_ROLES {
-            return self.refuse();
-        }
-        for r in self.roles {
-            if r.len() > MAX_KEY_LEN {
-                return self.refuse();
-            }
-        }
-        Ok(())
+        longest <= MAX_KEY_LEN
+            && self.roles.len() <= MAX_ROLES
+            && self.roles.iter().all(|r| r.len() <= MAX_KEY_LEN)
     }
 
-    /// The error that names what is wrong with a token `validate` refused.
+    /// The error that names what is wrong with a token [`Token::is_valid`] refused.
     #[cold]
+    #[inline(never)]
+    pub(crate) fn refusal(&self) -> Error {
+        match self.refuse() {
+            Err(e) => e,
+            Ok(()) => Error::Internal("a token was refused for no reason found".into()),
+        }
+    }
+
     fn refuse(&self) -> Result<()> {
         check_key_len("tenant", self.tenant)?;
         check_key_len("subject", self.subject)?;
