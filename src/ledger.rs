@@ -963,7 +963,7 @@ impl Ledger {
         self.check_lean(token).map_err(|e| *e)
     }
 
-    /// [`Ledger::check`] with its error boxed, so that the answer travels in registers.
+    /// [`Ledger::check`] with its error boxed: a 16-byte answer (see [`LeanResult`]).
     #[inline]
     pub(crate) fn check_lean(&self, token: &Token) -> LeanResult<Verdict> {
         if !token.is_valid() {
