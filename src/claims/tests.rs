@@ -211,6 +211,16 @@ fn json_escapes_are_decoded_and_keys_compared_decoded() {
         r#"{"resource_access":{"c\u003a1":{"roles":["r\u00e9"]}},"iat":1}"#,
     );
     assert_eq!(r.roles, ["c%3A1:ré"]);
+    // A claim the mapping reads, spelled with an escape in its name, is still read; and
+    // one backslash anywhere in the payload does not change how plain strings read.
+    let r = read(
+        "generic",
+        r#"{"ia\u0074":5,"sub":"u","note":"a\"b","roles":["r"],"tid":"t"}"#,
+    );
+    assert_eq!(
+        (r.iat, r.subject.as_str(), r.tenant.as_str(), r.roles.len()),
+        (5, "u", "t", 1)
+    );
 }
 
 #[test]
