@@ -18,7 +18,7 @@
 //! from the log with bounds checks: a damaged index can make an answer wrong only if the
 //! damage is in memory, never make a read go out of bounds.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LeanResult, Result};
 
 use crate::header::{Header, HEADER_LEN};
 use crate::io;
@@ -323,9 +323,9 @@ pub(crate) enum Trust {
 
 /// What [`SharedIndex::find`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Found<'a> {
-    /// The key's record: its cutoff is the key's effective cutoff.
-    Rule(Rule<'a>),
+pub(crate) enum Found {
+    /// The cutoff of the key's record: the key's effective cutoff.
+    Cutoff(i64),
     /// The key is not in the table.
     Absent,
     /// Not in the caller's view of the log; a slot with the key's tag points past it.
@@ -710,14 +710,14 @@ impl SharedIndex {
     /// slot with the key's tag points past that view: the caller looks again with a newer
     /// view (the writer inserts a record just before it commits it).
     #[inline]
-    pub(crate) fn find<'a>(
+    pub(crate) fn find(
         &self,
         probe: &Probe,
         scope: Scope,
         tenant: &[u8],
         key: &[u8],
-        log: LogBytes<'a>,
-    ) -> Result<Found<'a>> {
+        log: LogBytes<'_>,
+    ) -> LeanResult<Found> {
         let w = self.words();
         let mut b = probe.home;
         let mut beyond = false;
@@ -736,21 +736,21 @@ impl SharedIndex {
                 std::sync::atomic::fence(Ordering::Acquire);
                 if offset.saturating_add(crate::record::PAYLOAD_HEADER_LEN as u64) > log.end() {
                     if offset < HEADER_LEN as u64 {
-                        return Err(damaged(offset));
+                        return Err(Box::new(damaged(offset)));
                     }
                     beyond = true; // appended after the caller's view of the log
                     continue;
                 }
-                let bytes = log.from(offset).ok_or_else(|| damaged(offset))?;
+                let bytes = log.from(offset).ok_or_else(|| Box::new(damaged(offset)))?;
                 let Some(rule) = rule_at(bytes) else {
                     if rule_header_fits(bytes) {
                         beyond = true; // its key bytes lie past the view
                         continue;
                     }
-                    return Err(damaged(offset));
+                    return Err(Box::new(damaged(offset)));
                 };
                 if rule.scope == scope && rule.tenant == tenant && rule.key == key {
-                    return Ok(Found::Rule(rule));
+                    return Ok(Found::Cutoff(rule.at));
                 }
             }
             b += 1;
@@ -882,6 +882,7 @@ fn static_crc(words: &[AtomicU64]) -> u32 {
     h.finalize()
 }
 
+#[cold]
 fn damaged(offset: u64) -> Error {
     Error::corrupt(
         offset.saturating_sub(FRAME_HEADER_LEN as u64),

@@ -392,7 +392,7 @@ impl Generation {
 
     /// Looks `(scope, tenant, key)` up in the shared index; a record past this handle's
     /// view of the log makes it load `committed_len` again, once.
-    #[inline(never)]
+    #[inline]
     fn find_shared(
         &self,
         s: &SharedIndex,
@@ -400,13 +400,13 @@ impl Generation {
         scope: Scope,
         tenant: &[u8],
         key: &[u8],
-    ) -> Result<Option<i64>> {
+    ) -> LeanResult<Option<i64>> {
         let p = &s.layout().probe(hash);
         let view = self.committed_view.load(Ordering::Relaxed);
         match s.find(p, scope, tenant, key, self.log.map.log(view)?)? {
-            Found::Rule(r) => Ok(Some(r.at)),
+            Found::Cutoff(c) => Ok(Some(c)),
             Found::Absent => Ok(None),
-            Found::Beyond => self.find_shared_beyond(s, p, scope, tenant, key),
+            Found::Beyond => Ok(self.find_shared_beyond(s, p, scope, tenant, key)?),
         }
     }
 
@@ -431,8 +431,11 @@ impl Generation {
         let mut spins = 0u32;
         loop {
             let committed = self.advance_view()?;
-            match s.find(p, scope, tenant, key, self.log.map.log(committed)?)? {
-                Found::Rule(r) => return Ok(Some(r.at)),
+            match s
+                .find(p, scope, tenant, key, self.log.map.log(committed)?)
+                .map_err(|e| *e)?
+            {
+                Found::Cutoff(c) => return Ok(Some(c)),
                 Found::Absent => return Ok(None),
                 Found::Beyond => {}
             }
@@ -758,7 +761,8 @@ impl Generation {
                     _ => {
                         let p = s.layout().probe(h.full(scope, tenant, key));
                         s.find(&p, scope, tenant, key, log)
-                            .map(|f| matches!(f, Found::Rule(_)))
+                            .map(|f| matches!(f, Found::Cutoff(_)))
+                            .map_err(|e| *e)
                     }
                 };
                 match in_shared {
