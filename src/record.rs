@@ -137,8 +137,12 @@ pub fn encode_position(out: &mut Vec<u8>, position: &StreamPosition) {
     );
 }
 
+/// Callers have checked that `b` holds `at + 4` bytes (one range check, not four).
+#[inline]
 fn le_u32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
 }
 
 fn le_u64(b: &[u8], at: usize) -> u64 {
