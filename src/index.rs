@@ -705,8 +705,8 @@ impl SharedIndex {
         }
     }
 
-    /// The record the table holds for `(scope, tenant, key)` (whose probe is `probe`),
-    /// read from `log`, the caller's view of the committed log. [`Found::Beyond`] when a
+    /// The cutoff of the record the table holds for `(scope, tenant, key)` (whose probe
+    /// is `probe`), read from `log`, the caller's view of the committed log. [`Found::Beyond`] when a
     /// slot with the key's tag points past that view: the caller looks again with a newer
     /// view (the writer inserts a record just before it commits it).
     #[inline]
