@@ -4,7 +4,9 @@
 //! newest cutoff of every scope, so that every key is probed.
 //!
 //! `cargo build --release --example profile_check && valgrind --tool=callgrind
-//! target/release/examples/profile_check 10000 100000`
+//! target/release/examples/profile_check 10000 100000`; arguments: rules, checks, roles
+//! per token (3), then `fresh` (tokens issued after every cutoff) or `revoked` (each
+//! token's subject has a rule).
 use revledger::{Ledger, Rule, Scope, Token, WriterOptions};
 use std::hint::black_box;
 
@@ -17,8 +19,10 @@ fn main() {
     let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let checks: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let roles_per_token: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
-    // "fresh": tokens issued after every cutoff (only the jti is probed).
-    let fresh = args.next().is_some_and(|a| a == "fresh");
+    // "fresh": tokens issued after every cutoff (only the jti is probed); "revoked":
+    // each token's subject has a rule (its lookup finds the key and reads its record).
+    let mode = args.next().unwrap_or_default();
+    let (fresh, revoked_mode) = (mode == "fresh", mode == "revoked");
     let dir = std::env::temp_dir().join(format!("revledger-profile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("l");
@@ -61,12 +65,16 @@ fn main() {
     let r = Ledger::open_reader(&path).unwrap();
     let pool: Vec<(Vec<u8>, Vec<Vec<u8>>)> = (0..1024u64)
         .map(|i| {
-            (
-                format!("tenant-{:06}", i % 100).into_bytes(),
-                (0..5 + roles_per_token as u64)
-                    .map(|j| key("abs_", i * 16 + j))
-                    .collect(),
-            )
+            let mut keys: Vec<Vec<u8>> = (0..5 + roles_per_token as u64)
+                .map(|j| key("abs_", i * 16 + j))
+                .collect();
+            // Rule r has scope r mod 5 (Subject first), tenant r mod 100, key r.
+            let r = (5 * i) % n.max(5);
+            if revoked_mode {
+                keys[0] = key("key_", r);
+            }
+            let tenant = if revoked_mode { r % 100 } else { i % 100 };
+            (format!("tenant-{tenant:06}").into_bytes(), keys)
         })
         .collect();
     let toks: Vec<(Token, Vec<&[u8]>)> = pool
@@ -98,7 +106,7 @@ fn main() {
         revoked += u64::from(black_box(r.check(black_box(t))).unwrap().is_revoked());
     }
     let spent = thread_cpu_ns() - started;
-    assert_eq!(revoked, 0);
+    assert_eq!(revoked, if revoked_mode { checks } else { 0 });
     eprintln!(
         "{:.1} ns per check (thread CPU time)",
         spent as f64 / checks.max(1) as f64

@@ -16,7 +16,8 @@ pub(crate) trait Rules {
     /// Whether a key whose hash is `hash` may have a rule (false: certainly not). Cheap:
     /// every key a token probes asks this first.
     fn may_hold(&self, hash: u64) -> bool;
-    /// Effective cutoff of `(scope, tenant, key)`, whose hash is `hash`.
+    /// Effective cutoff of `(scope, tenant, key)`, whose hash is `hash`; asked only for a
+    /// key that [`may_hold`](Rules::may_hold) let through.
     fn get(&self, hash: u64, scope: Scope, tenant: &[u8], key: &[u8]) -> LeanResult<Option<i64>>;
 }
 

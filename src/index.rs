@@ -709,7 +709,7 @@ impl SharedIndex {
     /// is `probe`), read from `log`, the caller's view of the committed log. [`Found::Beyond`] when a
     /// slot with the key's tag points past that view: the caller looks again with a newer
     /// view (the writer inserts a record just before it commits it).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn find(
         &self,
         probe: &Probe,

@@ -303,7 +303,8 @@ impl Rules for Lookup<'_> {
     fn get(&self, hash: u64, scope: Scope, tenant: &[u8], key: &[u8]) -> LeanResult<Option<i64>> {
         let mut best = None;
         if let Some(s) = &self.gen.shared {
-            if self.filter.may_contain(hash) {
+            // Without a tail, `may_hold` was this very filter test: not asked twice.
+            if !self.tail || self.filter.may_contain(hash) {
                 best = self.gen.find_shared(s, hash, scope, tenant, key)?;
             }
         }
