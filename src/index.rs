@@ -706,9 +706,10 @@ impl SharedIndex {
     }
 
     /// The cutoff of the record the table holds for `(scope, tenant, key)` (whose probe
-    /// is `probe`), read from `log`, the caller's view of the committed log. [`Found::Beyond`] when a
-    /// slot with the key's tag points past that view: the caller looks again with a newer
-    /// view (the writer inserts a record just before it commits it).
+    /// is `probe`), read from `log`, the caller's view of the committed log.
+    /// [`Found::Beyond`] when a slot with the key's tag points past that view: the caller
+    /// looks again with a newer view (the writer inserts a record just before it commits
+    /// it).
     #[inline(always)]
     pub(crate) fn find(
         &self,

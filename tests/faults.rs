@@ -48,6 +48,7 @@ fn spawn(c: &mut Command) -> std::process::Child {
 }
 
 const CHILD_ENV: &str = "REVLEDGER_FAULT_CHILD";
+const NOBODY: u32 = 65534;
 
 /// The disk-full test runs alone: while its tmpfs was full, the other tests of this file,
 /// run in parallel, saw ENOSPC on their own files in /tmp (ext4) in about 1 run of 6 on
@@ -62,7 +63,6 @@ fn disk_shared() -> std::sync::RwLockReadGuard<'static, ()> {
 fn disk_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
     DISK.write().unwrap_or_else(|e| e.into_inner())
 }
-const NOBODY: u32 = 65534;
 
 fn writer(path: &Path) -> Ledger {
     open_writer(path, &WriterOptions::with_lifetime(3600)).unwrap()
