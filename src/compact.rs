@@ -445,7 +445,7 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
     };
     // 7/4, not 2: a table grown when 3/4 full is then 3/7 full (21 B per key with its
     // filter), and never under the 3/8 (24 B per key) that doubling would leave.
-    let keys = (old.total_keys().saturating_add(pending))
+    let keys = (old.held_keys().saturating_add(pending))
         .saturating_mul(7)
         .div_ceil(4)
         .max(writer.options.index_keys.max(1));

@@ -627,6 +627,12 @@ impl SharedIndex {
             .fold(0u64, |n, s| n.saturating_add(self.keys(*s)))
     }
 
+    /// Keys of every scope, at most what the table can hold: the counters are words of a
+    /// shared file, and what sizes a new table must not trust them further than that.
+    pub(crate) fn held_keys(&self) -> u64 {
+        self.total_keys().min(self.layout.hard_limit())
+    }
+
     /// Rule records inserted (duplicates included), and how many of them the file started
     /// with (the rules a compaction wrote).
     pub(crate) fn records(&self) -> (u64, u64) {

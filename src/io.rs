@@ -62,6 +62,8 @@ static FAIL_ON: AtomicBool = AtomicBool::new(false);
 /// Calls of the aimed kinds so far (the counter FAIL_AT is compared with).
 static AIMED_CALLS: AtomicU64 = AtomicU64::new(0);
 static PER_OP: [AtomicU64; OPS] = [const { AtomicU64::new(0) }; OPS];
+/// Largest length [`allocate`] was asked for (a file's words must never size one).
+static LARGEST_ALLOCATION: AtomicU64 = AtomicU64::new(0);
 
 #[inline]
 fn enter(op: Op) -> io::Result<()> {
@@ -126,6 +128,11 @@ pub mod testing {
     pub fn fired() -> bool {
         let at = FAIL_AT.load(Ordering::SeqCst);
         at != 0 && AIMED_CALLS.load(Ordering::SeqCst) >= at
+    }
+
+    /// Largest number of bytes one `fallocate` was asked for so far, in this process.
+    pub fn largest_allocation() -> u64 {
+        LARGEST_ALLOCATION.load(Ordering::SeqCst)
     }
 
     /// Calls made so far of the kinds in `ops` (every kind when empty).
@@ -236,6 +243,7 @@ pub(crate) fn set_mode_and_group(file: &File, mode: u32, group: Option<u32>) -> 
 /// full disk (SIGBUS): the disk-full error comes from this call instead.
 pub(crate) fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
     enter(Op::Allocate)?;
+    LARGEST_ALLOCATION.fetch_max(len, Ordering::Relaxed);
     if len == 0 {
         return Ok(());
     }

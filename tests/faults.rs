@@ -50,20 +50,6 @@ fn spawn(c: &mut Command) -> std::process::Child {
 const CHILD_ENV: &str = "REVLEDGER_FAULT_CHILD";
 const NOBODY: u32 = 65534;
 
-/// The disk-full test runs alone: while its tmpfs was full, the other tests of this file,
-/// run in parallel, saw ENOSPC on their own files in /tmp (ext4) in about 1 run of 6 on
-/// this machine (never with that test skipped, nor with one test at a time). Every test
-/// holds this lock shared; the disk-full test holds it exclusively.
-static DISK: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-fn disk_shared() -> std::sync::RwLockReadGuard<'static, ()> {
-    DISK.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn disk_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
-    DISK.write().unwrap_or_else(|e| e.into_inner())
-}
-
 fn writer(path: &Path) -> Ledger {
     open_writer(path, &WriterOptions::with_lifetime(3600)).unwrap()
 }
@@ -281,7 +267,6 @@ fn fill_until_full(dir: &Path, free: Option<&dyn Fn()>) -> usize {
 
 #[test]
 fn disk_full_loses_no_committed_rule_and_refused_batches_never_come_back() {
-    let _disk = disk_exclusive();
     if let Some((role, dir)) = child_role() {
         if role == "fsize" {
             // Under RLIMIT_FSIZE (set by the parent, SIGXFSZ ignored): writes past the
@@ -327,7 +312,6 @@ fn disk_full_loses_no_committed_rule_and_refused_batches_never_come_back() {
 
 #[test]
 fn read_only_file_system_refuses_the_writer_and_keeps_answering_readers() {
-    let _disk = disk_shared();
     let Some(fs) = euid_is_root().then(|| Tmpfs::mount("8m")).flatten() else {
         println!("SKIPPED read-only mount: needs root to mount a tmpfs (the read-only directory and permission tests cover the rest)");
         return;
@@ -407,7 +391,6 @@ fn permission_denied_scenario(path: &Path) {
 
 #[test]
 fn read_only_directory_and_permission_denied() {
-    let _disk = disk_shared();
     if let Some((role, arg)) = child_role() {
         match role.as_str() {
             "ro-dir" => read_only_dir_scenario(&arg),
@@ -491,7 +474,6 @@ fn checks_until_error(l: &Ledger, name: &[u8], limit: usize) -> Error {
 
 #[test]
 fn deleted_ledger_fails_closed_in_readers_and_the_writer_learns_at_sync() {
-    let _disk = disk_shared();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
     let w = writer(&path);
@@ -532,7 +514,6 @@ fn deleted_ledger_fails_closed_in_readers_and_the_writer_learns_at_sync() {
 
 #[test]
 fn replaced_ledger_fails_closed_unless_it_is_the_same_ledger_compacted() {
-    let _disk = disk_shared();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
     let other = dir.path().join("other");
@@ -584,7 +565,6 @@ fn replaced_ledger_fails_closed_unless_it_is_the_same_ledger_compacted() {
 
 #[test]
 fn a_retired_mark_on_the_file_at_the_path_fails_closed_and_a_writer_clears_it() {
-    let _disk = disk_shared();
     // Found by fuzzing (open_file): a copy of a retired file put back at the path made a
     // reader reopen the same file forever and a writer fail with Internal.
     let dir = tempfile::tempdir().unwrap();
@@ -623,7 +603,6 @@ mod open_file;
 
 #[test]
 fn fuzz_regressions_open_without_panic() {
-    let _disk = disk_shared();
     // Every input kept in tests/fuzz-regressions/ (an `open_file` fuzz input: a mode
     // byte, the ledger file, its index file; fuzz/src/open_file.rs) runs through the fuzz
     // target's body: readers and writers open it to an answer or a clear error, answers
@@ -642,13 +621,47 @@ fn fuzz_regressions_open_without_panic() {
     assert!(n > 0, "no regression inputs found");
 }
 
+/// A trusted index is a shared file: its key counters may say anything. Growing it once
+/// sized the new table from them: a crafted count asked `fallocate` for 384 GiB, which
+/// took every free block of the file system for a moment (other processes saw ENOSPC)
+/// before it failed. The table cannot hold more keys than its slots, and growth sizes
+/// from at most that.
+#[test]
+fn a_crafted_key_count_never_sizes_a_huge_index() {
+    let input = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fuzz-regressions/open_file-v2-trusted-index-key-counts-overflow"),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = open_file::Input::parse(&input).unwrap();
+    let (path, _) = open_file::prepare(&input, tmp.path());
+    let options = WriterOptions {
+        index_keys: 64,
+        ..WriterOptions::default()
+    };
+    let w = open_writer(&path, &options).unwrap();
+    // The crafted counts say the table is past due: the revoke starts a growth. It then
+    // meets the index's crafted stream position and fails closed.
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"after", 1000))
+        .unwrap();
+    match w.wait_background() {
+        Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("stream position")),
+        other => panic!("growth of the crafted index: {other:?}"),
+    }
+    // Closing grows the index once more (it overflowed).
+    drop(w);
+    // Other tests of this file allocate a few MiB at most.
+    let largest = revledger::testing::largest_allocation();
+    assert!(largest <= 64 << 20, "fallocate of {largest} bytes");
+}
+
 /// Issue 12: a version 1 snapshot whose descriptor for a keyed scope keeps its buckets
 /// but says `entries = 0` and `filter_words = 0`, with every checksum fixed up, made
 /// `revledger check` panic. A writer upgrading it gets `Corrupt`; readers refuse
 /// version 1 files.
 #[test]
 fn a_crafted_version_1_snapshot_is_corrupt_never_a_panic() {
-    let _disk = disk_shared();
     let input = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fuzz-regressions/open_file-v1-snapshot-descriptor-disowns-its-keys"),
@@ -676,7 +689,6 @@ fn a_crafted_version_1_snapshot_is_corrupt_never_a_panic() {
 
 #[test]
 fn truncated_under_a_reader_is_noticed_before_any_mapped_byte_is_read() {
-    let _disk = disk_shared();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
     let w = writer(&path);
@@ -737,7 +749,6 @@ impl SizeWatch {
 
 #[test]
 fn revledger_never_truncates_a_ledger_file() {
-    let _disk = disk_shared();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
     let mut sizes = SizeWatch::default();
@@ -803,7 +814,6 @@ fn revledger_never_truncates_a_ledger_file() {
 
 #[test]
 fn ledger_files_are_created_0600_and_compaction_keeps_the_mode() {
-    let _disk = disk_shared();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
     let w = writer(&path);
@@ -830,7 +840,6 @@ fn ledger_files_are_created_0600_and_compaction_keeps_the_mode() {
 
 #[test]
 fn the_lock_holds_across_processes_and_paths() {
-    let _disk = disk_shared();
     if let Some((role, path)) = child_role() {
         if role == "hold-lock" {
             // Holds the writer lock until its stdin closes.
@@ -890,7 +899,6 @@ fn the_lock_holds_across_processes_and_paths() {
 
 #[test]
 fn a_handle_opened_by_a_relative_path_survives_a_change_of_directory() {
-    let _disk = disk_shared();
     if let Some((role, dir)) = child_role() {
         if role == "chdir" {
             // As a daemon does: open relative to the working directory, then leave it.
@@ -932,7 +940,6 @@ fn a_handle_opened_by_a_relative_path_survives_a_change_of_directory() {
 /// it creates the ledger or opens it, but never the file of a creation still running.
 #[test]
 fn the_next_writer_removes_what_crashed_creations_and_compactions_left() {
-    let _disk = disk_shared();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
     // A process that has exited: its pid names no creation in progress.

@@ -18,6 +18,9 @@ use std::ptr;
 
 use revledger_status::*;
 
+/// A rule's scope, tenant and key, owned.
+type OwnedKey = (Scope, Vec<u8>, Vec<u8>);
+
 const SLOTS: usize = 4;
 const LEEWAY: i64 = 300;
 
@@ -197,10 +200,7 @@ impl Harness {
     }
 
     /// Status a rule argument must get on a handle of `kind`, and the rule if accepted.
-    fn judge_rule(
-        kind: Option<Kind>,
-        r: &RuleArg,
-    ) -> (revledger_status, Option<(Scope, Vec<u8>, Vec<u8>)>) {
+    fn judge_rule(kind: Option<Kind>, r: &RuleArg) -> (revledger_status, Option<OwnedKey>) {
         let (tenant, _, _) = bytes_of(&r.tenant);
         let (key, _, _) = bytes_of(&r.key);
         let Some(kind) = kind else {

@@ -48,8 +48,10 @@ fuzz_target!(|input: &[u8]| {
                     stream,
                     last_id,
                     last_heard,
+                    degraded,
                 } => {
-                    let p = StreamPosition::new(stream, last_id, last_heard);
+                    let mut p = StreamPosition::new(stream, last_id, last_heard);
+                    p.degraded = degraded;
                     p.validate()
                         .expect("a decoded position is a valid position");
                     encode_position(&mut again, &p);
@@ -66,7 +68,10 @@ fuzz_target!(|input: &[u8]| {
     let _ = rule_keys_at(&buf);
 
     if let Ok(h) = Header::decode(&buf) {
-        assert_eq!(Header::decode(&h.encode()).expect("re-decodes"), h);
+        assert_eq!(
+            Header::decode(&h.encode(h.log_start)).expect("re-decodes"),
+            h
+        );
         assert!(h.max_token_lifetime >= 0 && h.leeway >= 0);
     }
 });

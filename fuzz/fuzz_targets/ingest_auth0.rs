@@ -17,12 +17,19 @@ fuzz_target!(|input: &[u8]| {
         } else {
             vec![String::new(), "org_abc".into()]
         },
-        role_key: if mode & 2 == 0 { RoleKey::Name } else { RoleKey::Id },
+        role_key: if mode & 2 == 0 {
+            RoleKey::Name
+        } else {
+            RoleKey::Id
+        },
         role_names: [("rol_admin".to_string(), "admin".to_string())].into(),
     };
     let first = map_batch(body, &policy);
     assert_eq!(first, map_batch(body, &policy), "mapping is deterministic");
     if let Ok(events) = first {
-        assert_eq!(events.len(), entries(body).expect("mapped, so readable").len());
+        assert_eq!(
+            events.len(),
+            entries(body).expect("mapped, so readable").len()
+        );
     }
 });

@@ -12,7 +12,11 @@ fuzz_target!(|input: &[u8]| {
     };
     let policy = KeycloakPolicy {
         issuer: (mode & 1 == 0).then(|| "https://sso.example.com/realms/{realm}".to_string()),
-        realms: [("acme".to_string(), "https://sso.example.com/realms/acme".to_string())].into(),
+        realms: [(
+            "acme".to_string(),
+            "https://sso.example.com/realms/acme".to_string(),
+        )]
+        .into(),
         clients: [("6b1d".to_string(), "orders-api".to_string())].into(),
         allow_tenant_rules: mode & 2 != 0,
     };

@@ -20,7 +20,10 @@ fn policy(i: u8) -> SetPolicy {
         audiences: vec!["https://rp.example.com/".into()],
         algorithms: vec![jsonwebtoken::Algorithm::ES256],
         tenant: match i % 3 {
-            0 => vec![TenantSource::SubjectTenant, TenantSource::Fixed(String::new())],
+            0 => vec![
+                TenantSource::SubjectTenant,
+                TenantSource::Fixed(String::new()),
+            ],
             1 => vec![TenantSource::SubjectIss, TenantSource::Iss],
             _ => vec![TenantSource::SubjectTenant],
         },
@@ -28,8 +31,11 @@ fn policy(i: u8) -> SetPolicy {
             .iter()
             .map(|s| s.to_string())
             .collect(),
-        opaque_session: [OpaqueSession::Session, OpaqueSession::Subject, OpaqueSession::SessionAndSubject]
-            [usize::from(i % 3)],
+        opaque_session: [
+            OpaqueSession::Session,
+            OpaqueSession::Subject,
+            OpaqueSession::SessionAndSubject,
+        ][usize::from(i % 3)],
         allow_tenant_rules: i & 4 != 0,
         token_lifetime: 3900,
     }
@@ -58,7 +64,10 @@ fuzz_target!(|input: &[u8]| {
         if let Ok((events, _)) = first {
             let n = claims["events"].as_object().map_or(0, |e| e.len());
             assert_eq!(events.len(), n, "one mapped event per event");
-            let rules: Vec<_> = events.iter().flat_map(|e| e.rules.iter().cloned()).collect();
+            let rules: Vec<_> = events
+                .iter()
+                .flat_map(|e| e.rules.iter().cloned())
+                .collect();
             if check_rules(&rules, NOW, 300).is_ok() {
                 for r in &rules {
                     r.as_rule().validate().expect("checked rules are valid");

@@ -473,4 +473,8 @@ pub fn run(input: &[u8], dir: &Path) {
         }
         agree(&again, &all, &model, strict);
     }
+    // Files of at most 64 KiB never need a large file: a large `fallocate` means a size
+    // was taken from a crafted word (it once asked for 384 GiB, filling the disk).
+    let largest = revledger::testing::largest_allocation();
+    assert!(largest <= 64 << 20, "fallocate of {largest} bytes");
 }
