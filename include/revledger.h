@@ -105,12 +105,6 @@ typedef enum {
 } revledger_compaction;
 
 /**
- * A Redis stream entry id, `<milliseconds>-<sequence>`. Ids order as the stream does:
- * by milliseconds, then by sequence.
- */
-typedef struct StreamId StreamId;
-
-/**
  * An open ledger handle (writer or reader). Opaque; free it with `revledger_close`.
  * Thread safety: `revledger_check` and `revledger_refresh` may run on one handle from
  * many threads at once, concurrently with `revledger_revoke`/`revledger_sync` on it;
@@ -146,10 +140,11 @@ typedef struct {
    */
   int64_t leeway_s;
   /**
-   * Keep the valid prefix of a log damaged in the middle instead of failing with
-   * `REVLEDGER_CORRUPT` (the bytes dropped are reported by `revledger stats`).
+   * 1: keep the valid prefix of a log damaged in the middle instead of failing with
+   * `REVLEDGER_CORRUPT` (the bytes dropped are reported by `revledger stats`); 0: fail.
+   * A byte, not a C `bool`: any other value is refused, never read as a Rust `bool`.
    */
-  bool keep_valid_prefix;
+  uint8_t keep_valid_prefix;
   /**
    * A `revledger_compaction` value.
    */

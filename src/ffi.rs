@@ -564,9 +564,10 @@ pub struct revledger_writer_options {
     pub max_token_lifetime_s: i64,
     /// Clock-skew leeway of a new ledger, seconds; -1: the default (300).
     pub leeway_s: i64,
-    /// Keep the valid prefix of a log damaged in the middle instead of failing with
-    /// `REVLEDGER_CORRUPT` (the bytes dropped are reported by `revledger stats`).
-    pub keep_valid_prefix: bool,
+    /// 1: keep the valid prefix of a log damaged in the middle instead of failing with
+    /// `REVLEDGER_CORRUPT` (the bytes dropped are reported by `revledger stats`); 0: fail.
+    /// A byte, not a C `bool`: any other value is refused, never read as a Rust `bool`.
+    pub keep_valid_prefix: u8,
     /// A `revledger_compaction` value.
     pub compaction: u32,
     /// Background compaction runs once the records appended since the last compaction that
@@ -605,7 +606,7 @@ unsafe fn writer_options_init(options: *mut revledger_writer_options) {
         struct_size: std::mem::size_of::<revledger_writer_options>(),
         max_token_lifetime_s: 0,
         leeway_s: -1,
-        keep_valid_prefix: false,
+        keep_valid_prefix: 0,
         compaction: revledger_compaction::REVLEDGER_COMPACTION_BACKGROUND as u32,
         compact_ratio: policy.ratio,
         compact_min_records: policy.min_records,
@@ -637,6 +638,15 @@ fn writer_options(o: &revledger_writer_options) -> FfiResult<WriterOptions> {
             )))
         }
     };
+    let keep_valid_prefix = match o.keep_valid_prefix {
+        0 => false,
+        1 => true,
+        v => {
+            return Err(invalid(format!(
+                "options.keep_valid_prefix {v} is not 0 or 1"
+            )))
+        }
+    };
     let leeway = match o.leeway_s {
         -1 => None,
         l if l < 0 => return Err(invalid("options.leeway_s must be -1 (default) or >= 0")),
@@ -652,7 +662,7 @@ fn writer_options(o: &revledger_writer_options) -> FfiResult<WriterOptions> {
     Ok(WriterOptions {
         max_token_lifetime: o.max_token_lifetime_s,
         leeway,
-        keep_valid_prefix: o.keep_valid_prefix,
+        keep_valid_prefix,
         compaction,
         file_mode: o.file_mode,
         file_group,

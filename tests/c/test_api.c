@@ -559,6 +559,12 @@ static void writer_options_mode_group_and_compaction(void) {
   o.compaction = 7;
   EXPECT(revledger_open_writer_with(path, &o, &w) == REVLEDGER_INVALID_ARGUMENT);
   o.compaction = REVLEDGER_COMPACTION_OFF;
+  /* A byte, not a bool: what is neither 0 nor 1 is refused, never taken as "keep". */
+  memset(&o.keep_valid_prefix, 0x5a, 1);
+  EXPECT(revledger_open_writer_with(path, &o, &w) == REVLEDGER_INVALID_ARGUMENT);
+  EXPECT(strstr(revledger_last_error(), "keep_valid_prefix") != NULL);
+  EXPECT(w == NULL);
+  o.keep_valid_prefix = 0;
   REQUIRE(OK(revledger_open_writer_with(path, &o, &w)));
   struct stat st;
   REQUIRE(stat(path, &st) == 0);
