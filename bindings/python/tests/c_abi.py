@@ -121,7 +121,7 @@ class _WriterOptions(ctypes.Structure):
         ("struct_size", ctypes.c_size_t),
         ("max_token_lifetime_s", ctypes.c_int64),
         ("leeway_s", ctypes.c_int64),
-        ("keep_valid_prefix", ctypes.c_bool),
+        ("keep_valid_prefix", ctypes.c_uint8),
         ("compaction", ctypes.c_uint32),
         ("compact_ratio", ctypes.c_double),
         ("compact_min_records", ctypes.c_uint64),
