@@ -595,13 +595,12 @@ pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Resu
         stats.rules_kept = live.len() as u64;
         cancelled(cancel)?;
         let new_log = LogFile::create_compacted(&tmp, &path, &header, &[], access)?;
-        let ratio = writer.options.compaction.map_or(0.75, |p| p.ratio);
-        let min = writer
-            .options
-            .compaction
-            .map_or(INITIAL_KEYS, |p| p.min_records);
-        let keys =
-            (live.len() as u64 + ((live.len() as f64 * ratio) as u64).max(min)).max(INITIAL_KEYS);
+        // Sized as a growth sizes a table: 7/4 of the keys (3/7 full, about 21 B per key),
+        // at least `index_keys`. New keys appended later grow it as they would any table.
+        let keys = (live.len() as u64)
+            .saturating_mul(7)
+            .div_ceil(4)
+            .max(writer.options.index_keys.max(1));
         let index = SharedIndex::create(&tmp_index, &header, 1, keys, access)?;
         let mut end = header.log_start;
         let mut buf = Vec::with_capacity(CHUNK + 16_384);

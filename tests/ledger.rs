@@ -889,6 +889,47 @@ fn an_index_outgrown_during_its_growth_grows_again() {
     }
 }
 
+/// A compaction sizes the new index as a growth would (7/4 of the live keys, at least
+/// `index_keys`): 10,000 live rules take at most 24 bytes of index each, where a table
+/// with room for 16,384 more keys took 31.7.
+#[test]
+fn a_compacted_index_is_sized_for_its_live_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = open_writer(
+        &path,
+        &WriterOptions {
+            compaction: None,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
+    let now = revledger::unix_now_floor();
+    let keys: Vec<Vec<u8>> = (0..15_000)
+        .map(|i| format!("user-{i:08}").into_bytes())
+        .collect();
+    let rules = |range: std::ops::Range<usize>| -> Vec<Rule> {
+        keys[range]
+            .iter()
+            .map(|k| Rule::new(Scope::Subject, b"t", k, now))
+            .collect()
+    };
+    w.revoke_batch(&rules(0..10_000)).unwrap();
+    w.compact(now).unwrap();
+    let s = w.stats(now).unwrap();
+    assert_eq!(s.live_keys, 10_000);
+    let per_key = s.index_bytes as f64 / 10_000.0;
+    assert!(per_key <= 24.0, "{per_key:.1} bytes per key: {s:?}");
+    // Room is still there: 5,000 new keys go in without a growth (3/4 of 7/4 × 10,000).
+    w.revoke_batch(&rules(10_000..15_000)).unwrap();
+    w.wait_background().unwrap();
+    assert_eq!(w.stats(now).unwrap().index_bytes, s.index_bytes);
+    let r = Ledger::open_reader(&path).unwrap();
+    for k in keys.iter().step_by(499) {
+        assert!(r.check(&token(b"t", k, &[], now - 1)).unwrap().is_revoked());
+    }
+}
+
 /// Checks on a writer's own handle while its background compactions swap files: the
 /// periodic path check (src/watch.rs) can look between the rename and the swap of the
 /// generation, and must then see this writer's own compaction, never "compacted by
