@@ -445,7 +445,7 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
     };
     // The old table's key counters are words of a shared file: trusted no further than
     // its slots, nor than the log's rule records (at least 32 bytes each) could fill.
-    let held = old.held_keys().min(end0 / GROWTH_MIN_RECORD);
+    let held = old.total_keys().min(end0 / GROWTH_MIN_RECORD);
     // 7/4, not 2: a table grown when 3/4 full is then 3/7 full (21 B per key with its
     // filter), and never under the 3/8 (24 B per key) that doubling would leave.
     let keys = (held.saturating_add(pending))

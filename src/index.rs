@@ -620,17 +620,13 @@ impl SharedIndex {
         get(self.words(), w::KEYS + scope as usize)
     }
 
-    /// Keys of every scope (saturating: the counters are words of a shared file).
+    /// Keys of every scope, at most what the table can hold: the counters are words of a
+    /// shared file (summed saturating), and a new table is sized from this sum.
     pub(crate) fn total_keys(&self) -> u64 {
         Scope::ALL[1..]
             .iter()
             .fold(0u64, |n, s| n.saturating_add(self.keys(*s)))
-    }
-
-    /// Keys of every scope, at most what the table can hold: the counters are words of a
-    /// shared file, and what sizes a new table must not trust them further than that.
-    pub(crate) fn held_keys(&self) -> u64 {
-        self.total_keys().min(self.layout.hard_limit())
+            .min(self.layout.hard_limit())
     }
 
     /// Rule records inserted (duplicates included), and how many of them the file started
