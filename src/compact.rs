@@ -20,7 +20,7 @@ use crate::hash::Hasher;
 use crate::header::{random_file_id, Header};
 use crate::index::{index_path, SharedIndex, Trust, INITIAL_KEYS};
 use crate::io;
-use crate::ledger::{CompactStats, Generation, Inner};
+use crate::ledger::{CompactStats, Generation, Inner, WriterOptions};
 use crate::log::{parent_dir, scan, sibling, sync_dir, FileAccess, LogFile, Recovery};
 use crate::map::LogBytes;
 use crate::record::{encode_position, encode_rule, Record, FRAME_HEADER_LEN};
@@ -418,6 +418,16 @@ const GROWTHS_PER_JOB: usize = 8;
 /// floor of the mean record size growth estimates with.
 const GROWTH_MIN_RECORD: u64 = (FRAME_HEADER_LEN + crate::record::PAYLOAD_HEADER_LEN) as u64;
 
+/// Keys a new table is sized for, holding `keys` now (a growth, a compaction): 7/4 of them,
+/// at least the writer's `index_keys`. 7/4, not 2: a table grown when 3/4 full is then 3/7
+/// full (21 B per key with its filter), and never under the 3/8 (24 B per key) that
+/// doubling would leave.
+fn table_keys(keys: u64, options: &WriterOptions) -> u64 {
+    keys.saturating_mul(7)
+        .div_ceil(4)
+        .max(options.index_keys.max(1))
+}
+
 /// Grows the shared index: a table for 7/4 of the keys, built in the background.
 fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
     let writer = inner.writer.as_ref().ok_or(Error::ReadOnly)?;
@@ -446,12 +456,7 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
     // The old table's key counters are words of a shared file: trusted no further than
     // its slots, nor than the log's rule records (at least 32 bytes each) could fill.
     let held = old.total_keys().min(end0 / GROWTH_MIN_RECORD);
-    // 7/4, not 2: a table grown when 3/4 full is then 3/7 full (21 B per key with its
-    // filter), and never under the 3/8 (24 B per key) that doubling would leave.
-    let keys = (held.saturating_add(pending))
-        .saturating_mul(7)
-        .div_ceil(4)
-        .max(writer.options.index_keys.max(1));
+    let keys = table_keys(held.saturating_add(pending), &writer.options);
     let epoch = gen.epoch.wrapping_add(1);
     let tmp = sibling(
         &log.path,
@@ -595,12 +600,9 @@ pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Resu
         stats.rules_kept = live.len() as u64;
         cancelled(cancel)?;
         let new_log = LogFile::create_compacted(&tmp, &path, &header, &[], access)?;
-        // Sized as a growth sizes a table: 7/4 of the keys (3/7 full, about 21 B per key),
-        // at least `index_keys`. New keys appended later grow it as they would any table.
-        let keys = (live.len() as u64)
-            .saturating_mul(7)
-            .div_ceil(4)
-            .max(writer.options.index_keys.max(1));
+        // Sized as a growth sizes a table; new keys appended later grow it as they would
+        // any table.
+        let keys = table_keys(live.len() as u64, &writer.options);
         let index = SharedIndex::create(&tmp_index, &header, 1, keys, access)?;
         let mut end = header.log_start;
         let mut buf = Vec::with_capacity(CHUNK + 16_384);
