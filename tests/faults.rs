@@ -621,6 +621,17 @@ fn fuzz_regressions_open_without_panic() {
     assert!(n > 0, "no regression inputs found");
 }
 
+/// The files of the regression input `tests/fuzz-regressions/<name>`, as the fuzz target
+/// prepares them, in a new temporary directory: the directory and the ledger's path.
+fn regression_files(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
+    let input = std::fs::read(dir.join(name)).unwrap();
+    let input = open_file::Input::parse(&input).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (path, _) = open_file::prepare(&input, tmp.path());
+    (tmp, path)
+}
+
 /// A trusted index is a shared file: its key counters may say anything. Growing it once
 /// sized the new table from them: a crafted count asked `fallocate` for 384 GiB, which
 /// took every free block of the file system for a moment (other processes saw ENOSPC)
@@ -628,14 +639,7 @@ fn fuzz_regressions_open_without_panic() {
 /// from at most that.
 #[test]
 fn a_crafted_key_count_never_sizes_a_huge_index() {
-    let input = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fuzz-regressions/open_file-v2-trusted-index-key-counts-overflow"),
-    )
-    .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let input = open_file::Input::parse(&input).unwrap();
-    let (path, _) = open_file::prepare(&input, tmp.path());
+    let (_tmp, path) = regression_files("open_file-v2-trusted-index-key-counts-overflow");
     let options = WriterOptions {
         index_keys: 64,
         ..WriterOptions::default()
@@ -662,14 +666,7 @@ fn a_crafted_key_count_never_sizes_a_huge_index() {
 /// version 1 files.
 #[test]
 fn a_crafted_version_1_snapshot_is_corrupt_never_a_panic() {
-    let input = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fuzz-regressions/open_file-v1-snapshot-descriptor-disowns-its-keys"),
-    )
-    .unwrap();
-    let tmp = tempfile::tempdir().unwrap();
-    let input = open_file::Input::parse(&input).unwrap();
-    let (path, _) = open_file::prepare(&input, tmp.path());
+    let (_tmp, path) = regression_files("open_file-v1-snapshot-descriptor-disowns-its-keys");
     assert!(matches!(
         Ledger::open_reader(&path),
         Err(Error::Incompatible(_))

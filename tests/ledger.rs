@@ -9,6 +9,18 @@ fn writer(path: &Path) -> Ledger {
     open_writer(path, &WriterOptions::with_lifetime(3600)).unwrap()
 }
 
+/// [`writer`] with background compaction off.
+fn writer_without_compaction(path: &Path) -> Ledger {
+    open_writer(
+        path,
+        &WriterOptions {
+            compaction: None,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap()
+}
+
 /// `Ledger::open_writer`, retried while it says `Locked`: other tests of this binary
 /// start child processes, and a child holds a copy of every open file (and so of a
 /// writer's flock) from its fork until its exec, a few microseconds. Reopening a ledger
@@ -236,14 +248,7 @@ fn reader_follows_the_file_as_it_grows_past_its_first_size() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
     // Rules from 1970: background compaction would rightly drop them; off here.
-    let w = open_writer(
-        &path,
-        &WriterOptions {
-            compaction: None,
-            ..WriterOptions::with_lifetime(3600)
-        },
-    )
-    .unwrap();
+    let w = writer_without_compaction(&path);
     let r = Ledger::open_reader(&path).unwrap();
     let names: Vec<Vec<u8>> = (0..60_000)
         .map(|i| format!("user-{i:06}").into_bytes())
@@ -694,14 +699,7 @@ fn damaged_or_missing_index_never_gives_a_wrong_answer() {
     let path = dir.path().join("l");
     // Rules from 1970: compaction at the real time would drop them all (rightly: every
     // token they could revoke expired long ago); this test compacts at `now = 0`.
-    let w = open_writer(
-        &path,
-        &WriterOptions {
-            compaction: None,
-            ..WriterOptions::with_lifetime(3600)
-        },
-    )
-    .unwrap();
+    let w = writer_without_compaction(&path);
     let names: Vec<Vec<u8>> = (0..20_000)
         .map(|i| format!("user-{i}").into_bytes())
         .collect();
@@ -896,14 +894,7 @@ fn an_index_outgrown_during_its_growth_grows_again() {
 fn a_compacted_index_is_sized_for_its_live_keys() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
-    let w = open_writer(
-        &path,
-        &WriterOptions {
-            compaction: None,
-            ..WriterOptions::with_lifetime(3600)
-        },
-    )
-    .unwrap();
+    let w = writer_without_compaction(&path);
     let now = revledger::unix_now_floor();
     let keys: Vec<Vec<u8>> = (0..15_000)
         .map(|i| format!("user-{i:08}").into_bytes())
