@@ -8,7 +8,8 @@ use std::mem::MaybeUninit;
 /// Payloads up to this many decoded bytes are decoded on the stack.
 const STACK_PAYLOAD: usize = 2048;
 
-/// The base64url text of the payload segment of `jwt`.
+/// The base64url text of the payload segment of `jwt`: what lies between its first and
+/// its last dot. A dot inside that text (more than three parts) is found by decoding it.
 pub(crate) fn payload_segment(jwt: &[u8]) -> Result<&[u8]> {
     if jwt.is_empty() {
         return Err(Error::invalid("the JWT is empty"));
@@ -19,25 +20,37 @@ pub(crate) fn payload_segment(jwt: &[u8]) -> Result<&[u8]> {
             jwt.len()
         )));
     }
-    let mut dots = memchr::memchr_iter(b'.', jwt);
-    let (Some(first), Some(second), None) = (dots.next(), dots.next(), dots.next()) else {
-        let dots = memchr::memchr_iter(b'.', jwt).count();
-        return Err(Error::invalid(format!(
-            "the JWT is not a compact JWS (header.payload.signature): it has {} part{}{}",
-            dots + 1,
-            if dots == 0 { "" } else { "s" },
-            if dots == 4 {
-                " (an encrypted JWE cannot be read)"
-            } else {
-                ""
-            }
-        )));
+    // The first dot from the start and the last from the end: only the header and the
+    // signature are scanned. A dot between them (more than three parts) is no base64url,
+    // so decoding the payload finds it (`parts_error` then says what the JWT is).
+    let (Some(first), Some(second)) = (memchr::memchr(b'.', jwt), memchr::memrchr(b'.', jwt))
+    else {
+        return Err(parts_error(jwt));
     };
+    if first == second {
+        return Err(parts_error(jwt));
+    }
     let payload = &jwt[first + 1..second];
     if payload.is_empty() {
         return Err(Error::invalid("the JWT payload is empty"));
     }
     Ok(payload)
+}
+
+/// The JWT does not have three parts: how many it has.
+#[cold]
+fn parts_error(jwt: &[u8]) -> Error {
+    let dots = memchr::memchr_iter(b'.', jwt).count();
+    Error::invalid(format!(
+        "the JWT is not a compact JWS (header.payload.signature): it has {} part{}{}",
+        dots + 1,
+        if dots == 0 { "" } else { "s" },
+        if dots == 4 {
+            " (an encrypted JWE cannot be read)"
+        } else {
+            ""
+        }
+    ))
 }
 
 /// Decodes the payload of `jwt` and calls `f` with the JSON bytes. base64url as JWS
@@ -57,7 +70,13 @@ pub(crate) fn with_payload<R>(jwt: &[u8], f: impl FnOnce(&[u8]) -> Result<R>) ->
             "the JWT payload decodes to more than {MAX_CLAIMS_LEN} bytes, the limit"
         )));
     }
-    let bad = |_| Error::invalid("the JWT payload is not base64url (RFC 4648 §5, no padding)");
+    let bad = |_| {
+        if memchr::memchr(b'.', segment).is_some() {
+            parts_error(jwt)
+        } else {
+            Error::invalid("the JWT payload is not base64url (RFC 4648 §5, no padding)")
+        }
+    };
     if estimate <= STACK_PAYLOAD {
         let mut buf = [MaybeUninit::<u8>::uninit(); STACK_PAYLOAD];
         let out = base64_simd::Out::from_uninit_slice(&mut buf);
@@ -88,9 +107,12 @@ mod tests {
             (b"abc", "it has 1 part"),
             (b"h.p", "it has 2 parts"),
             (b"a.b.c.d.e", "JWE"),
+            (b"h.p.q.s", "it has 4 parts"),
+            (b"h.eyJhIjoxfQ..s", "it has 4 parts"),
+            (b"h...s", "it has 4 parts"),
             (b"h..s", "payload is empty"),
         ] {
-            let e = payload_segment(jwt).unwrap_err().to_string();
+            let e = payload(jwt).unwrap_err().to_string();
             assert!(e.contains(needle), "{jwt:?}: {e}");
         }
         let long = vec![b'a'; MAX_JWT_LEN + 1];

@@ -515,6 +515,7 @@ impl<'j> Reader<'j> {
     }
 
     /// Adds one entitlement, in the key form of `form`.
+    #[inline(always)]
     fn role(&mut self, s: Span, form: RoleForm, capture: Option<Span>) -> Result<()> {
         if self.roles.len() == MAX_ROLES {
             return Err(self.claim_error(format_args!(
