@@ -57,7 +57,9 @@
 //! - A claim set to `null` is absent. A claim of the wrong type, a payload that is not a
 //!   JSON object (or not valid JSON, or with bytes after it), no `iat`, a single-valued
 //!   claim (tenant, subject, client, session, token id, `iat`) found twice at one source
-//!   (a duplicate member name; roles sources just add up) are [`Error::InvalidArgument`](crate::Error::InvalidArgument) with a message that names
+//!   (a duplicate member name, or a pointer's `*` matching twice; also at a source that
+//!   would not win, so that the answer does not depend on the order of the members;
+//!   roles sources just add up) are [`Error::InvalidArgument`](crate::Error::InvalidArgument) with a message that names
 //!   the claim, e.g. `claim "realm_access/roles" must be an array of strings or a string,
 //!   found a number`: a gateway fails closed (401) on it.
 //! - Limits: [`MAX_CLAIMS_LEN`] bytes of JSON ([`MAX_JWT_LEN`] bytes of JWT), at most

@@ -39,6 +39,8 @@ const INLINE_ROLES: usize = 32;
 struct Reader<'j> {
     data: &'j [u8],
     path: SmallVec<[Seg; 8]>,
+    /// Sources found of each single-valued part (tenant .. token id, `iat`): bit `rank`.
+    found: [u64; STRING_PARTS + 1],
     /// tenant, subject, client, session, token id: (rank of the source, value).
     strings: [Option<(u8, Span)>; STRING_PARTS],
     iat: Option<(u8, i64)>,
@@ -114,6 +116,7 @@ pub(crate) fn with_token<R>(
     let mut r = Reader {
         data: json,
         path: SmallVec::new(),
+        found: [0; STRING_PARTS + 1],
         strings: [None; STRING_PARTS],
         iat: None,
         roles: SmallVec::new(),
@@ -358,16 +361,11 @@ impl<'j> Reader<'j> {
             Part::Roles => self.roles(j, peek, leaf, capture),
             Part::IssuedAt => {
                 let iat = self.issued_at(j, peek)?;
-                match self.iat {
-                    Some((rank, _)) if rank == leaf.rank => {
-                        Err(self.claim_error("appears more than once"))
-                    }
-                    Some((rank, _)) if rank < leaf.rank => Ok(()),
-                    _ => {
-                        self.iat = Some((leaf.rank, iat));
-                        Ok(())
-                    }
+                self.found_once(leaf)?;
+                if self.iat.is_none_or(|(rank, _)| leaf.rank < rank) {
+                    self.iat = Some((leaf.rank, iat));
                 }
+                Ok(())
             }
             part => {
                 if peek != Peek::String {
@@ -381,18 +379,29 @@ impl<'j> Reader<'j> {
                         value.len()
                     )));
                 }
-                match self.strings[part as usize] {
-                    Some((rank, _)) if rank == leaf.rank => {
-                        Err(self.claim_error("appears more than once"))
-                    }
-                    Some((rank, _)) if rank < leaf.rank => Ok(()),
-                    _ => {
-                        self.strings[part as usize] = Some((leaf.rank, value));
-                        Ok(())
-                    }
+                self.found_once(leaf)?;
+                let slot = &mut self.strings[part as usize];
+                if slot.is_none_or(|(rank, _)| leaf.rank < rank) {
+                    *slot = Some((leaf.rank, value));
                 }
+                Ok(())
             }
         }
+    }
+
+    /// Notes that the source `leaf` of a single-valued part was found; a second time is an
+    /// error, whichever source wins: the answer must not depend on the order of the
+    /// members (with a duplicate member name, parsers differ on which one counts).
+    #[inline]
+    fn found_once(&mut self, leaf: &Leaf) -> Result<()> {
+        // Ranks are below MAX_POINTERS_PER_PART (64).
+        let bit = 1u64 << (leaf.rank & 63);
+        let found = &mut self.found[leaf.part as usize];
+        if *found & bit != 0 {
+            return Err(self.claim_error("appears more than once"));
+        }
+        *found |= bit;
+        Ok(())
     }
 
     /// `iat`: a JSON number of Unix seconds; a fraction is rounded down (which can only

@@ -289,6 +289,23 @@ fn bad_payloads_are_invalid_argument_naming_the_claim() {
             r#"{"iat":1,"iat":2}"#,
             "claim \"iat\" appears more than once",
         ),
+        // A duplicate at any source, whether or not that source wins, and in any order
+        // of the members (`tenant` outranks `tid` in the generic mapping).
+        (
+            "generic",
+            r#"{"iat":1,"tenant":"t","tid":"a","tid":"b"}"#,
+            "claim \"tid\" appears more than once",
+        ),
+        (
+            "generic",
+            r#"{"iat":1,"tid":"a","tid":"b","tenant":"t"}"#,
+            "claim \"tid\" appears more than once",
+        ),
+        (
+            r#"{"tenant":["/org","/orgs/*/id"]}"#,
+            r#"{"iat":1,"org":"o","orgs":{"x":{"id":"a"},"y":{"id":"b"}}}"#,
+            "appears more than once",
+        ),
         (
             "keycloak",
             r#"{"iat":1,"realm_access":"admin"}"#,

@@ -265,3 +265,221 @@ pub fn read(mapping: &ClaimMapping, json: &[u8]) -> Result<Read, Error> {
         }
     })
 }
+
+/// A part of the token, as a pointer spec's field names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Tenant,
+    Subject,
+    Client,
+    Session,
+    TokenId,
+    Iat,
+    Roles,
+}
+
+impl Part {
+    pub const ALL: [Part; 7] = [
+        Part::Tenant,
+        Part::Subject,
+        Part::Client,
+        Part::Session,
+        Part::TokenId,
+        Part::Iat,
+        Part::Roles,
+    ];
+
+    pub fn field(self) -> &'static str {
+        match self {
+            Part::Tenant => "tenant",
+            Part::Subject => "subject",
+            Part::Client => "client",
+            Part::Session => "session",
+            Part::TokenId => "token_id",
+            Part::Iat => "iat",
+            Part::Roles => "roles",
+        }
+    }
+}
+
+/// A pointer spec: for each part named, its pointers in order (reference tokens, `*`
+/// for every member of an object or element of an array). `iat` defaults to `/iat`.
+pub type Pointers = Vec<(Part, Vec<Vec<String>>)>;
+
+/// The values `tokens` reaches from `v`, with their paths (`a/0/b`); a scalar where the
+/// pointer goes on is wrong (the reader reads claims inside objects and arrays only).
+fn walk<'v>(
+    v: &'v Value,
+    tokens: &[String],
+    path: &mut Vec<String>,
+    found: &mut Vec<(String, &'v Value)>,
+    wrong: &mut Vec<String>,
+) {
+    let Some((token, rest)) = tokens.split_first() else {
+        if !v.is_null() {
+            found.push((path.join("/"), v));
+        }
+        return;
+    };
+    let mut go = |name: String, child: &'v Value, found: &mut Vec<_>, wrong: &mut Vec<_>| {
+        path.push(name);
+        walk(child, rest, path, found, wrong);
+        path.pop();
+    };
+    match v {
+        Value::Null => {}
+        Value::Object(o) if token == "*" => {
+            for (name, child) in o {
+                go(name.clone(), child, found, wrong);
+            }
+        }
+        Value::Object(o) => {
+            if let Some(child) = o.get(token) {
+                go(token.clone(), child, found, wrong);
+            }
+        }
+        Value::Array(a) => {
+            // RFC 6901 array indices: `0` or digits without a leading zero.
+            let index = (token == "0" || (!token.starts_with('0') && !token.is_empty()))
+                .then(|| token.parse::<usize>().ok())
+                .flatten();
+            for (i, child) in a.iter().enumerate() {
+                if token == "*" || index == Some(i) {
+                    go(i.to_string(), child, found, wrong);
+                }
+            }
+        }
+        _ => wrong.push(path.join("/")),
+    }
+}
+
+/// What a pointer spec reads from `payload` (no key forms; a string is split on ASCII
+/// whitespace when the pointer's last reference token is `scope` or `scp`).
+pub fn expected_pointers(spec: &Pointers, payload: &Value) -> Result<Read, Vec<String>> {
+    let Some(_) = payload.as_object() else {
+        return Err(vec!["JSON object".into()]);
+    };
+    let default_iat = vec![vec!["iat".to_string()]];
+    let pointers = |part: Part| {
+        spec.iter()
+            .find(|(p, _)| *p == part)
+            .map(|(_, list)| list)
+            .or((part == Part::Iat).then_some(&default_iat))
+    };
+    let mut wrong = Vec::new();
+    // Each pointer's values, by rank.
+    let reached = |part: Part, wrong: &mut Vec<String>| -> Vec<Vec<(String, &Value)>> {
+        let Some(list) = pointers(part) else {
+            return Vec::new();
+        };
+        list.iter()
+            .map(|tokens| {
+                let mut found = Vec::new();
+                walk(payload, tokens, &mut Vec::new(), &mut found, wrong);
+                found
+            })
+            .collect()
+    };
+    // Single-valued parts: the lowest rank present wins; two values at one rank are wrong.
+    let single = |part: Part, wrong: &mut Vec<String>| -> Option<Value> {
+        let ranks = reached(part, wrong);
+        let mut chosen = None;
+        for found in ranks {
+            if found.len() > 1 {
+                wrong.extend(found.iter().map(|(path, _)| path.clone()));
+            }
+            for (path, v) in &found {
+                // `iat`: a number of Unix seconds in range (every one read, not only the
+                // chosen one).
+                let ok = match (part, v) {
+                    (Part::Iat, Value::Number(n)) => {
+                        n.as_i64().is_some()
+                            || n.as_f64()
+                                .is_some_and(|f| !n.is_u64() && f.is_finite() && f.abs() < 9.0e18)
+                    }
+                    (Part::Iat, _) => false,
+                    (_, v) => v.is_string(),
+                };
+                if !ok {
+                    wrong.push(path.clone());
+                }
+            }
+            if chosen.is_none() {
+                chosen = found.first().map(|(path, v)| (path.clone(), (*v).clone()));
+            }
+        }
+        chosen.map(|(_, v)| v)
+    };
+    let string = |v: Option<Value>| match v {
+        Some(Value::String(s)) => s.into_bytes(),
+        _ => Vec::new(),
+    };
+    let tenant = string(single(Part::Tenant, &mut wrong));
+    let subject = string(single(Part::Subject, &mut wrong));
+    let client = string(single(Part::Client, &mut wrong));
+    let session = string(single(Part::Session, &mut wrong));
+    let token_id = string(single(Part::TokenId, &mut wrong));
+    let iat = match single(Part::Iat, &mut wrong) {
+        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f.floor() as i64)),
+        _ => None,
+    };
+
+    let mut roles: Vec<Vec<u8>> = Vec::new();
+    let roles_pointers = pointers(Part::Roles).cloned().unwrap_or_default();
+    for (tokens, found) in roles_pointers.iter().zip(reached(Part::Roles, &mut wrong)) {
+        let split = matches!(tokens.last().map(String::as_str), Some("scope" | "scp"));
+        for (path, v) in found {
+            match v {
+                Value::String(s) if split => roles.extend(
+                    s.split(|c: char| c.is_ascii_whitespace())
+                        .map(|w| w.as_bytes().to_vec()),
+                ),
+                Value::String(s) => roles.push(s.as_bytes().to_vec()),
+                Value::Array(a) => {
+                    for e in a {
+                        match e {
+                            Value::String(s) => roles.push(s.as_bytes().to_vec()),
+                            _ => wrong.push(path.clone()),
+                        }
+                    }
+                }
+                _ => wrong.push(path),
+            }
+        }
+    }
+    roles.retain(|r| !r.is_empty());
+    roles.sort();
+    if !wrong.is_empty() {
+        return Err(wrong);
+    }
+    let Some(iat) = iat else {
+        return Err(vec!["iat".into()]);
+    };
+    Ok(Read {
+        tenant,
+        subject,
+        client,
+        session,
+        token_id,
+        roles,
+        iat,
+    })
+}
+
+/// The JSON text of a pointer spec.
+pub fn pointers_json(spec: &Pointers) -> String {
+    let escape = |t: &String| t.replace('~', "~0").replace('/', "~1");
+    let fields: serde_json::Map<String, Value> = spec
+        .iter()
+        .map(|(part, list)| {
+            let list = list
+                .iter()
+                .map(|tokens| {
+                    Value::String(tokens.iter().map(|t| format!("/{}", escape(t))).collect())
+                })
+                .collect();
+            (part.field().to_string(), Value::Array(list))
+        })
+        .collect();
+    Value::Object(fields).to_string()
+}
