@@ -464,3 +464,28 @@ fn the_model_parses_floats_as_the_reader_does() {
     let mapping = ClaimMapping::new("generic").unwrap();
     assert_eq!(read(&mapping, json.as_bytes()).unwrap(), want);
 }
+
+/// Found by the `claims` fuzz target: the model knew no limits. Now both refuse an
+/// entitlement or a claim over MAX_KEY_LEN bytes, naming its claim.
+#[test]
+fn the_model_and_the_reader_refuse_keys_over_the_limit() {
+    let long = "x".repeat(revledger::MAX_KEY_LEN + 1);
+    for (mapping, json, claim) in [
+        (
+            "keycloak",
+            format!(r#"{{"iat":1,"realm_access":{{"roles":["{long}"]}}}}"#),
+            "realm_access",
+        ),
+        (
+            "generic",
+            format!(r#"{{"iat":1,"scope":"a {long}"}}"#),
+            "scope",
+        ),
+        ("entra", format!(r#"{{"iat":1,"oid":"{long}"}}"#), "oid"),
+    ] {
+        let want = expected(&spec(mapping), &json_value(&json));
+        assert_eq!(want, Err(vec![claim.to_string()]), "{mapping}");
+        let got = read(&ClaimMapping::new(mapping).unwrap(), json.as_bytes()).unwrap_err();
+        assert!(got.to_string().contains(claim), "{mapping}: {got}");
+    }
+}

@@ -526,11 +526,6 @@ impl<'j> Reader<'j> {
     /// Adds one entitlement, in the key form of `form`.
     #[inline(always)]
     fn role(&mut self, s: Span, form: RoleForm, capture: Option<Span>) -> Result<()> {
-        if self.roles.len() == MAX_ROLES {
-            return Err(self.claim_error(format_args!(
-                "brings the token over {MAX_ROLES} roles, the limit"
-            )));
-        }
         let key = match form {
             RoleForm::Plain => s,
             RoleForm::KeycloakEscaped if !needs_escape(self.bytes(s)) => s,
@@ -556,6 +551,13 @@ impl<'j> Reader<'j> {
             )));
         }
         if key.len() > 0 {
+            // Counted when kept, so that empty strings (never kept) do not make the answer
+            // depend on where they stand.
+            if self.roles.len() == MAX_ROLES {
+                return Err(self.claim_error(format_args!(
+                    "brings the token over {MAX_ROLES} roles, the limit"
+                )));
+            }
             self.roles.push(key);
         }
         Ok(())

@@ -365,6 +365,19 @@ fn limits_are_enforced_with_the_claim_named() {
     assert_eq!(read("generic", &roles(MAX_ROLES)).roles.len(), MAX_ROLES);
     let e = error("generic", &roles(MAX_ROLES + 1));
     assert!(e.contains("over 4096 roles"), "{e}");
+    // Empty strings are not roles and do not count, before or after the others.
+    let with_empty = |json: &str, at_end: bool| {
+        let json = json.replacen("\"roles\":[", "\"roles\":[\"\",", usize::from(!at_end));
+        json.replacen("]}", ",\"\"]}", usize::from(at_end))
+    };
+    for at_end in [false, true] {
+        let json = with_empty(&roles(MAX_ROLES), at_end);
+        assert_eq!(
+            read("generic", &json).roles.len(),
+            MAX_ROLES,
+            "at end {at_end}"
+        );
+    }
 
     let big = format!(r#"{{"iat":1,"pad":"{}"}}"#, "x".repeat(MAX_CLAIMS_LEN));
     assert!(error("generic", &big).contains("the limit is 65536"));

@@ -3,7 +3,7 @@
 //! by tests/claims_model.rs and by the `claims` fuzz target (fuzz/fuzz_targets/claims.rs
 //! includes this file).
 
-use revledger::{ClaimMapping, Error};
+use revledger::{ClaimMapping, Error, MAX_KEY_LEN, MAX_ROLES};
 use serde_json::Value;
 
 /// A token as read, roles sorted (their order in a token is not part of the contract).
@@ -125,7 +125,7 @@ pub fn expected(spec: &Spec, payload: &Value) -> Result<Read, Vec<String>> {
         for name in sources {
             match top.get(*name) {
                 None | Some(Value::Null) => {}
-                Some(Value::String(s)) => {
+                Some(Value::String(s)) if s.len() <= MAX_KEY_LEN => {
                     found = found.or_else(|| Some(s.as_bytes().to_vec()));
                 }
                 Some(_) => wrong.push(name.to_string()),
@@ -146,7 +146,8 @@ pub fn expected(spec: &Spec, payload: &Value) -> Result<Read, Vec<String>> {
             s.as_bytes().to_vec()
         }
     };
-    let mut roles: Vec<Vec<u8>> = Vec::new();
+    // Entitlement keys, each with the claim it came from.
+    let mut roles: Vec<(Vec<u8>, String)> = Vec::new();
     // An entitlements value at `name`; `form` makes the key of one entitlement.
     let mut entitlements = |wrong: &mut Vec<String>,
                             name: &str,
@@ -155,13 +156,16 @@ pub fn expected(spec: &Spec, payload: &Value) -> Result<Read, Vec<String>> {
                             form: &dyn Fn(&str) -> Vec<u8>| match v {
         None | Some(Value::Null) => {}
         Some(Value::String(s)) if split => {
-            roles.extend(s.split(|c: char| c.is_ascii_whitespace()).map(form));
+            roles.extend(
+                s.split(|c: char| c.is_ascii_whitespace())
+                    .map(|w| (form(w), name.to_string())),
+            );
         }
-        Some(Value::String(s)) => roles.push(form(s)),
+        Some(Value::String(s)) => roles.push((form(s), name.to_string())),
         Some(Value::Array(a)) => {
             for e in a {
                 match e {
-                    Value::String(s) => roles.push(form(s)),
+                    Value::String(s) => roles.push((form(s), name.to_string())),
                     _ => wrong.push(name.to_string()),
                 }
             }
@@ -212,8 +216,7 @@ pub fn expected(spec: &Spec, payload: &Value) -> Result<Read, Vec<String>> {
             }
         }
     }
-    roles.retain(|r| !r.is_empty());
-    roles.sort();
+    let roles = limited(roles, &mut wrong);
 
     let iat = match top.get("iat") {
         None | Some(Value::Null) => None,
@@ -247,6 +250,24 @@ pub fn expected(spec: &Spec, payload: &Value) -> Result<Read, Vec<String>> {
         roles,
         iat,
     })
+}
+
+/// The entitlements kept, sorted: the non-empty keys. A key over [`MAX_KEY_LEN`] bytes, or
+/// more than [`MAX_ROLES`] keys, makes the claims they came from wrong.
+fn limited(roles: Vec<(Vec<u8>, String)>, wrong: &mut Vec<String>) -> Vec<Vec<u8>> {
+    let mut kept: Vec<(Vec<u8>, String)> =
+        roles.into_iter().filter(|(k, _)| !k.is_empty()).collect();
+    for (key, name) in &kept {
+        if key.len() > MAX_KEY_LEN {
+            wrong.push(name.clone());
+        }
+    }
+    if kept.len() > MAX_ROLES {
+        wrong.extend(kept.iter().map(|(_, name)| name.clone()));
+    }
+    let mut keys: Vec<Vec<u8>> = kept.drain(..).map(|(k, _)| k).collect();
+    keys.sort();
+    keys
 }
 
 /// What `mapping` reads from `json`, in the model's terms.
@@ -392,6 +413,7 @@ pub fn expected_pointers(spec: &Pointers, payload: &Value) -> Result<Read, Vec<S
                 // `iat`: a number of Unix seconds in range (every one read, not only the
                 // chosen one).
                 let ok = match (part, v) {
+                    (_, Value::String(s)) if s.len() > MAX_KEY_LEN => false,
                     (Part::Iat, Value::Number(n)) => {
                         n.as_i64().is_some()
                             || n.as_f64()
@@ -424,7 +446,7 @@ pub fn expected_pointers(spec: &Pointers, payload: &Value) -> Result<Read, Vec<S
         _ => None,
     };
 
-    let mut roles: Vec<Vec<u8>> = Vec::new();
+    let mut roles: Vec<(Vec<u8>, String)> = Vec::new();
     let roles_pointers = pointers(Part::Roles).cloned().unwrap_or_default();
     for (tokens, found) in roles_pointers.iter().zip(reached(Part::Roles, &mut wrong)) {
         let split = matches!(tokens.last().map(String::as_str), Some("scope" | "scp"));
@@ -432,13 +454,13 @@ pub fn expected_pointers(spec: &Pointers, payload: &Value) -> Result<Read, Vec<S
             match v {
                 Value::String(s) if split => roles.extend(
                     s.split(|c: char| c.is_ascii_whitespace())
-                        .map(|w| w.as_bytes().to_vec()),
+                        .map(|w| (w.as_bytes().to_vec(), path.clone())),
                 ),
-                Value::String(s) => roles.push(s.as_bytes().to_vec()),
+                Value::String(s) => roles.push((s.as_bytes().to_vec(), path.clone())),
                 Value::Array(a) => {
                     for e in a {
                         match e {
-                            Value::String(s) => roles.push(s.as_bytes().to_vec()),
+                            Value::String(s) => roles.push((s.as_bytes().to_vec(), path.clone())),
                             _ => wrong.push(path.clone()),
                         }
                     }
@@ -447,8 +469,7 @@ pub fn expected_pointers(spec: &Pointers, payload: &Value) -> Result<Read, Vec<S
             }
         }
     }
-    roles.retain(|r| !r.is_empty());
-    roles.sort();
+    let roles = limited(roles, &mut wrong);
     if !wrong.is_empty() {
         return Err(wrong);
     }
