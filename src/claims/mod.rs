@@ -56,10 +56,10 @@
 //!   Unix seconds (a fraction is rounded down: the token counts as older, fail closed).
 //! - A claim set to `null` is absent. A claim of the wrong type, a payload that is not a
 //!   JSON object (or not valid JSON, or with bytes after it), no `iat`, a single-valued
-//!   claim (tenant, subject, client, session, token id, `iat`) found twice at one source
-//!   (a duplicate member name, or a pointer's `*` matching twice; also at a source that
-//!   would not win, so that the answer does not depend on the order of the members;
-//!   roles sources just add up) are [`Error::InvalidArgument`](crate::Error::InvalidArgument) with a message that names
+//!   claim (tenant, subject, client, session, token id, `iat`) found twice at the source
+//!   that wins (a duplicate member name, or a pointer's `*` matching twice, in any order
+//!   of the members; a source that does not win may repeat; roles sources just add up)
+//!   are [`Error::InvalidArgument`](crate::Error::InvalidArgument) with a message that names
 //!   the claim, e.g. `claim "realm_access/roles" must be an array of strings or a string,
 //!   found a number`: a gateway fails closed (401) on it.
 //! - Limits: [`MAX_CLAIMS_LEN`] bytes of JSON ([`MAX_JWT_LEN`] bytes of JWT), at most

@@ -41,6 +41,10 @@ struct Reader<'j> {
     path: SmallVec<[Seg; 8]>,
     /// Sources found of each single-valued part (tenant .. token id, `iat`): bit `rank`.
     found: [u64; STRING_PARTS + 1],
+    /// Of each single-valued part, the best-ranked source found twice and the name of its
+    /// claim: an error if that source wins (decided once the whole payload is read, so
+    /// that the order of the members does not matter).
+    twice: [Option<(u8, String)>; STRING_PARTS + 1],
     /// tenant, subject, client, session, token id: (rank of the source, value).
     strings: [Option<(u8, Span)>; STRING_PARTS],
     iat: Option<(u8, i64)>,
@@ -117,6 +121,7 @@ pub(crate) fn with_token<R>(
         data: json,
         path: SmallVec::new(),
         found: [0; STRING_PARTS + 1],
+        twice: Default::default(),
         strings: [None; STRING_PARTS],
         iat: None,
         roles: SmallVec::new(),
@@ -132,6 +137,7 @@ pub(crate) fn with_token<R>(
     }
     r.object(&mut j, &mapping.root, None)?;
     j.finish().map_err(json_error)?;
+    r.no_winner_twice()?;
 
     let Some((_, issued_at)) = r.iat else {
         return Err(Error::invalid(format!(
@@ -361,7 +367,7 @@ impl<'j> Reader<'j> {
             Part::Roles => self.roles(j, peek, leaf, capture),
             Part::IssuedAt => {
                 let iat = self.issued_at(j, peek)?;
-                self.found_once(leaf)?;
+                self.found_once(leaf);
                 if self.iat.is_none_or(|(rank, _)| leaf.rank < rank) {
                     self.iat = Some((leaf.rank, iat));
                 }
@@ -379,7 +385,7 @@ impl<'j> Reader<'j> {
                         value.len()
                     )));
                 }
-                self.found_once(leaf)?;
+                self.found_once(leaf);
                 let slot = &mut self.strings[part as usize];
                 if slot.is_none_or(|(rank, _)| leaf.rank < rank) {
                     *slot = Some((leaf.rank, value));
@@ -389,18 +395,41 @@ impl<'j> Reader<'j> {
         }
     }
 
-    /// Notes that the source `leaf` of a single-valued part was found; a second time is an
-    /// error, whichever source wins: the answer must not depend on the order of the
-    /// members (with a duplicate member name, parsers differ on which one counts).
+    /// Notes that the source `leaf` of a single-valued part was found, and whether it was
+    /// found before (a duplicate member name, or a pointer's `*` matching twice).
     #[inline]
-    fn found_once(&mut self, leaf: &Leaf) -> Result<()> {
+    fn found_once(&mut self, leaf: &Leaf) {
         // Ranks are below MAX_POINTERS_PER_PART (64).
         let bit = 1u64 << (leaf.rank & 63);
-        let found = &mut self.found[leaf.part as usize];
-        if *found & bit != 0 {
-            return Err(self.claim_error("appears more than once"));
+        let part = leaf.part as usize;
+        if self.found[part] & bit == 0 {
+            self.found[part] |= bit;
+        } else if self.twice[part]
+            .as_ref()
+            .is_none_or(|(rank, _)| leaf.rank < *rank)
+        {
+            self.twice[part] = Some((leaf.rank, self.claim_name()));
         }
-        *found |= bit;
+    }
+
+    /// A single-valued part whose winning source was found twice is ambiguous (parsers
+    /// differ on which duplicate member counts): an error. A source that does not win
+    /// may repeat.
+    fn no_winner_twice(&self) -> Result<()> {
+        for (part, twice) in self.twice.iter().enumerate() {
+            let Some((rank, name)) = twice else {
+                continue;
+            };
+            let winner = match part {
+                p if p < STRING_PARTS => self.strings[p].map(|(r, _)| r),
+                _ => self.iat.map(|(r, _)| r),
+            };
+            if winner == Some(*rank) {
+                return Err(Error::invalid(format!(
+                    "claim {name:?} appears more than once"
+                )));
+            }
+        }
         Ok(())
     }
 

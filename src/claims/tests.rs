@@ -289,22 +289,21 @@ fn bad_payloads_are_invalid_argument_naming_the_claim() {
             r#"{"iat":1,"iat":2}"#,
             "claim \"iat\" appears more than once",
         ),
-        // A duplicate at any source, whether or not that source wins, and in any order
-        // of the members (`tenant` outranks `tid` in the generic mapping).
+        // A duplicate at the source that wins, in any order of the members.
         (
             "generic",
-            r#"{"iat":1,"tenant":"t","tid":"a","tid":"b"}"#,
+            r#"{"iat":1,"tid":"a","org_id":"o","tid":"b"}"#,
             "claim \"tid\" appears more than once",
         ),
         (
             "generic",
-            r#"{"iat":1,"tid":"a","tid":"b","tenant":"t"}"#,
+            r#"{"iat":1,"org_id":"o","tid":"a","tid":"b"}"#,
             "claim \"tid\" appears more than once",
         ),
         (
             r#"{"tenant":["/org","/orgs/*/id"]}"#,
-            r#"{"iat":1,"org":"o","orgs":{"x":{"id":"a"},"y":{"id":"b"}}}"#,
-            "appears more than once",
+            r#"{"iat":1,"orgs":{"x":{"id":"a"},"y":{"id":"b"}}}"#,
+            "claim \"orgs/y/id\" appears more than once",
         ),
         (
             "keycloak",
@@ -342,6 +341,25 @@ fn bad_payloads_are_invalid_argument_naming_the_claim() {
         }
         let e = error(spec, json);
         assert!(e.contains(needle), "{spec} {json}: {e}");
+    }
+}
+
+#[test]
+fn a_source_that_does_not_win_may_repeat_in_any_order() {
+    // `tenant` outranks `tid` in the generic mapping; `/org` outranks `/orgs/*/id`.
+    for json in [
+        r#"{"iat":1,"tenant":"t","tid":"a","tid":"b"}"#,
+        r#"{"iat":1,"tid":"a","tid":"b","tenant":"t"}"#,
+        r#"{"iat":1,"tid":"a","tenant":"t","tid":"b"}"#,
+    ] {
+        assert_eq!(read("generic", json).tenant, "t", "{json}");
+    }
+    let spec = r#"{"tenant":["/org","/orgs/*/id"]}"#;
+    for json in [
+        r#"{"iat":1,"org":"o","orgs":{"x":{"id":"a"},"y":{"id":"b"}}}"#,
+        r#"{"iat":1,"orgs":{"x":{"id":"a"},"y":{"id":"b"}},"org":"o"}"#,
+    ] {
+        assert_eq!(read(spec, json).tenant, "o", "{json}");
     }
 }
 

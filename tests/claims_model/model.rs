@@ -401,12 +401,14 @@ pub fn expected_pointers(spec: &Pointers, payload: &Value) -> Result<Read, Vec<S
             })
             .collect()
     };
-    // Single-valued parts: the lowest rank present wins; two values at one rank are wrong.
+    // Single-valued parts: the lowest rank present wins; two values at that rank are
+    // wrong (a rank that does not win may have several).
     let single = |part: Part, wrong: &mut Vec<String>| -> Option<Value> {
         let ranks = reached(part, wrong);
         let mut chosen = None;
         for found in ranks {
-            if found.len() > 1 {
+            // Two values at the winning rank (the first rank with any) are ambiguous.
+            if chosen.is_none() && found.len() > 1 {
                 wrong.extend(found.iter().map(|(path, _)| path.clone()));
             }
             for (path, v) in &found {
