@@ -506,3 +506,13 @@ pub fn pointers_json(spec: &Pointers) -> String {
         .collect();
     Value::Object(fields).to_string()
 }
+
+/// Whether the reader's error `message` names one of `claims`: as it is, or as Rust's
+/// `{:?}` writes it inside the quotes of `claim "…"` (backslashes, quotes and control
+/// characters escaped).
+pub fn names_one_of(message: &str, claims: &[String]) -> bool {
+    claims.iter().any(|c| {
+        let quoted = format!("{c:?}");
+        message.contains(c.as_str()) || message.contains(&quoted[1..quoted.len() - 1])
+    })
+}
