@@ -1,10 +1,13 @@
-//! The built-in claim mappings against a reference model. Random payloads — the claim
-//! names the mappings read and others, values of every JSON type, strings holding the
-//! bytes the Keycloak key form escapes, whitespace between tokens and JSON escapes inside
-//! strings and member names — are read by [`ClaimMapping::with_claims`] and by
-//! [`expected`], written from the table and rules of DESIGN.md §7 (the `claims` module
-//! docs) over serde_json's tree, with no code of the reader's. Both must agree: the same
-//! token, or both refuse, the reader naming a claim the model found wrong.
+//! The claim mappings against a reference model (tests/claims_model/model.rs). Random
+//! payloads — the claim names the mappings read and others, values of every JSON type,
+//! strings holding the bytes the Keycloak key form escapes, whitespace between tokens and
+//! JSON escapes inside strings and member names — are read by
+//! [`ClaimMapping::with_claims`] and by the model, written from the table and rules of
+//! DESIGN.md §7 (the `claims` module docs) over serde_json's tree, with no code of the
+//! reader's: [`expected`] for the four built-in mappings, [`expected_pointers`] for random
+//! pointer specs (an RFC 6901 walk with `*` and array indices) with payloads shaped to
+//! reach their pointers. Both must agree: the same token, or both refuse, the reader
+//! naming a claim the model found wrong.
 
 #[path = "claims_model/model.rs"]
 mod model;
