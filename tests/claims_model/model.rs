@@ -1,7 +1,7 @@
-//! The reference model of the built-in claim mappings: DESIGN.md §7's table and rules
-//! (the `claims` module docs) over serde_json's tree, with no code of the reader's. Used
-//! by tests/claims_model.rs and by the `claims` fuzz target (fuzz/fuzz_targets/claims.rs
-//! includes this file).
+//! The reference model of the claim mappings, built-in ([`expected`]) and pointer specs
+//! ([`expected_pointers`]): DESIGN.md §7's table and rules (the `claims` module docs)
+//! over serde_json's tree, with no code of the reader's. Used by tests/claims_model.rs
+//! and by the `claims` fuzz target (fuzz/fuzz_targets/claims.rs includes this file).
 
 use revledger::{ClaimMapping, Error, MAX_KEY_LEN, MAX_ROLES};
 use serde_json::Value;
@@ -300,6 +300,7 @@ pub enum Part {
 }
 
 impl Part {
+    /// Every part, in the order of a pointer spec's fields.
     pub const ALL: [Part; 7] = [
         Part::Tenant,
         Part::Subject,
@@ -310,6 +311,7 @@ impl Part {
         Part::Roles,
     ];
 
+    /// The field that names the part in a pointer spec.
     pub fn field(self) -> &'static str {
         match self {
             Part::Tenant => "tenant",
