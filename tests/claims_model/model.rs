@@ -148,29 +148,14 @@ pub fn expected(spec: &Spec, payload: &Value) -> Result<Read, Vec<String>> {
     };
     // Entitlement keys, each with the claim it came from.
     let mut roles: Vec<(Vec<u8>, String)> = Vec::new();
-    // An entitlements value at `name`; `form` makes the key of one entitlement.
     let mut entitlements = |wrong: &mut Vec<String>,
                             name: &str,
                             v: Option<&Value>,
                             split: bool,
-                            form: &dyn Fn(&str) -> Vec<u8>| match v {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) if split => {
-            roles.extend(
-                s.split(|c: char| c.is_ascii_whitespace())
-                    .map(|w| (form(w), name.to_string())),
-            );
+                            form: &dyn Fn(&str) -> Vec<u8>| {
+        if let Some(v) = v.filter(|v| !v.is_null()) {
+            read_entitlements(v, name, split, form, &mut roles, wrong);
         }
-        Some(Value::String(s)) => roles.push((form(s), name.to_string())),
-        Some(Value::Array(a)) => {
-            for e in a {
-                match e {
-                    Value::String(s) => roles.push((form(s), name.to_string())),
-                    _ => wrong.push(name.to_string()),
-                }
-            }
-        }
-        Some(_) => wrong.push(name.to_string()),
     };
     for source in spec.roles {
         match *source {
@@ -220,28 +205,19 @@ pub fn expected(spec: &Spec, payload: &Value) -> Result<Read, Vec<String>> {
 
     let iat = match top.get("iat") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => Some(i),
-            (None, Some(f)) if !n.is_u64() && f.is_finite() && f.abs() < 9.0e18 => {
-                Some(f.floor() as i64)
-            }
-            _ => {
+        Some(Value::Number(n)) => {
+            let iat = unix_seconds(n);
+            if iat.is_none() {
                 wrong.push("iat".into());
-                None
             }
-        },
+            iat
+        }
         Some(_) => {
             wrong.push("iat".into());
             None
         }
     };
-    if !wrong.is_empty() {
-        return Err(wrong);
-    }
-    let Some(iat) = iat else {
-        return Err(vec!["iat".into()]);
-    };
-    Ok(Read {
+    outcome(wrong, iat, |iat| Read {
         tenant,
         subject,
         client,
@@ -250,6 +226,59 @@ pub fn expected(spec: &Spec, payload: &Value) -> Result<Read, Vec<String>> {
         roles,
         iat,
     })
+}
+
+/// An entitlements value (not null) at the claim `name`: a string (split on ASCII
+/// whitespace when `split`) or an array of strings; `form` makes each one's key.
+fn read_entitlements(
+    v: &Value,
+    name: &str,
+    split: bool,
+    form: &dyn Fn(&str) -> Vec<u8>,
+    roles: &mut Vec<(Vec<u8>, String)>,
+    wrong: &mut Vec<String>,
+) {
+    match v {
+        Value::String(s) if split => roles.extend(
+            s.split(|c: char| c.is_ascii_whitespace())
+                .map(|w| (form(w), name.to_string())),
+        ),
+        Value::String(s) => roles.push((form(s), name.to_string())),
+        Value::Array(a) => {
+            for e in a {
+                match e {
+                    Value::String(s) => roles.push((form(s), name.to_string())),
+                    _ => wrong.push(name.to_string()),
+                }
+            }
+        }
+        _ => wrong.push(name.to_string()),
+    }
+}
+
+/// `iat` as Unix seconds: an integer, or a float rounded down, within ±9e18; `None` out
+/// of range (an integer beyond `i64` included).
+fn unix_seconds(n: &serde_json::Number) -> Option<i64> {
+    match (n.as_i64(), n.as_f64()) {
+        (Some(i), _) => Some(i),
+        (None, Some(f)) if !n.is_u64() && f.is_finite() && f.abs() < 9.0e18 => {
+            Some(f.floor() as i64)
+        }
+        _ => None,
+    }
+}
+
+/// The model's answer once every claim is read: the claims found wrong, else no `iat`,
+/// else the token.
+fn outcome(
+    wrong: Vec<String>,
+    iat: Option<i64>,
+    token: impl FnOnce(i64) -> Read,
+) -> Result<Read, Vec<String>> {
+    if !wrong.is_empty() {
+        return Err(wrong);
+    }
+    iat.map(token).ok_or_else(|| vec!["iat".into()])
 }
 
 /// The entitlements kept, sorted: the non-empty keys. A key over [`MAX_KEY_LEN`] bytes, or
@@ -418,11 +447,7 @@ pub fn expected_pointers(spec: &Pointers, payload: &Value) -> Result<Read, Vec<S
                 // chosen one).
                 let ok = match (part, v) {
                     (_, Value::String(s)) if s.len() > MAX_KEY_LEN => false,
-                    (Part::Iat, Value::Number(n)) => {
-                        n.as_i64().is_some()
-                            || n.as_f64()
-                                .is_some_and(|f| !n.is_u64() && f.is_finite() && f.abs() < 9.0e18)
-                    }
+                    (Part::Iat, Value::Number(n)) => unix_seconds(n).is_some(),
                     (Part::Iat, _) => false,
                     (_, v) => v.is_string(),
                 };
@@ -431,10 +456,10 @@ pub fn expected_pointers(spec: &Pointers, payload: &Value) -> Result<Read, Vec<S
                 }
             }
             if chosen.is_none() {
-                chosen = found.first().map(|(path, v)| (path.clone(), (*v).clone()));
+                chosen = found.first().map(|(_, v)| (*v).clone());
             }
         }
-        chosen.map(|(_, v)| v)
+        chosen
     };
     let string = |v: Option<Value>| match v {
         Some(Value::String(s)) => s.into_bytes(),
@@ -446,7 +471,7 @@ pub fn expected_pointers(spec: &Pointers, payload: &Value) -> Result<Read, Vec<S
     let session = string(single(Part::Session, &mut wrong));
     let token_id = string(single(Part::TokenId, &mut wrong));
     let iat = match single(Part::Iat, &mut wrong) {
-        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f.floor() as i64)),
+        Some(Value::Number(n)) => unix_seconds(&n),
         _ => None,
     };
 
@@ -455,32 +480,12 @@ pub fn expected_pointers(spec: &Pointers, payload: &Value) -> Result<Read, Vec<S
     for (tokens, found) in roles_pointers.iter().zip(reached(Part::Roles, &mut wrong)) {
         let split = matches!(tokens.last().map(String::as_str), Some("scope" | "scp"));
         for (path, v) in found {
-            match v {
-                Value::String(s) if split => roles.extend(
-                    s.split(|c: char| c.is_ascii_whitespace())
-                        .map(|w| (w.as_bytes().to_vec(), path.clone())),
-                ),
-                Value::String(s) => roles.push((s.as_bytes().to_vec(), path.clone())),
-                Value::Array(a) => {
-                    for e in a {
-                        match e {
-                            Value::String(s) => roles.push((s.as_bytes().to_vec(), path.clone())),
-                            _ => wrong.push(path.clone()),
-                        }
-                    }
-                }
-                _ => wrong.push(path),
-            }
+            let plain = |s: &str| s.as_bytes().to_vec();
+            read_entitlements(v, &path, split, &plain, &mut roles, &mut wrong);
         }
     }
     let roles = limited(roles, &mut wrong);
-    if !wrong.is_empty() {
-        return Err(wrong);
-    }
-    let Some(iat) = iat else {
-        return Err(vec!["iat".into()]);
-    };
-    Ok(Read {
+    outcome(wrong, iat, |iat| Read {
         tenant,
         subject,
         client,
