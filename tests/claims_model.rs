@@ -98,7 +98,7 @@ fn value_named(names: &'static [&'static str]) -> impl Strategy<Value = Value> {
         1 => any::<bool>().prop_map(Value::Bool),
         1 => number(),
         3 => text().prop_map(Value::String),
-        3 => proptest::collection::vec(text().prop_map(Value::String), 0..4).prop_map(Value::Array),
+        3 => strings(),
     ];
     leaf.prop_recursive(3, 32, 4, move |inner| {
         prop_oneof![
@@ -115,8 +115,14 @@ fn value_named(names: &'static [&'static str]) -> impl Strategy<Value = Value> {
     })
 }
 
+/// An array of up to three strings.
 fn strings() -> impl Strategy<Value = Value> {
     proptest::collection::vec(text().prop_map(Value::String), 0..4).prop_map(Value::Array)
+}
+
+/// What an entitlements claim holds: an array of strings or one string.
+fn entitlements() -> impl Strategy<Value = Value> {
+    prop_oneof![strings(), text().prop_map(Value::String)]
 }
 
 /// A value for the member `name`: mostly of the type a mapping that reads it wants (so
@@ -136,26 +142,22 @@ fn member(claim: String) -> BoxedStrategy<(String, Value)> {
                 Value::Object(o)
             })
             .boxed(),
-        "resource_access" => proptest::collection::vec(
-            (
-                prop_oneof![name(), text()],
-                prop_oneof![strings(), text().prop_map(Value::String)],
-            ),
-            0..4,
-        )
-        .prop_map(|clients| {
-            let clients = clients.into_iter().map(|(client, roles)| {
-                let mut o = Map::new();
-                o.insert("roles".into(), roles);
-                (client, Value::Object(o))
-            });
-            Value::Object(clients.collect())
-        })
-        .boxed(),
+        "resource_access" => {
+            proptest::collection::vec((prop_oneof![name(), text()], entitlements()), 0..4)
+                .prop_map(|clients| {
+                    let clients = clients.into_iter().map(|(client, roles)| {
+                        let mut o = Map::new();
+                        o.insert("roles".into(), roles);
+                        (client, Value::Object(o))
+                    });
+                    Value::Object(clients.collect())
+                })
+                .boxed()
+        }
         n if n.ends_with("roles")
             || ["groups", "permissions", "scope", "scp", "wids"].contains(&n) =>
         {
-            prop_oneof![strings(), text().prop_map(Value::String)].boxed()
+            entitlements().boxed()
         }
         _ => anything.clone(),
     };
@@ -300,7 +302,7 @@ fn fitting(part: Part) -> BoxedStrategy<Value> {
             1 => number(),
         ]
         .boxed(),
-        Part::Roles => prop_oneof![strings(), text().prop_map(Value::String)].boxed(),
+        Part::Roles => entitlements().boxed(),
         _ => text().prop_map(Value::String).boxed(),
     }
 }
