@@ -9,6 +9,8 @@
 //!   never compacted (appended by a writer with `compaction: None`; readers map the
 //!   shared index the writer grew as it appended);
 //! - `revledger.fresh.r3`: a token issued after every cutoff (the fast path);
+//! - `{revledger,hashbrown_foldhash}.valid_cold.r3`: valid tokens whose own bytes are not
+//!   brought into the cache ahead (every other row's loop warms them: `warm_ahead`);
 //! - `std_hashmap.*`: `HashMap<(Vec<u8>, Vec<u8>), i64>` per scope, SipHash, probed by
 //!   borrowed keys, the same lookups per token;
 //! - `hashbrown_foldhash.*`: per-scope `hashbrown::HashTable`s hashed with `foldhash`, the
@@ -154,6 +156,16 @@ fn bench_size(
                     cycle(&mut g, &name("redb"), &label, toks, |t| {
                         redb_check(&redb, t)
                     });
+                    cycle_cold(&mut g, "revledger.valid_cold.r3", &label, toks, |t| {
+                        reader.check(t).expect("check")
+                    });
+                    cycle_cold(
+                        &mut g,
+                        "hashbrown_foldhash.valid_cold.r3",
+                        &label,
+                        toks,
+                        |t| folds.check(t),
+                    );
                     cycle(&mut gw, &name("revledger"), &label, toks, |t| {
                         reader.check(t).expect("check")
                     });
@@ -217,12 +229,36 @@ fn bench_size(
     })
 }
 
-/// Benchmarks `f` over the pool, one token per iteration, in order (the pool is random).
+/// Benchmarks `f` over the pool, one token per iteration, in order (the pool is random),
+/// each token's own bytes brought into the cache a few checks ahead ([`warm_ahead`]).
 fn cycle<M: Measurement, R>(
     g: &mut BenchmarkGroup<'_, M>,
     name: &str,
     label: &str,
     toks: &[Token],
+    f: impl FnMut(&Token) -> R,
+) {
+    cycle_tokens(g, name, label, toks, true, f)
+}
+
+/// [`cycle`], but with the tokens' own bytes as cold as the index lines they lead to (the
+/// rows `*.valid_cold.r3`: how this bench measured before the tokens were warmed).
+fn cycle_cold<M: Measurement, R>(
+    g: &mut BenchmarkGroup<'_, M>,
+    name: &str,
+    label: &str,
+    toks: &[Token],
+    f: impl FnMut(&Token) -> R,
+) {
+    cycle_tokens(g, name, label, toks, false, f)
+}
+
+fn cycle_tokens<M: Measurement, R>(
+    g: &mut BenchmarkGroup<'_, M>,
+    name: &str,
+    label: &str,
+    toks: &[Token],
+    warm: bool,
     mut f: impl FnMut(&Token) -> R,
 ) {
     let mask = toks.len() - 1;
@@ -231,6 +267,9 @@ fn cycle<M: Measurement, R>(
     g.bench_function(BenchmarkId::new(name, label), |b| {
         b.iter(|| {
             i = i.wrapping_add(1);
+            if warm {
+                warm_ahead(toks, i);
+            }
             black_box(f(black_box(&toks[i & mask])))
         })
     });
@@ -253,6 +292,7 @@ fn on_threads(threads: usize, iters: u64, reader: &Ledger, toks: &[Token]) -> (D
                     let start = Instant::now();
                     let cpu = thread_cpu_ns();
                     for j in 0..iters as usize {
+                        warm_ahead(toks, offset + j);
                         let t = &toks[(offset + j) & mask];
                         black_box(reader.check(black_box(t)).expect("check"));
                     }

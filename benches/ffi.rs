@@ -101,6 +101,7 @@ fn rust_rounds(reader: &Ledger, toks: &[Token], rounds: usize, per_round: usize)
             let start = thread_cpu_ns();
             for _ in 0..per_round {
                 at = (at + 1) & mask;
+                warm_ahead(toks, at);
                 black_box(reader.check(black_box(&toks[at])).expect("check"));
             }
             (thread_cpu_ns() - start) as f64 / per_round as f64

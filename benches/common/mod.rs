@@ -583,6 +583,49 @@ pub fn tokens(n: usize, kind: Kind, roles: usize, count: usize) -> Vec<OwnedToke
     }
 }
 
+/// How many checks ahead of the one being timed a benchmark loop brings a token's own
+/// bytes into the cache ([`warm_ahead`]).
+pub const WARM_AHEAD: usize = 4;
+
+/// Brings the memory of the token [`WARM_AHEAD`] checks after `i` in `toks` into the
+/// cache (the bytes of its keys and roles), and of the one twice as far its `Token` and
+/// roles array (the pointers that the nearer stage follows). A gateway checks a token
+/// whose bytes it has just parsed; a pool large enough to keep the index cold would
+/// otherwise also make every check wait for its own input, which no gateway does. Every
+/// implementation's loop calls this the same way (benches/c/check_loop.c has its copy).
+#[inline(always)]
+pub fn warm_ahead(toks: &[Token], i: usize) {
+    let mask = toks.len() - 1;
+    let far = &toks[i.wrapping_add(2 * WARM_AHEAD) & mask];
+    prefetch(far as *const Token as *const u8);
+    prefetch(far.roles.as_ptr() as *const u8);
+    let near = &toks[i.wrapping_add(WARM_AHEAD) & mask];
+    for k in [
+        near.tenant,
+        near.subject,
+        near.client,
+        near.session,
+        near.token_id,
+    ] {
+        prefetch(k.as_ptr());
+    }
+    for r in near.roles {
+        prefetch(r.as_ptr());
+    }
+}
+
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it never faults, whatever the address (an empty
+    // slice's dangling pointer included), and reads nothing into the program.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Borrowed [`Token`]s over a pool, for as long as `f` runs.
 pub fn with_tokens<R>(pool: &[OwnedToken], f: impl FnOnce(&[Token<'_>]) -> R) -> R {
     let roles: Vec<Vec<&[u8]>> = pool
