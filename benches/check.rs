@@ -9,8 +9,9 @@
 //!   never compacted (appended by a writer with `compaction: None`; readers map the
 //!   shared index the writer grew as it appended);
 //! - `revledger.fresh.r3`: a token issued after every cutoff (the fast path);
-//! - `{revledger,hashbrown_foldhash}.valid_cold.r3`: valid tokens whose own bytes are not
-//!   brought into the cache ahead (every other row's loop warms them: `warm_ahead`);
+//! - `{revledger,hashbrown_foldhash}.valid_cold.r3`: valid tokens whose own bytes are as
+//!   cold as the index (every other row times batches of checks whose tokens were just
+//!   read: `common::touch`);
 //! - `std_hashmap.*`: `HashMap<(Vec<u8>, Vec<u8>), i64>` per scope, SipHash, probed by
 //!   borrowed keys, the same lookups per token;
 //! - `hashbrown_foldhash.*`: per-scope `hashbrown::HashTable`s hashed with `foldhash`, the
@@ -33,7 +34,7 @@ mod common;
 
 use common::*;
 use criterion::measurement::{Measurement, WallTime};
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
+use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion};
 use revledger::{Ledger, Token};
 use std::hint::black_box;
 use std::sync::Barrier;
@@ -230,7 +231,8 @@ fn bench_size(
 }
 
 /// Benchmarks `f` over the pool, one token per iteration, in order (the pool is random),
-/// each token's own bytes brought into the cache a few checks ahead ([`warm_ahead`]).
+/// timed in batches of [`BATCH`] checks whose tokens' own bytes were read just before
+/// ([`touch`]): hot input, cold index lines.
 fn cycle<M: Measurement, R>(
     g: &mut BenchmarkGroup<'_, M>,
     name: &str,
@@ -242,7 +244,7 @@ fn cycle<M: Measurement, R>(
 }
 
 /// [`cycle`], but with the tokens' own bytes as cold as the index lines they lead to (the
-/// rows `*.valid_cold.r3`: how this bench measured before the tokens were warmed).
+/// rows `*.valid_cold.r3`: how this bench measured before 2026-12-01).
 fn cycle_cold<M: Measurement, R>(
     g: &mut BenchmarkGroup<'_, M>,
     name: &str,
@@ -258,20 +260,30 @@ fn cycle_tokens<M: Measurement, R>(
     name: &str,
     label: &str,
     toks: &[Token],
-    warm: bool,
+    hot: bool,
     mut f: impl FnMut(&Token) -> R,
 ) {
     let mask = toks.len() - 1;
     assert!(toks.len().is_power_of_two());
     let mut i = 0usize;
     g.bench_function(BenchmarkId::new(name, label), |b| {
-        b.iter(|| {
-            i = i.wrapping_add(1);
-            if warm {
-                warm_ahead(toks, i);
-            }
-            black_box(f(black_box(&toks[i & mask])))
-        })
+        if hot {
+            b.iter_batched(
+                || {
+                    i = i.wrapping_add(1);
+                    let t = &toks[i & mask];
+                    black_box(touch(t));
+                    t
+                },
+                |t| f(black_box(t)),
+                BatchSize::NumIterations(BATCH as u64),
+            )
+        } else {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                black_box(f(black_box(&toks[i & mask])))
+            })
+        }
     });
 }
 
@@ -292,7 +304,6 @@ fn on_threads(threads: usize, iters: u64, reader: &Ledger, toks: &[Token]) -> (D
                     let start = Instant::now();
                     let cpu = thread_cpu_ns();
                     for j in 0..iters as usize {
-                        warm_ahead(toks, offset + j);
                         let t = &toks[(offset + j) & mask];
                         black_box(reader.check(black_box(t)).expect("check"));
                     }

@@ -583,47 +583,24 @@ pub fn tokens(n: usize, kind: Kind, roles: usize, count: usize) -> Vec<OwnedToke
     }
 }
 
-/// How many checks ahead of the one being timed a benchmark loop brings a token's own
-/// bytes into the cache ([`warm_ahead`]).
-pub const WARM_AHEAD: usize = 4;
+/// Checks timed together after their tokens were [`touch`]ed.
+pub const BATCH: usize = 512;
 
-/// Brings the memory of the token [`WARM_AHEAD`] checks after `i` in `toks` into the
-/// cache (the bytes of its keys and roles), and of the one twice as far its `Token` and
-/// roles array (the pointers that the nearer stage follows). A gateway checks a token
-/// whose bytes it has just parsed; a pool large enough to keep the index cold would
-/// otherwise also make every check wait for its own input, which no gateway does. Every
-/// implementation's loop calls this the same way (benches/c/check_loop.c has its copy).
-#[inline(always)]
-pub fn warm_ahead(toks: &[Token], i: usize) {
-    let mask = toks.len() - 1;
-    let far = &toks[i.wrapping_add(2 * WARM_AHEAD) & mask];
-    prefetch(far as *const Token as *const u8);
-    prefetch(far.roles.as_ptr() as *const u8);
-    let near = &toks[i.wrapping_add(WARM_AHEAD) & mask];
-    for k in [
-        near.tenant,
-        near.subject,
-        near.client,
-        near.session,
-        near.token_id,
-    ] {
-        prefetch(k.as_ptr());
+/// Reads every byte of `t` that a check reads from the token itself (the `Token`, its
+/// roles array and its byte strings), so that they are in the cache when a batch of
+/// [`BATCH`] timed checks starts. A gateway checks a token whose bytes it has just parsed,
+/// while the index lines a token leads to are as cold as a large pool makes them; without
+/// this, each check at 1M and 10M rules would also wait for its own input from a pool of
+/// about 50 MiB. Done outside the timed part, for every implementation alike (the C loop
+/// of benches/c/check_loop.c has its copy).
+pub fn touch(t: &Token) -> u8 {
+    let xor = |b: &[u8]| b.iter().fold(0u8, |a, &x| a ^ x);
+    let mut x = xor(t.tenant) ^ xor(t.subject) ^ xor(t.client) ^ xor(t.session);
+    x ^= xor(t.token_id) ^ t.issued_at as u8;
+    for r in t.roles {
+        x ^= xor(r);
     }
-    for r in near.roles {
-        prefetch(r.as_ptr());
-    }
-}
-
-#[inline(always)]
-fn prefetch(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it never faults, whatever the address (an empty
-    // slice's dangling pointer included), and reads nothing into the program.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+    x
 }
 
 /// Borrowed [`Token`]s over a pool, for as long as `f` runs.
