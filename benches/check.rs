@@ -18,8 +18,10 @@
 //!   tenant hashed once per token (the strongest in-process peer);
 //! - `chase.access`: one dependent random memory access over 24 bytes per rule;
 //! - `redb.valid.r3`: the same keys in one read transaction per token;
-//! - `revledger.valid.r3.{1,2}t`: the same loop on one and on two threads sharing the
-//!   handle; the figure is CPU time per check (summed over the threads).
+//! - `revledger.valid.r3.{1,2}t`: one token after another on one and on two threads
+//!   sharing the handle, the tokens' own bytes not read before (as in the `*_cold` rows:
+//!   the threads run unbatched so that their wall time is one span); the figure is CPU
+//!   time per check (summed over the threads).
 //!
 //! Criterion group `check_wall`, in wall time, for what waits on something else:
 //! - `revledger.valid.r3` again, as the reference in this clock;

@@ -581,7 +581,10 @@ class Report:
                  "check with one thread and with two running, and \"cores held\" (CPU time ÷ wall "
                  "time of the two-thread run) how much of the run the two threads really ran at once; \"2 × CPU 1 ÷ CPU 2\" is "
                  "the throughput two threads would reach with a core each, given the CPU time per "
-                 "check they showed (it includes contention only when they really ran at once).")
+                 "check they showed (it includes contention only when they really ran at once). The "
+                 "one- and two-thread loops take one token after another without reading them "
+                 "first (one span of wall time each), so at 1M and 10M their checks also wait "
+                 "for the token's own bytes, as in the *cold* rows above.")
         self.add()
         rows = []
         for size in self.sizes:
