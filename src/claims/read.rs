@@ -414,17 +414,13 @@ impl<'j> Reader<'j> {
 
     /// A single-valued part whose winning source was found twice is ambiguous (parsers
     /// differ on which duplicate member counts): an error. A source that does not win
-    /// may repeat.
+    /// may repeat. The winner is the best-ranked source found: the lowest bit of `found`.
     fn no_winner_twice(&self) -> Result<()> {
-        for (part, twice) in self.twice.iter().enumerate() {
+        for (found, twice) in self.found.iter().zip(&self.twice) {
             let Some((rank, name)) = twice else {
                 continue;
             };
-            let winner = match part {
-                p if p < STRING_PARTS => self.strings[p].map(|(r, _)| r),
-                _ => self.iat.map(|(r, _)| r),
-            };
-            if winner == Some(*rank) {
+            if found.trailing_zeros() == u32::from(*rank & 63) {
                 return Err(Error::invalid(format!(
                     "claim {name:?} appears more than once"
                 )));
