@@ -159,16 +159,12 @@ fn bench_size(
                     cycle(&mut g, &name("redb"), &label, toks, |t| {
                         redb_check(&redb, t)
                     });
-                    cycle_cold(&mut g, "revledger.valid_cold.r3", &label, toks, |t| {
+                    let cold = "revledger.valid_cold.r3";
+                    cycle_with(&mut g, cold, &label, toks, Input::Cold, |t| {
                         reader.check(t).expect("check")
                     });
-                    cycle_cold(
-                        &mut g,
-                        "hashbrown_foldhash.valid_cold.r3",
-                        &label,
-                        toks,
-                        |t| folds.check(t),
-                    );
+                    let cold = "hashbrown_foldhash.valid_cold.r3";
+                    cycle_with(&mut g, cold, &label, toks, Input::Cold, |t| folds.check(t));
                     cycle(&mut gw, &name("revledger"), &label, toks, |t| {
                         reader.check(t).expect("check")
                     });
@@ -232,9 +228,18 @@ fn bench_size(
     })
 }
 
-/// Benchmarks `f` over the pool, one token per iteration, in order (the pool is random),
-/// timed in batches of [`BATCH`] checks whose tokens' own bytes were read just before
-/// ([`touch`]): hot input, cold index lines.
+/// How a benchmark loop meets each token's own bytes.
+#[derive(Clone, Copy)]
+enum Input {
+    /// Timed in batches of [`BATCH`] checks whose tokens were read just before
+    /// ([`touch`]): hot input, cold index lines.
+    Hot,
+    /// One token after another, its bytes as cold as the index lines they lead to (the
+    /// rows `*.valid_cold.r3`: how this bench measured before 2026-12-01).
+    Cold,
+}
+
+/// Benchmarks `f` over the pool with hot tokens ([`Input::Hot`]).
 fn cycle<M: Measurement, R>(
     g: &mut BenchmarkGroup<'_, M>,
     name: &str,
@@ -242,50 +247,36 @@ fn cycle<M: Measurement, R>(
     toks: &[Token],
     f: impl FnMut(&Token) -> R,
 ) {
-    cycle_tokens(g, name, label, toks, true, f)
+    cycle_with(g, name, label, toks, Input::Hot, f)
 }
 
-/// [`cycle`], but with the tokens' own bytes as cold as the index lines they lead to (the
-/// rows `*.valid_cold.r3`: how this bench measured before 2026-12-01).
-fn cycle_cold<M: Measurement, R>(
+/// Benchmarks `f` over the pool, one token per iteration, in order (the pool is random).
+fn cycle_with<M: Measurement, R>(
     g: &mut BenchmarkGroup<'_, M>,
     name: &str,
     label: &str,
     toks: &[Token],
-    f: impl FnMut(&Token) -> R,
-) {
-    cycle_tokens(g, name, label, toks, false, f)
-}
-
-fn cycle_tokens<M: Measurement, R>(
-    g: &mut BenchmarkGroup<'_, M>,
-    name: &str,
-    label: &str,
-    toks: &[Token],
-    hot: bool,
+    input: Input,
     mut f: impl FnMut(&Token) -> R,
 ) {
     let mask = toks.len() - 1;
     assert!(toks.len().is_power_of_two());
     let mut i = 0usize;
-    g.bench_function(BenchmarkId::new(name, label), |b| {
-        if hot {
-            b.iter_batched(
-                || {
-                    i = i.wrapping_add(1);
-                    let t = &toks[i & mask];
-                    black_box(touch(t));
-                    t
-                },
-                |t| f(black_box(t)),
-                BatchSize::NumIterations(BATCH as u64),
-            )
-        } else {
-            b.iter(|| {
+    g.bench_function(BenchmarkId::new(name, label), |b| match input {
+        Input::Hot => b.iter_batched(
+            || {
                 i = i.wrapping_add(1);
-                black_box(f(black_box(&toks[i & mask])))
-            })
-        }
+                let t = &toks[i & mask];
+                black_box(touch(t));
+                t
+            },
+            |t| f(black_box(t)),
+            BatchSize::NumIterations(BATCH as u64),
+        ),
+        Input::Cold => b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(f(black_box(&toks[i & mask])))
+        }),
     });
 }
 
