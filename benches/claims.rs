@@ -2,7 +2,17 @@
 //! beside the RS256 verification of the same token, in the same run.
 //!
 //! Criterion group `claims`, in the benchmark thread's CPU time (`common::ThreadCpu`: the
-//! machine is shared), one thread; ids:
+//! machine is shared), one thread. Two ledgers of 10,000 live rules, with rules in every
+//! scope of the token's tenants (subject, session, role, client and token id keys that are
+//! not the token's, and a tenant rule on another tenant) whose cutoffs are after the
+//! token's `iat`, so that every key of the token is probed:
+//! - *absent* (`.absent`): the token's keys have no rule, the valid token of DESIGN §5's
+//!   check targets (the common case: most roles did not change within a token's lifetime);
+//! - *found* (`.found`): each entitlement of the token also has a rule with a cutoff before
+//!   its `iat`, so that every role lookup finds its key and reads its record (the token is
+//!   still valid): what a token costs right after each of its roles changed.
+//!
+//! Ids (`<row>.<ledger>`):
 //! - `check.r10`: `Ledger::check` of the already-built token (the floor);
 //! - `check_claims.keycloak.r10`: the JSON payload through the `keycloak` mapping + check;
 //! - `check_jwt.{keycloak,keycloak_1k,generic}.r10`: the compact JWS (1.39 KB; 1,056
@@ -14,25 +24,23 @@
 //!   signature base64url-decoded and verified over `header.payload` (SHA-256 + RSA-2048
 //!   PKCS#1 v1.5) by ring (BoringSSL's assembly) and by RustCrypto's `rsa`.
 //!
-//! The ledger holds 10,000 live rules, among them one per role of the token with a cutoff
-//! before its `iat` (so every lookup finds its key and the token is valid: the common
-//! case). At the end it prints the ratios to `rs256_verify.ring` from criterion's
-//! estimates, and writes them to `target/revledger-bench/claims.json`.
+//! At the end it prints the ratios to `rs256_verify.ring` from criterion's estimates, and
+//! writes them to `claims.json` in `common::out_dir()`; benches/report.py puts the rows on
+//! docs/PERFORMANCE.md.
 //!
-//! `cargo bench --bench claims` (add `-- --quick` for a short run).
+//! `cargo bench --bench claims` (`REVLEDGER_BENCH_QUICK=1` for a short run).
 
 mod common;
 
 use base64_simd::URL_SAFE_NO_PAD as B64;
 use common::ThreadCpu;
 use criterion::Criterion;
-use revledger::{unix_now_floor, ClaimMapping, Ledger, Rule, Scope, Token, WriterOptions};
+use revledger::{unix_now_floor, ClaimMapping, Ledger, Rule, Scope, Token, Verdict, WriterOptions};
 use rsa::pkcs1::EncodeRsaPublicKey;
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
 use rsa::signature::{SignatureEncoding, Signer, Verifier};
 use std::hint::black_box;
 use std::path::Path;
-use std::time::Duration;
 
 const ISS: &str = "https://sso.example.com/realms/acme";
 
@@ -74,23 +82,63 @@ fn sign(payload: &str, key: &SigningKey<rsa::sha2::Sha256>) -> String {
     format!("{input}.{}", B64.encode_to_string(sig))
 }
 
-/// 10,000 live rules in the token's tenants; one per entitlement of the tokens, with a
-/// cutoff before their `iat`.
-fn build_ledger(path: &Path, iat: i64, tenants: &[&[u8]], roles: &[&[u8]]) -> Ledger {
+/// Whether the token's entitlements have rules (older than the token) in the ledger.
+#[derive(Clone, Copy, PartialEq)]
+enum Keys {
+    Absent,
+    Found,
+}
+
+impl Keys {
+    fn suffix(self) -> &'static str {
+        match self {
+            Keys::Absent => "absent",
+            Keys::Found => "found",
+        }
+    }
+}
+
+/// 10,000 live rules in the token's tenants, in every scope a token is probed in, with
+/// cutoffs after `iat` (so every key of the token is looked up) on keys that are not the
+/// token's; with `Keys::Found`, also one rule per entitlement of the tokens with a cutoff
+/// before their `iat`.
+fn build_ledger(path: &Path, iat: i64, tenants: &[&[u8]], roles: &[&[u8]], keys: Keys) -> Ledger {
     let w = Ledger::open_writer(path, &WriterOptions::with_lifetime(7200)).unwrap();
     let mut owned: Vec<(Scope, Vec<u8>, Vec<u8>, i64)> = Vec::new();
+    let scopes = [
+        Scope::Subject,
+        Scope::Role,
+        Scope::Session,
+        Scope::Client,
+        Scope::Token,
+    ];
     for i in 0..9_900u32 {
-        let scope = [Scope::Subject, Scope::Role, Scope::Session][i as usize % 3];
+        let scope = scopes[i as usize % scopes.len()];
+        // A token rule's `at` is the revoked token's `exp`.
+        let at = if scope == Scope::Token {
+            iat + 3_700
+        } else {
+            iat + 100
+        };
         owned.push((
             scope,
             tenants[i as usize % 2].to_vec(),
             format!("other-{i}").into_bytes(),
-            iat + 100,
+            at,
         ));
     }
-    for t in tenants {
-        for r in roles {
-            owned.push((Scope::Role, t.to_vec(), r.to_vec(), iat - 100));
+    // Makes the tenant scope's newest cutoff later than `iat` without revoking the token.
+    owned.push((
+        Scope::Tenant,
+        b"another-tenant".to_vec(),
+        Vec::new(),
+        iat + 100,
+    ));
+    if keys == Keys::Found {
+        for t in tenants {
+            for r in roles {
+                owned.push((Scope::Role, t.to_vec(), r.to_vec(), iat - 100));
+            }
         }
     }
     let rules: Vec<Rule> = owned
@@ -104,10 +152,11 @@ fn build_ledger(path: &Path, iat: i64, tenants: &[&[u8]], roles: &[&[u8]]) -> Le
 }
 
 fn main() {
+    let (warm_up, measure, _) = common::micro_times();
     let mut c = Criterion::default()
         .with_measurement(ThreadCpu::default())
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(warm_up)
+        .measurement_time(measure)
         .configure_from_args();
     let iat = unix_now_floor() - 60;
     let mut rng = rsa::rand_core::OsRng;
@@ -159,12 +208,14 @@ fn main() {
     all_roles.extend(gen_role_keys.iter().map(Vec::as_slice));
 
     let dir = tempfile::tempdir().unwrap();
-    let ledger = build_ledger(
-        &dir.path().join("claims.ledger"),
-        iat,
-        &[&tenant, b"acme"],
-        &all_roles,
-    );
+    let ledgers: Vec<(Keys, Ledger)> = [Keys::Absent, Keys::Found]
+        .into_iter()
+        .map(|keys| {
+            let path = dir.path().join(format!("claims-{}.ledger", keys.suffix()));
+            let ledger = build_ledger(&path, iat, &[&tenant, b"acme"], &all_roles, keys);
+            (keys, ledger)
+        })
+        .collect();
     let role_refs: Vec<&[u8]> = roles.iter().map(Vec::as_slice).collect();
     let token = keycloak
         .with_claims(kc_payload.as_bytes(), |t| {
@@ -185,19 +236,39 @@ fn main() {
         token_id: &token.3,
         issued_at: iat,
     };
-    assert!(!ledger.check(&floor).unwrap().is_revoked());
-    assert!(!ledger
-        .check_jwt(&keycloak, kc_jwt.as_bytes())
-        .unwrap()
-        .is_revoked());
-    assert!(!ledger
-        .check_jwt(&generic, gen_jwt.as_bytes())
-        .unwrap()
-        .is_revoked());
-    assert!(!ledger
-        .check_jwt(&keycloak, kc_jwt_1k.as_bytes())
-        .unwrap()
-        .is_revoked());
+    for (keys, ledger) in &ledgers {
+        for (mapping, jwt) in [
+            (&keycloak, &kc_jwt),
+            (&generic, &gen_jwt),
+            (&keycloak, &kc_jwt_1k),
+        ] {
+            assert!(!ledger
+                .check_jwt(mapping, jwt.as_bytes())
+                .unwrap()
+                .is_revoked());
+        }
+        assert!(!ledger.check(&floor).unwrap().is_revoked());
+        // The same token issued before the entitlements' rules: revoked by a role exactly
+        // when the ledger holds them (so the found rows do find every role's key).
+        let earlier = Token {
+            issued_at: iat - 200,
+            ..floor
+        };
+        let verdict = ledger.check(&earlier).unwrap();
+        match keys {
+            Keys::Found => assert!(
+                matches!(
+                    verdict,
+                    Verdict::Revoked {
+                        scope: Scope::Role,
+                        ..
+                    }
+                ),
+                "{verdict:?}"
+            ),
+            Keys::Absent => assert!(!verdict.is_revoked(), "{verdict:?}"),
+        }
+    }
     assert_eq!(
         keycloak
             .with_jwt(kc_jwt_1k.as_bytes(), |t| t.roles.len())
@@ -226,37 +297,32 @@ fn main() {
     assert!(verify_ring(&kc_jwt) && verify_rsa(&kc_jwt));
 
     let mut g = c.benchmark_group("claims");
-    g.bench_function("check.r10", |b| {
-        b.iter(|| ledger.check(black_box(&floor)).unwrap())
-    });
-    g.bench_function("check_claims.keycloak.r10", |b| {
-        b.iter(|| {
-            ledger
-                .check_claims(&keycloak, black_box(kc_payload.as_bytes()))
-                .unwrap()
-        })
-    });
-    g.bench_function("check_jwt.keycloak.r10", |b| {
-        b.iter(|| {
-            ledger
-                .check_jwt(&keycloak, black_box(kc_jwt.as_bytes()))
-                .unwrap()
-        })
-    });
-    g.bench_function("check_jwt.keycloak_1k.r10", |b| {
-        b.iter(|| {
-            ledger
-                .check_jwt(&keycloak, black_box(kc_jwt_1k.as_bytes()))
-                .unwrap()
-        })
-    });
-    g.bench_function("check_jwt.generic.r10", |b| {
-        b.iter(|| {
-            ledger
-                .check_jwt(&generic, black_box(gen_jwt.as_bytes()))
-                .unwrap()
-        })
-    });
+    for (keys, ledger) in &ledgers {
+        let k = keys.suffix();
+        g.bench_function(format!("check.r10.{k}"), |b| {
+            b.iter(|| ledger.check(black_box(&floor)).unwrap())
+        });
+        g.bench_function(format!("check_claims.keycloak.r10.{k}"), |b| {
+            b.iter(|| {
+                ledger
+                    .check_claims(&keycloak, black_box(kc_payload.as_bytes()))
+                    .unwrap()
+            })
+        });
+        for (name, mapping, jwt) in [
+            ("keycloak", &keycloak, &kc_jwt),
+            ("keycloak_1k", &keycloak, &kc_jwt_1k),
+            ("generic", &generic, &gen_jwt),
+        ] {
+            g.bench_function(format!("check_jwt.{name}.r10.{k}"), |b| {
+                b.iter(|| {
+                    ledger
+                        .check_jwt(mapping, black_box(jwt.as_bytes()))
+                        .unwrap()
+                })
+            });
+        }
+    }
     // The floor of the crates used: decoding the payload, and one pass over its JSON.
     let kc_segment = kc_jwt.split('.').nth(1).unwrap().to_owned();
     g.bench_function("floor.base64_decode", |b| {
@@ -299,32 +365,38 @@ fn report() {
         let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
         v["median"]["point_estimate"].as_f64()
     };
-    let ids = [
-        "check.r10",
-        "check_claims.keycloak.r10",
-        "check_jwt.keycloak.r10",
-        "check_jwt.keycloak_1k.r10",
-        "check_jwt.generic.r10",
+    let mut ids: Vec<String> = Vec::new();
+    for k in [Keys::Absent, Keys::Found] {
+        let k = k.suffix();
+        ids.push(format!("check.r10.{k}"));
+        ids.push(format!("check_claims.keycloak.r10.{k}"));
+        for name in ["keycloak", "keycloak_1k", "generic"] {
+            ids.push(format!("check_jwt.{name}.r10.{k}"));
+        }
+    }
+    for id in [
         "floor.base64_decode",
         "floor.jiter_skip",
         "rs256_verify.ring",
         "rs256_verify.rsa",
-    ];
+    ] {
+        ids.push(id.into());
+    }
     let Some(verify) = median("rs256_verify.ring") else {
         return; // a filtered run
     };
     let mut out = serde_json::Map::new();
     println!("\nclaims: medians, and as a fraction of one RS256 verification (ring)");
-    for id in ids {
+    for id in &ids {
         if let Some(ns) = median(id) {
-            println!("  {id:<28} {:>10.1} ns   {:>8.4}×", ns, ns / verify);
+            println!("  {id:<34} {:>10.1} ns   {:>8.4}×", ns, ns / verify);
             out.insert(
-                id.into(),
+                id.clone(),
                 serde_json::json!({ "median_ns": ns, "of_rs256_ring": ns / verify }),
             );
         }
     }
-    let dir = root.join("revledger-bench");
+    let dir = common::out_dir();
     let _ = std::fs::create_dir_all(&dir);
     let _ = std::fs::write(
         dir.join("claims.json"),
