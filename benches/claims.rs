@@ -34,44 +34,15 @@
 mod common;
 
 use base64_simd::URL_SAFE_NO_PAD as B64;
+use common::claims::{generic_payload, keycloak_payload, keycloak_payload_1k, write_ledger};
 use common::ThreadCpu;
 use criterion::Criterion;
-use revledger::{unix_now_floor, ClaimMapping, Ledger, Rule, Scope, Token, Verdict, WriterOptions};
+use revledger::{unix_now_floor, ClaimMapping, Ledger, Scope, Token, Verdict};
 use rsa::pkcs1::EncodeRsaPublicKey;
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
 use rsa::signature::{SignatureEncoding, Signer, Verifier};
 use std::hint::black_box;
 use std::path::Path;
-
-const ISS: &str = "https://sso.example.com/realms/acme";
-
-/// A Keycloak access token's payload with exactly 10 entitlements (4 realm roles, 4
-/// client roles, 1 group, 1 scope) and the usual claims, padded so that the signed
-/// token is about 1 KB.
-fn keycloak_payload(iat: i64) -> String {
-    format!(
-        r#"{{"exp":{exp},"iat":{iat},"auth_time":{iat},"jti":"5e2a8b3c-0f7d-4c1e-9b1a-2d3e4f5a6b7c","iss":"{ISS}","aud":["billing-api","account"],"sub":"f1b5b1c0-1234-4e6f-9a0b-c1d2e3f4a5b6","typ":"Bearer","azp":"web-app","session_state":"0a6c2f1e-aaaa-bbbb-cccc-1234567890ab","acr":"1","allowed-origins":["https://app.example.com"],"realm_access":{{"roles":["offline_access","uma_authorization","default-roles-acme","billing-admin"]}},"resource_access":{{"billing-api":{{"roles":["refund","view"]}},"account":{{"roles":["manage-account","view-profile"]}}}},"scope":"openid","sid":"0a6c2f1e-aaaa-bbbb-cccc-1234567890ab","groups":["/acme/admins"],"email_verified":true,"name":"John Doe","preferred_username":"john"}}"#,
-        exp = iat + 3600
-    )
-}
-
-/// The same entitlements and the claims the `keycloak` mapping reads, without the others:
-/// about 1 KB signed (1,056 bytes; DESIGN §5's size; a Keycloak "lightweight" access
-/// token looks like this).
-fn keycloak_payload_1k(iat: i64) -> String {
-    format!(
-        r#"{{"exp":{exp},"iat":{iat},"jti":"5e2a8b3c-0f7d-4c1e-9b1a-2d3e4f5a6b7c","iss":"{ISS}","sub":"f1b5b1c0-1234-4e6f-9a0b-c1d2e3f4a5b6","azp":"web-app","realm_access":{{"roles":["offline_access","uma_authorization","default-roles-acme","billing-admin"]}},"resource_access":{{"billing-api":{{"roles":["refund","view"]}},"account":{{"roles":["manage-account","view-profile"]}}}},"scope":"openid","sid":"0a6c2f1e-aaaa-bbbb-cccc-1234567890ab","groups":["/acme/admins"]}}"#,
-        exp = iat + 3600
-    )
-}
-
-/// The same size and entitlements in the `generic` mapping's claims.
-fn generic_payload(iat: i64) -> String {
-    format!(
-        r#"{{"exp":{exp},"iat":{iat},"nbf":{iat},"jti":"5e2a8b3c-0f7d-4c1e-9b1a-2d3e4f5a6b7c","iss":"{ISS}","aud":["billing-api","account"],"sub":"f1b5b1c0-1234-4e6f-9a0b-c1d2e3f4a5b6","tenant":"acme","azp":"web-app","sid":"0a6c2f1e-aaaa-bbbb-cccc-1234567890ab","roles":["offline_access","uma_authorization","default-roles-acme","billing-admin","billing-api.refund","billing-api.view","account.manage","account.view","/acme/admins"],"scope":"openid","email_verified":true,"name":"John Doe","preferred_username":"john","email":"john.doe@example.com","locale":"en","zoneinfo":"Europe/Paris"}}"#,
-        exp = iat + 3600
-    )
-}
 
 fn sign(payload: &str, key: &SigningKey<rsa::sha2::Sha256>) -> String {
     let input = format!(
@@ -99,56 +70,12 @@ impl Keys {
     }
 }
 
-/// 9,901 live rules in the token's tenants, in every scope a token is probed in, with
-/// cutoffs after `iat` (so every key of the token is looked up) on keys that are not the
-/// token's; with `Keys::Found`, also one rule per entitlement of the tokens with a cutoff
-/// before their `iat`.
+/// The ledger of [`write_ledger`] for `tenants`, opened for reading; with `Keys::Found`, it
+/// also holds a rule older than `iat` for each of `roles` (else none of the tokens' keys
+/// has a rule).
 fn build_ledger(path: &Path, iat: i64, tenants: &[&[u8]], roles: &[&[u8]], keys: Keys) -> Ledger {
-    let w = Ledger::open_writer(path, &WriterOptions::with_lifetime(7200)).unwrap();
-    let mut owned: Vec<(Scope, Vec<u8>, Vec<u8>, i64)> = Vec::new();
-    let scopes = [
-        Scope::Subject,
-        Scope::Role,
-        Scope::Session,
-        Scope::Client,
-        Scope::Token,
-    ];
-    for i in 0..9_900u32 {
-        let scope = scopes[i as usize % scopes.len()];
-        // A token rule's `at` is the revoked token's `exp`.
-        let at = if scope == Scope::Token {
-            iat + 3_700
-        } else {
-            iat + 100
-        };
-        owned.push((
-            scope,
-            tenants[i as usize % 2].to_vec(),
-            format!("other-{i}").into_bytes(),
-            at,
-        ));
-    }
-    // Makes the tenant scope's newest cutoff later than `iat` without revoking the token.
-    owned.push((
-        Scope::Tenant,
-        b"another-tenant".to_vec(),
-        Vec::new(),
-        iat + 100,
-    ));
-    if keys == Keys::Found {
-        for t in tenants {
-            for r in roles {
-                owned.push((Scope::Role, t.to_vec(), r.to_vec(), iat - 100));
-            }
-        }
-    }
-    let rules: Vec<Rule> = owned
-        .iter()
-        .map(|(s, t, k, at)| Rule::new(*s, t, k, *at))
-        .collect();
-    w.revoke_batch(&rules).unwrap();
-    w.sync().unwrap();
-    drop(w);
+    let roles = if keys == Keys::Found { roles } else { &[] };
+    write_ledger(path, iat, tenants, roles);
     Ledger::open_reader(path).unwrap()
 }
 

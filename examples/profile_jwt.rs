@@ -1,9 +1,9 @@
 //! A fixed loop of `check_jwt` calls for a profiler (callgrind counts instructions per
-//! function): a Keycloak-shaped token of about 1 KB with 10 entitlements (the payload of
-//! benches/claims.rs), a ledger of 10,000 live rules like the benchmark's: rules in every
-//! scope, after the token's `iat`, on keys that are not the token's (every key of the
-//! token is probed), and one rule per entitlement with a cutoff before the token's `iat`
-//! (each role lookup finds its key; the token is valid).
+//! function): the Keycloak token of benches/claims.rs (10 entitlements) and the ledger of
+//! its `.found` rows, both from benches/common/claims.rs: 9,900 rules in every scope,
+//! after the token's `iat`, on keys that are not the token's (every key of the token is
+//! probed), and one rule per entitlement with a cutoff before the token's `iat` (each role
+//! lookup finds its key; the token is valid).
 //!
 //! `cargo build --release --example profile_jwt && valgrind --tool=callgrind
 //! target/release/examples/profile_jwt 100000 [1k] [absent] [read]`:
@@ -14,10 +14,14 @@
 //! - `read`: only decode and read the token (`ClaimMapping::with_jwt`), without the check,
 //!   whose instruction count varies with the ledger's random hash seed.
 use base64_simd::URL_SAFE_NO_PAD as B64;
-use revledger::{ClaimMapping, Ledger, Rule, Scope, WriterOptions};
+use revledger::{ClaimMapping, Ledger};
 use std::hint::black_box;
 
-const ISS: &str = "https://sso.example.com/realms/acme";
+#[allow(dead_code)] // the `generic` token is the benchmark's only
+#[path = "../benches/common/claims.rs"]
+mod fixture;
+
+use fixture::{keycloak_payload, keycloak_payload_1k, write_ledger, ISS};
 
 fn main() {
     let checks: u64 = std::env::args()
@@ -30,15 +34,9 @@ fn main() {
     let absent = flags.iter().any(|f| f == "absent");
     let iat = revledger::unix_now_floor() - 60;
     let payload = if small {
-        format!(
-            r#"{{"exp":{exp},"iat":{iat},"jti":"5e2a8b3c-0f7d-4c1e-9b1a-2d3e4f5a6b7c","iss":"{ISS}","sub":"f1b5b1c0-1234-4e6f-9a0b-c1d2e3f4a5b6","azp":"web-app","realm_access":{{"roles":["offline_access","uma_authorization","default-roles-acme","billing-admin"]}},"resource_access":{{"billing-api":{{"roles":["refund","view"]}},"account":{{"roles":["manage-account","view-profile"]}}}},"scope":"openid","sid":"0a6c2f1e-aaaa-bbbb-cccc-1234567890ab","groups":["/acme/admins"]}}"#,
-            exp = iat + 3600
-        )
+        keycloak_payload_1k(iat)
     } else {
-        format!(
-            r#"{{"exp":{exp},"iat":{iat},"auth_time":{iat},"jti":"5e2a8b3c-0f7d-4c1e-9b1a-2d3e4f5a6b7c","iss":"{ISS}","aud":["billing-api","account"],"sub":"f1b5b1c0-1234-4e6f-9a0b-c1d2e3f4a5b6","typ":"Bearer","azp":"web-app","session_state":"0a6c2f1e-aaaa-bbbb-cccc-1234567890ab","acr":"1","allowed-origins":["https://app.example.com"],"realm_access":{{"roles":["offline_access","uma_authorization","default-roles-acme","billing-admin"]}},"resource_access":{{"billing-api":{{"roles":["refund","view"]}},"account":{{"roles":["manage-account","view-profile"]}}}},"scope":"openid","sid":"0a6c2f1e-aaaa-bbbb-cccc-1234567890ab","groups":["/acme/admins"],"email_verified":true,"name":"John Doe","preferred_username":"john"}}"#,
-            exp = iat + 3600
-        )
+        keycloak_payload(iat)
     };
     // The signature is not looked at: 256 bytes of RS256's size.
     let jwt = format!(
@@ -58,43 +56,10 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("revledger-profile-jwt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("l");
-    {
-        let w = Ledger::open_writer(&path, &WriterOptions::with_lifetime(7200)).unwrap();
-        let others: Vec<Vec<u8>> = (0..9_990)
-            .map(|i| format!("other-{i}").into_bytes())
-            .collect();
-        let scopes = [
-            Scope::Subject,
-            Scope::Role,
-            Scope::Session,
-            Scope::Client,
-            Scope::Token,
-        ];
-        let mut rules: Vec<Rule> = others
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let scope = scopes[i % scopes.len()];
-                // A token rule's `at` is the revoked token's `exp`.
-                let at = if scope == Scope::Token {
-                    iat + 3_700
-                } else {
-                    iat + 100
-                };
-                Rule::new(scope, ISS.as_bytes(), k, at)
-            })
-            .collect();
-        // The tenant scope's newest cutoff after `iat`, on another tenant.
-        rules.push(Rule::new(Scope::Tenant, b"another-tenant", b"", iat + 100));
-        if !absent {
-            rules.extend(
-                roles
-                    .iter()
-                    .map(|r| Rule::new(Scope::Role, ISS.as_bytes(), r, iat - 100)),
-            );
-        }
-        w.revoke_batch(&rules).unwrap();
-    }
+    let role_keys: Vec<&[u8]> = roles.iter().map(Vec::as_slice).collect();
+    let found: &[&[u8]] = if absent { &[] } else { &role_keys };
+    // The benchmark's tenants: this token's realm and the `generic` token's.
+    write_ledger(&path, iat, &[ISS.as_bytes(), b"acme"], found);
     let ledger = Ledger::open_reader(&path).unwrap();
     let mut revoked = 0u64;
     for _ in 0..checks {

@@ -10,6 +10,8 @@
 
 #![allow(dead_code)] // each bench binary uses part of this module
 
+pub mod claims;
+
 use revledger::{CompactionPolicy, Ledger, Rule, Scope, Token, Verdict, WriterOptions};
 use std::borrow::Borrow;
 use std::collections::HashMap;
