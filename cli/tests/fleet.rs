@@ -910,6 +910,16 @@ fn only_rules_signed_by_trusted_keys_for_their_scopes_are_applied_and_the_rest_d
         revoked_subject(&ra, b"john", 100),
         "resolving changes no rule"
     );
+    // Its rewind has read the refused entries again (they are the last seconds before
+    // the position) before it applies a later one: they do not mark the ledger again.
+    run(
+        &iam,
+        &["subject", "--tenant", "acme", "later", "--at", "100"],
+    );
+    wait_until("a rule published after the resolve is applied", || {
+        revoked_subject(&ra, b"later", 100)
+    });
+    assert_eq!(ra.degraded().unwrap(), 0, "{}", sync.log());
 }
 
 #[test]

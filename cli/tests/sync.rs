@@ -6,7 +6,7 @@
 //! No sleep stands for synchronisation: every wait polls a condition ("the ledger holds
 //! X", "the log says Y") against a deadline.
 
-use revledger::{unix_now_floor, Ledger, Rule, Scope, StreamId, Token, Verdict};
+use revledger::{unix_now_floor, Ledger, Rule, Scope, StreamId, StreamPosition, Token, Verdict};
 use revledger_cli::sync::{Publisher, Trim};
 use std::io::Write;
 use std::net::TcpListener;
@@ -140,6 +140,10 @@ struct Sync {
 
 impl Sync {
     fn start(redis: &Redis, ledger: &Path) -> Sync {
+        Sync::start_with(redis, ledger, &[])
+    }
+
+    fn start_with(redis: &Redis, ledger: &Path, extra: &[&str]) -> Sync {
         let log = ledger.with_extension(format!(
             "sync{}.log",
             std::time::SystemTime::now()
@@ -151,6 +155,7 @@ impl Sync {
             .args(["sync", "--redis", &redis.url(), "--stream", STREAM])
             .arg(ledger)
             .args(["--max-token-lifetime", "86400"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -459,6 +464,95 @@ fn malformed_entries_are_logged_and_skipped_and_later_ones_applied() {
         assert!(log.contains(why), "log lacks {why:?}: {log}");
     }
     assert!(sa.is_running(), "sync stopped on bad input: {log}");
+}
+
+/// `XADD`s an entry with the id `id` (`<ms>-<seq>`).
+fn xadd_at(conn: &mut redis::Connection, id: &str, fields: &[(&str, &[u8])]) {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(STREAM).arg(id);
+    for (k, v) in fields {
+        cmd.arg(*k).arg(*v);
+    }
+    let _: String = cmd.query(conn).unwrap();
+}
+
+fn good(key: &[u8]) -> [(&'static str, &[u8]); 4] {
+    [
+        ("scope", b"subject"),
+        ("tenant", b"acme"),
+        ("key", key),
+        ("at", b"10"),
+    ]
+}
+
+const MALFORMED: [(&str, &[u8]); 3] = [("scope", b"subject"), ("tenant", b"acme"), ("at", b"10")];
+
+#[test]
+fn a_bad_entry_read_again_by_the_rewind_is_judged_once_but_one_a_failover_put_below_the_position_counts(
+) {
+    let Some(redis) = Redis::start("bad_entry_judged_once") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.ledger");
+    let mut conn = redis.conn();
+    // A malformed entry marks the ledger; the default rewind (60 s of entry ids) covers
+    // it on every later connection, since nothing newer than a second after it comes.
+    let mut sync = Sync::start(&redis, &a);
+    let ra = reader(&a);
+    xadd_at(&mut conn, "1000-0", &MALFORMED);
+    xadd_at(&mut conn, "2000-0", &good(b"g1"));
+    wait_until("g1 is applied", || holds_subject(&ra, "g1", 10));
+    assert_eq!(ra.degraded().unwrap(), StreamPosition::SKIPPED);
+    sync.kill9();
+
+    // Resolved, and it stays resolved once the rewind has read the bad entry again (g2
+    // is applied after that reading, in the same batch or the next).
+    let mut sync = Sync::start_with(&redis, &a, &["--resolve"]);
+    wait_until("the operator's resolve is logged", || {
+        sync.log().contains("resolved by the operator")
+    });
+    xadd_at(&mut conn, "3000-0", &good(b"g2"));
+    wait_until("g2 is applied", || holds_subject(&ra, "g2", 10));
+    assert_eq!(ra.degraded().unwrap(), 0, "{}", sync.log());
+    assert!(
+        !sync.log().contains("skipped malformed entry"),
+        "{}",
+        sync.log()
+    );
+    sync.kill9();
+
+    // A later start without --resolve reads it again too, and keeps the ledger healthy.
+    let mut sync = Sync::start(&redis, &a);
+    xadd_at(&mut conn, "4000-0", &good(b"g3"));
+    wait_until("g3 is applied", || holds_subject(&ra, "g3", 10));
+    assert_eq!(ra.degraded().unwrap(), 0, "{}", sync.log());
+
+    // A failover: the new primary lacks what this process read and holds a bad entry
+    // below the ledger's position that no one has read. The stream is replaced, then the
+    // connection dropped, so the sync reconnects and reads it in its rewind: it counts.
+    let _: i64 = redis::cmd("DEL").arg(STREAM).query(&mut conn).unwrap();
+    xadd_at(&mut conn, "3500-0", &MALFORMED);
+    xadd_at(&mut conn, "5000-0", &good(b"g4"));
+    wait_until("g4 is applied", || holds_subject(&ra, "g4", 10));
+    assert_eq!(
+        ra.degraded().unwrap(),
+        0,
+        "3500-0 is not read without a reconnection"
+    );
+    let _: i64 = redis::cmd("CLIENT")
+        .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .query(&mut conn)
+        .unwrap();
+    wait_until("the bad entry below the position marks the ledger", || {
+        ra.degraded().unwrap() == StreamPosition::SKIPPED
+    });
+    assert!(
+        sync.log().contains("skipped malformed entry 3500-0"),
+        "{}",
+        sync.log()
+    );
+    assert!(sync.is_running());
 }
 
 #[test]

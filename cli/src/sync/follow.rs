@@ -298,6 +298,9 @@ pub struct Follower<'l> {
     read_ahead: bool,
     /// Degraded bits found outside a batch (a trimmed stream), for the next write.
     pending_degraded: u8,
+    /// What this process has read, so that the rewind's second reading of an entry does
+    /// not judge it twice.
+    read_back: ReadBack,
     last_compaction: Instant,
     pending: Vec<Event>,
 }
@@ -489,6 +492,48 @@ fn gone_after(info: &Value, position: StreamId) -> Option<StreamId> {
     deleted.max(first)
 }
 
+/// Bad entries (refused or skipped) whose ids this process keeps, the newest: enough for
+/// a rewind's worth of a stream that is mostly bad; past it, the oldest is forgotten, and
+/// reading it again marks the ledger again (the cautious side).
+const BAD_IDS_KEPT: usize = 65_536;
+
+/// What one sync process has read of its stream. Every (re)connection reads again the
+/// entries of the rewind before the position (`SyncOptions::rewind`). A bad entry at or
+/// before the position was judged when it was first read: its degraded bit is in the
+/// position, or an operator has since resolved it (`--resolve`), and reading it again
+/// must not undo that. Only a bad entry read for the first time marks the ledger: one
+/// after the position, or one at or before it that this process never received although
+/// it read past its id (a failover's new primary holds entries the old one never had).
+#[derive(Default)]
+struct ReadBack {
+    /// The newest id this process has received since the stream (re)started.
+    through: StreamId,
+    /// Ids of the bad entries this process has received (at most [`BAD_IDS_KEPT`]).
+    bad: std::collections::BTreeSet<StreamId>,
+}
+
+impl ReadBack {
+    /// Records the bad entry `id`; whether it is read for the first time (it marks the
+    /// ledger, and is logged and counted), given the ledger's `position`.
+    fn first_reading_of_bad(&mut self, id: StreamId, position: StreamId) -> bool {
+        let first = id > position || (id <= self.through && !self.bad.contains(&id));
+        self.bad.insert(id);
+        if self.bad.len() > BAD_IDS_KEPT {
+            self.bad.pop_first();
+        }
+        first
+    }
+
+    /// Every entry up to `id` was received; entries before `horizon` will not be read
+    /// again (the next rewind starts at or after it).
+    fn received_through(&mut self, id: StreamId, horizon: StreamId) {
+        self.through = self.through.max(id);
+        if self.bad.first().is_some_and(|b| *b < horizon) {
+            self.bad = self.bad.split_off(&horizon);
+        }
+    }
+}
+
 impl<'l> Follower<'l> {
     /// A follower feeding `ledger` (a writer handle) from the stream of `options`,
     /// starting after the ledger's recorded position when it is for that stream, from the
@@ -521,6 +566,7 @@ impl<'l> Follower<'l> {
             failures: 0,
             read_ahead: false,
             pending_degraded: 0,
+            read_back: ReadBack::default(),
             last_compaction: Instant::now(),
             pending,
         })
@@ -669,6 +715,16 @@ impl<'l> Follower<'l> {
         Ok(())
     }
 
+    /// Where a (re)connection at `position` starts reading: the rewind before it.
+    fn rewound_from(&self, position: StreamId) -> StreamId {
+        let rewind_ms = self.opts.rewind.as_millis().min(u64::MAX as u128) as u64;
+        if rewind_ms > 0 && position != StreamId::ZERO {
+            StreamId::new(position.ms.saturating_sub(rewind_ms), 0)
+        } else {
+            position
+        }
+    }
+
     fn unreachable(&mut self, lost: Lost, on: &mut dyn FnMut(&Event)) -> Duration {
         self.failures = self.failures.saturating_add(1);
         let factor = 1u32 << (self.failures - 1).min(16);
@@ -736,11 +792,10 @@ impl<'l> Follower<'l> {
             }
             Err(e) => return Err(Lost::Redis(e)),
         }
-        let rewind_ms = self.opts.rewind.as_millis().min(u64::MAX as u128) as u64;
-        self.cursor = self.position.last_id;
-        if rewind_ms > 0 && self.cursor != StreamId::ZERO {
-            self.cursor = StreamId::new(self.cursor.ms.saturating_sub(rewind_ms), 0);
+        if self.position.last_id == StreamId::ZERO {
+            self.read_back = ReadBack::default(); // a new stream: ids start again
         }
+        self.cursor = self.rewound_from(self.position.last_id);
         on(&Event::Connected {
             redis: format!("{} at {reached}", self.redis_shown),
             from: self.cursor,
@@ -784,12 +839,22 @@ impl<'l> Follower<'l> {
             match (entry, refusal) {
                 (Ok(e), None) => rules.push(e.rule),
                 (Ok(_), Some(reason)) => {
-                    refused += 1;
-                    on(&Event::Refused { id, reason });
+                    if self
+                        .read_back
+                        .first_reading_of_bad(id, self.position.last_id)
+                    {
+                        refused += 1;
+                        on(&Event::Refused { id, reason });
+                    }
                 }
                 (Err(reason), _) => {
-                    skipped += 1;
-                    on(&Event::Skipped { id, reason });
+                    if self
+                        .read_back
+                        .first_reading_of_bad(id, self.position.last_id)
+                    {
+                        skipped += 1;
+                        on(&Event::Skipped { id, reason });
+                    }
                 }
             }
         }
@@ -798,6 +863,8 @@ impl<'l> Follower<'l> {
         let fresh = last != self.cursor;
         self.cursor = last;
         let last = last.max(self.position.last_id);
+        self.read_back
+            .received_through(self.cursor, self.rewound_from(last));
         // "Last heard" is the clock's word, even if the clock stepped back: a value from
         // the future would make a stale ledger look fresh.
         if !fresh && now == self.position.last_heard && self.pending_degraded == 0 {
