@@ -108,13 +108,7 @@ pub(crate) fn check<R: Rules>(rules: &R, token: &Token) -> LeanResult<Verdict> {
             0
         }
     };
-    let get = |hash: u64, scope: Scope, key: &[u8]| -> LeanResult<Option<i64>> {
-        if rules.may_hold(hash) {
-            rules.get(hash, scope, token.tenant, key)
-        } else {
-            Ok(None)
-        }
-    };
+    let get = |hash: u64, scope: Scope, key: &[u8]| lookup(rules, hash, scope, token.tenant, key);
     let jti_hash = hash(jti, Scope::Token, token.token_id);
     let sub_hash = hash(sub, Scope::Subject, token.subject);
     let sid_hash = hash(sid, Scope::Session, token.session);
@@ -177,8 +171,21 @@ pub(crate) fn check<R: Rules>(rules: &R, token: &Token) -> LeanResult<Verdict> {
 fn token_rule<R: Rules>(rules: &R, token: &Token) -> LeanResult<Option<i64>> {
     let h = rules.hasher();
     let k = h.key(Scope::Token, h.tenant(token.tenant), token.token_id);
-    if rules.may_hold(k) {
-        rules.get(k, Scope::Token, token.tenant, token.token_id)
+    lookup(rules, k, Scope::Token, token.tenant, token.token_id)
+}
+
+/// The effective cutoff of `(scope, tenant, key)`, whose hash is `hash`: the filter is
+/// asked first, the table only past it.
+#[inline(always)]
+fn lookup<R: Rules>(
+    rules: &R,
+    hash: u64,
+    scope: Scope,
+    tenant: &[u8],
+    key: &[u8],
+) -> LeanResult<Option<i64>> {
+    if rules.may_hold(hash) {
+        rules.get(hash, scope, tenant, key)
     } else {
         Ok(None)
     }

@@ -427,12 +427,7 @@ fn malformed_entries_are_logged_and_skipped_and_later_ones_applied() {
         ],
     ];
     for fields in &entries {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(STREAM).arg("*");
-        for (k, v) in fields {
-            cmd.arg(*k).arg(*v);
-        }
-        let _: String = cmd.query(&mut conn).unwrap();
+        xadd_at(&mut conn, "*", fields);
     }
     wait_until("the entry after the bad ones is applied", || {
         holds_subject(&ra, "last", 30)
@@ -466,7 +461,7 @@ fn malformed_entries_are_logged_and_skipped_and_later_ones_applied() {
     assert!(sa.is_running(), "sync stopped on bad input: {log}");
 }
 
-/// `XADD`s an entry with the id `id` (`<ms>-<seq>`).
+/// `XADD`s an entry with the id `id` (`<ms>-<seq>`, or `*`: Redis chooses).
 fn xadd_at(conn: &mut redis::Connection, id: &str, fields: &[(&str, &[u8])]) {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(STREAM).arg(id);

@@ -836,27 +836,26 @@ impl<'l> Follower<'l> {
         let mut rules: Vec<Rule<'_>> = Vec::with_capacity(parsed.len());
         let (mut skipped, mut refused) = (0, 0);
         for ((id, entry), refusal) in parsed.into_iter().zip(refusals) {
-            match (entry, refusal) {
-                (Ok(e), None) => rules.push(e.rule),
-                (Ok(_), Some(reason)) => {
-                    if self
-                        .read_back
-                        .first_reading_of_bad(id, self.position.last_id)
-                    {
-                        refused += 1;
-                        on(&Event::Refused { id, reason });
-                    }
+            let bad = match (entry, refusal) {
+                (Ok(e), None) => {
+                    rules.push(e.rule);
+                    continue;
                 }
-                (Err(reason), _) => {
-                    if self
-                        .read_back
-                        .first_reading_of_bad(id, self.position.last_id)
-                    {
-                        skipped += 1;
-                        on(&Event::Skipped { id, reason });
-                    }
-                }
+                (Ok(_), Some(reason)) => Event::Refused { id, reason },
+                (Err(reason), _) => Event::Skipped { id, reason },
+            };
+            if !self
+                .read_back
+                .first_reading_of_bad(id, self.position.last_id)
+            {
+                continue; // judged when first read
             }
+            if matches!(bad, Event::Refused { .. }) {
+                refused += 1;
+            } else {
+                skipped += 1;
+            }
+            on(&bad);
         }
         // Ask for the next batch now; write this one while Redis prepares it.
         let ahead = self.send_xread(last);
