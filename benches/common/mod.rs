@@ -574,6 +574,14 @@ pub fn tokens(n: usize, kind: Kind, roles: usize, count: usize) -> Vec<OwnedToke
                 };
                 out.push(t);
             }
+            // The victims were taken in the order the rules were appended; in that
+            // order, a never-compacted ledger's records would be read almost
+            // sequentially (a few hundred bytes apart) and its found keys would look
+            // far cheaper than a compacted ledger's. Shuffled, every state reads the
+            // records of its found keys at random, as a gateway's traffic does.
+            for i in (1..out.len()).rev() {
+                out.swap(i, rng.below(i as u64 + 1) as usize);
+            }
             // A small ledger has fewer victims than the pool: cycle them.
             let have = out.len();
             for i in 0..count.saturating_sub(have) {
