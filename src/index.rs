@@ -24,7 +24,7 @@ use crate::header::{Header, HEADER_LEN};
 use crate::io;
 use crate::log::FileAccess;
 use crate::map::{prefetch, LogBytes, WordMap};
-use crate::record::{rule_at, FRAME_HEADER_LEN};
+use crate::record::{rule_at, same_bytes, FRAME_HEADER_LEN};
 use crate::rule::{Rule, Scope};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -726,8 +726,14 @@ impl SharedIndex {
         let mut beyond = false;
         for _ in 0..self.layout.n_buckets {
             let at = self.layout.buckets_at + b as usize * BUCKET_WORDS;
-            for slot in 0..SLOTS_PER_BUCKET {
-                let word = get(w, at + slot);
+            // One bounds check per bucket (the layout keeps every bucket inside the map;
+            // one outside reads as empty, as a word outside does for `get`).
+            let Some(bucket) = w.get(at..at + BUCKET_WORDS) else {
+                return Ok(if beyond { Found::Beyond } else { Found::Absent });
+            };
+            for slot in bucket {
+                // Relaxed: as `get`.
+                let word = u64::from_le(slot.load(Ordering::Relaxed));
                 if word == 0 {
                     return Ok(if beyond { Found::Beyond } else { Found::Absent });
                 }
@@ -752,7 +758,10 @@ impl SharedIndex {
                     }
                     return Err(Box::new(damaged(offset)));
                 };
-                if rule.scope == scope && rule.tenant == tenant && rule.key == key {
+                if rule.scope == scope
+                    && same_bytes(rule.tenant, tenant)
+                    && same_bytes(rule.key, key)
+                {
                     return Ok(Found::Cutoff(rule.at));
                 }
             }

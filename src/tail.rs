@@ -11,6 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::hash::Hasher;
+use crate::record::same_bytes;
 use crate::rule::Scope;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -113,7 +114,7 @@ impl KeyTable {
             }
             if word & !OFFSET_MASK == tag {
                 let (tn, k) = keys_of(src, word)?;
-                if tn == tenant && k == key {
+                if same_bytes(tn, tenant) && same_bytes(k, key) {
                     return Ok(Some(slot.cutoff.load(Ordering::Acquire)));
                 }
             }
@@ -152,7 +153,7 @@ impl KeyTable {
             }
             if word & !OFFSET_MASK == tag {
                 let (tn, k) = keys_of(src, word)?;
-                if tn == tenant && k == key {
+                if same_bytes(tn, tenant) && same_bytes(k, key) {
                     slot.cutoff.fetch_max(at, Ordering::AcqRel);
                     return Ok(());
                 }
