@@ -98,13 +98,18 @@ const STATE_VALID: u64 = 1;
 /// `state` of an index a newer epoch replaced.
 const STATE_REPLACED: u64 = 2;
 
+/// The value of one word of the index.
 #[inline(always)]
-fn get(words: &[AtomicU64], i: usize) -> u64 {
+fn load(word: &AtomicU64) -> u64 {
     // Relaxed: allowed on a read-only mapping (src/map.rs invariant 4); the words are
     // stored little-endian.
-    words
-        .get(i)
-        .map_or(0, |x| u64::from_le(x.load(Ordering::Relaxed)))
+    u64::from_le(word.load(Ordering::Relaxed))
+}
+
+/// Word `i` of the index; 0 (an empty word) outside it.
+#[inline(always)]
+fn get(words: &[AtomicU64], i: usize) -> u64 {
+    words.get(i).map_or(0, load)
 }
 
 #[inline(always)]
@@ -264,8 +269,7 @@ impl<'a> Filter<'a> {
     #[inline(always)]
     pub(crate) fn may_contain(&self, hash: u64) -> bool {
         let bits = filter_bits(hash);
-        self.word(hash)
-            .is_some_and(|w| u64::from_le(w.load(Ordering::Relaxed)) & bits == bits)
+        self.word(hash).is_some_and(|w| load(w) & bits == bits)
     }
 }
 
@@ -729,11 +733,10 @@ impl SharedIndex {
             // One bounds check per bucket (the layout keeps every bucket inside the map;
             // one outside reads as empty, as a word outside does for `get`).
             let Some(bucket) = w.get(at..at + BUCKET_WORDS) else {
-                return Ok(if beyond { Found::Beyond } else { Found::Absent });
+                break;
             };
             for slot in bucket {
-                // Relaxed: as `get`.
-                let word = u64::from_le(slot.load(Ordering::Relaxed));
+                let word = load(slot);
                 if word == 0 {
                     return Ok(if beyond { Found::Beyond } else { Found::Absent });
                 }
@@ -823,7 +826,10 @@ impl SharedIndex {
                     .from(offset)
                     .and_then(rule_at)
                     .ok_or_else(|| damaged(offset))?;
-                if old.scope == rule.scope && old.tenant == rule.tenant && old.key == rule.key {
+                if old.scope == rule.scope
+                    && same_bytes(old.tenant, rule.tenant)
+                    && same_bytes(old.key, rule.key)
+                {
                     self.count_record();
                     if rule.at > old.at {
                         self.raise_newest(rule.scope, rule.at);
