@@ -614,8 +614,12 @@ impl SharedIndex {
     /// All seven newest cutoffs, in scope order.
     #[inline(always)]
     pub(crate) fn newest_all(&self) -> [i64; 7] {
-        let w = self.words();
-        std::array::from_fn(|s| get(w, w::NEWEST + s) as i64)
+        // One bounds check for the seven words (a validated index always has them; a
+        // missing word would read as "probe every scope").
+        match self.words().get(w::NEWEST..w::NEWEST + 7) {
+            Some(n) => std::array::from_fn(|s| load(&n[s]) as i64),
+            None => [i64::MAX; 7],
+        }
     }
 
     /// Keys of `scope` in the table.
