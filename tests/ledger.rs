@@ -534,6 +534,62 @@ fn corrupt_byte_in_the_middle_is_reported_with_its_offset() {
     ));
 }
 
+/// A shared index whose slots point into the ledger's header (docs/FORMAT.md §4.2: a
+/// slot's low 40 bits are a payload offset) is corruption, and every check that meets it
+/// says so: the first check of a thread (which looks at the file's path first) and the
+/// checks after it, which answer through the thread's view of the ledger.
+#[test]
+fn a_slot_pointing_into_the_ledger_header_fails_every_check_as_corrupt() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = writer_without_compaction(&path);
+    let at = revledger::unix_now_floor() - 100;
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"victim", at))
+        .unwrap();
+    let index = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".index"))
+        .expect("the writer's shared index");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&index)
+        .unwrap();
+    let word = |at: u64| {
+        let mut b = [0u8; 8];
+        f.read_exact_at(&mut b, at).unwrap();
+        u64::from_le_bytes(b)
+    };
+    let (n_buckets, buckets_offset) = (word(16), word(40));
+    let mut damaged = 0;
+    for slot in 0..n_buckets * 8 {
+        let at = buckets_offset + slot * 8;
+        let w = word(at);
+        if w != 0 {
+            let into_header = (w & !((1u64 << 40) - 1)) | 8;
+            f.write_all_at(&into_header.to_le_bytes(), at).unwrap();
+            damaged += 1;
+        }
+    }
+    assert_eq!(damaged, 1, "one rule, one slot");
+    let r = Ledger::open_reader(&path).unwrap();
+    for _ in 0..3 {
+        match r.check(&token(b"t", b"victim", &[], at - 1)) {
+            Err(Error::Corrupt { reason, .. }) => {
+                assert!(reason.contains("shared index"), "{reason}")
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+    // Another key does not meet the damaged slot (a different tag, or a filter miss).
+    assert_eq!(
+        r.check(&token(b"t", b"someone else", &[], at - 1)).unwrap(),
+        Verdict::Valid
+    );
+}
+
 #[test]
 fn header_claiming_more_than_the_file_holds_is_not_read_past_the_end() {
     let dir = tempfile::tempdir().unwrap();
