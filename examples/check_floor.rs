@@ -11,15 +11,10 @@
 //! `cargo build --release --example check_floor && valgrind --tool=callgrind
 //! target/release/examples/check_floor 10000 100000`; arguments: rules, checks.
 use rapidhash::v3::{rapidhash_v3_nano_inline, RapidSecrets};
+use revledger::Scope;
 use std::hint::black_box;
 
-/// The scope numbers of src/rule.rs, mixed into a key's hash.
-const TOKEN: u64 = 6;
-const SUBJECT: u64 = 2;
-const SESSION: u64 = 5;
-const CLIENT: u64 = 4;
-const ROLE: u64 = 3;
-const TENANT: u64 = 1;
+/// Mixes the scope into a key's hash (src/hash.rs).
 const SCOPE_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
 fn fold(a: u64, b: u64) -> u64 {
@@ -35,10 +30,10 @@ struct Kernel {
 
 impl Kernel {
     #[inline(always)]
-    fn hash(&self, scope: u64, tenant_hash: u64, key: &[u8]) -> u64 {
+    fn hash(&self, scope: Scope, tenant_hash: u64, key: &[u8]) -> u64 {
         let k = rapidhash_v3_nano_inline::<false, false>(key, &self.key);
         fold(
-            k ^ (scope + 1).wrapping_mul(SCOPE_MIX),
+            k ^ (scope as u64 + 1).wrapping_mul(SCOPE_MIX),
             tenant_hash ^ self.key.seed,
         )
     }
@@ -74,7 +69,13 @@ fn main() {
         words: vec![0; slots.div_ceil(8) as usize],
     };
     // The rules of examples/profile_check: scope i mod 5, tenant i mod 100, key i.
-    let scopes = [SUBJECT, SESSION, ROLE, CLIENT, TOKEN];
+    let scopes = [
+        Scope::Subject,
+        Scope::Session,
+        Scope::Role,
+        Scope::Client,
+        Scope::Token,
+    ];
     for i in 0..n {
         let th = rapidhash_v3_nano_inline::<true, false>(
             format!("tenant-{:06}", i % 100).as_bytes(),
@@ -96,14 +97,14 @@ fn main() {
         let (tenant, keys) = black_box(&pool[(i & 1023) as usize]);
         let th = rapidhash_v3_nano_inline::<true, false>(tenant, &k.tenant);
         let hashes = [
-            k.hash(TOKEN, th, &keys[3]),
-            k.hash(SUBJECT, th, &keys[0]),
-            k.hash(SESSION, th, &keys[2]),
-            k.hash(CLIENT, th, &keys[1]),
-            k.hash(ROLE, th, &keys[5]),
-            k.hash(ROLE, th, &keys[6]),
-            k.hash(ROLE, th, &keys[7]),
-            k.hash(TENANT, th, b""),
+            k.hash(Scope::Token, th, &keys[3]),
+            k.hash(Scope::Subject, th, &keys[0]),
+            k.hash(Scope::Session, th, &keys[2]),
+            k.hash(Scope::Client, th, &keys[1]),
+            k.hash(Scope::Role, th, &keys[5]),
+            k.hash(Scope::Role, th, &keys[6]),
+            k.hash(Scope::Role, th, &keys[7]),
+            k.hash(Scope::Tenant, th, b""),
         ];
         let through = hashes.iter().filter(|&&h| k.may_hold(h)).count();
         passed += black_box(through) as u64;

@@ -566,9 +566,9 @@ fn a_slot_pointing_into_the_ledger_header_fails_every_check_as_corrupt() {
     let mut damaged = 0;
     for slot in 0..n_buckets * 8 {
         let at = buckets_offset + slot * 8;
-        let w = word(at);
-        if w != 0 {
-            let into_header = (w & !((1u64 << 40) - 1)) | 8;
+        let slot_word = word(at);
+        if slot_word != 0 {
+            let into_header = (slot_word & !((1u64 << 40) - 1)) | 8;
             f.write_all_at(&into_header.to_le_bytes(), at).unwrap();
             damaged += 1;
         }
