@@ -145,7 +145,6 @@ pub(crate) fn check<R: Rules>(rules: &R, token: &Token) -> LeanResult<Verdict> {
         best.consider(Scope::Client, get(azp_hash, Scope::Client, token.client)?);
     }
     if role {
-        let mut role_best: Option<i64> = None;
         for (i, r) in token.roles.iter().enumerate() {
             if r.is_empty() {
                 continue;
@@ -154,9 +153,8 @@ pub(crate) fn check<R: Rules>(rules: &R, token: &Token) -> LeanResult<Verdict> {
                 Some(&k) => k,
                 None => h.key(Scope::Role, th, r),
             };
-            role_best = role_best.max(get(k, Scope::Role, r)?);
+            best.consider(Scope::Role, get(k, Scope::Role, r)?);
         }
-        best.consider(Scope::Role, role_best);
     }
     if tenant {
         best.consider(Scope::Tenant, get(tenant_hash, Scope::Tenant, b"")?);
