@@ -14,6 +14,9 @@ use rapidhash::v3::{rapidhash_v3_nano_inline, RapidSecrets};
 use revledger::Scope;
 use std::hint::black_box;
 
+mod common;
+use common::{arg, key, tenant, thread_cpu_ns, RULE_SCOPES, TENANTS};
+
 /// Mixes the scope into a key's hash (src/hash.rs).
 const SCOPE_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -53,14 +56,10 @@ impl Kernel {
     }
 }
 
-fn key(prefix: &str, i: u64) -> Vec<u8> {
-    format!("{prefix}{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).into_bytes()
-}
-
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    let checks: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
+    let n: u64 = arg(&mut args, 10_000);
+    let checks: u64 = arg(&mut args, 100_000);
     let seed = revledger::unix_now_floor() as u64;
     let slots = (n.max(48) * 4).div_ceil(3);
     let mut k = Kernel {
@@ -68,27 +67,18 @@ fn main() {
         key: RapidSecrets::seed(seed.rotate_left(32) ^ 0x5EED),
         words: vec![0; slots.div_ceil(8) as usize],
     };
-    // The rules of examples/profile_check: scope i mod 5, tenant i mod 100, key i.
-    let scopes = [
-        Scope::Subject,
-        Scope::Session,
-        Scope::Role,
-        Scope::Client,
-        Scope::Token,
-    ];
+    // The rules of examples/profile_check (examples/common).
     for i in 0..n {
-        let th = rapidhash_v3_nano_inline::<true, false>(
-            format!("tenant-{:06}", i % 100).as_bytes(),
-            &k.tenant,
-        );
-        let (word, bits) = k.probe(k.hash(scopes[(i % 5) as usize], th, &key("key_", i)));
+        let th = rapidhash_v3_nano_inline::<true, false>(&tenant(i % TENANTS), &k.tenant);
+        let scope = RULE_SCOPES[i as usize % RULE_SCOPES.len()];
+        let (word, bits) = k.probe(k.hash(scope, th, &key("key_", i)));
         k.words[word] |= bits;
     }
     // Its valid tokens: keys no rule has.
     let pool: Vec<(Vec<u8>, Vec<Vec<u8>>)> = (0..1024u64)
         .map(|i| {
             let keys = (0..8).map(|j| key("abs_", i * 16 + j)).collect();
-            (format!("tenant-{:06}", i % 100).into_bytes(), keys)
+            (tenant(i % TENANTS), keys)
         })
         .collect();
     let mut passed = 0u64;
@@ -116,14 +106,4 @@ fn main() {
         spent as f64 / checks.max(1) as f64,
         100.0 * passed as f64 / (8 * checks.max(1)) as f64
     );
-}
-
-fn thread_cpu_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }

@@ -10,15 +10,14 @@
 use revledger::{Ledger, Rule, Scope, Token, WriterOptions};
 use std::hint::black_box;
 
-fn key(prefix: &str, i: u64) -> Vec<u8> {
-    format!("{prefix}{:016x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)).into_bytes()
-}
+mod common;
+use common::{arg, key, tenant, thread_cpu_ns, RULE_SCOPES, TENANTS};
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let n: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
-    let checks: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
-    let roles_per_token: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let n: u64 = arg(&mut args, 10_000);
+    let checks: u64 = arg(&mut args, 100_000);
+    let roles_per_token: usize = arg(&mut args, 3);
     // "fresh": tokens issued after every cutoff (only the jti is probed); "revoked":
     // each token's subject has a rule (its lookup finds the key and reads its record).
     let mode = args.next().unwrap_or_default();
@@ -29,20 +28,11 @@ fn main() {
     let base = revledger::unix_now_floor() - 10_000;
     {
         let w = Ledger::open_writer(&path, &WriterOptions::with_lifetime(86_400)).unwrap();
-        let scopes = [
-            Scope::Subject,
-            Scope::Session,
-            Scope::Role,
-            Scope::Client,
-            Scope::Token,
-        ];
-        let tenants: Vec<Vec<u8>> = (0..100)
-            .map(|t| format!("tenant-{t:06}").into_bytes())
-            .collect();
+        let tenants: Vec<Vec<u8>> = (0..TENANTS).map(tenant).collect();
         let keys: Vec<Vec<u8>> = (0..n).map(|i| key("key_", i)).collect();
         let rules: Vec<Rule> = (0..n as usize)
             .map(|i| {
-                let scope = scopes[i % scopes.len()];
+                let scope = RULE_SCOPES[i % RULE_SCOPES.len()];
                 let at = if scope == Scope::Token {
                     base + 20_000
                 } else {
@@ -73,8 +63,8 @@ fn main() {
             if revoked_mode {
                 keys[0] = key("key_", r);
             }
-            let tenant = if revoked_mode { r % 100 } else { i % 100 };
-            (format!("tenant-{tenant:06}").into_bytes(), keys)
+            let t = if revoked_mode { r } else { i };
+            (tenant(t % TENANTS), keys)
         })
         .collect();
     let toks: Vec<(Token, Vec<&[u8]>)> = pool
@@ -113,14 +103,4 @@ fn main() {
     );
     drop(r);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn thread_cpu_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }

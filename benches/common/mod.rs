@@ -11,6 +11,10 @@
 #![allow(dead_code)] // each bench binary uses part of this module
 
 pub mod claims;
+mod clock;
+
+#[allow(unused_imports)] // as above: each bench binary uses part of this module
+pub use clock::{monotonic_ns, thread_cpu_ns};
 
 use revledger::{CompactionPolicy, Ledger, Rule, Scope, Token, Verdict, WriterOptions};
 use std::borrow::Borrow;
@@ -117,29 +121,6 @@ pub fn write_json(name: &str, value: &serde_json::Value) {
     let text = serde_json::to_string_pretty(value).expect("serialising results");
     std::fs::write(&path, text).expect("writing results");
     eprintln!("revledger-bench: wrote {}", path.display());
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: one clock for every process of the host.
-pub fn monotonic_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC is always available
-    // on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
-}
-
-/// CPU time of the calling thread (user and system) in nanoseconds.
-pub fn thread_cpu_ns() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: as in `monotonic_ns`; CLOCK_THREAD_CPUTIME_ID is always available on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
 /// A criterion measurement of the benchmark thread's CPU time instead of wall time.
