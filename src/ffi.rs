@@ -15,10 +15,10 @@
 use crate::claims::ClaimMapping;
 use crate::error::Error;
 use crate::ledger::{Ledger, WriterOptions};
-use crate::rule::{Rule, Scope, Token, Verdict, MAX_ROLES};
-use smallvec::SmallVec;
+use crate::rule::{Rule, Scope, Token, Verdict, MAX_KEY_LEN, MAX_ROLES};
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
+use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -366,29 +366,56 @@ pub(crate) fn arm_test_panic(name: Option<&str>) -> bool {
 /// # Safety
 /// When `b.ptr` is not null it must point to `b.len` readable bytes that stay unchanged
 /// for the call, as the header states for every `revledger_bytes` argument.
-///
-/// Inlined: a check borrows up to 21 of them (the profile showed the call itself costing
-/// more than the checks); the error paths stay out of line.
 #[inline(always)]
 unsafe fn bytes<'a>(b: revledger_bytes, what: &str) -> FfiResult<&'a [u8]> {
+    // SAFETY: forwarded caller contract.
+    unsafe { bytes_within(b, what, isize::MAX as usize) }
+}
+
+/// One of a token's keys: [`bytes`] no longer than [`MAX_KEY_LEN`], so that the token
+/// needs no other check of its lengths.
+///
+/// # Safety
+/// As [`bytes`].
+#[inline(always)]
+unsafe fn key_bytes<'a>(b: revledger_bytes, what: &str) -> FfiResult<&'a [u8]> {
+    // SAFETY: forwarded caller contract.
+    unsafe { bytes_within(b, what, MAX_KEY_LEN) }
+}
+
+/// [`bytes`] refusing a length over `limit` (at most `isize::MAX`). Inlined: a check
+/// borrows up to 21 byte strings (the profile showed the call itself costing more than
+/// the checks); the error paths stay out of line.
+///
+/// # Safety
+/// As [`bytes`].
+#[inline(always)]
+unsafe fn bytes_within<'a>(b: revledger_bytes, what: &str, limit: usize) -> FfiResult<&'a [u8]> {
     if b.len == 0 {
         return Ok(&[]);
     }
-    if b.ptr.is_null() || b.len > isize::MAX as usize {
+    if b.ptr.is_null() || b.len > limit {
         return Err(bad_bytes(b, what));
     }
-    // SAFETY: non-null, len within isize::MAX, readable for the call (caller contract).
+    // SAFETY: non-null, len within `limit` ≤ isize::MAX, readable for the call (caller
+    // contract).
     Ok(unsafe { std::slice::from_raw_parts(b.ptr, b.len) })
 }
 
-/// The error of [`bytes`] for a NULL pointer with a length, or a length past `isize::MAX`.
+/// The error of [`bytes_within`]: a NULL pointer with a length, a length past
+/// `isize::MAX`, or else a key over [`MAX_KEY_LEN`].
 #[cold]
 #[inline(never)]
 fn bad_bytes(b: revledger_bytes, what: &str) -> revledger_status {
     if b.ptr.is_null() {
         invalid(format!("{what}: ptr is NULL but len is {}", b.len))
-    } else {
+    } else if b.len > isize::MAX as usize {
         invalid(format!("{what}: len {} is not a valid length", b.len))
+    } else {
+        invalid(format!(
+            "{what} is {} bytes long; the limit is {MAX_KEY_LEN}",
+            b.len
+        ))
     }
 }
 
@@ -898,23 +925,38 @@ pub unsafe extern "C" fn revledger_check(
                 // SAFETY: non-null, `roles_len` (≤ MAX_ROLES) elements readable (contract).
                 unsafe { std::slice::from_raw_parts(t.roles, t.roles_len) }
             };
-            // Up to 16 roles on the stack (initialised only as far as they are used).
-            let mut roles: SmallVec<[&[u8]; 16]> = SmallVec::new();
-            for r in raw_roles {
-                // SAFETY: forwarded caller contract.
-                roles.push(unsafe { bytes(*r, "role")? });
-            }
+            // Up to 16 roles on the stack, written once each (no initialisation, no
+            // length kept in memory: this loop is on every check's path); more on the heap.
+            let mut stack = [MaybeUninit::<&[u8]>::uninit(); 16];
+            let heap: Vec<&[u8]>;
+            let roles: &[&[u8]] = if raw_roles.len() <= stack.len() {
+                for (slot, r) in stack.iter_mut().zip(raw_roles) {
+                    // SAFETY: forwarded caller contract.
+                    slot.write(unsafe { key_bytes(*r, "role")? });
+                }
+                // SAFETY: the loop wrote the first `raw_roles.len()` slots (it returned
+                // early otherwise), and `MaybeUninit<T>` has the layout of `T`.
+                unsafe { std::slice::from_raw_parts(stack.as_ptr().cast(), raw_roles.len()) }
+            } else {
+                heap = raw_roles
+                    .iter()
+                    // SAFETY: forwarded caller contract.
+                    .map(|r| unsafe { key_bytes(*r, "role") })
+                    .collect::<FfiResult<_>>()?;
+                &heap
+            };
             // SAFETY (all five): forwarded caller contract.
             let token = Token {
-                tenant: unsafe { bytes(t.tenant, "tenant")? },
-                subject: unsafe { bytes(t.subject, "subject")? },
-                roles: &roles,
-                client: unsafe { bytes(t.client, "client")? },
-                session: unsafe { bytes(t.session, "session")? },
-                token_id: unsafe { bytes(t.token_id, "token_id")? },
+                tenant: unsafe { key_bytes(t.tenant, "tenant")? },
+                subject: unsafe { key_bytes(t.subject, "subject")? },
+                roles,
+                client: unsafe { key_bytes(t.client, "client")? },
+                session: unsafe { key_bytes(t.session, "session")? },
+                token_id: unsafe { key_bytes(t.token_id, "token_id")? },
                 issued_at: t.issued_at,
             };
-            let verdict = c_verdict(ledger.check_lean(&token).map_err(|e| from_error(*e))?);
+            // Every key was checked against MAX_KEY_LEN above, the roles' count too.
+            let verdict = c_verdict(ledger.check_valid(&token).map_err(|e| from_error(*e))?);
             // SAFETY: non-null and writable (caller contract).
             unsafe { out.write(verdict) };
             Ok(())

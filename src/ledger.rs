@@ -1020,6 +1020,14 @@ impl Ledger {
         if !token.is_valid() {
             return Err(Box::new(token.refusal()));
         }
+        self.check_valid(token)
+    }
+
+    /// [`Ledger::check_lean`] for a token whose caller has already made sure that
+    /// [`Token::is_valid`] holds (the C ABI checks each key's length as it takes it).
+    #[inline]
+    pub(crate) fn check_valid(&self, token: &Token) -> LeanResult<Verdict> {
+        debug_assert!(token.is_valid());
         // The view's answer comes back in registers; an error, rare, beside it.
         let mut failure = None;
         let answer = self.inner.with_view(|gen| {

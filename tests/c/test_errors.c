@@ -254,6 +254,46 @@ static void bad_roles_are_invalid_argument(void) {
   revledger_close(w);
 }
 
+/* A bad role is found wherever it sits: among the first 16 roles (kept on the stack)
+ * and past them (on the heap), with a message that names it. */
+static void a_bad_role_is_refused_at_any_position(void) {
+  revledger *w, *r;
+  REQUIRE(open_pair(&w, &r));
+  static uint8_t buf[4097];
+  memset(buf, 'x', sizeof buf);
+  const revledger_bytes over = {buf, 4097}, null_with_len = {NULL, 3};
+  const size_t counts[] = {1, 16, 17, 40};
+  for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+    const size_t n = counts[c];
+    revledger_bytes *roles = calloc(n, sizeof *roles);
+    REQUIRE(roles != NULL);
+    for (size_t i = 0; i < n; i++) roles[i] = B("r");
+    revledger_token t = tok("acme", "john", NULL, NULL, NULL, NULL, NULL, 1);
+    t.roles = roles;
+    t.roles_len = n;
+    EXPECT_VALID(r, &t);
+    const size_t positions[] = {0, n / 2, n - 1};
+    for (size_t p = 0; p < 3; p++) {
+      revledger_verdict v = {true, REVLEDGER_SCOPE_TOKEN, 77};
+      roles[positions[p]] = over;
+      FAILS(revledger_check(r, &t, &v), REVLEDGER_INVALID_ARGUMENT);
+      EXPECT(strstr(revledger_last_error(), "role is 4097 bytes long") != NULL);
+      roles[positions[p]] = null_with_len;
+      FAILS(revledger_check(r, &t, &v), REVLEDGER_INVALID_ARGUMENT);
+      EXPECT(strstr(revledger_last_error(), "role: ptr is NULL but len is 3") != NULL);
+      EXPECT(v.cutoff == 77);
+      roles[positions[p]] = B("r");
+    }
+    /* Still answered right after the refusals: a role rule revokes the token. */
+    roles[n - 1] = B("boss");
+    EXPECT(OK(revledger_revoke(w, REVLEDGER_SCOPE_ROLE, B("acme"), B("boss"), 10 + (int64_t)c)));
+    EXPECT_REVOKED(r, &t, REVLEDGER_SCOPE_ROLE, 10 + (int64_t)c);
+    free(roles);
+  }
+  revledger_close(r);
+  revledger_close(w);
+}
+
 /* Rules the ledger cannot hold: a key for global/tenant, no key for the others. */
 static void misshapen_rules_are_invalid_argument(void) {
   revledger *w, *r;
@@ -465,6 +505,7 @@ int main(void) {
   RUN(out_of_range_scope_is_invalid_argument);
   RUN(over_long_keys_are_invalid_argument);
   RUN(bad_roles_are_invalid_argument);
+  RUN(a_bad_role_is_refused_at_any_position);
   RUN(misshapen_rules_are_invalid_argument);
   RUN(writes_on_a_reader_are_read_only);
   RUN(non_ledger_files_are_incompatible);
