@@ -828,7 +828,7 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
-/// A check's answer as a thread's view hands it back to [`Ledger::check_lean`]: two words,
+/// A check's answer as a thread's view hands it back to [`Ledger::check_valid`]: two words,
 /// so that it comes back in registers. As `Option<LeanResult<Verdict>>` it came back
 /// through memory, written a byte at a time (tag, scope) and read back in wider loads:
 /// store-to-load forwarding failed on every check (about 13 ns of 57 for a valid token at
