@@ -376,7 +376,8 @@ pub(crate) struct SharedIndex {
 
 impl SharedIndex {
     /// Creates the index file `tmp` for `ledger` (its header), sized for `keys`, in state
-    /// "building", mapped read-write. The caller inserts, then [`SharedIndex::validate`] and [`SharedIndex::rename_into`].
+    /// "building", mapped read-write. The caller inserts, then [`SharedIndex::validate`]
+    /// and [`SharedIndex::rename_into`].
     pub(crate) fn create(
         tmp: &Path,
         ledger: &Header,

@@ -178,13 +178,19 @@ static void out_of_range_scope_is_invalid_argument(void) {
   revledger_close(w);
 }
 
+/* A key of `len` 'x' bytes, len at most 4097: one past the limit of 4096. */
+static revledger_bytes x_key(size_t len) {
+  static uint8_t buf[4097];
+  memset(buf, 'x', sizeof buf);
+  revledger_bytes b = {buf, len <= sizeof buf ? len : sizeof buf};
+  return b;
+}
+
 /* Keys are limited to 4096 bytes: 4096 is accepted, 4097 refused, on every field. */
 static void over_long_keys_are_invalid_argument(void) {
   revledger *w, *r;
   REQUIRE(open_pair(&w, &r));
-  static uint8_t buf[4097];
-  memset(buf, 'x', sizeof buf);
-  const revledger_bytes max = {buf, 4096}, over = {buf, 4097};
+  const revledger_bytes max = x_key(4096), over = x_key(4097);
 
   FAILS(revledger_revoke(w, REVLEDGER_SCOPE_SUBJECT, B("acme"), over, 5),
         REVLEDGER_INVALID_ARGUMENT);
@@ -259,9 +265,7 @@ static void bad_roles_are_invalid_argument(void) {
 static void a_bad_role_is_refused_at_any_position(void) {
   revledger *w, *r;
   REQUIRE(open_pair(&w, &r));
-  static uint8_t buf[4097];
-  memset(buf, 'x', sizeof buf);
-  const revledger_bytes over = {buf, 4097}, null_with_len = {NULL, 3};
+  const revledger_bytes over = x_key(4097), null_with_len = {NULL, 3};
   const size_t counts[] = {1, 16, 17, 40};
   for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
     const size_t n = counts[c];
