@@ -602,11 +602,30 @@ fn bad_sets_get_the_rfc_8935_errors_and_change_nothing() {
             "invalid_request",
         ),
         ("not a JWS", "hello".to_string(), "invalid_request"),
-        // alg none, hand-made (no library signs it): refused before any key is looked up.
+        // alg none, hand-made (no library signs it): refused before any key is looked up,
+        // as an algorithm not accepted (docs/INGEST.md), like one the JWS library does not
+        // know at all.
         (
             "alg none",
             format!(
                 "eyJhbGciOiJub25lIiwidHlwIjoic2VjZXZlbnQrand0In0.{}.",
+                base64url(good.to_string().as_bytes())
+            ),
+            "invalid_key",
+        ),
+        (
+            "alg ES256K",
+            format!(
+                "{}.{}.c2ln",
+                base64url(br#"{"alg":"ES256K","typ":"secevent+jwt","kid":"es-1"}"#),
+                base64url(good.to_string().as_bytes())
+            ),
+            "invalid_key",
+        ),
+        (
+            "a header that is not JSON",
+            format!(
+                "bm90IGpzb24.{}.c2ln",
                 base64url(good.to_string().as_bytes())
             ),
             "invalid_request",
@@ -645,7 +664,7 @@ fn bad_sets_get_the_rfc_8935_errors_and_change_nothing() {
     let m = ingest.get_metrics();
     assert!(
         m.contains(
-            r#"revledger_ingest_events_total{kind="ssf",source="idp",outcome="refused"} 13"#
+            r#"revledger_ingest_events_total{kind="ssf",source="idp",outcome="refused"} 15"#
         ),
         "{m}"
     );

@@ -536,6 +536,19 @@ impl Config {
         if self.sink.max_future_secs < 0 {
             return err("[sink] max_future_secs must be >= 0");
         }
+        // The stream's publisher refuses a cutoff more than `leeway` ahead (it would be
+        // trimmed while it still matters, docs/SYNC.md §3): a larger max_future_secs lets
+        // such a rule pass the mapping and then fail its whole write group with 503, which
+        // the sender retries for ever, instead of the 400 it should get.
+        if let Some(r) = &self.sink.redis {
+            if self.sink.max_future_secs > r.leeway {
+                return err(format!(
+                    "[sink] max_future_secs ({}) must not exceed [sink.redis] leeway ({}): \
+                     the stream refuses cutoffs further ahead",
+                    self.sink.max_future_secs, r.leeway
+                ));
+            }
+        }
         if self.ssf.is_empty() && self.auth0.is_empty() && self.keycloak.is_empty() {
             return err("no source: add at least one [[ssf]], [[auth0]] or [[keycloak]] table");
         }
@@ -825,6 +838,14 @@ mod tests {
                 "unknown field",
             ),
             (MINIMAL.replace("listen", "lisen"), "unknown field"),
+            (
+                MINIMAL.replace(
+                    "[sink.ledger]\n        path = \"/tmp/x.ledger\"",
+                    "[sink]\nmax_future_secs = 301\n[sink.redis]\nurl = \"redis://127.0.0.1/\"\nstream = \"s\"\n\
+                     max_token_lifetime = 3600",
+                ),
+                "must not exceed [sink.redis] leeway (300)",
+            ),
         ] {
             let e = Config::parse(&edit).unwrap_err().to_string();
             assert!(e.contains(needle), "expected {needle:?} in {e}");

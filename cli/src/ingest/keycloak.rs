@@ -12,7 +12,7 @@
 //! | admin `REALM_ROLE_MAPPING`, `CLIENT_ROLE_MAPPING` on `groups/{g}/role-mappings/…` | Role, each role of the representation |
 //! | admin `REALM_ROLE` update/delete on `roles/{name}` (and its `composites`), `roles-by-id/{id}` | Role `esc(name)` |
 //! | admin `CLIENT_ROLE` update/delete on `clients/{uuid}/roles/{name}` (and its `composites`) | Role `esc(clientId):esc(name)` |
-//! | admin `USER` delete; update to `"enabled": false`; action `logout`, `reset-password` | Subject |
+//! | admin `USER` delete; update to `"enabled": false` (an update without its representation is refused); action `logout`, `reset-password` | Subject |
 //! | admin `USER_SESSION` delete on `sessions/{id}` | Session |
 //! | admin `REALM` action `logout-all` | Tenant, when `allow_tenant_rules` |
 //! | user `LOGOUT` | Session (`sessionId`; Subject when it has none) |
@@ -353,7 +353,18 @@ fn admin_targets(
         }
         ("USER", ["users", id]) if op == "DELETE" => vec![Target::Subject(id.to_string())],
         ("USER", ["users", id]) if op == "UPDATE" => {
-            let disabled = representation()?.get("enabled").and_then(Value::as_bool) == Some(false);
+            let user = representation()?;
+            if user.is_null() {
+                // Whether the user was disabled cannot be read: refused (DESIGN.md §9: an
+                // event that cannot be mapped is refused and logged), as for a group's role
+                // mapping without its representation, instead of being acknowledged as
+                // ignored while the disabled user's tokens stay valid.
+                return Err(Refusal::invalid(format!(
+                    "{what}: no representation, so a disabled user cannot be told from any \
+                     other update; turn on Include representation in the realm's admin events"
+                )));
+            }
+            let disabled = user.get("enabled").and_then(Value::as_bool) == Some(false);
             if disabled {
                 vec![Target::Subject(id.to_string())]
             } else {
@@ -558,6 +569,12 @@ mod tests {
             Some(json!({"id": id, "enabled": true}))
         ))
         .is_empty());
+        // Without its representation, a disabled user cannot be told from another update:
+        // refused, not acknowledged as ignored.
+        let blind = map_event(&admin("USER", "UPDATE", "users/6a2e", None), &policy());
+        let e = blind.unwrap_err();
+        assert_eq!(e.kind, RefusalKind::Invalid);
+        assert!(e.to_string().contains("Include representation"), "{e}");
         assert_eq!(
             rules(&admin("USER", "ACTION", "users/6a2e/logout", None)),
             subject

@@ -170,8 +170,16 @@ pub async fn verify_token(
     let token = std::str::from_utf8(body)
         .map_err(|_| Refusal::invalid("the body is not a compact JWS (not UTF-8)"))?
         .trim();
-    let header = jsonwebtoken::decode_header(token)
-        .map_err(|e| Refusal::invalid(format!("the body is not a compact JWS: {e}")))?;
+    let header = jsonwebtoken::decode_header(token).map_err(|e| match header_alg(token) {
+        // A readable JWS whose `alg` this receiver does not know (`none`, `ES256K`, …):
+        // an unacceptable key/algorithm (RFC 8935 invalid_key, docs/INGEST.md §3), not an
+        // unparsable request.
+        Some(alg) => Refusal::new(
+            RefusalKind::InvalidKey,
+            format!("alg {alg:?} is not accepted from this transmitter"),
+        ),
+        None => Refusal::invalid(format!("the body is not a compact JWS: {e}")),
+    })?;
     check_typ(header.typ.as_deref())?;
     if !policy.algorithms.contains(&header.alg) {
         return Err(Refusal::new(
@@ -215,6 +223,23 @@ pub async fn verify_token(
             last.map(|e| format!(" ({e})")).unwrap_or_default()
         ),
     ))
+}
+
+/// The `alg` of a compact JWS's readable protected header, when it is one no key here
+/// can verify (`none`, `ES256K`, …).
+fn header_alg(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let (head, rest) = token.split_once('.')?;
+    if rest.split('.').count() != 2 {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    let alg = v.get("alg")?.as_str()?;
+    // Only an alg the JWS library cannot name; other header errors stay invalid_request.
+    alg.parse::<Algorithm>().is_err().then(|| alg.to_string())
 }
 
 /// RFC 8417 §2.3 and SSF: `typ` is `secevent+jwt` (or its full media type).
