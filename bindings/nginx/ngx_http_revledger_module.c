@@ -36,6 +36,7 @@ typedef struct {
     ngx_str_t                  path;       /* full name, NUL-terminated */
     revledger                 *reader;     /* this worker's; NULL: not open */
     time_t                     retry;      /* no reopening before this second */
+    time_t                     verified;   /* the second the path was last verified */
 } ngx_http_revledger_ledger_t;
 
 
@@ -202,6 +203,11 @@ ngx_http_revledger_handler(ngx_http_request_t *r)
     ngx_http_revledger_loc_conf_t   *rlcf;
     ngx_http_revledger_main_conf_t  *rmcf;
 
+    if (r != r->main) {
+        /* subrequests (auth_request's among them) skip the checks, as in the access phase */
+        return NGX_DECLINED;
+    }
+
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_revledger_module);
 
     if (rlcf->ledger == NGX_HTTP_REVLEDGER_OFF) {
@@ -360,15 +366,32 @@ ngx_http_revledger_check(ngx_http_request_t *r,
     bytes.ptr = jwt->data;
     bytes.len = jwt->len;
 
-    if (ledger->reader != NULL) {
-        status = revledger_check_jwt(ledger->reader, claims, bytes, verdict);
+    now = ngx_time();
 
-        if (status == REVLEDGER_OK || status == REVLEDGER_INVALID_ARGUMENT) {
-            return status;
+    if (ledger->reader != NULL) {
+
+        /*
+         * Once a second, is the file at the path still this reader's (not deleted,
+         * not replaced by a new ledger)? The library looks only on one check in 4093
+         * per thread; until then a worker would answer from a deleted file and miss
+         * every rule written to the ledger now at the path.
+         */
+
+        status = REVLEDGER_OK;
+
+        if (ledger->verified != now) {
+            ledger->verified = now;
+            status = revledger_refresh(ledger->reader);
+        }
+
+        if (status == REVLEDGER_OK) {
+            status = revledger_check_jwt(ledger->reader, claims, bytes, verdict);
+
+            if (status == REVLEDGER_OK || status == REVLEDGER_INVALID_ARGUMENT) {
+                return status;
+            }
         }
     }
-
-    now = ngx_time();
 
     if (now < ledger->retry) {
         return REVLEDGER_IO;
@@ -433,9 +456,23 @@ ngx_http_revledger_reject(ngx_http_request_t *r, u_char *why, size_t len)
 
     len = ngx_min(len, NGX_HTTP_REVLEDGER_MAX_WHY);
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    /*
+     * After "error_page 401 <uri>" the redirected request comes through here again
+     * with the header of the first rejection still in headers_out: replace its value
+     * rather than send the challenge twice.
+     */
+
+    h = r->headers_out.www_authenticate;
+
+    if (h == NULL || h->hash == 0
+        || h->value.len < sizeof("Bearer error=\"invalid_token\"") - 1
+        || ngx_strncmp(h->value.data, "Bearer error=\"invalid_token\"",
+                       sizeof("Bearer error=\"invalid_token\"") - 1) != 0)
+    {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     value = ngx_pnalloc(r->pool,
@@ -601,8 +638,7 @@ ngx_http_revledger_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 static ngx_int_t
 ngx_http_revledger_init(ngx_conf_t *cf)
 {
-    ngx_http_handler_pt             *h, *first;
-    ngx_array_t                     *handlers;
+    ngx_http_handler_pt             *h;
     ngx_http_core_main_conf_t       *cmcf;
     ngx_http_revledger_main_conf_t  *rmcf;
 
@@ -614,22 +650,23 @@ ngx_http_revledger_init(ngx_conf_t *cf)
     }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
-    handlers = &cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers;
 
-    h = ngx_array_push(handlers);
+    /*
+     * After the whole access phase, not in it: ngx_http_lua_module moves its
+     * access_by_lua* handler to the end of the access phase at its first request
+     * (access_by_lua_no_postpone off, the default), so a handler placed "last" in the
+     * access phase at configuration time ends up before it, and would decode and
+     * answer tokens the authenticating Lua code has not verified yet. The precontent
+     * phase runs after every access check (and post-access); the phase engine runs
+     * its handlers last-registered first, so this one also precedes try_files/mirror.
+     */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
-    /*
-     * The phase engine runs a phase's handlers last-registered first; placed at the
-     * front, this one runs after the other access checks, so that the module that
-     * authenticates the token (auth_request, auth_basic, ...) has already passed it.
-     */
-
-    first = handlers->elts;
-    ngx_memmove(first + 1, first, (h - first) * sizeof(ngx_http_handler_pt));
-    *first = ngx_http_revledger_handler;
+    *h = ngx_http_revledger_handler;
 
     return NGX_OK;
 }
@@ -694,6 +731,7 @@ ngx_http_revledger(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ledger->path.len = path.len;
     ledger->reader = NULL;
     ledger->retry = 0;
+    ledger->verified = 0;
 
     rlcf->ledger = rmcf->ledgers.nelts - 1;
 

@@ -112,9 +112,11 @@ def jwt(payload: dict) -> str:
 
 
 class Response:
-    def __init__(self, status: int, headers: Dict[str, str], body: bytes):
+    def __init__(self, status: int, raw_headers: List[Tuple[str, str]], body: bytes):
         self.status = status
-        self.headers = headers
+        # every header line as sent (a repeated header appears once per line)
+        self.raw_headers = raw_headers
+        self.headers = {k.lower(): v for k, v in raw_headers}
         self.body = body
 
     def __repr__(self) -> str:
@@ -133,7 +135,7 @@ def request(port: int, path: str = "/", token: Optional[str] = None,
         conn.request("GET", path, headers=h)
         r = conn.getresponse()
         body = r.read()
-        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, body)
+        return Response(r.status, r.getheaders(), body)
     finally:
         conn.close()
 

@@ -244,6 +244,120 @@ def test_missing_ledger_fails_closed_or_open_then_recovers(base, nginx):
         assert_upstream(n.get("/", token(sub="mike")))
 
 
+def test_a_ledger_deleted_or_replaced_while_running_is_noticed_within_a_second(base, nginx):
+    d = ledger_dir(base)
+    path = d / "replaced.ledger"
+    writer = create_ledger(path)
+    n = nginx(front(f"revledger {path};"), workers=1)
+    john = token(sub="john")
+    assert_upstream(n.get("/", john))
+    assert n.get("/", john).headers.get("x-verdict", "") == "valid"
+
+    # Another ledger renamed over the path, with john revoked in it: the worker must not
+    # go on answering from the file it has open (the library alone looks at the path
+    # only once in thousands of checks). Fewer than 200 requests in all.
+    other = d / "other.ledger"
+    replacement = create_ledger(other)
+    cutoff = revledger.now_cutoff()
+    replacement.revoke(Scope.SUBJECT, "acme", "john", cutoff)
+    replacement.close()
+    writer.close()
+    other.rename(path)
+    sent = 0
+
+    def revoked_in_the_new_file() -> bool:
+        nonlocal sent
+        sent += 1
+        assert sent < 200, "still answering from the replaced file"
+        r = n.get("/", john)
+        if r.status == 200:
+            return False
+        assert_revoked(r, "subject", cutoff)
+        return True
+
+    wait_for(revoked_in_the_new_file, "the worker to read the ledger now at the path",
+             interval=0.02)
+
+    # Deleted: 503 (fail closed), never "valid" from the deleted file.
+    path.unlink()
+    sent = 0
+
+    def fails_closed() -> bool:
+        nonlocal sent
+        sent += 1
+        assert sent < 200, "still answering from the deleted file"
+        r = n.get("/", token(sub="mike"))
+        assert r.status in (200, 503), r
+        return r.status == 503
+
+    wait_for(fails_closed, "the worker to notice the deletion", interval=0.02)
+    assert n.get("/", token(sub="mike")).headers.get("x-verdict", "") == "error"
+
+
+def test_it_runs_after_access_by_lua_and_satisfy_any(base, nginx):
+    """After every access check: access_by_lua* (which lua-nginx-module moves to the end
+    of the access phase at run time) decides first, and no access module's grant under
+    `satisfy any` lets a revoked token through."""
+    path = ledger_dir(base) / "order.ledger"
+    writer = create_ledger(path)
+    cutoff = revledger.now_cutoff()
+    writer.revoke(Scope.SUBJECT, "acme", "john", cutoff)
+    lua = [harness.SYSTEM_MODULES / "ndk_http_module.so",
+           harness.SYSTEM_MODULES / "ngx_http_lua_module.so"]
+    upstream = "proxy_pass http://127.0.0.1:{upstream};"
+    locations = f"""
+        location /lua-refuses {{
+            access_by_lua_block {{ return ngx.exit(403) }}
+            {upstream}
+        }}
+        location /lua-passes {{
+            access_by_lua_block {{ ngx.req.set_header("X-Authenticated", "yes") }}
+            {upstream}
+        }}
+        location /any {{ satisfy any; allow all; {upstream} }}
+        location /refused {{ deny all; {upstream} }}
+    """
+    # the module loaded before the Lua module and after it
+    for modules in ([harness.module_path(), *lua], [*lua, harness.module_path()]):
+        n = nginx(front(f"revledger {path};", locations), modules=modules)
+        john, mike = token(sub="john"), token(sub="mike")
+        for _ in range(3):  # the Lua module moves its handler at its first request
+            r = n.get("/lua-refuses", john)
+            assert r.status == 403, r
+            assert "www-authenticate" not in r.headers, r
+            assert_revoked(n.get("/lua-passes", john), "subject", cutoff)
+            assert_upstream(n.get("/lua-passes", mike), "/lua-passes")
+            assert_revoked(n.get("/any", john), "subject", cutoff)
+            assert_upstream(n.get("/any", mike), "/any")
+            assert n.get("/refused", john).status == 403
+        n.stop()
+
+
+def test_an_error_page_for_401_gets_one_challenge(base, nginx):
+    path = ledger_dir(base) / "error-page.ledger"
+    writer = create_ledger(path)
+    cutoff = revledger.now_cutoff()
+    writer.revoke(Scope.SUBJECT, "acme", "john", cutoff)
+    upstream = "proxy_pass http://127.0.0.1:{upstream};"
+    n = nginx(front(f"revledger {path};", f"""
+        location /checked-page {{ error_page 401 /login; {upstream} }}
+        location = /login {{ {upstream} }}
+        location /page {{ error_page 401 /login-page; {upstream} }}
+        location = /login-page {{ revledger off; {upstream} }}
+    """))
+    expected = ['Bearer error="invalid_token", '
+                f'error_description="token revoked: subject permissions changed at {cutoff}"']
+    # the page's location is checked too (the redirected request comes through again)
+    r = n.get("/checked-page", token(sub="john"))
+    assert r.status == 401, r
+    assert [v for k, v in r.raw_headers if k.lower() == "www-authenticate"] == expected, r
+    # the page's location not checked: the page is served, with the one challenge
+    r = n.get("/page", token(sub="john"))
+    assert r.status == 401, r
+    assert r.body == b"upstream /login-page\n", r
+    assert [v for k, v in r.raw_headers if k.lower() == "www-authenticate"] == expected, r
+
+
 def test_corrupt_ledger_fails_closed_or_open(base, nginx):
     d = ledger_dir(base)
     garbage = d / "garbage.ledger"
