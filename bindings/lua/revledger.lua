@@ -192,6 +192,10 @@ function _M.open_reader(path)
   if type(path) ~= "string" then
     return nil, "revledger.open_reader: path must be a string"
   end
+  if path:find("\0", 1, true) then
+    -- a C string would end at the NUL and name another file
+    return nil, "revledger.open_reader: path contains a NUL byte"
+  end
   local status = C.revledger_open_reader(path, handle_out)
   if status ~= 0 then
     return failure(status)
@@ -206,6 +210,9 @@ end
 function _M.claims(spec)
   if type(spec) ~= "string" then
     return nil, "revledger.claims: spec must be a string"
+  end
+  if spec:find("\0", 1, true) then
+    return nil, "revledger.claims: spec contains a NUL byte"
   end
   local status = C.revledger_claims_new(spec, claims_out)
   if status ~= 0 then
@@ -312,6 +319,17 @@ function Ledger:check(t)
       return nil, "revledger: check: roles must be a list of strings or nil"
     end
     n = #roles
+    -- a list without holes and nothing else: a role skipped here could be the revoked one
+    local count = 0
+    for k in pairs(roles) do
+      if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
+        return nil, "revledger: check: roles must be a list of strings (keys 1..n, no holes)"
+      end
+      count = count + 1
+    end
+    if count ~= n then
+      return nil, "revledger: check: roles must be a list of strings (keys 1..n, no holes)"
+    end
     if n > roles_cap then
       if n > _M.MAX_ROLES then
         return nil, string_format("revledger: check: %d roles; the limit is %d", n,

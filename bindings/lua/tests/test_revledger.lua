@@ -93,6 +93,12 @@ tests[#tests + 1] = { "open_reader: a missing file is nil and a message", functi
   assert(type(err) == "string" and err:find("^REVLEDGER_"), err)
   ledger, err = revledger.open_reader(42)
   assert(ledger == nil and err:find("path must be a string"), err)
+  -- a C string would end at the NUL and name another file
+  local path = fresh_path()
+  open_writer(path)
+  assert(revledger.open_reader(path))
+  ledger, err = revledger.open_reader(path .. "\0junk")
+  assert(ledger == nil and err:find("NUL", 1, true), err)
 end }
 
 tests[#tests + 1] = { "check: role rule revokes tokens issued before its cutoff", function()
@@ -189,6 +195,12 @@ tests[#tests + 1] = { "check: bad input is nil and a message naming it", functio
     { { tenant = "acme", sub = {}, iat = 1 }, "sub" },
     { { tenant = "acme", sub = "x", roles = "admin", iat = 1 }, "roles" },
     { { tenant = "acme", sub = "x", roles = { "a", 5 }, iat = 1 }, "role" },
+    -- roles that are not a list 1..n: a role the list's length leaves out could be the
+    -- revoked one, so they are refused rather than read in part
+    { { tenant = "acme", sub = "x", roles = { [1] = "a", [3] = "admin" }, iat = 1 }, "no holes" },
+    { { tenant = "acme", sub = "x", roles = { admin = true }, iat = 1 }, "no holes" },
+    { { tenant = "acme", sub = "x", roles = { [0] = "admin" }, iat = 1 }, "no holes" },
+    { { tenant = "acme", sub = "x", roles = { "a", admin = "admin" }, iat = 1 }, "no holes" },
     { { tenant = "acme", sub = string.rep("x", 4097), iat = 1 }, "REVLEDGER_INVALID_ARGUMENT" },
   }
   for i, case in ipairs(cases) do
@@ -209,6 +221,8 @@ tests[#tests + 1] = { "claims: built-in specs compile, nonsense is refused", fun
   assert(claims == nil and err:find("^REVLEDGER_INVALID_ARGUMENT"), err)
   claims, err = revledger.claims(nil)
   assert(claims == nil and err:find("spec must be a string"), err)
+  claims, err = revledger.claims("generic\0{garbage")
+  assert(claims == nil and err:find("NUL", 1, true), err)
 end }
 
 tests[#tests + 1] = { "check_jwt: valid, revoked, unreadable", function()
