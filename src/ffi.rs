@@ -361,41 +361,32 @@ pub(crate) fn arm_test_panic(name: Option<&str>) -> bool {
     true
 }
 
-/// Borrows a byte string for the duration of the call.
+/// One of a token's or a rule's keys: [`bytes_within`] no longer than [`MAX_KEY_LEN`], so
+/// that the token needs no other check of its lengths.
 ///
 /// # Safety
-/// When `b.ptr` is not null it must point to `b.len` readable bytes that stay unchanged
-/// for the call, as the header states for every `revledger_bytes` argument.
-#[inline(always)]
-unsafe fn bytes<'a>(b: revledger_bytes, what: &str) -> FfiResult<&'a [u8]> {
-    // SAFETY: forwarded caller contract.
-    unsafe { bytes_within(b, what, isize::MAX as usize) }
-}
-
-/// One of a token's keys: [`bytes`] no longer than [`MAX_KEY_LEN`], so that the token
-/// needs no other check of its lengths.
-///
-/// # Safety
-/// As [`bytes`].
+/// As [`bytes_within`].
 #[inline(always)]
 unsafe fn key_bytes<'a>(b: revledger_bytes, what: &str) -> FfiResult<&'a [u8]> {
     // SAFETY: forwarded caller contract.
     unsafe { bytes_within(b, what, MAX_KEY_LEN) }
 }
 
-/// [`bytes`] refusing a length over `limit` (at most `isize::MAX`). Inlined: a check
-/// borrows up to 21 byte strings (the profile showed the call itself costing more than
-/// the checks); the error paths stay out of line.
+/// Borrows a byte string for the duration of the call, refusing a length over `limit`
+/// (at most `isize::MAX`: the most the argument may hold) before a slice is made of it, so
+/// that an absurd length never becomes a slice, even one that is not read. Inlined: a
+/// check borrows up to 21 byte strings (the profile showed the call itself costing more
+/// than the checks); the error paths stay out of line.
 ///
 /// # Safety
-/// As [`bytes`].
+/// As [`bytes_within`].
 #[inline(always)]
 unsafe fn bytes_within<'a>(b: revledger_bytes, what: &str, limit: usize) -> FfiResult<&'a [u8]> {
     if b.len == 0 {
         return Ok(&[]);
     }
     if b.ptr.is_null() || b.len > limit {
-        return Err(bad_bytes(b, what));
+        return Err(bad_bytes(b, what, limit));
     }
     // SAFETY: non-null, len within `limit` ≤ isize::MAX, readable for the call (caller
     // contract).
@@ -406,14 +397,14 @@ unsafe fn bytes_within<'a>(b: revledger_bytes, what: &str, limit: usize) -> FfiR
 /// `isize::MAX`, or else a key over [`MAX_KEY_LEN`].
 #[cold]
 #[inline(never)]
-fn bad_bytes(b: revledger_bytes, what: &str) -> revledger_status {
+fn bad_bytes(b: revledger_bytes, what: &str, limit: usize) -> revledger_status {
     if b.ptr.is_null() {
         invalid(format!("{what}: ptr is NULL but len is {}", b.len))
     } else if b.len > isize::MAX as usize {
         invalid(format!("{what}: len {} is not a valid length", b.len))
     } else {
         invalid(format!(
-            "{what} is {} bytes long; the limit is {MAX_KEY_LEN}",
+            "{what} is {} bytes long; the limit is {limit}",
             b.len
         ))
     }
@@ -422,7 +413,7 @@ fn bad_bytes(b: revledger_bytes, what: &str) -> revledger_status {
 /// The scope, tenant and key of a rule given as separate arguments.
 ///
 /// # Safety
-/// As [`bytes`], for `tenant` and `key`.
+/// As [`bytes_within`], for `tenant` and `key`.
 unsafe fn scoped_key<'a>(
     scope: revledger_scope_value,
     tenant: revledger_bytes,
@@ -430,9 +421,9 @@ unsafe fn scoped_key<'a>(
 ) -> FfiResult<(Scope, &'a [u8], &'a [u8])> {
     let scope = scope_of(scope)?;
     // SAFETY: forwarded caller contract.
-    let tenant = unsafe { bytes(tenant, "tenant")? };
+    let tenant = unsafe { key_bytes(tenant, "tenant")? };
     // SAFETY: forwarded caller contract.
-    let key = unsafe { bytes(key, "key")? };
+    let key = unsafe { key_bytes(key, "key")? };
     Ok((scope, tenant, key))
 }
 
@@ -860,9 +851,9 @@ pub unsafe extern "C" fn revledger_revoke_batch(
                     ))
                 })?;
                 // SAFETY: forwarded caller contract.
-                let tenant = unsafe { bytes(r.tenant, "tenant")? };
+                let tenant = unsafe { key_bytes(r.tenant, "tenant")? };
                 // SAFETY: forwarded caller contract.
-                let key = unsafe { bytes(r.key, "key")? };
+                let key = unsafe { key_bytes(r.key, "key")? };
                 out.push(Rule::new(scope, tenant, key, r.at));
             }
             ledger.revoke_batch(&out).map_err(from_error)
@@ -1051,7 +1042,13 @@ unsafe fn check_with(
         // SAFETY: forwarded caller contract.
         let c = unsafe { claims_arg(claims)? };
         // SAFETY: forwarded caller contract.
-        let input = unsafe { bytes(input, what)? };
+        let limit = if what == "jwt" {
+            crate::claims::MAX_JWT_LEN
+        } else {
+            crate::claims::MAX_CLAIMS_LEN
+        };
+        // SAFETY: forwarded caller contract; the length is checked before a slice is made.
+        let input = unsafe { bytes_within(input, what, limit)? };
         if out.is_null() {
             return Err(invalid("out is NULL"));
         }
