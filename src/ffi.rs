@@ -210,6 +210,13 @@ fn invalid(msg: impl AsRef<str>) -> revledger_status {
     fail(revledger_status::REVLEDGER_INVALID_ARGUMENT, msg)
 }
 
+/// Names the rule of a batch that the last error (invalid argument) is about.
+#[cold]
+fn in_rule(i: usize) -> revledger_status {
+    let msg = LAST_ERROR.with(|e| e.borrow().to_string_lossy().into_owned());
+    invalid(format!("rule {i}: {msg}"))
+}
+
 /// What a caught panic says.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
@@ -851,9 +858,9 @@ pub unsafe extern "C" fn revledger_revoke_batch(
                     ))
                 })?;
                 // SAFETY: forwarded caller contract.
-                let tenant = unsafe { key_bytes(r.tenant, "tenant")? };
+                let tenant = unsafe { key_bytes(r.tenant, "tenant") }.map_err(|_| in_rule(i))?;
                 // SAFETY: forwarded caller contract.
-                let key = unsafe { key_bytes(r.key, "key")? };
+                let key = unsafe { key_bytes(r.key, "key") }.map_err(|_| in_rule(i))?;
                 out.push(Rule::new(scope, tenant, key, r.at));
             }
             ledger.revoke_batch(&out).map_err(from_error)
