@@ -95,6 +95,8 @@ revledger_status revledger_check_jwt_ptr(const revledger *ledger,
                                          size_t jwt_len,
                                          revledger_verdict *out);
 
+revledger_status revledger_refresh(const revledger *ledger);
+
 const char *revledger_last_error(void);
 
 const char *revledger_status_name(uint32_t status);
@@ -105,6 +107,18 @@ const char *revledger_version(void);
 ffi.cdef(C_DECLARATIONS)
 
 local ffi_new, ffi_gc, ffi_string = ffi.new, ffi.gc, ffi.string
+
+-- Whole seconds of the clock, read without a system call: nginx's cached time in
+-- OpenResty, else time(2) (a vDSO call that LuaJIT compiles), else os.time.
+local now_seconds
+if ngx and ngx.time then
+  now_seconds = ngx.time
+elseif pcall(ffi.cdef, "int64_t time(int64_t *tloc);") then
+  local libc = ffi.C
+  now_seconds = function() return tonumber(libc.time(nil)) end
+else
+  now_seconds = os.time
+end
 local type, tonumber, setmetatable, getmetatable = type, tonumber, setmetatable, getmetatable
 local string_format = string.format
 
@@ -202,7 +216,36 @@ function _M.open_reader(path)
   end
   local handle = ffi_gc(handle_out[0], C.revledger_close)
   handle_out[0] = nil
-  return setmetatable({ handle = handle, path = path }, Ledger)
+  return setmetatable({ handle = handle, path = path, verified = now_seconds() }, Ledger)
+end
+
+-- The reader's handle for a check. Once a second it makes sure that the file it reads is
+-- still the ledger at the path (the library itself looks only on one check in thousands,
+-- to stay free of system calls): a ledger deleted, replaced by another file or damaged
+-- is opened afresh from the path, and while that fails every check fails (closed).
+local function current_handle(self)
+  local handle = self.handle
+  if handle == nil then
+    return nil, "revledger: the ledger is closed"
+  end
+  local now = now_seconds()
+  if now == self.verified then
+    return handle
+  end
+  self.verified = now
+  if C.revledger_refresh(handle) == 0 then
+    return handle
+  end
+  local status = C.revledger_open_reader(self.path, handle_out)
+  if status ~= 0 then
+    return failure(status)
+  end
+  local fresh = ffi_gc(handle_out[0], C.revledger_close)
+  handle_out[0] = nil
+  self.handle = fresh
+  ffi_gc(handle, nil)
+  C.revledger_close(handle)
+  return fresh
 end
 
 --- Compiles a claim mapping (DESIGN.md §7): "generic", "auth0", "keycloak", "entra",
@@ -255,9 +298,9 @@ end
 --- iat, a claim of the wrong type: answer 401 invalid_token); any other status means
 --- the ledger could not answer (fail closed: 503, or let through by choice).
 function Ledger:check_jwt(claims, jwt)
-  local handle = self.handle
+  local handle, why, status_name = current_handle(self)
   if handle == nil then
-    return nil, "revledger: the ledger is closed"
+    return nil, why, status_name
   end
   if getmetatable(claims) ~= Claims or claims.handle == nil then
     return nil, "revledger: check_jwt needs a mapping from revledger.claims()"
@@ -291,9 +334,9 @@ end
 --- client, sid, jti (strings; nil = absent) and iat (Unix seconds). Returns
 --- {revoked=, scope=, cutoff=, description=}, or nil and a message.
 function Ledger:check(t)
-  local handle = self.handle
+  local handle, why, status_name = current_handle(self)
   if handle == nil then
-    return nil, "revledger: the ledger is closed"
+    return nil, why, status_name
   end
   if type(t) ~= "table" then
     return nil, "revledger: check needs a table"

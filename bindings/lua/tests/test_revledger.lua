@@ -153,6 +153,48 @@ tests[#tests + 1] = { "check: a revoke is seen on the next check, with no reopen
   assert(v.revoked and v.scope == "subject")
 end }
 
+ffi.cdef "int usleep(unsigned int usec);"
+
+-- Checks `t` every 20 ms until `done(v, err)` holds; at most 150 checks (3 s), far fewer
+-- than the library's own look at the path (one check in 4093).
+local function check_until(ledger, t, done, what)
+  for _ = 1, 150 do
+    local v, err = ledger:check(t)
+    if done(v, err) then
+      return v, err
+    end
+    ffi.C.usleep(20000)
+  end
+  error("150 checks over 3 s and still not " .. what)
+end
+
+tests[#tests + 1] = { "check: a ledger replaced or deleted is noticed within a second", function()
+  local path = fresh_path()
+  local w = open_writer(path)
+  local ledger = assert(revledger.open_reader(path))
+  local t = { tenant = "acme", sub = "john", iat = T - 1 }
+  assert(ledger:check(t).revoked == false)
+  -- another ledger renamed over the path, john revoked in it: read afresh
+  local other = fresh_path()
+  local w2 = open_writer(other)
+  w2:revoke(C.REVLEDGER_SCOPE_SUBJECT, "acme", "john", T)
+  w2 = nil
+  w = nil
+  collectgarbage()
+  assert(os.rename(other, path))
+  local v = check_until(ledger, t, function(v) return v and v.revoked end, "revoked")
+  assert(v.scope == "subject" and v.cutoff == T)
+  -- deleted: every check fails (closed) until a ledger is at the path again
+  assert(os.remove(path))
+  local _, err = check_until(ledger, t, function(v) return v == nil end, "failing")
+  assert(err:find("^REVLEDGER_IO"), err)
+  v, err = ledger:check(t)
+  assert(v == nil and err:find("^REVLEDGER_IO"), tostring(err))
+  open_writer(path):revoke(C.REVLEDGER_SCOPE_SUBJECT, "acme", "john", T + 5)
+  v = check_until(ledger, t, function(v) return v ~= nil end, "answering")
+  assert(v.revoked and v.cutoff == T + 5)
+end }
+
 tests[#tests + 1] = { "check: a reader follows a compaction", function()
   local path = fresh_path()
   local w = open_writer(path)
