@@ -107,6 +107,8 @@ const char *revledger_version(void);
 ffi.cdef(C_DECLARATIONS)
 
 local ffi_new, ffi_gc, ffi_string = ffi.new, ffi.gc, ffi.string
+local type, tonumber, setmetatable, getmetatable = type, tonumber, setmetatable, getmetatable
+local string_format = string.format
 
 -- Whole seconds of the clock, read without a system call: nginx's cached time in
 -- OpenResty, else time(2) (a vDSO call that LuaJIT compiles), else os.time.
@@ -119,8 +121,7 @@ elseif pcall(ffi.cdef, "int64_t time(int64_t *tloc);") then
 else
   now_seconds = os.time
 end
-local type, tonumber, setmetatable, getmetatable = type, tonumber, setmetatable, getmetatable
-local string_format = string.format
+
 
 local LIBRARY_NAME = "librevledger.so"
 
