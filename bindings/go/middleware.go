@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -106,6 +107,7 @@ type middleware struct {
 	onCheckError func(w http.ResponseWriter, r *http.Request, err error, next http.Handler)
 	maxStaleness time.Duration    // 0: not checked
 	now          func() time.Time // the clock (tests set another)
+	verified     atomic.Int64     // the second the ledger's path was last verified
 }
 
 // Middleware refuses requests whose token is revoked. For each request it takes the
@@ -124,6 +126,10 @@ type middleware struct {
 //     WithCheckErrorStatus / WithCheckErrorHandler choose. Never "valid" by default;
 //   - with WithMaxStaleness, a valid token while the ledger is stale: the same 503,
 //     saying how stale.
+//
+// Once a second it also makes sure that l's file is still the ledger at its path: a
+// reader whose ledger was deleted fails its checks (closed) within a second, and one
+// replaced by another file, or created again, is opened afresh from the path.
 func Middleware(next http.Handler, l *Ledger, claimsFromRequest func(*http.Request) (*Token, error), opts ...Option) http.Handler {
 	m := newMiddleware(next, l, opts)
 	m.claims = claimsFromRequest
@@ -189,6 +195,7 @@ func (m *middleware) check(w http.ResponseWriter, r *http.Request) (v Verdict, r
 }
 
 func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.verify()
 	v, read, err := m.check(w, r)
 	if !read {
 		return
@@ -210,6 +217,20 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.challenge(w, "invalid_token", "the token's claims exceed the revocation ledger's limits")
 	default:
 		m.onCheckError(w, r, err, m.next)
+	}
+}
+
+// verify makes sure, once a second, that the ledger's file is still the ledger at its
+// path: the library itself looks on one check in thousands, to keep system calls off
+// Check. A reader whose file was deleted or replaced is opened afresh from the path;
+// while that fails, its checks fail (closed) and the next second tries again.
+func (m *middleware) verify() {
+	sec := m.now().Unix()
+	if m.verified.Load() == sec || m.verified.Swap(sec) == sec {
+		return
+	}
+	if m.ledger.Refresh() != nil {
+		_ = m.ledger.reopen()
 	}
 }
 

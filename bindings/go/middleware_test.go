@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // claimsFromHeaders stands in for a JWT verifier: it reads already-verified claims from
@@ -155,5 +157,72 @@ func TestMiddlewareFailsClosedWhenTheLedgerCannotAnswer(t *testing.T) {
 func TestQuote(t *testing.T) {
 	if got := quote("a\"b\\c\x01d\u00e9e"); got != `a\"b\\cde` {
 		t.Errorf("quote: %q", got)
+	}
+}
+
+// untilCode serves john every 20 ms until the answer is code: at most 150 requests
+// (3 s), far fewer than the library's own look at the path (one check in 4093).
+func untilCode(t *testing.T, h http.Handler, code int) {
+	t.Helper()
+	for i := 0; i < 150; i++ {
+		rec := serve(h, "john", "", "1500")
+		if rec.Code == code {
+			return
+		}
+		if rec.Code != http.StatusOK {
+			t.Fatalf("request %d: %d %q, want 200 until %d", i, rec.Code, rec.Body.String(), code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("150 requests over 3 s, still not %d", code)
+}
+
+func TestMiddlewareNoticesALedgerReplacedOrDeleted(t *testing.T) {
+	w, path := openWriter(t)
+	gw := openReader(t, path)
+	next, _ := okHandler()
+	h := Middleware(next, gw, claimsFromHeaders)
+	if rec := serve(h, "john", "", "1500"); rec.Code != http.StatusOK {
+		t.Fatalf("before: %d", rec.Code)
+	}
+
+	// Another ledger, john revoked in it, renamed over the path: read afresh.
+	other, otherPath := openWriter(t)
+	mustRevoke(t, other, ScopeSubject, "acme", "john", 2000)
+	other.Close()
+	w.Close()
+	if err := os.Rename(otherPath, path); err != nil {
+		t.Fatal(err)
+	}
+	untilCode(t, h, http.StatusUnauthorized)
+
+	// Deleted: checks fail (closed), 503 by default; then a ledger at the path again.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		rec := serve(h, "john", "", "1500")
+		if rec.Code == http.StatusServiceUnavailable {
+			break
+		}
+		if rec.Code != http.StatusUnauthorized || i == 150 {
+			t.Fatalf("after the deletion, request %d: %d, want 401 until 503", i, rec.Code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	again, err := Open(path, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	for i := 0; ; i++ {
+		rec := serve(h, "john", "", "1500")
+		if rec.Code == http.StatusOK {
+			break
+		}
+		if rec.Code != http.StatusServiceUnavailable || i == 150 {
+			t.Fatalf("after the ledger came back, request %d: %d, want 503 until 200", i, rec.Code)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

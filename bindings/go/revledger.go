@@ -394,6 +394,7 @@ type Ledger struct {
 	mu     sync.RWMutex
 	h      *C.revledger
 	writer bool
+	path   string // a reader's, to open it afresh (reopen)
 }
 
 // Version is the version of the linked revledger library, e.g. "0.1.0".
@@ -472,7 +473,40 @@ func OpenReader(path string) (*Ledger, error) {
 	if r.status != C.REVLEDGER_OK {
 		return nil, takeError(r.status, r.err)
 	}
-	return newLedger(r.handle, false), nil
+	l := newLedger(r.handle, false)
+	l.path = path
+	return l, nil
+}
+
+// reopen gives a reader a fresh handle on the ledger now at its path (its file was
+// deleted, replaced or damaged); calls in flight finish on the old handle first. A
+// writer keeps its handle (it holds the ledger's lock).
+func (l *Ledger) reopen() error {
+	if l.writer {
+		return nil
+	}
+	p, err := cPath(l.path)
+	if err != nil {
+		return err
+	}
+	defer C.free(unsafe.Pointer(p))
+	r := C.rl_open_reader(p)
+	if r.status != C.REVLEDGER_OK {
+		return takeError(r.status, r.err)
+	}
+	l.mu.Lock()
+	old := l.h
+	if old != nil {
+		l.h = r.handle
+	}
+	l.mu.Unlock()
+	if old == nil { // closed meanwhile
+		C.revledger_close(r.handle)
+		return ErrClosed
+	}
+	C.revledger_close(old)
+	runtime.KeepAlive(l)
+	return nil
 }
 
 // acquire returns the live handle with l.mu held shared, or ErrClosed (lock released).
