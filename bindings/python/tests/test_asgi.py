@@ -121,6 +121,38 @@ def test_the_ledger_cannot_answer_503_or_fail_open(tmp_path: Path):
     w.close()
 
 
+def test_a_ledger_replaced_or_deleted_is_noticed_within_a_second(tmp_path: Path):
+    path = tmp_path / "l"
+    Ledger.open_writer(path, max_token_lifetime=7200).close()
+    with Ledger.open_reader(path) as r:
+        client = app(r)
+        iat = int(time.time()) - 10
+        token = keycloak_token(iat)
+        assert client.get("/orders", headers=bearer(token)).status_code == 200
+
+        def until(status: int, allowed: int) -> None:
+            # at most 150 requests over 3 s: far fewer than the library's own look at
+            # the path (one check in 4093)
+            for _ in range(150):
+                got = client.get("/orders", headers=bearer(token)).status_code
+                if got == status:
+                    return
+                assert got == allowed, got
+                time.sleep(0.02)
+            raise AssertionError(f"150 requests over 3 s and still not {status}")
+
+        # another ledger, john revoked in it, renamed over the path: read afresh
+        with Ledger.open_writer(tmp_path / "other", max_token_lifetime=7200) as w:
+            w.revoke(Scope.SUBJECT, REALM, "john", iat + 1)
+        (tmp_path / "other").rename(path)
+        until(401, 200)
+        # deleted: 503 (fail closed); then a ledger at the path again
+        path.unlink()
+        until(503, 401)
+        Ledger.open_writer(path, max_token_lifetime=7200).close()
+        until(200, 503)
+
+
 def test_verify_authenticates_with_pyjwt_then_checks_the_claims(ledgers):
     w, r = ledgers
     public = KEY.public_key()

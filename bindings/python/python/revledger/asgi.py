@@ -35,6 +35,7 @@ checked with :meth:`Ledger.check_claims`.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, MutableMapping, Optional, Tuple, Union
 
 from . import Claims, InvalidArgument, Ledger, RevledgerError
@@ -77,7 +78,10 @@ class RevocationMiddleware:
 
     :param app: the ASGI application to protect.
     :param ledger: an open :class:`~revledger.Ledger` (a reader, usually), shared by
-        every request; the middleware does not close it.
+        every request; the middleware does not close it. Once a second the middleware
+        makes sure that its file is still the ledger at its path: when it was replaced
+        (or deleted, then created again), a reader is opened afresh from the path; while
+        the path holds no ledger, requests with a token get ``503``.
     :param claims: the claim mapping: a :class:`~revledger.Claims` or a spec for one
         (``"generic"``, ``"auth0"``, ``"keycloak"``, ``"entra"``, a pointer spec).
     :param token: where the token is: a callable taking the ASGI scope and returning the
@@ -107,6 +111,26 @@ class RevocationMiddleware:
         self.verify = verify
         self.fail_open = fail_open
         self.realm = realm
+        self._verified = int(time.monotonic())
+
+    def _verify(self) -> None:
+        """Once a second: is the ledger's file still the ledger at its path? (The library
+        looks on one check in thousands, to keep system calls off the check.) A reader
+        whose file was deleted or replaced is opened afresh; while that fails, the lost
+        handle fails every check (closed) and the next second tries again."""
+        second = int(time.monotonic())
+        if second == self._verified:
+            return
+        self._verified = second
+        try:
+            self.ledger.refresh()
+        except (RevledgerError, ValueError):
+            if self.ledger.is_writer:
+                return
+            try:
+                self.ledger = Ledger.open_reader(self.ledger.path)
+            except RevledgerError:
+                pass
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -116,6 +140,7 @@ class RevocationMiddleware:
         if token is None:
             await self.app(scope, receive, send)
             return
+        self._verify()
         try:
             if self.verify is not None:
                 try:
