@@ -431,7 +431,9 @@ impl Ledger {
     }
 
     /// Brings this handle's index up to date with the log now (checks do it on their
-    /// own; this moves the work off a request's path).
+    /// own; this moves the work off a request's path), and makes sure that the file is
+    /// still the ledger at its path: a file deleted, or replaced by another ledger (a
+    /// compaction is followed), raises, as every later call on this handle does.
     fn refresh(&self, py: Python<'_>) -> PyResult<()> {
         self.detached(py, |l| l.refresh())
     }
