@@ -560,17 +560,10 @@ impl<'j> Reader<'j> {
                 Span::Scratch(a, self.scratch.len() as u32)
             }
             RoleForm::KeycloakClient => {
-                // A client role is keyed with its client: the member name `*` matched in
-                // `resource_access`. Reached through an array there is no client name, and
-                // the key would be `":" esc(role)`, the key of a client named "".
-                let Some(client) = capture else {
-                    return Err(self.claim_error(
-                        "is a client role outside an object of clients (resource_access must \
-                         be an object, found an array)",
-                    ));
-                };
                 let a = self.scratch.len() as u32;
-                self.escape(client);
+                if let Some(client) = capture {
+                    self.escape(client);
+                }
                 self.scratch.push(b':');
                 self.escape(s);
                 Span::Scratch(a, self.scratch.len() as u32)
