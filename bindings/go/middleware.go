@@ -9,8 +9,10 @@ import (
 )
 
 // ErrNoToken may be returned (or wrapped) by a Middleware's claimsFromRequest when the
-// request carries no access token at all: the answer is then a bare Bearer challenge
-// (RFC 6750 §3.1) instead of error="invalid_token".
+// request carries no access token at all: the request then goes on to the next handler
+// (authentication is another layer's job, as for the nginx module, DESIGN.md §8), or
+// gets a bare Bearer challenge (RFC 6750 §3.1) with RequireToken, instead of
+// error="invalid_token".
 var ErrNoToken = errors.New("revledger: no access token in the request")
 
 // Option configures Middleware.
@@ -19,6 +21,13 @@ type Option func(*middleware)
 // WithRealm adds realm="..." to the WWW-Authenticate challenges.
 func WithRealm(realm string) Option {
 	return func(m *middleware) { m.realm = realm }
+}
+
+// RequireToken answers a request that carries no token (ErrNoToken) with 401 and a bare
+// Bearer challenge (RFC 6750 §3.1) instead of passing it on: for a middleware that is
+// also the authentication layer (golangjwt.BearerClaims verifies tokens).
+func RequireToken() Option {
+	return func(m *middleware) { m.requireToken = true }
 }
 
 // WithCheckErrorStatus sets the status written when Check fails (the ledger is
@@ -104,6 +113,7 @@ type middleware struct {
 	mapping      *Claims                             // ClaimsMiddleware: payloads read through it
 	payload      func(*http.Request) ([]byte, error) // ClaimsMiddleware
 	realm        string
+	requireToken bool // RequireToken: no token is 401, not next
 	onCheckError func(w http.ResponseWriter, r *http.Request, err error, next http.Handler)
 	maxStaleness time.Duration    // 0: not checked
 	now          func() time.Time // the clock (tests set another)
@@ -118,8 +128,10 @@ type middleware struct {
 //   - revoked: 401 with WWW-Authenticate: Bearer error="invalid_token",
 //     error_description naming the rule (scope and cutoff), so the client refreshes
 //     its token;
-//   - claimsFromRequest fails: 401 (a bare Bearer challenge when the error is
-//     ErrNoToken, error="invalid_token" otherwise);
+//   - no token (claimsFromRequest returns ErrNoToken): next serves the request, as
+//     authentication is another layer's job; with RequireToken, 401 with a bare
+//     Bearer challenge;
+//   - claimsFromRequest fails otherwise: 401 error="invalid_token";
 //   - Check refuses the claims as malformed (ErrInvalidArgument: over-long claims,
 //     too many roles): 401 error="invalid_token";
 //   - Check fails otherwise (ledger unreadable, closed): 503, or as
@@ -130,8 +142,14 @@ type middleware struct {
 // Once a second it also makes sure that l's file is still the ledger at its path: a
 // reader whose ledger was deleted fails its checks (closed) within a second, and one
 // replaced by another file, or created again, is opened afresh from the path.
+//
+// It panics when next, l or claimsFromRequest is nil, as http.Handle does for a nil
+// handler: a mistake in the program, not a request to answer.
 func Middleware(next http.Handler, l *Ledger, claimsFromRequest func(*http.Request) (*Token, error), opts ...Option) http.Handler {
-	m := newMiddleware(next, l, opts)
+	if claimsFromRequest == nil {
+		panic("revledger: Middleware with a nil claimsFromRequest")
+	}
+	m := newMiddleware("Middleware", next, l, opts)
 	m.claims = claimsFromRequest
 	return m
 }
@@ -141,15 +159,22 @@ func Middleware(next http.Handler, l *Ledger, claimsFromRequest func(*http.Reque
 // claim mapping c (DESIGN.md §7) and checked with CheckClaims. The answers are
 // Middleware's; a payload the mapping cannot read (no iat, a claim of the wrong type)
 // is 401 error="invalid_token". The golangjwt subpackage builds payloadFromRequest from
-// a token verified by github.com/golang-jwt/jwt/v5.
+// a token verified by github.com/golang-jwt/jwt/v5. Like Middleware, it panics when an
+// argument is nil (c included: check NewClaims's error).
 func ClaimsMiddleware(next http.Handler, l *Ledger, c *Claims, payloadFromRequest func(*http.Request) ([]byte, error), opts ...Option) http.Handler {
-	m := newMiddleware(next, l, opts)
+	if c == nil || payloadFromRequest == nil {
+		panic("revledger: ClaimsMiddleware with a nil claim mapping or payloadFromRequest")
+	}
+	m := newMiddleware("ClaimsMiddleware", next, l, opts)
 	m.mapping = c
 	m.payload = payloadFromRequest
 	return m
 }
 
-func newMiddleware(next http.Handler, l *Ledger, opts []Option) *middleware {
+func newMiddleware(name string, next http.Handler, l *Ledger, opts []Option) *middleware {
+	if next == nil || l == nil {
+		panic("revledger: " + name + " with a nil next handler or ledger")
+	}
 	m := &middleware{
 		next:   next,
 		ledger: l,
@@ -170,7 +195,7 @@ func newMiddleware(next http.Handler, l *Ledger, opts []Option) *middleware {
 }
 
 // check reads the request's token and checks it; read is false when there was no
-// token to read (the challenge is then written).
+// token to read (the request was then passed on, or refused with a challenge).
 func (m *middleware) check(w http.ResponseWriter, r *http.Request) (v Verdict, read bool, err error) {
 	var readErr error
 	if m.mapping != nil {
@@ -186,9 +211,12 @@ func (m *middleware) check(w http.ResponseWriter, r *http.Request) (v Verdict, r
 			return v, true, err
 		}
 	}
-	if errors.Is(readErr, ErrNoToken) {
+	switch {
+	case errors.Is(readErr, ErrNoToken) && !m.requireToken:
+		m.next.ServeHTTP(w, r)
+	case errors.Is(readErr, ErrNoToken):
 		m.challenge(w, "", "")
-	} else {
+	default:
 		m.challenge(w, "invalid_token", "the access token could not be read")
 	}
 	return Verdict{}, false, nil

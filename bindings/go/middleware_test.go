@@ -95,12 +95,19 @@ func TestMiddlewareClaimsErrors(t *testing.T) {
 	next, calls := okHandler()
 	h := Middleware(next, w, claimsFromHeaders, WithRealm(`api "v2"`))
 
-	rec := serve(h, "", "", "0") // no token at all: bare challenge
+	// No token at all: passed on (authentication is another layer's job); with
+	// RequireToken, a bare challenge.
+	if rec := serve(h, "", "", "0"); rec.Code != http.StatusOK || *calls != 1 {
+		t.Fatalf("no token: %d, next called %d times", rec.Code, *calls)
+	}
+	*calls = 0
+	required := Middleware(next, w, claimsFromHeaders, WithRealm(`api "v2"`), RequireToken())
+	rec := serve(required, "", "", "0")
 	if rec.Code != http.StatusUnauthorized {
-		t.Fatalf("no token: %d", rec.Code)
+		t.Fatalf("no token, RequireToken: %d", rec.Code)
 	}
 	if got, want := rec.Header().Get("WWW-Authenticate"), `Bearer realm="api \"v2\""`; got != want {
-		t.Errorf("no token: %s, want %s", got, want)
+		t.Errorf("no token, RequireToken: %s, want %s", got, want)
 	}
 	rec = serve(h, "garbage", "", "0") // claims that cannot be read
 	if rec.Code != http.StatusUnauthorized {
@@ -208,4 +215,35 @@ func TestMiddlewareNoticesALedgerReplacedOrDeleted(t *testing.T) {
 	}
 	defer again.Close()
 	untilCode(t, h, http.StatusOK, http.StatusServiceUnavailable)
+}
+
+// A nil argument is a mistake in the program: the constructors say so at once, instead of
+// every request panicking later.
+func TestMiddlewareConstructorsRefuseNilArguments(t *testing.T) {
+	w, _ := openWriter(t)
+	next, _ := okHandler()
+	c, err := NewClaims(SpecGeneric)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	payload := func(*http.Request) ([]byte, error) { return nil, ErrNoToken }
+	for name, build := range map[string]func(){
+		"nil claimsFromRequest": func() { Middleware(next, w, nil) },
+		"nil next":              func() { Middleware(nil, w, claimsFromHeaders) },
+		"nil ledger":            func() { Middleware(next, nil, claimsFromHeaders) },
+		"nil claim mapping":     func() { ClaimsMiddleware(next, w, nil, payload) },
+		"nil payloadFromRequest": func() {
+			ClaimsMiddleware(next, w, c, nil)
+		},
+	} {
+		func() {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "revledger: ") {
+					t.Errorf("%s: recovered %v, want a revledger panic", name, r)
+				}
+			}()
+			build()
+		}()
+	}
 }

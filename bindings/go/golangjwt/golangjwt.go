@@ -7,9 +7,13 @@
 // and checked against the ledger:
 //
 //	keys := func(t *jwt.Token) (any, error) { return publicKey, nil }
-//	mapping, _ := revledger.NewClaims(revledger.SpecKeycloak)
+//	mapping, err := revledger.NewClaims(revledger.SpecKeycloak)
+//	if err != nil {
+//		log.Fatal(err)
+//	}
 //	h := golangjwt.Middleware(api, gateway, mapping,
-//		golangjwt.BearerClaims(keys, jwt.WithValidMethods([]string{"RS256"}), jwt.WithAudience("orders")))
+//		golangjwt.BearerClaims(keys, jwt.WithValidMethods([]string{"RS256"}), jwt.WithAudience("orders")),
+//		revledger.RequireToken()) // this layer authenticates: no token is 401
 //
 // It lives apart from package revledger so that the core binding imports no
 // third-party module.
@@ -36,7 +40,9 @@ import (
 //   - valid: next serves the request;
 //   - revoked: 401 with WWW-Authenticate: Bearer error="invalid_token",
 //     error_description naming the rule;
-//   - no token: 401 with a bare Bearer challenge; a token that does not verify, or whose
+//   - no token: next serves the request (authentication is another layer's job), or,
+//     with revledger.RequireToken, 401 with a bare Bearer challenge;
+//   - a token that does not verify, or whose
 //     claims the mapping cannot read (no iat, a claim of the wrong type): 401
 //     error="invalid_token";
 //   - the ledger cannot answer: 503, or as revledger.WithCheckErrorStatus /
@@ -81,8 +87,9 @@ func Check(l *revledger.Ledger, mapping *revledger.Claims, claims jwt.MapClaims)
 // of the Authorization header (RFC 6750 §2.1) and verifies it with golang-jwt:
 // jwt.Parse with keyFunc and options (signature; exp and nbf when present; add
 // jwt.WithValidMethods, jwt.WithAudience, jwt.WithIssuer, jwt.WithExpirationRequired
-// as your tokens need). No Authorization header: revledger.ErrNoToken. A token that
-// does not verify: the golang-jwt error (Middleware answers 401 invalid_token).
+// as your tokens need). No Authorization header, or one of another scheme (Basic): an
+// error wrapping revledger.ErrNoToken. A token that does not verify: the golang-jwt
+// error (Middleware answers 401 invalid_token).
 func BearerClaims(keyFunc jwt.Keyfunc, options ...jwt.ParserOption) func(*http.Request) (jwt.MapClaims, error) {
 	parser := jwt.NewParser(options...)
 	return func(r *http.Request) (jwt.MapClaims, error) {
@@ -92,7 +99,7 @@ func BearerClaims(keyFunc jwt.Keyfunc, options ...jwt.ParserOption) func(*http.R
 		}
 		scheme, token, ok := strings.Cut(h, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-			return nil, errors.New("golangjwt: the Authorization header is not a Bearer token")
+			return nil, fmt.Errorf("golangjwt: the Authorization header holds no Bearer token: %w", revledger.ErrNoToken)
 		}
 		claims := jwt.MapClaims{}
 		if _, err := parser.ParseWithClaims(strings.TrimSpace(token), claims, keyFunc); err != nil {

@@ -187,7 +187,6 @@ func TestMiddlewareRefusesWhatGolangJWTDoesNotVerify(t *testing.T) {
 		"forged signature": "Bearer " + forged,
 		"expired":          "Bearer " + expired,
 		"not a JWT":        "Bearer abc",
-		"basic auth":       "Basic am9objpwdw==",
 		"no iat":           "Bearer " + noIat,
 		"sub not a string": "Bearer " + wrongType,
 	} {
@@ -196,8 +195,16 @@ func TestMiddlewareRefusesWhatGolangJWTDoesNotVerify(t *testing.T) {
 			t.Errorf("%s: %d %q", name, rec.Code, rec.Header().Get("WWW-Authenticate"))
 		}
 	}
-	if rec := serve(h, ""); rec.Code != 401 || rec.Header().Get("WWW-Authenticate") != "Bearer" {
-		t.Errorf("no token: %d %q", rec.Code, rec.Header().Get("WWW-Authenticate"))
+	// No bearer token: passed on (authentication is another layer's job), or a bare
+	// challenge with RequireToken.
+	required := Middleware(ok, r, mapping, BearerClaims(keyFunc), revledger.RequireToken())
+	for _, auth := range []string{"", "Basic am9objpwdw=="} {
+		if rec := serve(h, auth); rec.Code != 200 {
+			t.Errorf("no bearer token (%q): %d", auth, rec.Code)
+		}
+		if rec := serve(required, auth); rec.Code != 401 || rec.Header().Get("WWW-Authenticate") != "Bearer" {
+			t.Errorf("no bearer token (%q), RequireToken: %d %q", auth, rec.Code, rec.Header().Get("WWW-Authenticate"))
+		}
 	}
 	r.Close()
 	if rec := serve(h, "Bearer "+good); rec.Code != 503 {
@@ -209,6 +216,10 @@ func TestBearerClaimsReportsNoToken(t *testing.T) {
 	req := httptest.NewRequest("GET", "/", nil)
 	if _, err := BearerClaims(keyFunc)(req); !errors.Is(err, revledger.ErrNoToken) {
 		t.Fatalf("no header: %v", err)
+	}
+	req.Header.Set("Authorization", "Basic am9objpwdw==")
+	if _, err := BearerClaims(keyFunc)(req); !errors.Is(err, revledger.ErrNoToken) {
+		t.Fatalf("Basic: %v", err)
 	}
 	if _, err := Payload(jwt.MapClaims{"bad": func() {}}); err == nil {
 		t.Fatal("a claim JSON cannot encode")
