@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 
 use parking_lot::RwLock;
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, PyTuple};
 use smallvec::SmallVec;
@@ -304,10 +304,18 @@ impl Ledger {
         let payload = if payload.is_instance_of::<PyDict>() {
             let kwargs = PyDict::new(py);
             kwargs.set_item("separators", (",", ":"))?;
+            // A value JSON cannot hold (a datetime, a set) is a claim of the wrong type.
             dumped = py
                 .import("json")?
                 .getattr("dumps")?
-                .call((payload,), Some(&kwargs))?;
+                .call((payload,), Some(&kwargs))
+                .map_err(|e| {
+                    if e.is_instance_of::<PyTypeError>(py) || e.is_instance_of::<PyValueError>(py) {
+                        types::invalid(py, format!("payload: the claims are not JSON: {e}"))
+                    } else {
+                        e
+                    }
+                })?;
             key(&dumped, "payload")?
         } else {
             key(payload, "payload")?

@@ -4,6 +4,7 @@ with tokens signed by PyJWT."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 
 import jwt
@@ -16,7 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from revledger import Claims, Ledger, Scope
+from revledger import Claims, InvalidArgument, Ledger, Scope
 from revledger.asgi import RevocationMiddleware, bearer_token
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -118,7 +119,23 @@ def test_the_ledger_cannot_answer_503_or_fail_open(tmp_path: Path):
     resp = closed_client.get("/orders", headers=bearer(token))
     assert resp.status_code == 503
     assert open_client.get("/orders", headers=bearer(token)).status_code == 200
+    # past the middleware's once-a-second look at the path: a handle the application
+    # closed is not opened again behind its back
+    started = time.monotonic()
+    while time.monotonic() - started < 1.5:
+        assert closed_client.get("/orders", headers=bearer(token)).status_code == 503
+        time.sleep(0.02)
     w.close()
+
+
+def test_a_ledger_deleted_before_the_first_request_is_noticed_at_once(tmp_path: Path):
+    path = tmp_path / "l"
+    Ledger.open_writer(path, max_token_lifetime=7200).close()
+    with Ledger.open_reader(path) as r:
+        client = app(r)  # Starlette builds the middleware at the first request
+        path.unlink()
+        token = keycloak_token(int(time.time()) - 10)
+        assert client.get("/orders", headers=bearer(token)).status_code == 503
 
 
 def test_a_ledger_replaced_or_deleted_is_noticed_within_a_second(tmp_path: Path):
@@ -171,6 +188,17 @@ def test_verify_authenticates_with_pyjwt_then_checks_the_claims(ledgers):
     resp = client.get("/orders", headers=bearer(keycloak_token(iat)))
     assert resp.status_code == 401
     assert "subject permissions changed" in resp.headers["www-authenticate"]
+
+
+def test_claims_verify_returns_that_json_cannot_hold_are_unreadable(ledgers):
+    _, r = ledgers
+    iat = int(time.time()) - 10
+    with pytest.raises(InvalidArgument, match="not JSON"):
+        r.check_claims(Claims("keycloak"), {"iss": REALM, "sub": "john", "iat": iat, "at": datetime.now()})
+    client = app(r, verify=lambda t: {"iss": REALM, "sub": "john", "iat": iat, "at": datetime.now()})
+    resp = client.get("/orders", headers=bearer(keycloak_token(iat)))
+    assert resp.status_code == 401
+    assert 'error_description="the access token could not be read"' in resp.headers["www-authenticate"]
 
 
 def test_a_token_from_a_cookie(ledgers):

@@ -81,7 +81,8 @@ class RevocationMiddleware:
         every request; the middleware does not close it. Once a second the middleware
         makes sure that its file is still the ledger at its path: when it was replaced
         (or deleted, then created again), a reader is opened afresh from the path; while
-        the path holds no ledger, requests with a token get ``503``.
+        the path holds no ledger, requests with a token get ``503``. A ledger the
+        application closed stays closed: ``503`` (it is not opened again).
     :param claims: the claim mapping: a :class:`~revledger.Claims` or a spec for one
         (``"generic"``, ``"auth0"``, ``"keycloak"``, ``"entra"``, a pointer spec).
     :param token: where the token is: a callable taking the ASGI scope and returning the
@@ -111,7 +112,9 @@ class RevocationMiddleware:
         self.verify = verify
         self.fail_open = fail_open
         self.realm = realm
-        self._verified = int(time.monotonic())
+        # The first request makes sure too: the middleware may be built long after the
+        # ledger was opened (Starlette builds it at the first request).
+        self._verified: Optional[int] = None
 
     def _verify(self) -> None:
         """Once a second: is the ledger's file still the ledger at its path? (The library
@@ -125,7 +128,9 @@ class RevocationMiddleware:
         try:
             self.ledger.refresh()
         except (RevledgerError, ValueError):
-            if self.ledger.is_writer:
+            if self.ledger.is_writer or self.ledger.closed:
+                # A handle the application closed stays closed: 503 until it gives
+                # the middleware another.
                 return
             try:
                 self.ledger = Ledger.open_reader(self.ledger.path)
