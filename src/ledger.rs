@@ -30,6 +30,7 @@ use crate::header::{
 use crate::index::{index_path, Filter, Found, Inserted, SharedIndex, Trust};
 use crate::log::{next_valid_frame, scan, FileAccess, LogFile, Recovery};
 use crate::map::HeaderWords;
+use crate::notices;
 use crate::position::{PositionCell, StreamPosition};
 use crate::record::{
     decode_frame, encode_config, encode_position, encode_rule, rule_keys_at, Frame, Record,
@@ -43,7 +44,7 @@ use parking_lot::Mutex;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// When the writer compacts on its own, in the background (DESIGN.md §3).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -811,6 +812,8 @@ pub(crate) struct Inner {
     /// Serialises opening a new generation (readers).
     follow: Mutex<()>,
     pub(crate) writer: Option<Writer>,
+    /// Readers: the kernel's notices of changes at the path (src/notices.rs).
+    notices: Option<notices::Registration>,
 }
 
 /// An open ledger: a writer (exclusive, can revoke) or a reader. `check` is `&self`,
@@ -1001,9 +1004,13 @@ impl Ledger {
         let path = &watch::absolute(path.as_ref())?;
         let gen = open_reader_generation(path, None)?;
         let leeway = gen.log.header.leeway;
-        Ok(Ledger {
-            inner: Arc::new(Inner::new(path.to_path_buf(), leeway, gen, None)),
-        })
+        let inner = Arc::new_cyclic(|me: &Weak<Inner>| {
+            let mut inner = Inner::new(path.to_path_buf(), leeway, gen, None);
+            let watched: Weak<dyn notices::Watched> = me.clone();
+            inner.notices = notices::watch(path, watched);
+            inner
+        });
+        Ok(Ledger { inner })
     }
 
     /// Whether the token is revoked, and by which rule. Lock-free and free of system
@@ -1085,10 +1092,11 @@ impl Ledger {
     /// Applies every record committed since this handle last looked, following a
     /// compaction or a new shared index if one happened. Checks do this on their own when
     /// needed. On a reader, also checks that the file is still the ledger at its path
-    /// (deleted, replaced or truncated: an error, and every later call fails; checks do
-    /// this once in [`PATH_CHECK_EVERY`](crate::PATH_CHECK_EVERY) per thread): call it
-    /// from a timer to bound in time how long a reader may answer from a file that was
-    /// removed.
+    /// (deleted, replaced or truncated: an error, and every later call fails). A reader
+    /// also does this when the kernel notices a change at its path (inotify) and on one
+    /// check in [`PATH_CHECK_EVERY`](crate::PATH_CHECK_EVERY) per thread: call it from a
+    /// timer to bound in time how long a reader may answer from a file that was removed
+    /// where the kernel sends no notices (NFS, inotify's limits reached).
     pub fn refresh(&self) -> Result<()> {
         if self.inner.writer.is_none() {
             self.verify_path()?;
@@ -1431,6 +1439,13 @@ impl Writer {
     }
 }
 
+impl notices::Watched for Inner {
+    fn path_changed(&self) {
+        // A lost handle keeps its error for its next call; a compaction is followed.
+        let _ = self.verify_path();
+    }
+}
+
 impl Inner {
     fn new(path: PathBuf, leeway: i64, gen: Generation, writer: Option<Writer>) -> Inner {
         Inner {
@@ -1441,6 +1456,7 @@ impl Inner {
             gen: ArcSwap::from_pointee(gen),
             follow: Mutex::new(()),
             writer,
+            notices: None,
         }
     }
 

@@ -41,6 +41,7 @@ mod io;
 mod ledger;
 mod log;
 mod map;
+mod notices;
 mod position;
 pub mod record;
 mod rule;

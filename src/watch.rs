@@ -4,10 +4,10 @@
 //!
 //! The check is a `stat` of the path and an `fstat` of the open file, compared by device
 //! and inode. It costs two system calls, so it never runs on every check: a reader runs
-//! it on [`Ledger::refresh`](crate::Ledger::refresh) and on one check in every
-//! [`CHECK_EVERY`] made by a thread (a thread-local countdown: no clock read and no
-//! shared write on the check path); a writer runs it before every `sync` and every
-//! compaction. What it finds:
+//! it when the kernel notices a change at its path (src/notices.rs), on
+//! [`Ledger::refresh`](crate::Ledger::refresh) and on one check in every [`CHECK_EVERY`]
+//! made by a thread (a thread-local countdown: no clock read and no shared write on the
+//! check path); a writer runs it before every `sync` and every compaction. What it finds:
 //!
 //! - the same file: nothing to do, unless the file shrank (another process truncated it,
 //!   which revledger never does): the handle is lost (`Corrupt`);

@@ -472,6 +472,65 @@ fn checks_until_error(l: &Ledger, name: &[u8], limit: usize) -> Error {
     panic!("no error in {limit} checks");
 }
 
+/// Checks `name` (revoked) once a millisecond until `l` fails; the number of checks made.
+/// Far fewer than the countdown's [`revledger::PATH_CHECK_EVERY`] proves that the kernel's
+/// notice, not the countdown, told the reader.
+fn checks_until_notice(l: &Ledger, name: &[u8]) -> (usize, Error) {
+    let limit = revledger::PATH_CHECK_EVERY as usize / 2;
+    for n in 1..=limit {
+        match l.check(&subject(name, 0)) {
+            Ok(v) => assert!(v.is_revoked(), "valid for a revoked token: {v:?}"),
+            Err(e) => return (n, e),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("no error in {limit} checks (over {limit} ms): no notice reached the reader");
+}
+
+#[test]
+fn readers_learn_of_a_deleted_or_replaced_ledger_from_the_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = writer(&path);
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000))
+        .unwrap();
+    let deleted = Ledger::open_reader(&path).unwrap();
+    assert!(revoked(&deleted, b"x"));
+    std::fs::remove_file(&path).unwrap();
+    let (n, e) = checks_until_notice(&deleted, b"x");
+    assert!(matches!(e, Error::Io { .. }), "after {n} checks: {e:?}");
+    drop(w);
+
+    // Replaced: another ledger renamed over the path.
+    let w = writer(&path);
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000))
+        .unwrap();
+    let replaced = Ledger::open_reader(&path).unwrap();
+    assert!(revoked(&replaced, b"x"));
+    let other = dir.path().join("other");
+    writer(&other)
+        .revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000))
+        .unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    let (n, e) = checks_until_notice(&replaced, b"x");
+    assert!(matches!(e, Error::Io { .. }), "after {n} checks: {e:?}");
+}
+
+#[test]
+fn a_compaction_s_rename_is_followed_not_taken_for_a_replacement() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = writer(&path);
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000))
+        .unwrap();
+    let r = Ledger::open_reader(&path).unwrap();
+    for round in 0..20 {
+        w.compact(0).unwrap();
+        assert!(revoked(&r, b"x"), "round {round}");
+        r.refresh().unwrap();
+    }
+}
+
 #[test]
 fn deleted_ledger_fails_closed_in_readers_and_the_writer_learns_at_sync() {
     let dir = tempfile::tempdir().unwrap();

@@ -168,21 +168,30 @@ func TestQuote(t *testing.T) {
 }
 
 // untilCode serves john every 20 ms until the answer is code, with allowed the only
-// other answer on the way: at most 150 requests (3 s), far fewer than the library's own
-// look at the path (one check in 4093).
-func untilCode(t *testing.T, h http.Handler, code, allowed int) {
+// other answers on the way: at most 150 requests (3 s), far fewer than the library's
+// own countdown (one check in 4093).
+func untilCode(t *testing.T, h http.Handler, code int, allowed ...int) {
 	t.Helper()
 	for i := 0; i < 150; i++ {
 		rec := serve(h, "john", "", "1500")
 		if rec.Code == code {
 			return
 		}
-		if rec.Code != allowed {
-			t.Fatalf("request %d: %d %q, want %d until %d", i, rec.Code, rec.Body.String(), allowed, code)
+		if !containsCode(allowed, rec.Code) {
+			t.Fatalf("request %d: %d %q, want %v until %d", i, rec.Code, rec.Body.String(), allowed, code)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("150 requests over 3 s, still not %d", code)
+}
+
+func containsCode(codes []int, code int) bool {
+	for _, c := range codes {
+		if c == code {
+			return true
+		}
+	}
+	return false
 }
 
 func TestMiddlewareNoticesALedgerReplacedOrDeleted(t *testing.T) {
@@ -202,7 +211,9 @@ func TestMiddlewareNoticesALedgerReplacedOrDeleted(t *testing.T) {
 	if err := os.Rename(otherPath, path); err != nil {
 		t.Fatal(err)
 	}
-	untilCode(t, h, http.StatusUnauthorized, http.StatusOK)
+	// The old handle may learn of the replacement first (the kernel's notice): it then
+	// fails closed until the middleware's next look at the path opens the new file.
+	untilCode(t, h, http.StatusUnauthorized, http.StatusOK, http.StatusServiceUnavailable)
 
 	// Deleted: checks fail (closed), 503 by default; then a ledger at the path again.
 	if err := os.Remove(path); err != nil {

@@ -270,7 +270,9 @@ def test_a_ledger_deleted_or_replaced_while_running_is_noticed_within_a_second(b
         sent += 1
         assert sent < 200, "still answering from the replaced file"
         r = n.get("/", john)
-        if r.status == 200:
+        # 503: the worker's handle learnt of the replacement first (the kernel's notice)
+        # and fails closed until the worker's next look at the path opens the new file
+        if r.status in (200, 503):
             return False
         assert_revoked(r, "subject", cutoff)
         return True

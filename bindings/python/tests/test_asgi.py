@@ -147,14 +147,14 @@ def test_a_ledger_replaced_or_deleted_is_noticed_within_a_second(tmp_path: Path)
         token = keycloak_token(iat)
         assert client.get("/orders", headers=bearer(token)).status_code == 200
 
-        def until(status: int, allowed: int) -> None:
+        def until(status: int, *allowed: int) -> None:
             # at most 150 requests over 3 s: far fewer than the library's own look at
             # the path (one check in 4093)
             for _ in range(150):
                 got = client.get("/orders", headers=bearer(token)).status_code
                 if got == status:
                     return
-                assert got == allowed, got
+                assert got in allowed, got
                 time.sleep(0.02)
             raise AssertionError(f"150 requests over 3 s and still not {status}")
 
@@ -162,7 +162,9 @@ def test_a_ledger_replaced_or_deleted_is_noticed_within_a_second(tmp_path: Path)
         with Ledger.open_writer(tmp_path / "other", max_token_lifetime=7200) as w:
             w.revoke(Scope.SUBJECT, REALM, "john", iat + 1)
         (tmp_path / "other").rename(path)
-        until(401, 200)
+        # the old handle may learn of it first (the kernel's notice) and fail closed (503)
+        # until the middleware's next look at the path opens the new file
+        until(401, 200, 503)
         # deleted: 503 (fail closed); then a ledger at the path again
         path.unlink()
         until(503, 401)
