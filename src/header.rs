@@ -31,6 +31,10 @@ pub const OFF_INDEX_EPOCH: usize = 200;
 /// of the log (cut a torn tail): readers that judged the old end judge again (an
 /// atomic).
 pub const OFF_RECOVERIES: usize = 208;
+/// Offset of `recovered_end: u64`, the end the last recovery cut the log to (0: none
+/// recorded), stored before `recoveries` is counted: a reader that had read past it
+/// answered from records that are gone, and fails closed (an atomic).
+pub const OFF_RECOVERED_END: usize = 216;
 
 /// Clock-skew leeway added to every expiry decision unless told otherwise, in seconds.
 pub const DEFAULT_LEEWAY: i64 = 300;

@@ -445,15 +445,17 @@ impl SharedIndex {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::IsADirectory => return Ok(None),
             Err(e) => return Err(Error::io_path("opening", path, e)),
         };
-        let size = file
+        let meta = file
             .metadata()
-            .map_err(|e| Error::io_path("reading metadata of", path, e))?
-            .len();
-        if size < INDEX_HEADER_LEN {
+            .map_err(|e| Error::io_path("reading metadata of", path, e))?;
+        // Anything but a regular file (a directory, a FIFO, a device) is no index.
+        if !meta.is_file() || meta.len() < INDEX_HEADER_LEN {
             return Ok(None);
         }
+        let size = meta.len();
         let head = WordMap::new(&file, INDEX_HEADER_LEN, false)?;
         let hw = head.words();
         let layout = Layout {

@@ -146,10 +146,16 @@ pub mod testing {
     }
 }
 
-/// Opens an existing file, read-only or read-write.
+/// Opens an existing file, read-only or read-write. Without blocking: a FIFO at the path
+/// would block `open(2)` until a writer came (the caller then refuses anything but a
+/// regular file; the flag changes nothing for one).
 pub(crate) fn open(path: &Path, write: bool) -> io::Result<File> {
     enter(Op::Open)?;
-    OpenOptions::new().read(true).write(write).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
 }
 
 /// Creates a new file (failing if it exists) with `mode`, opened read-write.

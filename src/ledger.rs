@@ -482,6 +482,29 @@ impl Generation {
     /// Whether a check may answer from this generation as it is: the file was not
     /// replaced, the index epoch is current, and the tail has caught up when it must.
     #[inline(always)]
+    /// A writer's recovery changed the end of the log since this generation was made.
+    /// When it cut the log below what this generation had read (`keep_valid_prefix`
+    /// dropping damaged records, with every one after them), checks answered from
+    /// records that are gone: the handle fails closed (`Corrupt`) instead of going on
+    /// without them. A torn tail past the committed end changes nothing that was read.
+    fn judge_recovery(&self) -> Result<()> {
+        let cut = self.log.map.recovered_end();
+        // What checks could answer from: records applied, never a torn tail past them.
+        let read = self.committed_view.load(Ordering::Acquire);
+        if cut != 0 && cut < read {
+            return Err(self.lost.set(watch::Lost::Cut {
+                offset: cut,
+                why: format!(
+                    "a writer cut the ledger {} at offset {cut} (keep_valid_prefix: damaged \
+                     records and every one after them dropped), below the {read} bytes this \
+                     reader had read and answered from; reopen the ledger",
+                    self.log.path.display()
+                ),
+            }));
+        }
+        Ok(())
+    }
+
     fn fresh(&self) -> bool {
         // SAFETY: `self.header` came from `self.log`'s map, which `self` keeps alive.
         let (retired, epoch, recoveries) = unsafe { self.header.retired_epoch_recoveries() };
@@ -1440,9 +1463,15 @@ impl Writer {
 }
 
 impl notices::Watched for Inner {
+    /// A file deleted, replaced or truncated marks the handle lost now, so its next call
+    /// fails. Nothing else is done on the notices' thread: a compaction is followed by the
+    /// next check (the retired mark), and the thread makes no I/O call of the ledger's
+    /// own (system calls to compare files only), so its failures cannot go unreported.
     fn path_changed(&self) {
-        // A lost handle keeps its error for its next call; a compaction is followed.
-        let _ = self.verify_path();
+        let gen = self.gen.load_full();
+        if let Ok(PathState::Lost(why)) = gen.log.path_state() {
+            gen.lost.set(why);
+        }
     }
 }
 
@@ -1537,6 +1566,9 @@ impl Inner {
             if retired != 0 {
                 self.follow(&gen, false)?;
                 continue;
+            }
+            if recoveries != gen.recoveries {
+                gen.judge_recovery()?;
             }
             if epoch != gen.epoch || recoveries != gen.recoveries {
                 self.follow(&gen, true)?;

@@ -200,6 +200,21 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     io::sync_dir(dir).map_err(|e| Error::io_path("syncing directory", dir, e))
 }
 
+/// Refuses anything but a regular file at a ledger's path (a directory, a FIFO, a device)
+/// before a byte of it is read.
+fn regular_file(file: &File, path: &Path) -> Result<()> {
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io_path("reading metadata of", path, e))?;
+    if !meta.is_file() {
+        return Err(Error::invalid(format!(
+            "{} is not a regular file",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 impl LogFile {
     /// Opens an existing ledger read-only.
     pub(crate) fn open_reader(path: &Path) -> Result<LogFile> {
@@ -225,6 +240,7 @@ impl LogFile {
                 create_file(path, &new_header()?, access)?;
             }
             let file = io::open(path, true).map_err(|e| Error::io_path("opening", path, e))?;
+            regular_file(&file, path)?;
             lock_exclusive(&file, path)?;
             if !crate::watch::is_at_path(&file, path)? {
                 continue;
@@ -248,15 +264,7 @@ impl LogFile {
     }
 
     fn from_file(path: &Path, file: File, writable: bool) -> Result<LogFile> {
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io_path("reading metadata of", path, e))?;
-        if !meta.is_file() {
-            return Err(Error::invalid(format!(
-                "{} is not a regular file",
-                path.display()
-            )));
-        }
+        regular_file(&file, path)?;
         let mut head = [0u8; HEADER_LEN];
         let n =
             io::read_prefix(&file, &mut head).map_err(|e| Error::io_path("reading", path, e))?;
@@ -345,7 +353,7 @@ impl LogFile {
             // they are erased, never read bytes that are being zeroed. Readers that
             // judged the old end (a torn tail) judge again.
             self.map.publish_committed(end)?;
-            self.map.publish_recovery()?;
+            self.map.publish_recovery(end)?;
             self.map.publish_synced(end.min(synced))?;
             if garbage_end > end {
                 io::zero_range(&self.file, end, garbage_end)

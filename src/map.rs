@@ -39,7 +39,8 @@
 
 use crate::error::{Error, Result};
 use crate::header::{
-    HEADER_LEN, OFF_COMMITTED_LEN, OFF_INDEX_EPOCH, OFF_RECOVERIES, OFF_RETIRED, OFF_SYNCED_LEN,
+    HEADER_LEN, OFF_COMMITTED_LEN, OFF_INDEX_EPOCH, OFF_RECOVERED_END, OFF_RECOVERIES, OFF_RETIRED,
+    OFF_SYNCED_LEN,
 };
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::Mutex;
@@ -281,10 +282,18 @@ impl FileMap {
         self.load(OFF_RECOVERIES)
     }
 
-    /// Counts a recovery that changed the end of the log (writer only).
-    pub(crate) fn publish_recovery(&self) -> Result<()> {
+    /// Counts a recovery that changed the end of the log to `end` (writer only): `end`
+    /// first, so that a reader that sees the new count sees where the log was cut.
+    pub(crate) fn publish_recovery(&self, end: u64) -> Result<()> {
+        self.store(OFF_RECOVERED_END, end)?;
         let n = self.recoveries();
         self.store(OFF_RECOVERIES, n.wrapping_add(1))
+    }
+
+    /// `recovered_end` from the header: where the last recovery cut the log (0: none
+    /// recorded, as in a file no recovery of this version cut).
+    pub(crate) fn recovered_end(&self) -> u64 {
+        self.load(OFF_RECOVERED_END)
     }
 
     fn store(&self, offset: usize, value: u64) -> Result<()> {

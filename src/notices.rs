@@ -5,9 +5,10 @@
 //! One thread per process (started by the first reader, all signals blocked so that the
 //! host's handlers run in its own threads) reads one inotify instance that watches the
 //! directory of every open reader's path. A notice about a reader's file name has that
-//! reader verify its file at once, as a check does on its countdown (src/watch.rs): a
-//! deleted or replaced file marks the handle lost, so its next check fails; a compaction
-//! is followed. The notices do not replace the countdown and `refresh`: they are what
+//! reader compare its file with the path at once, as a check does on its countdown
+//! (src/watch.rs): a deleted or replaced file marks the handle lost, so its next check
+//! fails; a compaction is left to the next check, which follows the file's retired mark.
+//! The notices do not replace the countdown and `refresh`: they are what
 //! makes the common case immediate, and where inotify is unavailable (its limits
 //! reached, a file system that sends no notices, such as NFS) the countdown still holds.
 //!
@@ -26,7 +27,7 @@ use std::sync::{Arc, Weak};
 /// A handle told of changes at its path.
 pub(crate) trait Watched: Send + Sync {
     /// Something happened to the directory entry of the handle's path (deleted, renamed,
-    /// replaced): verify the file now. Runs on the notices' thread.
+    /// replaced): compare the file with the path now. Runs on the notices' thread.
     fn path_changed(&self);
 }
 

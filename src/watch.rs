@@ -29,7 +29,7 @@ use parking_lot::Mutex;
 use std::cell::Cell;
 use std::fs::{File, Metadata};
 use std::io::{self, ErrorKind, Read};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -107,6 +107,12 @@ pub(crate) enum Lost {
         offset: u64,
         why: String,
     },
+    /// A writer's recovery (`keep_valid_prefix`) cut the log below what this reader had
+    /// read: it answered from records that are gone.
+    Cut {
+        offset: u64,
+        why: String,
+    },
     /// A writer's fdatasync failed: what it committed may not be durable, and a later
     /// fdatasync cannot tell (the kernel may have dropped the pages).
     SyncFailed(String),
@@ -117,7 +123,9 @@ impl Lost {
         match self {
             Lost::Deleted(m) => Error::io(m.clone(), io::Error::from(ErrorKind::NotFound)),
             Lost::Replaced(m) => Error::io(m.clone(), io::Error::other("file replaced")),
-            Lost::Truncated { offset, why } => Error::corrupt(*offset, why.clone()),
+            Lost::Truncated { offset, why } | Lost::Cut { offset, why } => {
+                Error::corrupt(*offset, why.clone())
+            }
             Lost::SyncFailed(m) => Error::io(
                 format!(
                     "an earlier sync failed ({m}); records since the last successful sync \
@@ -177,7 +185,13 @@ impl LogFile {
     /// the same hash seed and a later generation.
     fn is_compacted_into(&self, path: &Path) -> bool {
         let mut head = [0u8; HEADER_LEN];
-        let read = File::open(path).and_then(|mut f| f.read_exact(&mut head));
+        // Without blocking (a FIFO put at the path); not through `io`, whose calls are
+        // the ledger's own: this runs on the notices' thread too.
+        let read = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .and_then(|mut f| f.read_exact(&mut head));
         match read.ok().and_then(|()| Header::decode(&head).ok()) {
             Some(h) => {
                 h.hash_seed == self.header.hash_seed && h.generation > self.header.generation

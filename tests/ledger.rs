@@ -534,6 +534,67 @@ fn corrupt_byte_in_the_middle_is_reported_with_its_offset() {
     ));
 }
 
+/// A reader that answered from records a `keep_valid_prefix` writer then cut (damage in
+/// the middle: the damaged record and every one after it are dropped) fails closed, with
+/// the shared index and without it, even once the writer appended past the old end again;
+/// a reader opened after the cut answers from the prefix.
+#[test]
+fn a_reader_that_read_past_a_keep_valid_prefix_cut_fails_closed() {
+    use std::os::unix::fs::FileExt;
+    for without_index in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, offsets, _) = ledger_with(dir.path(), 6);
+        if without_index {
+            for e in std::fs::read_dir(dir.path()).unwrap() {
+                let p = e.unwrap().path();
+                if p != path {
+                    std::fs::remove_file(p).unwrap();
+                }
+            }
+        }
+        let before = Ledger::open_reader(&path).unwrap();
+        assert!((0..6).all(|i| subject_revoked(&before, i)));
+        // Damage user-2's record in place (the same inode the reader maps).
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let at = offsets[2] + 12;
+        let mut byte = [0u8];
+        file.read_at(&mut byte, at).unwrap();
+        file.write_at(&[byte[0] ^ 1], at).unwrap();
+        let w = open_writer(
+            &path,
+            &WriterOptions {
+                keep_valid_prefix: true,
+                ..WriterOptions::default()
+            },
+        )
+        .unwrap();
+        // Appended past the old end again: the end alone cannot tell.
+        for i in 10..30 {
+            w.revoke(&Rule::new(
+                Scope::Subject,
+                b"t",
+                format!("user-{i}").as_bytes(),
+                1,
+            ))
+            .unwrap();
+        }
+        for i in [0, 2, 5] {
+            match before.check(&token(b"t", format!("user-{i}").as_bytes(), &[], 0)) {
+                Err(Error::Corrupt { offset, .. }) => assert_eq!(offset, offsets[2]),
+                other => panic!("index removed: {without_index}, user-{i}: {other:?}"),
+            }
+        }
+        assert!(before.refresh().is_err(), "the handle stays lost");
+        let after = Ledger::open_reader(&path).unwrap();
+        assert!(subject_revoked(&after, 1));
+        assert!(!subject_revoked(&after, 2), "user-2's record was cut");
+    }
+}
+
 /// A shared index whose slots point into the ledger's header (docs/FORMAT.md §4.2: a
 /// slot's low 40 bits are a payload offset) is corruption, and every check that meets it
 /// says so: the first check of a thread (which looks at the file's path first) and the
@@ -1281,4 +1342,79 @@ fn a_ledger_whose_hash_check_differs_is_refused() {
             other => panic!("a ledger with another hash opened: {other:?}"),
         }
     }
+}
+
+/// Opens `path` on another thread: `Some` with the result, `None` when it did not return
+/// within 20 s (an `open(2)` blocked on a FIFO; the thread is left behind).
+fn open_within(
+    path: &Path,
+    open: fn(&Path) -> revledger::Result<Ledger>,
+) -> Option<revledger::Result<Ledger>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(open(&path));
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20)).ok()
+}
+
+fn nix_mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// A FIFO or a directory where a ledger or its index should be: a clear error for the
+/// ledger, an index not used (the reader indexes the log itself, the writer goes on) for
+/// the index; never a blocked `open(2)`.
+#[test]
+fn a_fifo_or_a_directory_in_place_of_a_file_never_blocks_and_never_misleads() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    nix_mkfifo(&fifo);
+    let openers: [fn(&Path) -> revledger::Result<Ledger>; 2] = [reader_at, writer_at];
+    for open in openers {
+        match open_within(&fifo, open) {
+            Some(Err(Error::InvalidArgument(m))) => {
+                assert!(m.contains("not a regular file"), "{m}")
+            }
+            Some(other) => panic!("a FIFO at the ledger path: {other:?}"),
+            None => panic!("opening a FIFO at the ledger path blocked"),
+        }
+    }
+
+    for make in ["fifo", "dir"] {
+        std::fs::create_dir(dir.path().join(make)).unwrap();
+        let (path, _, _) = ledger_with(&dir.path().join(make), 3);
+        let index = dir.path().join(make).join(".l.g0.index");
+        std::fs::remove_file(&index).unwrap();
+        if make == "fifo" {
+            nix_mkfifo(&index);
+        } else {
+            std::fs::create_dir(&index).unwrap();
+        }
+        let r = match open_within(&path, reader_at) {
+            Some(r) => r.unwrap_or_else(|e| panic!("{make} at the index path: {e:?}")),
+            None => panic!("a {make} at the index path blocked the reader"),
+        };
+        assert!((0..3).all(|i| subject_revoked(&r, i)));
+        assert!(!subject_revoked(&r, 3));
+        let w = match open_within(&path, writer_at) {
+            Some(w) => w.unwrap_or_else(|e| panic!("{make} at the index path: {e:?}")),
+            None => panic!("a {make} at the index path blocked the writer"),
+        };
+        w.revoke(&Rule::new(Scope::Subject, b"t", b"user-3", 1000))
+            .unwrap();
+        assert!((0..4).all(|i| subject_revoked(&w, i) && subject_revoked(&r, i)));
+    }
+}
+
+fn reader_at(path: &Path) -> revledger::Result<Ledger> {
+    Ledger::open_reader(path)
+}
+
+fn writer_at(path: &Path) -> revledger::Result<Ledger> {
+    open_writer(path, &WriterOptions::with_lifetime(3600))
 }
