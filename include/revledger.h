@@ -141,7 +141,8 @@ typedef struct {
   int64_t leeway_s;
   /**
    * 1: keep the valid prefix of a log damaged in the middle instead of failing with
-   * `REVLEDGER_CORRUPT` (the bytes dropped are reported by `revledger stats`); 0: fail.
+   * `REVLEDGER_CORRUPT` (`revledger_dropped_bytes` says how many bytes were cut); 0:
+   * fail.
    * A byte, not a C `bool`: any other value is refused, never read as a Rust `bool`.
    */
   uint8_t keep_valid_prefix;
@@ -533,6 +534,16 @@ revledger_status revledger_compact(revledger *ledger, int64_t now);
  * `ledger` is NULL or a live handle; `out` is NULL or writable.
  */
 revledger_status revledger_stats(const revledger *ledger, int64_t now, revledger_statistics *out);
+
+/**
+ * Writes to `*out` how many bytes of a damaged log opening this writer cut off because
+ * its options asked to keep the valid prefix (`keep_valid_prefix`): 0 when nothing was
+ * cut, and for a reader.
+ *
+ * # Safety
+ * `ledger` is NULL or a live handle; `out` is NULL or writable.
+ */
+revledger_status revledger_dropped_bytes(const revledger *ledger, uint64_t *out);
 
 /**
  * How fresh the ledger is, for a ledger fed from a stream by `revledger sync`.

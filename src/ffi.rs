@@ -321,6 +321,7 @@ const EXPORTS: &[&str] = &[
     "revledger_refresh",
     "revledger_compact",
     "revledger_stats",
+    "revledger_dropped_bytes",
     "revledger_freshness",
     "revledger_freshness_state",
     "revledger_last_error",
@@ -590,7 +591,8 @@ pub struct revledger_writer_options {
     /// Clock-skew leeway of a new ledger, seconds; -1: the default (300).
     pub leeway_s: i64,
     /// 1: keep the valid prefix of a log damaged in the middle instead of failing with
-    /// `REVLEDGER_CORRUPT` (the bytes dropped are reported by `revledger stats`); 0: fail.
+    /// `REVLEDGER_CORRUPT` (`revledger_dropped_bytes` says how many bytes were cut); 0:
+    /// fail.
     /// A byte, not a C `bool`: any other value is refused, never read as a Rust `bool`.
     pub keep_valid_prefix: u8,
     /// A `revledger_compaction` value.
@@ -1234,6 +1236,31 @@ pub unsafe extern "C" fn revledger_stats(
             };
             // SAFETY: non-null and writable (caller contract).
             unsafe { out.write(c) };
+            Ok(())
+        })
+    })
+}
+
+/// Writes to `*out` how many bytes of a damaged log opening this writer cut off because
+/// its options asked to keep the valid prefix (`keep_valid_prefix`): 0 when nothing was
+/// cut, and for a reader.
+///
+/// # Safety
+/// `ledger` is NULL or a live handle; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn revledger_dropped_bytes(
+    ledger: *const revledger,
+    out: *mut u64,
+) -> revledger_status {
+    catch("revledger_dropped_bytes", || {
+        // SAFETY: forwarded caller contract.
+        let h = unsafe { handle(ledger)? };
+        poisoning(h, "revledger_dropped_bytes", |ledger| {
+            if out.is_null() {
+                return Err(invalid("out is NULL"));
+            }
+            // SAFETY: non-null and writable (caller contract).
+            unsafe { out.write(ledger.dropped_bytes()) };
             Ok(())
         })
     })

@@ -1314,6 +1314,13 @@ impl Ledger {
         self.inner.gen.load().is_expired(scope, at, now)
     }
 
+    /// Bytes of a damaged log that opening this writer cut off because it was asked to
+    /// keep the valid prefix ([`WriterOptions::keep_valid_prefix`]); 0 when nothing was
+    /// cut, and for a reader. [`Stats::dropped_bytes`] without visiting the keys.
+    pub fn dropped_bytes(&self) -> u64 {
+        self.inner.gen.load().recovery.dropped_bytes
+    }
+
     /// Figures about the ledger as of `now` (Unix seconds; used for `expired_keys`).
     /// Visits every live key: linear in the size of the ledger.
     pub fn stats(&self, now: i64) -> Result<Stats> {
