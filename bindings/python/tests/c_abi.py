@@ -154,6 +154,7 @@ _SIGNATURES: Dict[str, Tuple[Any, List[Any]]] = {
     "revledger_refresh": (_c_status, [_HandlePtr]),
     "revledger_compact": (_c_status, [_HandlePtr, ctypes.c_int64]),
     "revledger_stats": (_c_status, [_HandlePtr, ctypes.c_int64, ctypes.POINTER(_Stats)]),
+    "revledger_dropped_bytes": (_c_status, [_HandlePtr, ctypes.POINTER(ctypes.c_uint64)]),
     "revledger_freshness": (
         _c_status,
         [
