@@ -644,10 +644,11 @@ func (l *Ledger) Sync() error {
 
 // Refresh brings the handle's index up to date with the file now. Checks do it on
 // their own; this moves the work off a request's path (e.g. from a ticker). It also
-// makes sure that the file is still the ledger at the handle's path, which checks do
-// only once in thousands: a file deleted, or replaced by another ledger (a compaction
-// is followed), makes it and every later call on this handle fail: open the ledger
-// again. The middlewares do this once a second.
+// makes sure that the file is still the ledger at the handle's path, which a reader
+// otherwise does when the kernel notices a change there (inotify) and on one check in
+// thousands: a file deleted, or replaced by another ledger (a compaction is followed),
+// makes it and every later call on this handle fail: open the ledger again. The
+// middlewares do this once a second, and open the ledger again when it fails.
 func (l *Ledger) Refresh() error {
 	return l.call(func(h *C.revledger) C.rl_result { return C.rl_refresh(h) })
 }

@@ -71,10 +71,11 @@ class Ledger:
         """Drops the rules that can no longer revoke an unexpired token at ``now``."""
     def refresh(self) -> None:
         """Brings this handle's index up to date with the log now, and makes sure that
-        the file is still the ledger at its path (checks do that only once in thousands):
-        a file deleted, or replaced by another ledger (a compaction is followed), raises,
-        as every later call on this handle does: open the ledger again. The ASGI
-        middleware does this once a second."""
+        the file is still the ledger at its path (a reader otherwise does that when the
+        kernel notices a change there, inotify, and on one check in thousands): a file
+        deleted, or replaced by another ledger (a compaction is followed), raises, as
+        every later call on this handle does: open the ledger again. The ASGI middleware
+        does this once a second."""
     def stats(self, now: Optional[int] = None) -> Stats:
         """Figures about the ledger as of ``now`` (default: the current time)."""
     def freshness(self) -> Freshness:
