@@ -14,15 +14,18 @@
 //!
 //! A forked child does not inherit the thread: its first reader starts its own instance
 //! and registry, and leaves the parent's alone (it may have been locked at the fork).
+//! The thread is made with `pthread_create`, not `std::thread`, and keeps its state in
+//! the process's registry, not on its stack: a child forked while it waits inherits
+//! nothing that only the thread (gone in the child) pointed to, which leak checkers
+//! such as valgrind would report as lost in every child.
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
-use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::ErrorKind;
 use std::path::Path;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 /// A handle told of changes at its path.
 pub(crate) trait Watched: Send + Sync {
@@ -61,11 +64,26 @@ struct Dir {
 
 /// One process's registry: made again in a forked child, whose copy of the parent's
 /// may be locked and whose thread does not exist.
+///
+/// Its locks are `std`'s (futexes): `parking_lot` would give the thread a thread-local
+/// record, allocated, the first time it waited.
 struct Cell {
     pid: u32,
     instance: u64,
     /// `None`: no instance could be made (inotify's limits, say), or its thread stopped.
     registry: Mutex<Option<Registry>>,
+    /// The instance the thread reads (locked by the thread while it runs).
+    inotify: Mutex<Option<Inotify>>,
+    /// In a forked child, the parent's cell: never used (it may be locked), only kept
+    /// reachable, as everything the parent's thread held is.
+    _forked_from: AtomicPtr<Cell>,
+}
+
+impl Cell {
+    fn registry(&self) -> MutexGuard<'_, Option<Registry>> {
+        // A panic while it was held left nothing half-done that matters here.
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// This process's cell, once a reader was opened (a leaked `Box`: it lives as long as
@@ -89,6 +107,8 @@ fn cell() -> &'static Cell {
         pid,
         instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
         registry: Mutex::new(None),
+        inotify: Mutex::new(None),
+        _forked_from: AtomicPtr::new(current),
     }));
     match CELL.compare_exchange(current, fresh, Ordering::AcqRel, Ordering::Acquire) {
         // SAFETY: just leaked from a `Box`, never freed.
@@ -108,7 +128,7 @@ fn cell() -> &'static Cell {
 pub(crate) fn watch(path: &Path, handle: Weak<dyn Watched>) -> Option<Registration> {
     let (dir, name) = (path.parent()?, path.file_name()?);
     let cell = cell();
-    let mut guard = cell.registry.lock();
+    let mut guard = cell.registry();
     if guard.is_none() {
         *guard = start(cell);
     }
@@ -141,7 +161,7 @@ impl Drop for Registration {
         if cell.pid != std::process::id() || cell.instance != self.instance {
             return;
         }
-        let mut guard = cell.registry.lock();
+        let mut guard = cell.registry();
         let Some(registry) = guard.as_mut() else {
             return;
         };
@@ -157,39 +177,68 @@ impl Drop for Registration {
     }
 }
 
-/// A new inotify instance and the thread that reads it.
+/// A new inotify instance and the thread that reads it. Called with the registry locked.
 fn start(cell: &'static Cell) -> Option<Registry> {
     let inotify = Inotify::init().ok()?;
     let watches = inotify.watches();
-    spawn_without_signals(move || read_notices(inotify, cell)).ok()?;
+    // The thread of an earlier instance has stopped (the registry was `None`): its lock
+    // is free.
+    *cell.inotify.lock().unwrap_or_else(PoisonError::into_inner) = Some(inotify);
+    if !spawn(cell) {
+        *cell.inotify.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        return None;
+    }
     Some(Registry {
         watches,
         dirs: HashMap::new(),
     })
 }
 
-/// Spawns `f` on a thread that blocks every signal: a process's signals (nginx's
-/// SIGHUP, SIGQUIT, a Go or Python runtime's) must reach the threads that handle them.
-fn spawn_without_signals(f: impl FnOnce() + Send + 'static) -> std::io::Result<()> {
-    // SAFETY: `sigset_t` is plain data, initialised by `sigfillset` before use;
-    // `pthread_sigmask` reads and writes the two sets, valid for the calls. A thread
-    // inherits the mask of the thread that creates it; this thread's is put back after.
+/// Starts the thread of `cell`, detached, with every signal blocked: a process's signals
+/// (nginx's SIGHUP and SIGQUIT, a Go or Python runtime's) must reach the threads that
+/// handle them.
+fn spawn(cell: &'static Cell) -> bool {
+    extern "C" fn run(arg: *mut libc::c_void) -> *mut libc::c_void {
+        // SAFETY: `arg` is the `&'static Cell` that `spawn` passed.
+        let cell: &'static Cell = unsafe { &*(arg as *const Cell) };
+        // No unwinding out of an `extern "C"` function.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_notices(cell)));
+        std::ptr::null_mut()
+    }
+    // SAFETY: `attr`, `all`, `before` and `thread` are plain data, initialised by
+    // `pthread_attr_init`, `sigfillset` and `pthread_create` before they are read, and
+    // valid for each call; `run` matches pthread's start routine and takes the
+    // `&'static Cell` as its argument (it outlives the thread). A thread inherits the
+    // signal mask of its creator; this thread's mask is put back after.
     unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_attr_init(&mut attr) != 0 {
+            return false;
+        }
+        libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
+        libc::pthread_attr_setstacksize(&mut attr, 256 * 1024);
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut before: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut before);
-        let spawned = std::thread::Builder::new()
-            .name("revledger-notices".into())
-            .stack_size(128 * 1024)
-            .spawn(f);
+        let mut thread: libc::pthread_t = std::mem::zeroed();
+        let arg = cell as *const Cell as *mut libc::c_void;
+        let created = libc::pthread_create(&mut thread, &attr, run, arg) == 0;
         libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
-        spawned.map(drop)
+        libc::pthread_attr_destroy(&mut attr);
+        if created {
+            libc::pthread_setname_np(thread, c"revledger-watch".as_ptr());
+        }
+        created
     }
 }
 
-/// The thread: reads notices and has the handles they concern verify their files.
-fn read_notices(mut inotify: Inotify, cell: &'static Cell) {
+/// The thread: reads notices and has the handles they concern compare their files.
+fn read_notices(cell: &'static Cell) {
+    let mut reading = cell.inotify.lock().unwrap_or_else(PoisonError::into_inner);
+    let Some(inotify) = reading.as_mut() else {
+        return;
+    };
     let mut buffer = [0u8; 4096];
     loop {
         let events = match inotify.read_events_blocking(&mut buffer) {
@@ -197,13 +246,13 @@ fn read_notices(mut inotify: Inotify, cell: &'static Cell) {
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => {
                 // The countdown and `refresh` remain; a later reader starts afresh.
-                *cell.registry.lock() = None;
+                *cell.registry() = None;
                 return;
             }
         };
         let mut concerned: Vec<Arc<dyn Watched>> = Vec::new();
         {
-            let mut guard = cell.registry.lock();
+            let mut guard = cell.registry();
             let Some(registry) = guard.as_mut() else {
                 return;
             };
