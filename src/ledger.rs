@@ -479,9 +479,6 @@ impl Generation {
         }
     }
 
-    /// Whether a check may answer from this generation as it is: the file was not
-    /// replaced, the index epoch is current, and the tail has caught up when it must.
-    #[inline(always)]
     /// A writer's recovery changed the end of the log since this generation was made.
     /// When it cut the log below what this generation had read (`keep_valid_prefix`
     /// dropping damaged records, with every one after them), checks answered from
@@ -505,6 +502,9 @@ impl Generation {
         Ok(())
     }
 
+    /// Whether a check may answer from this generation as it is: the file was not
+    /// replaced, the index epoch is current, and the tail has caught up when it must.
+    #[inline(always)]
     fn fresh(&self) -> bool {
         // SAFETY: `self.header` came from `self.log`'s map, which `self` keeps alive.
         let (retired, epoch, recoveries) = unsafe { self.header.retired_epoch_recoveries() };
