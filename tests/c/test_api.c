@@ -644,6 +644,58 @@ static void keep_valid_prefix_says_how_much_was_dropped(void) {
   revledger_close(w);
 }
 
+/* Checks `t` (revoked) once a millisecond until the reader fails; the number of checks,
+ * or 0 when it still answered after 2,000 (the countdown alone would take 4,093). */
+static int checks_until_error(const revledger *r, const revledger_token *t,
+                              revledger_status *status) {
+  for (int n = 1; n <= 2000; n++) {
+    revledger_verdict v;
+    *status = revledger_check(r, t, &v);
+    if (*status != REVLEDGER_OK) return n;
+    EXPECT(v.revoked);
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+  return 0;
+}
+
+/* A reader whose file is deleted, or replaced by another ledger, fails closed at once
+ * (DESIGN.md §3): the kernel's notice tells it, long before its countdown. */
+static void deleted_or_replaced_ledger_fails_closed_at_once(void) {
+  char path[256], other[256];
+  h_path(path, sizeof path, "gone.ledger");
+  h_path(other, sizeof other, "other.ledger");
+  revledger_bytes rb[1];
+  const char *none[] = {NULL};
+  revledger_token john = tok("t", "john", rb, none, NULL, NULL, NULL, 999);
+  for (int replace = 0; replace <= 1; replace++) {
+    revledger *w = NULL, *r = NULL;
+    REQUIRE(OK(revledger_open_writer(path, 3600, &w)));
+    REQUIRE(OK(revledger_revoke(w, REVLEDGER_SCOPE_SUBJECT, B("t"), B("john"), 1000)));
+    REQUIRE(OK(revledger_open_reader(path, &r)));
+    EXPECT_REVOKED(r, &john, REVLEDGER_SCOPE_SUBJECT, 1000);
+    revledger_close(w);
+    if (replace) {
+      revledger *o = NULL;
+      REQUIRE(OK(revledger_open_writer(other, 3600, &o)));
+      REQUIRE(OK(revledger_revoke(o, REVLEDGER_SCOPE_SUBJECT, B("t"), B("john"), 1000)));
+      revledger_close(o);
+      REQUIRE(rename(other, path) == 0);
+    } else {
+      REQUIRE(unlink(path) == 0);
+    }
+    revledger_status status;
+    int n = checks_until_error(r, &john, &status);
+    EXPECT(n > 0);
+    EXPECT(status == REVLEDGER_IO);
+    if (n == 0 || status != REVLEDGER_IO)
+      fprintf(stderr, "    replace=%d: %d checks, status %d: %s\n", replace, n, (int)status,
+              revledger_last_error());
+    revledger_close(r);
+    unlink(path);
+  }
+}
+
 int main(void) {
   RUN(design_scenario_super_admin_changes);
   RUN(every_scope_revokes_its_tokens_only);
@@ -660,5 +712,6 @@ int main(void) {
   RUN(version_and_status_names);
   RUN(writer_options_mode_group_and_compaction);
   RUN(keep_valid_prefix_says_how_much_was_dropped);
+  RUN(deleted_or_replaced_ledger_fails_closed_at_once);
   return h_finish();
 }
