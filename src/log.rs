@@ -219,6 +219,7 @@ impl LogFile {
     /// Opens an existing ledger read-only.
     pub(crate) fn open_reader(path: &Path) -> Result<LogFile> {
         let file = io::open(path, false).map_err(|e| Error::io_path("opening", path, e))?;
+        regular_file(&file, path)?;
         LogFile::from_file(path, file, false)
     }
 
@@ -263,8 +264,8 @@ impl LogFile {
         ))
     }
 
+    /// `file` is a regular file (both openers make sure before anything else).
     fn from_file(path: &Path, file: File, writable: bool) -> Result<LogFile> {
-        regular_file(&file, path)?;
         let mut head = [0u8; HEADER_LEN];
         let n =
             io::read_prefix(&file, &mut head).map_err(|e| Error::io_path("reading", path, e))?;

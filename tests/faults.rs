@@ -454,37 +454,37 @@ fn read_only_directory_and_permission_denied() {
 // ---------------------------------------------------------------------------------------
 // The file deleted, replaced or truncated under a handle
 
-/// Checks `l` about `name` until an error comes, at most `limit` times; then checks that
-/// every later check fails too. Returns the error. Never a verdict that says "valid" for
-/// a token the ledger revoked.
-fn checks_until_error(l: &Ledger, name: &[u8], limit: usize) -> Error {
-    for _ in 0..limit {
+/// Checks `l` about `name` until an error comes, at most `limit` times, waiting `pause`
+/// after each check; then checks that every later check fails too. Returns the number of
+/// checks and the error. Never a verdict that says "valid" for a token the ledger
+/// revoked.
+fn checks_until_error(
+    l: &Ledger,
+    name: &[u8],
+    limit: usize,
+    pause: std::time::Duration,
+) -> (usize, Error) {
+    for n in 1..=limit {
         match l.check(&subject(name, 0)) {
             Ok(v) => assert!(v.is_revoked(), "valid for a revoked token: {v:?}"),
             Err(e) => {
                 for _ in 0..10 {
                     assert!(l.check(&subject(name, 0)).is_err(), "error not sticky");
                 }
-                return e;
+                return (n, e);
             }
         }
+        std::thread::sleep(pause);
     }
-    panic!("no error in {limit} checks");
+    panic!("no error in {limit} checks, {pause:?} apart");
 }
 
-/// Checks `name` (revoked) once a millisecond until `l` fails; the number of checks made.
-/// Far fewer than the countdown's [`revledger::PATH_CHECK_EVERY`] proves that the kernel's
-/// notice, not the countdown, told the reader.
+/// Checks `name` (revoked) once a millisecond until `l` fails: far fewer checks than the
+/// countdown's [`revledger::PATH_CHECK_EVERY`] prove that the kernel's notice, not the
+/// countdown, told the reader.
 fn checks_until_notice(l: &Ledger, name: &[u8]) -> (usize, Error) {
     let limit = revledger::PATH_CHECK_EVERY as usize / 2;
-    for n in 1..=limit {
-        match l.check(&subject(name, 0)) {
-            Ok(v) => assert!(v.is_revoked(), "valid for a revoked token: {v:?}"),
-            Err(e) => return (n, e),
-        }
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
-    panic!("no error in {limit} checks (over {limit} ms): no notice reached the reader");
+    checks_until_error(l, name, limit, std::time::Duration::from_millis(1))
 }
 
 #[test]
@@ -553,7 +553,12 @@ fn deleted_ledger_fails_closed_in_readers_and_the_writer_learns_at_sync() {
     }
     assert!(r1.check(&subject(b"x", 0)).is_err());
     // Checks alone notice within one period of the thread's countdown.
-    let e = checks_until_error(&r2, b"x", revledger::PATH_CHECK_EVERY as usize + 1);
+    let (_, e) = checks_until_error(
+        &r2,
+        b"x",
+        revledger::PATH_CHECK_EVERY as usize + 1,
+        std::time::Duration::ZERO,
+    );
     assert!(matches!(e, Error::Io { .. }), "{e:?}");
 
     // The writer: its sync fails, and so does everything after.

@@ -417,6 +417,18 @@ fn ledger_with(dir: &Path, n: usize) -> (PathBuf, Vec<u64>, u64) {
     (path, offsets, end)
 }
 
+/// A writer that keeps the valid prefix of a log damaged in the middle.
+fn keep_prefix_writer(path: &Path) -> Ledger {
+    open_writer(
+        path,
+        &WriterOptions {
+            keep_valid_prefix: true,
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap()
+}
+
 fn subject_revoked(l: &Ledger, i: usize) -> bool {
     l.check(&token(b"t", format!("user-{i}").as_bytes(), &[], 0))
         .unwrap()
@@ -512,14 +524,7 @@ fn corrupt_byte_in_the_middle_is_reported_with_its_offset() {
     let mut b = clean.clone();
     b[victim as usize + 12] ^= 1;
     std::fs::write(&path, &b).unwrap();
-    let w = open_writer(
-        &path,
-        &WriterOptions {
-            keep_valid_prefix: true,
-            ..WriterOptions::default()
-        },
-    )
-    .unwrap();
+    let w = keep_prefix_writer(&path);
     let s = w.stats(0).unwrap();
     assert_eq!(s.live_keys, 2);
     assert_eq!(s.dropped_bytes, end - victim);
@@ -564,14 +569,7 @@ fn a_reader_that_read_past_a_keep_valid_prefix_cut_fails_closed() {
         let mut byte = [0u8];
         file.read_at(&mut byte, at).unwrap();
         file.write_at(&[byte[0] ^ 1], at).unwrap();
-        let w = open_writer(
-            &path,
-            &WriterOptions {
-                keep_valid_prefix: true,
-                ..WriterOptions::default()
-            },
-        )
-        .unwrap();
+        let w = keep_prefix_writer(&path);
         // Appended past the old end again: the end alone cannot tell.
         for i in 10..30 {
             w.revoke(&Rule::new(
