@@ -464,6 +464,17 @@ func Open(path string, maxTokenLifetime time.Duration) (*Ledger, error) {
 // OpenReader opens the ledger at path read-only. It sees every record the writer
 // commits on its next Check, without polling.
 func OpenReader(path string) (*Ledger, error) {
+	h, err := openReaderHandle(path)
+	if err != nil {
+		return nil, err
+	}
+	l := newLedger(h, false)
+	l.path = path
+	return l, nil
+}
+
+// openReaderHandle opens a reader's C handle on the ledger at path.
+func openReaderHandle(path string) (*C.revledger, error) {
 	p, err := cPath(path)
 	if err != nil {
 		return nil, err
@@ -473,9 +484,7 @@ func OpenReader(path string) (*Ledger, error) {
 	if r.status != C.REVLEDGER_OK {
 		return nil, takeError(r.status, r.err)
 	}
-	l := newLedger(r.handle, false)
-	l.path = path
-	return l, nil
+	return r.handle, nil
 }
 
 // reopen gives a reader a fresh handle on the ledger now at its path (its file was
@@ -485,23 +494,18 @@ func (l *Ledger) reopen() error {
 	if l.writer {
 		return nil
 	}
-	p, err := cPath(l.path)
+	h, err := openReaderHandle(l.path)
 	if err != nil {
 		return err
-	}
-	defer C.free(unsafe.Pointer(p))
-	r := C.rl_open_reader(p)
-	if r.status != C.REVLEDGER_OK {
-		return takeError(r.status, r.err)
 	}
 	l.mu.Lock()
 	old := l.h
 	if old != nil {
-		l.h = r.handle
+		l.h = h
 	}
 	l.mu.Unlock()
 	if old == nil { // closed meanwhile
-		C.revledger_close(r.handle)
+		C.revledger_close(h)
 		return ErrClosed
 	}
 	C.revledger_close(old)

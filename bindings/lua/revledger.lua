@@ -122,7 +122,6 @@ else
   now_seconds = os.time
 end
 
-
 local LIBRARY_NAME = "librevledger.so"
 
 local function load_library()
