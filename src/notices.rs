@@ -201,8 +201,13 @@ fn spawn(cell: &'static Cell) -> bool {
     extern "C" fn run(arg: *mut libc::c_void) -> *mut libc::c_void {
         // SAFETY: `arg` is the `&'static Cell` that `spawn` passed.
         let cell: &'static Cell = unsafe { &*(arg as *const Cell) };
-        // No unwinding out of an `extern "C"` function.
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_notices(cell)));
+        // No unwinding out of an `extern "C"` function. After a panic nobody reads the
+        // notices any more: the registry goes, so that the next reader starts afresh.
+        // (Returning normally, `read_notices` has done that itself, or the registry is
+        // another instance's by now.)
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_notices(cell))).is_err() {
+            *cell.registry() = None;
+        }
         std::ptr::null_mut()
     }
     // SAFETY: `attr`, `all`, `before` and `thread` are plain data, initialised by
@@ -265,7 +270,7 @@ fn read_notices(cell: &'static Cell) {
                         | EventMask::UNMOUNT,
                 );
                 if e.mask.contains(EventMask::Q_OVERFLOW) {
-                    // Notices were lost: every handle verifies.
+                    // Notices were lost: every handle compares.
                     for dir in registry.dirs.values() {
                         upgrade(dir.handles.iter(), &mut concerned);
                     }
