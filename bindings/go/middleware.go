@@ -249,9 +249,10 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // verify makes sure, once a second, that the ledger's file is still the ledger at its
-// path: the library itself looks on one check in thousands, to keep system calls off
-// Check. A reader whose file was deleted or replaced is opened afresh from the path;
-// while that fails, its checks fail (closed) and the next second tries again.
+// path (the library looks when the kernel notices a change there, and on one check in
+// thousands, where no notice comes). A reader whose file was deleted or replaced is
+// opened afresh from the path; while that fails, its checks fail (closed) and the next
+// second tries again.
 func (m *middleware) verify() {
 	sec := m.now().Unix()
 	if m.verified.Load() == sec || m.verified.Swap(sec) == sec {

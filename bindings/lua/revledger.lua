@@ -220,8 +220,8 @@ function _M.open_reader(path)
 end
 
 -- The reader's handle for a check. Once a second it makes sure that the file it reads is
--- still the ledger at the path (the library itself looks only on one check in thousands,
--- to stay free of system calls): a ledger deleted, replaced by another file or damaged
+-- still the ledger at the path (the library looks when the kernel notices a change there,
+-- else on one check in thousands): a ledger deleted, replaced by another file or damaged
 -- is opened afresh from the path, and while that fails every check fails (closed).
 local function current_handle(self)
   local handle = self.handle

@@ -372,9 +372,9 @@ ngx_http_revledger_check(ngx_http_request_t *r,
 
         /*
          * Once a second, is the file at the path still this reader's (not deleted,
-         * not replaced by a new ledger)? The library looks only on one check in 4093
-         * per thread; until then a worker would answer from a deleted file and miss
-         * every rule written to the ledger now at the path.
+         * not replaced by a new ledger)? The library looks when the kernel notices a
+         * change there, else on one check in 4093 per thread; and only this reopens
+         * the ledger now at the path, whose rules a lost handle never reads.
          */
 
         status = REVLEDGER_OK;

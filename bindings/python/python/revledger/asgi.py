@@ -118,9 +118,10 @@ class RevocationMiddleware:
 
     def _verify(self) -> None:
         """Once a second: is the ledger's file still the ledger at its path? (The library
-        looks on one check in thousands, to keep system calls off the check.) A reader
-        whose file was deleted or replaced is opened afresh; while that fails, the lost
-        handle fails every check (closed) and the next second tries again."""
+        looks when the kernel notices a change there, and on one check in thousands where
+        no notice comes.) A reader whose file was deleted or replaced is opened afresh;
+        while that fails, the lost handle fails every check (closed) and the next second
+        tries again."""
         second = int(time.monotonic())
         if second == self._verified:
             return
