@@ -54,7 +54,12 @@ typedef struct {
 } ngx_http_revledger_loc_conf_t;
 
 
-/* what the access phase decided, for $revledger_verdict and $revledger_scope */
+/*
+ * What the access phase decided, for $revledger_verdict and $revledger_scope. Allocated
+ * as a pool cleanup's data, as ngx_http_realip_module keeps its context: an internal
+ * redirect (error_page 401, for one) zeroes every module's context, and the log and
+ * the error page's headers still ask for the variables.
+ */
 typedef struct {
     ngx_str_t                  verdict;
     ngx_str_t                  scope;
@@ -71,6 +76,9 @@ static ngx_int_t ngx_http_revledger_open(ngx_http_revledger_ledger_t *ledger,
     ngx_log_t *log);
 static ngx_int_t ngx_http_revledger_reject(ngx_http_request_t *r,
     u_char *why, size_t len);
+static ngx_http_revledger_ctx_t *ngx_http_revledger_get_ctx(
+    ngx_http_request_t *r);
+static void ngx_http_revledger_ctx_cleanup(void *data);
 static ngx_int_t ngx_http_revledger_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_revledger_add_variables(ngx_conf_t *cf);
@@ -80,6 +88,8 @@ static void *ngx_http_revledger_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_revledger_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_revledger(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_revledger_token(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_revledger_claims(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -115,7 +125,7 @@ static ngx_command_t  ngx_http_revledger_commands[] = {
 
     { ngx_string("revledger_token"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_set_complex_value_slot,
+      ngx_http_revledger_token,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_revledger_loc_conf_t, token),
       NULL },
@@ -198,6 +208,7 @@ ngx_http_revledger_handler(ngx_http_request_t *r)
     ngx_str_t                        jwt, *scope;
     revledger_status                 status;
     revledger_verdict                verdict;
+    ngx_pool_cleanup_t              *cln;
     ngx_http_revledger_ctx_t        *ctx;
     ngx_http_revledger_ledger_t     *ledger;
     ngx_http_revledger_loc_conf_t   *rlcf;
@@ -223,10 +234,14 @@ ngx_http_revledger_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_revledger_ctx_t));
-    if (ctx == NULL) {
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_revledger_ctx_t));
+    if (cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ctx = cln->data;
+    ngx_memzero(ctx, sizeof(ngx_http_revledger_ctx_t));
+    cln->handler = ngx_http_revledger_ctx_cleanup;
 
     ngx_http_set_ctx(r, ctx, ngx_http_revledger_module);
 
@@ -319,20 +334,25 @@ ngx_http_revledger_get_token(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    /* Authorization: Bearer <token> (RFC 6750 §2.1; the scheme is case-insensitive) */
+    /*
+     * Authorization: Bearer <token> (RFC 6750 §2.1; the scheme is case-insensitive). A tab
+     * after the scheme is taken as a space: the module that verifies the token may
+     * accept it, and a token this check did not see would pass unchecked.
+     */
 
     p = r->headers_in.authorization->value.data;
     last = p + r->headers_in.authorization->value.len;
 
     if (last - p < (ssize_t) sizeof("Bearer ") - 1
-        || ngx_strncasecmp(p, (u_char *) "Bearer ", sizeof("Bearer ") - 1) != 0)
+        || ngx_strncasecmp(p, (u_char *) "Bearer", sizeof("Bearer") - 1) != 0
+        || (p[sizeof("Bearer") - 1] != ' ' && p[sizeof("Bearer") - 1] != '\t'))
     {
         return NGX_OK;
     }
 
     p += sizeof("Bearer ") - 1;
 
-    while (p < last && *p == ' ') {
+    while (p < last && (*p == ' ' || *p == '\t')) {
         p++;
     }
 
@@ -510,6 +530,38 @@ ngx_http_revledger_reject(ngx_http_request_t *r, u_char *why, size_t len)
 }
 
 
+/* the request's context, also after an internal redirect zeroed the pointer to it */
+
+static ngx_http_revledger_ctx_t *
+ngx_http_revledger_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_revledger_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_revledger_module);
+
+    if (ctx == NULL && (r->internal || r->filter_finalize)) {
+        /* the newest first: a redirected request checked again has a newer one */
+        for (cln = r->pool->cleanup; cln; cln = cln->next) {
+            if (cln->handler == ngx_http_revledger_ctx_cleanup) {
+                ctx = cln->data;
+                break;
+            }
+        }
+    }
+
+    return ctx;
+}
+
+
+/* only marks the context among the pool's cleanups: nothing to release */
+
+static void
+ngx_http_revledger_ctx_cleanup(void *data)
+{
+}
+
+
 static ngx_int_t
 ngx_http_revledger_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
@@ -517,7 +569,7 @@ ngx_http_revledger_variable(ngx_http_request_t *r,
     ngx_str_t                 *s;
     ngx_http_revledger_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_revledger_module);
+    ctx = ngx_http_revledger_get_ctx(r);
 
     v->valid = 1;
     v->no_cacheable = 1;
@@ -736,6 +788,23 @@ ngx_http_revledger(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rlcf->ledger = rmcf->ledgers.nelts - 1;
 
     return NGX_CONF_OK;
+}
+
+
+/* an empty value would read as "no token" on every request: checking silently off */
+
+static char *
+ngx_http_revledger_token(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        return "takes a value that names the token, e.g. $cookie_at";
+    }
+
+    return ngx_http_set_complex_value_slot(cf, cmd, conf);
 }
 
 

@@ -100,9 +100,12 @@ def test_valid_revoked_unreadable_and_no_token(base, nginx):
         assert_upstream(r)
         assert r.headers.get("x-verdict", "") == "" and r.headers.get("x-scope", "") == "", r
 
-    # the scheme is case-insensitive (RFC 7235)
-    r = n.get("/", headers={"Authorization": "bearer " + token(sub="john", roles=["super_admin"])})
-    assert_revoked(r, "role", cutoff)
+    # the scheme is case-insensitive (RFC 7235); a tab after it counts as a space (a
+    # verifying module that accepts it would otherwise let the token pass unchecked)
+    revoked = token(sub="john", roles=["super_admin"])
+    for auth in ("bearer " + revoked, "BEARER  " + revoked, "Bearer\t" + revoked,
+                 "Bearer \t " + revoked):
+        assert_revoked(n.get("/", headers={"Authorization": auth}), "role", cutoff)
 
     # tokens it cannot read: 401 invalid_token, saying why
     now = int(time.time())
@@ -358,6 +361,12 @@ def test_an_error_page_for_401_gets_one_challenge(base, nginx):
     assert r.status == 401, r
     assert r.body == b"upstream /login-page\n", r
     assert [v for k, v in r.raw_headers if k.lower() == "www-authenticate"] == expected, r
+    # the variables survive the internal redirect: on the page and in the access log
+    for r in (r, n.get("/checked-page", token(sub="john"))):
+        assert r.headers.get("x-verdict", "") == "revoked", r
+        assert r.headers.get("x-scope", "") == "subject", r
+    wait_for(lambda: "401 revoked [subject] /page" in n.access_log.read_text(), "the access log")
+    assert "401 revoked [subject] /checked-page" in n.access_log.read_text()
 
 
 def test_corrupt_ledger_fails_closed_or_open(base, nginx):
@@ -475,6 +484,7 @@ def test_directives_inherit_and_inner_levels_override(base, nginx):
     ("revledger /a; revledger /b;", "is duplicate"),
     ("revledger_claims generic; revledger_claims auth0;", "is duplicate"),
     ("revledger \"\";", "takes a ledger path"),
+    ("revledger_token \"\";", "takes a value that names the token"),
     ("revledger /a /b;", "invalid number of arguments"),
 ])
 def test_configuration_errors_are_refused_by_nginx_t(base, directives, message):
