@@ -109,6 +109,7 @@ ffi.cdef(C_DECLARATIONS)
 local ffi_new, ffi_gc, ffi_string = ffi.new, ffi.gc, ffi.string
 local type, tonumber, setmetatable, getmetatable = type, tonumber, setmetatable, getmetatable
 local string_format = string.format
+local math_floor = math.floor
 
 -- Whole seconds of the clock, read without a system call: nginx's cached time in
 -- OpenResty, else time(2) (a vDSO call that LuaJIT compiles), else os.time.
@@ -180,6 +181,14 @@ local function failure(status)
   return nil, string_format("%s: %s", name, ffi_string(C.revledger_last_error())), name
 end
 
+-- The same three values for a mistake caught here, before the library is called: the
+-- status the C ABI gives for it, so that a gateway tells an unreadable token (401) from
+-- a ledger that cannot answer (503) whoever caught it.
+local function refuse(fmt, ...)
+  local name = "REVLEDGER_INVALID_ARGUMENT"
+  return nil, name .. ": " .. string_format(fmt, ...), name
+end
+
 local function verdict_table(v)
   if not v.revoked then
     return { revoked = false, description = "token is valid" }
@@ -201,14 +210,15 @@ Ledger.__index = Ledger
 local Claims = {}
 Claims.__index = Claims
 
---- Opens the ledger at `path` read-only. Returns a ledger, or nil and a message.
+--- Opens the ledger at `path` read-only. Returns a ledger, or nil, a message and the
+--- status name.
 function _M.open_reader(path)
   if type(path) ~= "string" then
-    return nil, "revledger.open_reader: path must be a string"
+    return refuse("revledger.open_reader: path must be a string")
   end
   if path:find("\0", 1, true) then
     -- a C string would end at the NUL and name another file
-    return nil, "revledger.open_reader: path contains a NUL byte"
+    return refuse("revledger.open_reader: path contains a NUL byte")
   end
   local status = C.revledger_open_reader(path, handle_out)
   if status ~= 0 then
@@ -226,7 +236,7 @@ end
 local function current_handle(self)
   local handle = self.handle
   if handle == nil then
-    return nil, "revledger: the ledger is closed"
+    return refuse("revledger: the ledger is closed")
   end
   local now = now_seconds()
   if now == self.verified then
@@ -249,13 +259,14 @@ local function current_handle(self)
 end
 
 --- Compiles a claim mapping (DESIGN.md §7): "generic", "auth0", "keycloak", "entra",
---- or a JSON object of JSON Pointers. Returns a mapping, or nil and a message.
+--- or a JSON object of JSON Pointers. Returns a mapping, or nil, a message and the
+--- status name.
 function _M.claims(spec)
   if type(spec) ~= "string" then
-    return nil, "revledger.claims: spec must be a string"
+    return refuse("revledger.claims: spec must be a string")
   end
   if spec:find("\0", 1, true) then
-    return nil, "revledger.claims: spec contains a NUL byte"
+    return refuse("revledger.claims: spec contains a NUL byte")
   end
   local status = C.revledger_claims_new(spec, claims_out)
   if status ~= 0 then
@@ -303,10 +314,10 @@ function Ledger:check_jwt(claims, jwt)
     return nil, why, status_name
   end
   if getmetatable(claims) ~= Claims or claims.handle == nil then
-    return nil, "revledger: check_jwt needs a mapping from revledger.claims()"
+    return refuse("revledger: check_jwt needs a mapping from revledger.claims()")
   end
   if type(jwt) ~= "string" then
-    return nil, "revledger: check_jwt: jwt must be a string"
+    return refuse("revledger: check_jwt: jwt must be a string")
   end
   -- the pointer-and-length form: LuaJIT compiles no call that passes a struct by value
   local status = C.revledger_check_jwt_ptr(handle, claims.handle, jwt, #jwt, verdict_buf)
@@ -323,7 +334,7 @@ local function set_bytes(field, value, name)
     return true
   end
   if type(value) ~= "string" then
-    return nil, string_format("revledger: check: %s must be a string or nil", name)
+    return refuse("revledger: check: %s must be a string or nil", name)
   end
   field.ptr = value
   field.len = #value
@@ -331,60 +342,63 @@ local function set_bytes(field, value, name)
 end
 
 --- Is the token described by `t` revoked? `t` has tenant, sub, roles (a list),
---- client, sid, jti (strings; nil = absent) and iat (Unix seconds). Returns
---- {revoked=, scope=, cutoff=, description=}, or nil and a message.
+--- client, sid, jti (strings; nil = absent) and iat (Unix seconds; a fraction is
+--- rounded down). Returns {revoked=, scope=, cutoff=, description=}, or nil, a message
+--- and the status name, as check_jwt.
 function Ledger:check(t)
   local handle, why, status_name = current_handle(self)
   if handle == nil then
     return nil, why, status_name
   end
   if type(t) ~= "table" then
-    return nil, "revledger: check needs a table"
+    return refuse("revledger: check needs a table")
   end
   local iat = t.iat
-  if type(iat) ~= "number" or iat ~= iat - iat % 1 or iat > 2^53 or iat < -2^53 then
-    return nil, "revledger: check: iat must be a whole number of Unix seconds"
+  -- NaN fails both comparisons; a fraction is rounded down, as check_jwt reads a JWT's
+  -- iat (an older iat can only revoke more)
+  if type(iat) ~= "number" or not (iat <= 2^53 and iat >= -2^53) then
+    return refuse("revledger: check: iat must be a number of Unix seconds")
   end
+  iat = math_floor(iat)
   local tok = token_buf
-  local ok, err = set_bytes(tok.tenant, t.tenant, "tenant")
-  if ok then ok, err = set_bytes(tok.subject, t.sub, "sub") end
-  if ok then ok, err = set_bytes(tok.client, t.client, "client") end
-  if ok then ok, err = set_bytes(tok.session, t.sid, "sid") end
-  if ok then ok, err = set_bytes(tok.token_id, t.jti, "jti") end
+  local ok, err, status = set_bytes(tok.tenant, t.tenant, "tenant")
+  if ok then ok, err, status = set_bytes(tok.subject, t.sub, "sub") end
+  if ok then ok, err, status = set_bytes(tok.client, t.client, "client") end
+  if ok then ok, err, status = set_bytes(tok.session, t.sid, "sid") end
+  if ok then ok, err, status = set_bytes(tok.token_id, t.jti, "jti") end
   if not ok then
-    return nil, err
+    return nil, err, status
   end
 
   local roles = t.roles
   local n = 0
   if roles ~= nil then
     if type(roles) ~= "table" then
-      return nil, "revledger: check: roles must be a list of strings or nil"
+      return refuse("revledger: check: roles must be a list of strings or nil")
     end
     n = #roles
     -- a list without holes and nothing else: a role skipped here could be the revoked one
     local count = 0
     for k in pairs(roles) do
       if type(k) ~= "number" or k < 1 or k > n or k % 1 ~= 0 then
-        return nil, "revledger: check: roles must be a list of strings (keys 1..n, no holes)"
+        return refuse("revledger: check: roles must be a list of strings (keys 1..n, no holes)")
       end
       count = count + 1
     end
     if count ~= n then
-      return nil, "revledger: check: roles must be a list of strings (keys 1..n, no holes)"
+      return refuse("revledger: check: roles must be a list of strings (keys 1..n, no holes)")
     end
     if n > roles_cap then
       if n > _M.MAX_ROLES then
-        return nil, string_format("revledger: check: %d roles; the limit is %d", n,
-                                  _M.MAX_ROLES)
+        return refuse("revledger: check: %d roles; the limit is %d", n, _M.MAX_ROLES)
       end
       roles_cap = n
       roles_buf = ffi_new("revledger_bytes[?]", roles_cap)
     end
     for i = 1, n do
-      ok, err = set_bytes(roles_buf[i - 1], roles[i], "each role")
+      ok, err, status = set_bytes(roles_buf[i - 1], roles[i], "each role")
       if not ok then
-        return nil, err
+        return nil, err, status
       end
     end
   end

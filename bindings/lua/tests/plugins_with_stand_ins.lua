@@ -7,8 +7,8 @@
 local kong_file, apisix_file, ledger, revoked, valid = unpack(arg)
 
 local header, exited, set_headers
-local function reset(token)
-  header = token and ("Bearer " .. token) or nil
+local function reset(token, scheme)
+  header = token and ((scheme or "Bearer ") .. token) or nil
   exited, set_headers = nil, {}
 end
 
@@ -41,6 +41,12 @@ reset(revoked); Kong:access(conf)
 assert(exited and exited.status == 401, "kong: a revoked token gets 401")
 assert(exited.headers["WWW-Authenticate"]:find('^Bearer error="invalid_token", error_description="token revoked: '))
 reset("garbage"); Kong:access(conf); assert(exited and exited.status == 401, "kong: unreadable")
+-- the scheme in any case, spaces or tabs after it: a token seen, never skipped
+local SCHEMES = { "bearer ", "BEARER ", "BeArEr  ", "Bearer\t", " Bearer \t " }
+for _, scheme in ipairs(SCHEMES) do
+  reset(revoked, scheme); Kong:access(conf)
+  assert(exited and exited.status == 401, "kong: a revoked token after " .. scheme)
+end
 reset(valid); Kong:access({ ledger = ledger .. ".missing", claims = "generic" })
 assert(exited and exited.status == 503, "kong: fails closed")
 reset(valid); Kong:access({ ledger = ledger .. ".missing", claims = "generic", fail_open = true })
@@ -56,6 +62,10 @@ local status, body = Apisix.access(conf, {})
 assert(status == 401 and body.message:find("^token revoked: "), "apisix: revoked")
 assert(set_headers["WWW-Authenticate"]:find('^Bearer error="invalid_token"'))
 reset("garbage"); assert(Apisix.access(conf, {}) == 401, "apisix: unreadable")
+for _, scheme in ipairs(SCHEMES) do
+  reset(revoked, scheme)
+  assert(Apisix.access(conf, {}) == 401, "apisix: a revoked token after " .. scheme)
+end
 reset(valid); assert(Apisix.access({ ledger = ledger .. ".missing", claims = "generic" }, {}) == 503)
 reset(valid)
 assert(Apisix.access({ ledger = ledger .. ".missing", claims = "generic", fail_open = true }, {}) == nil)

@@ -193,12 +193,26 @@ def test_readme_openresty_configuration_rejects_revoked_tokens(base):
     finally:
         n.stop()
 
-    # the ledger missing: 503 (fail closed), never a pass
+    # the ledger missing: 503 (fail closed), never a pass; once it is there, it is
+    # opened (tried once a second), without a reload
+    late = ledger_dir(base) / "late.ledger"
     n = harness.Nginx(base, "", workers=1, modules=["-"])
-    n.conf.write_text(render(readme_openresty_conf(), n, base / "missing.ledger"))
+    n.conf.write_text(render(readme_openresty_conf(), n, late))
     with n:
         assert n.get("/", jwt({"sub": "x", "iat": 1})).status == 503
         assert n.get("/").status == 200
+        writer = create_ledger(late)
+        writer.revoke(Scope.SUBJECT, "acme", "john", revledger.now_cutoff())
+        john = jwt({"tenant": "acme", "sub": "john", "iat": int(time.time()) - 60})
+
+        def opened() -> bool:
+            status = n.get("/", john).status
+            assert status in (401, 503), status
+            return status == 401
+
+        wait_for(opened, "the worker to open the ledger created after it started")
+        assert n.get("/", jwt({"tenant": "acme", "sub": "mike", "iat": 1})).status == 200
+        writer.close()
 
 
 def readme_lua_block(heading: str) -> str:

@@ -91,8 +91,10 @@ tests[#tests + 1] = { "open_reader: a missing file is nil and a message", functi
   local ledger, err = revledger.open_reader(dir .. "/missing.ledger")
   assert(ledger == nil)
   assert(type(err) == "string" and err:find("^REVLEDGER_"), err)
-  ledger, err = revledger.open_reader(42)
+  local status
+  ledger, err, status = revledger.open_reader(42)
   assert(ledger == nil and err:find("path must be a string"), err)
+  assert(status == "REVLEDGER_INVALID_ARGUMENT", status)
   -- a C string would end at the NUL and name another file
   local path = fresh_path()
   open_writer(path)
@@ -231,8 +233,10 @@ tests[#tests + 1] = { "check: bad input is nil and a message naming it", functio
   local cases = {
     { nil, "needs a table" },
     { { tenant = "acme", sub = "x" }, "iat" },
-    { { tenant = "acme", sub = "x", iat = 1.5 }, "iat" },
+    { { tenant = "acme", sub = "x", iat = "1700000000" }, "iat" },
     { { tenant = "acme", sub = "x", iat = 0 / 0 }, "iat" },
+    { { tenant = "acme", sub = "x", iat = 1 / 0 }, "iat" },
+    { { tenant = "acme", sub = "x", iat = 2^60 }, "iat" },
     { { tenant = 7, sub = "x", iat = 1 }, "tenant" },
     { { tenant = "acme", sub = {}, iat = 1 }, "sub" },
     { { tenant = "acme", sub = "x", roles = "admin", iat = 1 }, "roles" },
@@ -246,10 +250,31 @@ tests[#tests + 1] = { "check: bad input is nil and a message naming it", functio
     { { tenant = "acme", sub = string.rep("x", 4097), iat = 1 }, "REVLEDGER_INVALID_ARGUMENT" },
   }
   for i, case in ipairs(cases) do
-    local v, err = ledger:check(case[1])
+    local v, err, status = ledger:check(case[1])
     assert(v == nil, "case " .. i .. " gave a verdict")
     assert(type(err) == "string" and err:find(case[2], 1, true),
            "case " .. i .. ": " .. tostring(err))
+    -- caught here or by the library, the same status: a gateway answers 401 for it
+    assert(status == "REVLEDGER_INVALID_ARGUMENT", "case " .. i .. ": " .. tostring(status))
+    assert(err:find("^REVLEDGER_INVALID_ARGUMENT: "), err)
+  end
+end }
+
+tests[#tests + 1] = { "check: a fractional iat is rounded down, as check_jwt reads it", function()
+  local path = fresh_path()
+  local w = open_writer(path)
+  w:revoke(C.REVLEDGER_SCOPE_SUBJECT, "acme", "john", T)
+  local ledger = assert(revledger.open_reader(path))
+  local claims = assert(revledger.claims("generic"))
+  -- T - 0.5 rounds down to T - 1: before the cutoff, revoked; T + 0.5 rounds to T, not
+  -- before it: valid
+  for _, case in ipairs { { T - 0.5, true }, { T + 0.5, false }, { T - 1, true } } do
+    local iat, revoked = case[1], case[2]
+    local v = assert(ledger:check { tenant = "acme", sub = "john", iat = iat })
+    assert(v.revoked == revoked, "check, iat " .. iat)
+    local j = assert(ledger:check_jwt(claims, jwt(string.format(
+      '{"tenant":"acme","sub":"john","iat":%.1f}', iat))))
+    assert(j.revoked == revoked, "check_jwt, iat " .. iat)
   end
 end }
 
@@ -295,10 +320,12 @@ tests[#tests + 1] = { "check_jwt: valid, revoked, unreadable", function()
     assert(r == nil, "unreadable token " .. i .. " gave a verdict")
     assert(err:find("^REVLEDGER_INVALID_ARGUMENT"), err)
   end
-  local r, err = ledger:check_jwt({}, john)
+  local r, err, status = ledger:check_jwt({}, john)
   assert(r == nil and err:find("revledger.claims"), err)
-  r, err = ledger:check_jwt(claims, nil)
+  assert(status == "REVLEDGER_INVALID_ARGUMENT", status)
+  r, err, status = ledger:check_jwt(claims, nil)
   assert(r == nil and err:find("jwt must be a string"), err)
+  assert(status == "REVLEDGER_INVALID_ARGUMENT", status)
 end }
 
 tests[#tests + 1] = { "close and free: idempotent, then refused", function()
@@ -310,8 +337,9 @@ tests[#tests + 1] = { "close and free: idempotent, then refused", function()
   ledger:close()
   claims:free()
   claims:free()
-  local v, err = ledger:check { tenant = "a", sub = "b", iat = 1 }
+  local v, err, status = ledger:check { tenant = "a", sub = "b", iat = 1 }
   assert(v == nil and err:find("closed"), err)
+  assert(status == "REVLEDGER_INVALID_ARGUMENT", status)
   local ledger2 = assert(revledger.open_reader(path))
   v, err = ledger2:check_jwt(claims, jwt('{"sub":"b","iat":1}'))
   assert(v == nil and err:find("revledger.claims"), err)
