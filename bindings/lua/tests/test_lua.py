@@ -195,7 +195,7 @@ def test_readme_openresty_configuration_rejects_revoked_tokens(base):
 
     # the ledger missing: 503 (fail closed), never a pass; once it is there, it is
     # opened (tried once a second), without a reload
-    late = ledger_dir(base) / "late.ledger"
+    late = path.parent / "late.ledger"  # readable by the workers, as acme.ledger
     n = harness.Nginx(base, "", workers=1, modules=["-"])
     n.conf.write_text(render(readme_openresty_conf(), n, late))
     with n:
