@@ -105,6 +105,10 @@ fn utc_now() -> String {
 /// `sync`: the long-running single writer of the host's ledger, fed from the stream.
 pub fn sync(a: &SyncArgs) -> CliResult {
     let stream = arg_bytes("stream", &a.stream, false)?;
+    // Settings that cannot work are refused before the ledger is opened: opening creates
+    // a missing one, with this command's lifetime, which a corrected command could not
+    // lower.
+    a.redis.config().validate()?;
     let created = !a.ledger.exists();
     super::writer::check(&a.writer)?;
     let options = a.writer.options(a.max_token_lifetime, a.leeway);
