@@ -26,7 +26,7 @@ use crate::map::LogBytes;
 use crate::record::{encode_position, encode_rule, Record, FRAME_HEADER_LEN};
 use crate::rule::{unix_now_floor, Rule, Scope};
 use crate::watch::{self, LostFlag};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -55,15 +55,29 @@ struct Running {
 #[derive(Default)]
 struct JobsState {
     running: Option<Running>,
+    /// A job was taken out of `running` to be waited for and has not been joined yet:
+    /// it may still run, so no other job starts (two compactions at once each swap in a
+    /// file without the other's records, and share the temporary file).
+    joining: bool,
+    /// A compaction asked for by the caller is running on its thread: no background job
+    /// starts until it ends (two compactions at once would each swap in a file without
+    /// the other's changes, losing rules).
+    caller_compacting: bool,
     last_error: Option<String>,
     /// After a failure, no new job before the ledger holds this many rule records.
     retry_at_records: u64,
 }
 
-/// The writer's background job (at most one at a time).
+/// The writer's background job (at most one at a time, and none while the caller
+/// compacts).
 #[derive(Default)]
 pub(crate) struct Jobs {
     state: Mutex<JobsState>,
+    /// Told when a job taken out to be waited for has been joined.
+    joined: Condvar,
+    /// Held by a compaction asked for by the caller, for its whole run: such compactions
+    /// take turns.
+    caller: Mutex<()>,
 }
 
 impl Jobs {
@@ -74,28 +88,55 @@ impl Jobs {
                 last_error: error,
                 ..JobsState::default()
             }),
+            joined: Condvar::new(),
+            caller: Mutex::new(()),
         }
     }
 
-    /// Waits for the running job and returns its result.
+    /// Waits until no job runs, and returns the result of the one it waited for (when
+    /// another thread was already waiting for it: that job's error, if it failed).
     pub(crate) fn wait(&self) -> Result<()> {
-        let running = self.state.lock().running.take();
-        match running {
-            Some(r) => self.finish(r),
-            None => Ok(()),
+        let mut st = self.state.lock();
+        let mut waited = false;
+        loop {
+            if let Some(r) = Self::take(&mut st) {
+                drop(st);
+                return self.finish(r);
+            }
+            if !st.joining {
+                return match (&st.last_error, waited) {
+                    (Some(e), true) => {
+                        Err(Error::Internal(format!("the background job failed: {e}")))
+                    }
+                    _ => Ok(()),
+                };
+            }
+            self.joined.wait(&mut st);
+            waited = true;
         }
     }
 
+    /// Takes the running job out to be joined ([`Jobs::finish`]); until then no job
+    /// starts.
+    fn take(st: &mut JobsState) -> Option<Running> {
+        let r = st.running.take()?;
+        st.joining = true;
+        Some(r)
+    }
+
+    /// Joins a job [`Jobs::take`] took out, and records its result.
     fn finish(&self, r: Running) -> Result<()> {
         let result = r
             .handle
             .join()
             .unwrap_or_else(|_| Err(Error::Internal("a background job panicked".into())));
         let mut st = self.state.lock();
+        st.joining = false;
         match &result {
             Ok(()) => st.last_error = None,
             Err(e) => st.last_error = Some(e.to_string()),
         }
+        self.joined.notify_all();
         result
     }
 
@@ -128,16 +169,21 @@ pub(crate) fn maybe_start(inner: &Arc<Inner>, gen: &Generation) {
         return;
     }
     let mut st = writer.jobs.state.lock();
+    if st.caller_compacting || st.joining {
+        return;
+    }
     if let Some(r) = &st.running {
         if !r.handle.is_finished() {
             return;
         }
-        let r = st.running.take();
-        drop(st);
-        if let Some(r) = r {
+        if let Some(r) = Jobs::take(&mut st) {
+            drop(st);
             let _ = writer.jobs.finish(r);
         }
         st = writer.jobs.state.lock();
+        if st.caller_compacting || st.joining || st.running.is_some() {
+            return;
+        }
     }
     if st.last_error.is_some() && records < st.retry_at_records {
         return;
@@ -186,13 +232,17 @@ fn retry_after(records: u64) -> u64 {
     records.saturating_add(records / 8).saturating_add(1024)
 }
 
-/// A compaction asked for by the caller, run on the caller's thread (after any running
-/// job).
+/// A compaction asked for by the caller, run on the caller's thread: after any running
+/// job, and with no other job or caller's compaction until it ends.
 pub(crate) fn compact_now(inner: &Arc<Inner>, now: i64) -> Result<CompactStats> {
     let writer = inner.writer.as_ref().ok_or(Error::ReadOnly)?;
+    let _turn = writer.jobs.caller.lock();
+    // No job starts from here on; the one running (if any) is waited for.
+    writer.jobs.state.lock().caller_compacting = true;
     let _ = writer.jobs.wait();
     let result = compact(inner, now, &AtomicBool::new(false));
     let mut st = writer.jobs.state.lock();
+    st.caller_compacting = false;
     match &result {
         Ok(_) => st.last_error = None,
         Err(e) => st.last_error = Some(e.to_string()),
@@ -207,7 +257,7 @@ pub(crate) fn on_close(inner: &Arc<Inner>) {
     let Some(writer) = &inner.writer else {
         return;
     };
-    let running = writer.jobs.state.lock().running.take();
+    let running = Jobs::take(&mut writer.jobs.state.lock());
     if let Some(r) = running {
         if r.kind == Kind::Compact {
             r.cancel.store(true, Ordering::Relaxed);

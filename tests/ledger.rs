@@ -1416,3 +1416,89 @@ fn reader_at(path: &Path) -> revledger::Result<Ledger> {
 fn writer_at(path: &Path) -> revledger::Result<Ledger> {
     open_writer(path, &WriterOptions::with_lifetime(3600))
 }
+
+/// A compaction asked for while appends start background jobs: one compaction at a time,
+/// so none swaps in a file without the other's records. Every revoke acknowledged before
+/// or during the compactions is in the file a new reader opens, and every compaction
+/// succeeds (two at once used to lose live rules, and failed one another).
+#[test]
+fn a_compaction_asked_for_while_background_jobs_run_loses_no_rule() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = open_writer(
+        &path,
+        &WriterOptions {
+            // Background compactions as often as the appends allow.
+            compaction: Some(revledger::CompactionPolicy {
+                ratio: 0.01,
+                min_records: 64,
+            }),
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
+    let now = revledger::unix_now_floor();
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"live", now))
+        .unwrap();
+    const BATCHES: usize = 1500;
+    let done = AtomicBool::new(false);
+    let acknowledged = AtomicUsize::new(0);
+    let refused = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..BATCHES {
+                // Expired rules (dropped by every compaction) and a live one per batch.
+                let dead: Vec<Vec<u8>> =
+                    (0..50).map(|j| format!("dead-{j}").into_bytes()).collect();
+                let mut batch: Vec<Rule> = dead
+                    .iter()
+                    .map(|k| Rule::new(Scope::Subject, b"t", k, now - 100_000))
+                    .collect();
+                let key = format!("kept-{i}").into_bytes();
+                batch.push(Rule::new(Scope::Subject, b"t", &key, now));
+                if let Err(e) = w.revoke_batch(&batch) {
+                    *refused.lock().unwrap() = Some(e);
+                    break;
+                }
+                acknowledged.store(i + 1, Ordering::Release);
+            }
+            done.store(true, Ordering::Release);
+        });
+        // Compactions one after another for as long as the appends go on.
+        let mut round = 0;
+        while !done.load(Ordering::Acquire) || round < 5 {
+            let c = w.compact(now);
+            assert!(c.is_ok(), "compaction {round}: {c:?}");
+            round += 1;
+        }
+    });
+    assert!(
+        refused.lock().unwrap().is_none(),
+        "a revoke failed: {refused:?}"
+    );
+    w.wait_background().unwrap();
+    let kept = acknowledged.load(Ordering::Acquire);
+    assert_eq!(kept, BATCHES);
+    let r = Ledger::open_reader(&path).unwrap();
+    for reader in [&r, &w] {
+        assert!(reader
+            .check(&token(b"t", b"live", &[], now - 10))
+            .unwrap()
+            .is_revoked());
+        let lost: Vec<usize> = (0..kept)
+            .filter(|i| {
+                let key = format!("kept-{i}").into_bytes();
+                !reader
+                    .check(&token(b"t", &key, &[], now - 10))
+                    .unwrap()
+                    .is_revoked()
+            })
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "{} of {kept} acknowledged rules lost: {lost:?}",
+            lost.len()
+        );
+    }
+}
