@@ -40,7 +40,8 @@
 //! Fields: `tenant`, `subject` (or `sub`), `roles`, `client` (or `azp`, `client_id`),
 //! `session` (or `sid`), `token_id` (or `jti`), `iat` (or `issued_at`; default
 //! `["/iat"]`). An omitted part is never read. A field may be a single pointer instead
-//! of a list. A reference token that is exactly `*` matches every member of an object
+//! of a list, never an empty list, and a spec names at least one part besides `iat`
+//! (either would read nothing, and let every token its rules name pass as valid). A reference token that is exactly `*` matches every member of an object
 //! or every element of an array (one `*` per pointer; a member literally named `*`
 //! cannot be addressed). A pointer must not end where another one goes on (`/a` with
 //! `/a/b`). Pointer specs take entitlement strings as they are (no Keycloak key forms).

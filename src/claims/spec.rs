@@ -452,6 +452,13 @@ fn compile_pointers(spec: &str) -> Result<Compiled> {
                 )))
             }
         }
+        if pointers.is_empty() {
+            // Most likely a typo: the part would never be read, and tokens whose rules
+            // it names would pass as valid. Omitting the part says so on purpose.
+            return Err(spec_error(format!(
+                "{name:?} lists no pointer: give at least one, or leave the part out"
+            )));
+        }
         if pointers.len() > MAX_POINTERS_PER_PART {
             return Err(spec_error(format!(
                 "{name:?} lists {} pointers; the limit is {MAX_POINTERS_PER_PART}",
@@ -465,6 +472,16 @@ fn compile_pointers(spec: &str) -> Result<Compiled> {
         field = j.next_key().map_err(bad_json)?.map(str::to_owned);
     }
     j.finish().map_err(bad_json)?;
+    if !seen
+        .iter()
+        .enumerate()
+        .any(|(part, &named)| named && part != Part::IssuedAt as usize)
+    {
+        return Err(spec_error(
+            "the spec names no part of the token (tenant, subject, roles, client, session,              token_id): only global rules could revoke a token through it"
+                .to_string(),
+        ));
+    }
     if !seen[Part::IssuedAt as usize] {
         b.add(
             Part::IssuedAt,
@@ -574,6 +591,12 @@ mod tests {
             (r#"{"roles":["/a"],"subject":["/a/b"]}"#, "go through"),
             (r#"{"roles":["/a"]"#, "not valid JSON"),
             (r#"{"roles":["/a"]} x"#, "not valid JSON"),
+            // a part that reads nothing, or a spec that reads no part: a typo, whose
+            // tokens would pass as valid whatever their rules
+            (r#"{"subject":[]}"#, "lists no pointer"),
+            (r#"{"subject":["/sub"],"iat":[]}"#, "lists no pointer"),
+            ("{}", "names no part"),
+            (r#"{"iat":["/issued"]}"#, "names no part"),
         ] {
             let e = err(spec);
             assert!(e.contains(needle), "{spec}: {e}");
