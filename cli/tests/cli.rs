@@ -2,6 +2,7 @@
 //! its exit codes, and its refusals.
 
 use revledger::{unix_now_floor, Ledger, Scope, Token, Verdict, WriterOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -1258,4 +1259,30 @@ fn demo_plays_the_scenario_and_cleans_up() {
         })
         .collect();
     assert!(leftovers.is_empty(), "demo left {leftovers:?}");
+}
+
+/// Standard output that cannot be written (a full device) is the documented exit status
+/// 2 with one line saying so, never a panic (exit 101).
+#[test]
+fn an_unwritable_standard_output_is_exit_2_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, l) = ledger(&dir);
+    let full = match File::options().write(true).open("/dev/full") {
+        Ok(f) => f,
+        Err(e) => panic!("/dev/full: {e}"),
+    };
+    for args in [&["stats", &l][..], &["verify", &l][..]] {
+        let out = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(full.try_clone().unwrap())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot write to standard output") && !stderr.contains("panicked"),
+            "{args:?}: {stderr}"
+        );
+    }
 }

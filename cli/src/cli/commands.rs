@@ -23,13 +23,17 @@ use std::process::ExitCode;
 const BATCH_CHUNK: usize = 65_536;
 
 fn require_ledger(path: &Path) -> CliResult<()> {
-    if path.exists() {
-        Ok(())
-    } else {
-        Err(CliError::new(format!(
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CliError::new(format!(
             "no ledger at {0} (create one with `revledger create {0}`)",
             path.display()
-        )))
+        ))),
+        // Not "no ledger": a directory on the way that this user may not search, say.
+        Err(e) => Err(CliError::new(format!(
+            "cannot reach {}: {e}",
+            path.display()
+        ))),
     }
 }
 

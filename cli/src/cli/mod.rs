@@ -557,6 +557,7 @@ struct DemoArgs {
 
 /// Parses the arguments, runs the command, and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
+    exit_on_stdout_errors();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -575,6 +576,24 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_ERROR)
         }
     }
+}
+
+/// `println!` panics when standard output cannot be written (a full disk, a closed
+/// pipe: `revledger stats l > /dev/full`, `revledger verify l | head -1`): such a panic
+/// becomes the documented exit status 2 and one line on stderr, not exit 101 and a
+/// panic message.
+fn exit_on_stdout_errors() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(why) = info
+            .payload_as_str()
+            .and_then(|m| m.strip_prefix("failed printing to stdout: "))
+        {
+            eprintln!("revledger: error: cannot write to standard output: {why}");
+            std::process::exit(i32::from(EXIT_ERROR));
+        }
+        default_hook(info);
+    }));
 }
 
 fn run(command: Command) -> CliResult {
