@@ -162,6 +162,7 @@ typedef struct {
   /**
    * Permission bits of the files the writer creates (ledger, index, compacted files),
    * e.g. 0640 for readers in the file's group (default 0600). Compactions keep them.
+   * Refused: bits beyond 0777, no owner read and write, write for every user.
    */
   uint32_t file_mode;
   /**

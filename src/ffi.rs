@@ -604,6 +604,7 @@ pub struct revledger_writer_options {
     pub compact_min_records: u64,
     /// Permission bits of the files the writer creates (ledger, index, compacted files),
     /// e.g. 0640 for readers in the file's group (default 0600). Compactions keep them.
+    /// Refused: bits beyond 0777, no owner read and write, write for every user.
     pub file_mode: u32,
     /// Group id of the files the writer creates; -1: the process's group.
     pub file_group: i64,

@@ -90,7 +90,8 @@ pub struct WriterOptions {
     pub compaction: Option<CompactionPolicy>,
     /// Permission bits of the files the writer creates (the ledger, its index, every
     /// compacted file): default 0600. Readers running as another user need at least
-    /// 0640 and the right group.
+    /// 0640 and the right group. Refused: bits beyond 0o777, no owner read and write,
+    /// and write access for every user (anyone could undo revocations).
     pub file_mode: u32,
     /// Group id the writer gives the files it creates (`None`: its own group). With
     /// `file_mode` 0640, members of this group (e.g. nginx workers' `www-data`) read.
@@ -945,11 +946,25 @@ impl Ledger {
         if leeway < 0 {
             return Err(Error::invalid("leeway must not be negative"));
         }
-        if options.file_mode & !0o7777 != 0 || options.file_mode & 0o600 != 0o600 {
+        if options.file_mode & !0o777 != 0 || options.file_mode & 0o600 != 0o600 {
             return Err(Error::invalid(format!(
-                "file_mode {:o} must give the owner read and write and hold only permission bits",
+                "file_mode {:o} must give the owner read and write and hold only permission \
+                 bits (0o777 at most: no setuid, setgid or sticky bit)",
                 options.file_mode
             )));
+        }
+        if options.file_mode & 0o002 != 0 {
+            return Err(Error::invalid(format!(
+                "file_mode {:o} lets every user write the ledger, and so undo revocations: \
+                 give readers read access through a group (0640 and file_group)",
+                options.file_mode
+            )));
+        }
+        if options.file_group == Some(u32::MAX) {
+            return Err(Error::invalid(
+                "file_group 4294967295 is (gid_t)-1, which chown(2) takes as \"leave the group\": \
+                 not a group id (None keeps the writer's group)",
+            ));
         }
         if let Some(p) = options.compaction {
             if !(p.ratio.is_finite() && p.ratio > 0.0) {

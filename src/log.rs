@@ -201,16 +201,18 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Refuses anything but a regular file at a ledger's path (a directory, a FIFO, a device)
-/// before a byte of it is read.
+/// before a byte of it is read: an `Io` error, as the writer's `open(2)` of a directory
+/// gives, since what is wrong is the file.
 fn regular_file(file: &File, path: &Path) -> Result<()> {
     let meta = file
         .metadata()
         .map_err(|e| Error::io_path("reading metadata of", path, e))?;
     if !meta.is_file() {
-        return Err(Error::invalid(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
+        return Err(Error::io_path(
+            "opening",
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+        ));
     }
     Ok(())
 }

@@ -1375,8 +1375,8 @@ fn a_fifo_or_a_directory_in_place_of_a_file_never_blocks_and_never_misleads() {
     let openers: [fn(&Path) -> revledger::Result<Ledger>; 2] = [reader_at, writer_at];
     for open in openers {
         match open_within(&fifo, open) {
-            Some(Err(Error::InvalidArgument(m))) => {
-                assert!(m.contains("not a regular file"), "{m}")
+            Some(Err(e @ Error::Io { .. })) => {
+                assert!(e.to_string().contains("not a regular file"), "{e}")
             }
             Some(other) => panic!("a FIFO at the ledger path: {other:?}"),
             None => panic!("opening a FIFO at the ledger path blocked"),
@@ -1500,5 +1500,38 @@ fn a_compaction_asked_for_while_background_jobs_run_loses_no_rule() {
             "{} of {kept} acknowledged rules lost: {lost:?}",
             lost.len()
         );
+    }
+}
+
+/// File modes and groups that cannot be what the caller means are refused before any
+/// file is made: special bits, a ledger every user may write, `(gid_t)-1`.
+#[test]
+fn writer_options_refuse_modes_and_groups_that_would_surprise() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let with = |mode: u32, group: Option<u32>| WriterOptions {
+        file_mode: mode,
+        file_group: group,
+        ..WriterOptions::with_lifetime(3600)
+    };
+    for (options, needle) in [
+        (with(0o4755, None), "setuid"),
+        (with(0o2640, None), "setuid"),
+        (with(0o1600, None), "setuid"),
+        (with(0o666, None), "every user write"),
+        (with(0o777, None), "every user write"),
+        (with(0o400, None), "owner read and write"),
+        (with(0o640, Some(u32::MAX)), "(gid_t)-1"),
+    ] {
+        match Ledger::open_writer(&path, &options) {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains(needle), "{m}"),
+            other => panic!("mode {:o}: {other:?}", options.file_mode),
+        }
+        assert!(!path.exists(), "a refused writer made the file");
+    }
+    for mode in [0o600, 0o640, 0o644, 0o660] {
+        let w = Ledger::open_writer(&path, &with(mode, None)).unwrap();
+        drop(w);
+        std::fs::remove_file(&path).unwrap();
     }
 }
