@@ -1114,8 +1114,11 @@ pub unsafe extern "C" fn revledger_check_claims(
 /// Is the token `jwt`, a compact JWS `header.payload.signature`, revoked? The payload is
 /// base64url-decoded and checked as `revledger_check_claims` does. **The signature is
 /// NOT verified** (the header is not read either): a deny layer after authentication,
-/// never instead of it. A token that is not three base64url parts, or whose payload the
-/// mapping cannot read: `REVLEDGER_INVALID_ARGUMENT`. Thread-safe.
+/// never instead of it. A token without three dot-separated parts, whose payload (the
+/// part between the first and the last dot) is not base64url (trailing `=` tolerated),
+/// or whose payload the mapping cannot read: `REVLEDGER_INVALID_ARGUMENT`. The header
+/// and signature parts are not decoded, so bytes there that base64url does not allow
+/// change nothing. Thread-safe.
 ///
 /// # Safety
 /// `ledger` is NULL or a live handle; `claims` is NULL or a live mapping; `jwt` follows

@@ -74,7 +74,7 @@ pub(crate) fn with_payload<R>(jwt: &[u8], f: impl FnOnce(&[u8]) -> Result<R>) ->
         if memchr::memchr(b'.', segment).is_some() {
             parts_error(jwt)
         } else {
-            Error::invalid("the JWT payload is not base64url (RFC 4648 §5, no padding)")
+            Error::invalid("the JWT payload is not base64url (RFC 4648 §5)")
         }
     };
     if estimate <= STACK_PAYLOAD {
