@@ -1045,3 +1045,41 @@ fn the_next_writer_removes_what_crashed_creations_and_compactions_left() {
     running.kill().unwrap();
     running.wait().unwrap();
 }
+
+/// A ledger truncated in place (`truncate`, or `cp` over it): readers learn of it from the
+/// kernel's notice of the write, within a few checks, not after the countdown's
+/// thousands. The checks here touch only the header's page, which the truncation keeps,
+/// and the shared index: a check reading a page past the new end would die of SIGBUS,
+/// which is why FORMAT.md §7 forbids truncating a ledger.
+#[test]
+fn readers_learn_of_a_truncated_ledger_from_the_kernel() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = writer(&path);
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"x", 1000))
+        .unwrap();
+    let r = Ledger::open_reader(&path).unwrap();
+    assert!(!r.check(&subject(b"valid", 0)).unwrap().is_revoked());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(256)
+        .unwrap();
+    let limit = revledger::PATH_CHECK_EVERY as usize / 2;
+    for n in 1..=limit {
+        match r.check(&subject(b"valid", 0)) {
+            Ok(v) => assert!(!v.is_revoked(), "{v:?}"),
+            Err(e) => {
+                assert!(
+                    matches!(e, Error::Corrupt { .. }),
+                    "after {n} checks: {e:?}"
+                );
+                assert!(e.to_string().contains("truncated"), "{e}");
+                return;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("no error in {limit} checks, a millisecond apart");
+}
