@@ -585,10 +585,12 @@ pub fn main() -> ExitCode {
 fn exit_on_stdout_errors() {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if let Some(why) = info
-            .payload_as_str()
-            .and_then(|m| m.strip_prefix("failed printing to stdout: "))
-        {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied());
+        if let Some(why) = message.and_then(|m| m.strip_prefix("failed printing to stdout: ")) {
             eprintln!("revledger: error: cannot write to standard output: {why}");
             std::process::exit(i32::from(EXIT_ERROR));
         }
