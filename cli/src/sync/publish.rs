@@ -238,9 +238,8 @@ impl Publisher {
         Ok(ids.remove(0))
     }
 
-    /// Publishes every rule of `rules` in one round trip (a transaction), in order: all
-    /// or none. All are checked first, so a bad rule publishes nothing, and Redis applies
-    /// the whole transaction or nothing of it. Returns the entries' ids.
+    /// Publishes every rule of `rules` in one round trip (a pipeline), in order; all are
+    /// checked first, so a bad rule publishes nothing. Returns the entries' ids.
     pub fn publish_batch(&mut self, rules: &[Rule]) -> Result<Vec<StreamId>> {
         let now = now_ms();
         let mut cmds = Vec::with_capacity(rules.len());
@@ -261,37 +260,38 @@ impl Publisher {
         self.send(&cmds)
     }
 
-    /// Sends the `XADD`s in one transaction (`MULTI`/`EXEC`, one round trip), then the
-    /// `WAIT` when one is asked for; returns the entries' ids. Redis applies every `XADD`
-    /// of a transaction or none (one refused as it is queued, out of memory for one,
-    /// aborts the `EXEC`), so a batch that fails was not published in part.
+    /// Sends the `XADD`s (and the `WAIT`) in one pipeline; returns the entries' ids.
     fn send(&mut self, cmds: &[redis::Cmd]) -> Result<Vec<StreamId>> {
         let mut pipe = redis::pipe();
-        pipe.atomic();
         for c in cmds {
             pipe.add_command(c.clone());
         }
-        let replies: Vec<redis::Value> = self.with_retry(|c| pipe.query(c))?;
+        let wait = self.wait;
+        if let Some(w) = self.wait_cmd() {
+            pipe.add_command(w);
+        }
+        let mut replies: Vec<redis::Value> = self.with_retry(|c| pipe.query(c))?;
+        let acked = match wait {
+            Some(_) => replies.pop(),
+            None => None,
+        };
         let ids = replies.iter().map(entry_id).collect::<Result<Vec<_>>>()?;
-        let (Some((wanted, _)), Some(wait)) = (self.wait, self.wait_cmd()) else {
-            return Ok(ids);
-        };
-        // On the same connection, never a new one: WAIT counts the replicas that have
-        // this connection's writes.
-        let acked = match wait.query::<redis::Value>(&mut self.conn)? {
-            redis::Value::Int(n) => n.max(0) as usize,
-            other => {
-                return Err(SyncError::Protocol(format!(
-                    "WAIT answered {other:?}, not a number"
-                )))
+        if let (Some((wanted, _)), Some(acked)) = (wait, acked) {
+            let acked = match acked {
+                redis::Value::Int(n) => n.max(0) as usize,
+                other => {
+                    return Err(SyncError::Protocol(format!(
+                        "WAIT answered {other:?}, not a number"
+                    )))
+                }
+            };
+            if acked < wanted {
+                return Err(SyncError::NotReplicated {
+                    last_id: ids.last().copied().unwrap_or(StreamId::ZERO),
+                    acked,
+                    wanted,
+                });
             }
-        };
-        if acked < wanted {
-            return Err(SyncError::NotReplicated {
-                last_id: ids.last().copied().unwrap_or(StreamId::ZERO),
-                acked,
-                wanted,
-            });
         }
         Ok(ids)
     }
