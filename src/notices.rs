@@ -6,15 +6,8 @@
 //! host's handlers run in its own threads) reads one inotify instance that watches the
 //! directory of every open reader's path. A notice about a reader's file name has that
 //! reader compare its file with the path at once, as a check does on its countdown
-//! (src/watch.rs): a deleted, replaced or truncated file marks the handle lost, so its
-//! next check fails; a compaction is left to the next check, which follows the file's
-//! retired mark. A truncation (`truncate`, or `cp` over the ledger, which truncates it
-//! in place) is a write to the file: readers learn of it within microseconds instead of
-//! thousands of checks, the checks that touch a page past the new end in the meantime
-//! still die of SIGBUS (FORMAT.md §7). Writes are also what the writer's appends are:
-//! after a batch of notices that were only writes, the thread waits a millisecond before
-//! reading again, so that the kernel merges a busy writer's notices into about one per
-//! millisecond.
+//! (src/watch.rs): a deleted or replaced file marks the handle lost, so its next check
+//! fails; a compaction is left to the next check, which follows the file's retired mark.
 //! The notices do not replace the countdown and `refresh`: they are what
 //! makes the common case immediate, and where inotify is unavailable (its limits
 //! reached, a file system that sends no notices, such as NFS) the countdown still holds.
@@ -50,8 +43,7 @@ pub(crate) struct Registration {
 }
 
 /// What a directory's entries do that concerns a reader's file.
-const MASK: WatchMask = WatchMask::MODIFY
-    .union(WatchMask::DELETE)
+const MASK: WatchMask = WatchMask::DELETE
     .union(WatchMask::MOVED_FROM)
     .union(WatchMask::MOVED_TO)
     .union(WatchMask::DELETE_SELF)
@@ -264,14 +256,12 @@ fn read_notices(cell: &'static Cell) {
             }
         };
         let mut concerned: Vec<Arc<dyn Watched>> = Vec::new();
-        let mut only_writes = true;
         {
             let mut guard = cell.registry();
             let Some(registry) = guard.as_mut() else {
                 return;
             };
             for e in events {
-                only_writes &= e.mask == EventMask::MODIFY;
                 let wd = e.wd.get_watch_descriptor_id();
                 let whole = e.mask.intersects(
                     EventMask::DELETE_SELF
@@ -300,11 +290,6 @@ fn read_notices(cell: &'static Cell) {
         // registration takes the lock.
         for handle in concerned {
             handle.path_changed();
-        }
-        if only_writes {
-            // A writer appending: let the kernel merge its next notices (identical ones
-            // queued unread become one) instead of waking for each append.
-            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 }
