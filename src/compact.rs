@@ -640,7 +640,7 @@ pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Resu
     gen.refresh(false)?;
     let built = (|| {
         let mut live: Vec<Rule> = Vec::new();
-        gen.live_rules(|scope, tenant, key, at, _| {
+        gen.live_rules(end0, |scope, tenant, key, at, _| {
             if gen.is_expired(scope, at, now) {
                 stats.keys_dropped += 1;
             } else {

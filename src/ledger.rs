@@ -707,9 +707,12 @@ impl Generation {
     }
 
     /// Every live key with its effective cutoff, from the shared index and the tail
-    /// (a key in both is visited once, with the larger cutoff).
+    /// (a key in both is visited once, with the larger cutoff). Keys whose record starts
+    /// at or past `below` are left out: a compaction copies the frames from there on as
+    /// they are, and would otherwise write those rules twice.
     pub(crate) fn live_rules<'a>(
         &'a self,
+        below: u64,
         mut f: impl FnMut(Scope, &'a [u8], &'a [u8], i64, u64),
     ) -> Result<()> {
         let committed = self
@@ -720,7 +723,8 @@ impl Generation {
         let log = self.log.map.log(
             committed
                 .max(self.readable.load(Ordering::Acquire))
-                .min(self.log.map.known_file_len()),
+                .min(self.log.map.known_file_len())
+                .min(below),
         )?;
         let tail_on = self.tail_used.load(Ordering::Acquire);
         let h = &self.hasher;
@@ -768,6 +772,9 @@ impl Generation {
         self.tail.for_each(|scope, offset, at| {
             if result.is_err() {
                 return;
+            }
+            if offset.is_some_and(|off| off >= log.end()) {
+                return; // at or past `below`
             }
             let (tenant, key) = match offset {
                 None => (&[][..], &[][..]),
@@ -1341,7 +1348,7 @@ impl Ledger {
     pub fn stats(&self, now: i64) -> Result<Stats> {
         let gen = self.current()?;
         let (mut live, mut expired) = (0, 0);
-        gen.live_rules(|scope, _, _, at, _| {
+        gen.live_rules(u64::MAX, |scope, _, _, at, _| {
             live += 1;
             expired += u64::from(gen.is_expired(scope, at, now));
         })?;
