@@ -237,12 +237,20 @@ fn retry_after(records: u64) -> u64 {
 pub(crate) fn compact_now(inner: &Arc<Inner>, now: i64) -> Result<CompactStats> {
     let writer = inner.writer.as_ref().ok_or(Error::ReadOnly)?;
     let _turn = writer.jobs.caller.lock();
-    // No job starts from here on; the one running (if any) is waited for.
+    // No job starts from here on; the one running (if any) is waited for. Cleared on the
+    // way out, a panic included (the C ABI catches it and the handle lives on).
+    struct CallerCompacting<'a>(&'a Jobs);
+    impl Drop for CallerCompacting<'_> {
+        fn drop(&mut self) {
+            self.0.state.lock().caller_compacting = false;
+        }
+    }
     writer.jobs.state.lock().caller_compacting = true;
+    let compacting = CallerCompacting(&writer.jobs);
     let _ = writer.jobs.wait();
     let result = compact(inner, now, &AtomicBool::new(false));
+    drop(compacting);
     let mut st = writer.jobs.state.lock();
-    st.caller_compacting = false;
     match &result {
         Ok(_) => st.last_error = None,
         Err(e) => st.last_error = Some(e.to_string()),
