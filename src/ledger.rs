@@ -1584,8 +1584,15 @@ impl Inner {
             gen.lost.check()?;
             if self.writer.is_some() {
                 if gen.log.map.retired() {
-                    // The writer swaps its own generation during compaction; a retired
-                    // file here means another process compacted it: never ours to follow.
+                    // This writer's own compaction swaps the generation, then marks the
+                    // old file retired (the mark is read with Acquire, so the swap is
+                    // seen): a caller that loaded the old generation just before goes on
+                    // with the new one.
+                    if !Arc::ptr_eq(&gen, &self.gen.load_full()) {
+                        continue;
+                    }
+                    // Still this handle's generation: another process compacted the file,
+                    // never ours to follow.
                     return Err(Error::Internal("writer's ledger file was retired".into()));
                 }
                 gen.refresh(false)?;
@@ -1713,13 +1720,26 @@ pub(crate) fn open_reader_generation(
     let mut chosen = None;
     for _attempt in 0..16 {
         let epoch = log.map.index_epoch();
-        let committed = log.map.committed_len();
         match SharedIndex::open(&ipath, &log.header, epoch, false)? {
             Some(index) => {
-                chosen = match index.trust(&log.file, committed)? {
-                    Trust::Trusted { indexed_len, .. } => Some((Some(index), epoch, indexed_len)),
-                    Trust::Untrusted(_) => Some((None, epoch, log.header.log_start)),
-                };
+                chosen = Some((None, epoch, log.header.log_start));
+                // The writer records a batch in the index just before it commits it, so
+                // an index read while a writer appends may be ahead of the committed
+                // length read before it, for nanoseconds: judged again while the
+                // committed length moves, not given up for a private index of the log.
+                for _ in 0..64 {
+                    let committed = log.map.committed_len();
+                    match index.trust(&log.file, committed)? {
+                        Trust::Trusted { indexed_len, .. } => {
+                            chosen = Some((Some(index), epoch, indexed_len));
+                            break;
+                        }
+                        Trust::Untrusted(_) if log.map.committed_len() != committed => {
+                            std::hint::spin_loop();
+                        }
+                        Trust::Untrusted(_) => break,
+                    }
+                }
                 break;
             }
             // The writer may have published a newer index meanwhile: look again.

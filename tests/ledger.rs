@@ -1548,3 +1548,105 @@ fn writer_options_refuse_modes_and_groups_that_would_surprise() {
         std::fs::remove_file(&path).unwrap();
     }
 }
+
+/// The writer's own compaction swaps its generation and then marks the old file retired:
+/// a call on the writer handle that loaded the old generation just before goes on with
+/// the new one (it used to fail with "writer's ledger file was retired").
+#[test]
+fn calls_on_the_writer_during_its_own_compaction_do_not_fail() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = open_writer(
+        &path,
+        &WriterOptions {
+            compaction: None,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
+    let now = revledger::unix_now_floor();
+    let rules: Vec<Vec<u8>> = (0..2000).map(|i| format!("k{i}").into_bytes()).collect();
+    let rules: Vec<Rule> = rules
+        .iter()
+        .map(|k| Rule::new(Scope::Subject, b"t", k, now))
+        .collect();
+    w.revoke_batch(&rules).unwrap();
+    let stop = AtomicBool::new(false);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Acquire) {
+                    if let Err(e) = w.refresh() {
+                        errors.lock().unwrap().push(e.to_string());
+                    }
+                }
+            });
+        }
+        for _ in 0..500 {
+            w.compact(now).unwrap();
+            if !errors.lock().unwrap().is_empty() {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Release);
+    });
+    let errors = errors.into_inner().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} calls failed: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(3)]
+    );
+}
+
+/// A reader that opens while the writer appends maps the shared index: the index may be
+/// ahead of the committed length the reader read a moment before (the writer indexes a
+/// batch just before it commits it), which must not send the reader to index the whole
+/// log privately.
+#[test]
+fn readers_opening_during_appends_use_the_shared_index() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = open_writer(
+        &path,
+        &WriterOptions {
+            compaction: None,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
+    let now = revledger::unix_now_floor();
+    let keys: Vec<Vec<u8>> = (0..10_000).map(|i| format!("k{i}").into_bytes()).collect();
+    let live: Vec<Rule> = keys
+        .iter()
+        .map(|k| Rule::new(Scope::Subject, b"t", k, now))
+        .collect();
+    w.revoke_batch(&live).unwrap();
+    let stop = AtomicBool::new(false);
+    let (mut private, mut opened) = (0, 0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Bounded: the appends only need to overlap the opens.
+            for i in 0..300_000 {
+                if stop.load(Ordering::Acquire) {
+                    break;
+                }
+                w.revoke(&Rule::new(Scope::Subject, b"t", b"hot", now - 3000 + i))
+                    .unwrap();
+            }
+        });
+        for _ in 0..300 {
+            let r = Ledger::open_reader(&path).unwrap();
+            opened += 1;
+            private += usize::from(!r.stats(now).unwrap().shared_index);
+        }
+        stop.store(true, Ordering::Release);
+    });
+    assert_eq!(
+        private, 0,
+        "{private} of {opened} readers opened without the shared index"
+    );
+}
