@@ -64,8 +64,10 @@ struct JobsState {
     /// the other's changes, losing rules).
     caller_compacting: bool,
     last_error: Option<String>,
-    /// After a failure, no new job before the ledger holds this many rule records.
-    retry_at_records: u64,
+    /// After a failure, no new job before the log reaches this many bytes. Bytes, not the
+    /// index's record count: a full index stops counting, and a growth that failed then
+    /// would never be tried again.
+    retry_at_len: u64,
 }
 
 /// The writer's background job (at most one at a time, and none while the caller
@@ -185,7 +187,8 @@ pub(crate) fn maybe_start(inner: &Arc<Inner>, gen: &Generation) {
             return;
         }
     }
-    if st.last_error.is_some() && records < st.retry_at_records {
+    let log_len = gen.log.map.committed_len();
+    if st.last_error.is_some() && log_len < st.retry_at_len {
         return;
     }
     let kind = if compaction_due {
@@ -212,7 +215,7 @@ pub(crate) fn maybe_start(inner: &Arc<Inner>, gen: &Generation) {
         });
     match spawned {
         Ok(handle) => {
-            st.retry_at_records = retry_after(records);
+            st.retry_at_len = retry_after(log_len);
             st.running = Some(Running {
                 kind,
                 cancel,
@@ -221,15 +224,17 @@ pub(crate) fn maybe_start(inner: &Arc<Inner>, gen: &Generation) {
         }
         Err(e) => {
             st.last_error = Some(format!("starting a background job: {e}"));
-            st.retry_at_records = retry_after(records);
+            st.retry_at_len = retry_after(log_len);
         }
     }
 }
 
-/// After a failed job, the record count before the next try (the counts are words of the
-/// shared index: saturating).
-fn retry_after(records: u64) -> u64 {
-    records.saturating_add(records / 8).saturating_add(1024)
+/// After a failed job, the log length before the next try: an eighth more, and at least
+/// 64 KiB (about a thousand records) more.
+fn retry_after(log_len: u64) -> u64 {
+    log_len
+        .saturating_add(log_len / 8)
+        .saturating_add(64 * 1024)
 }
 
 /// A compaction asked for by the caller, run on the caller's thread: after any running

@@ -477,3 +477,58 @@ fn a_disk_that_fails_from_any_call_on_fails_closed() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// A growth of a full index that failed is tried again once the log has grown enough: the
+/// retry used to wait for the index's record count, which a full index no longer moves,
+/// so every later record stayed in the writer's and every reader's private tail.
+#[test]
+fn a_failed_growth_of_a_full_index_is_tried_again() {
+    let _one = INJECTOR.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch();
+    let path = dir.path().join("l");
+    let w = Ledger::open_writer(
+        &path,
+        &WriterOptions {
+            index_keys: 1,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
+    let now = revledger::unix_now_floor();
+    // The next file created (the growth's new index) fails.
+    testing::fail_nth(&[Op::Create], 1, libc::EIO);
+    let batch = |prefix: &str, n: usize| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| format!("{prefix}-{i}").into_bytes())
+            .collect()
+    };
+    let keys = batch("k", 100);
+    let rules: Vec<Rule> = keys
+        .iter()
+        .map(|k| Rule::new(Scope::Subject, b"t", k, now))
+        .collect();
+    w.revoke_batch(&rules).unwrap();
+    assert!(w.wait_background().is_err(), "the growth did not fail");
+    assert!(testing::fired());
+    testing::disarm();
+    for b in 0..40 {
+        let keys = batch(&format!("m{b}"), 1000);
+        let rules: Vec<Rule> = keys
+            .iter()
+            .map(|k| Rule::new(Scope::Subject, b"t", k, now))
+            .collect();
+        w.revoke_batch(&rules).unwrap();
+        w.wait_background().unwrap();
+    }
+    // Grown again (or compacted into a new file): no record is left to the tails.
+    let st = w.stats(now).unwrap();
+    let reader = Ledger::open_reader(&path).unwrap().stats(now).unwrap();
+    assert!(
+        st.tail_bytes == 0 && reader.tail_bytes == 0,
+        "40,000 records after the failed growth the index was not grown again: the \
+         writer's tail holds {} B, a new reader's {} B",
+        st.tail_bytes,
+        reader.tail_bytes
+    );
+    assert_eq!(st.live_keys, 40_100);
+}
