@@ -613,9 +613,15 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
 /// Compacts the ledger as of `now`: a new file with one record per live key.
 pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Result<CompactStats> {
     let writer = inner.writer.as_ref().ok_or(Error::ReadOnly)?;
-    let (gen, end0) = {
+    // The shared index's global cutoff as of end0 (appends raise it under this lock).
+    let (gen, end0, global0) = {
         let w = writer.state.lock();
-        (inner.gen.load_full(), w.end)
+        let gen = inner.gen.load_full();
+        let global0 = gen
+            .shared
+            .as_ref()
+            .map_or(i64::MIN, |s| s.newest(Scope::Global));
+        (gen, w.end, global0)
     };
     gen.lost.check()?;
     let old_log = gen.log.clone();
@@ -653,7 +659,7 @@ pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Resu
     gen.refresh(false)?;
     let built = (|| {
         let mut live: Vec<Rule> = Vec::new();
-        gen.live_rules(end0, |scope, tenant, key, at, _| {
+        gen.live_rules(Some((end0, global0)), |scope, tenant, key, at, _| {
             if gen.is_expired(scope, at, now) {
                 stats.keys_dropped += 1;
             } else {
@@ -703,7 +709,7 @@ pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Resu
         }
         flush(&mut buf, &mut offsets, &mut end)?;
         index.set_records(stats.rules_kept, stats.rules_kept);
-        if let Some(p) = gen.position_now()? {
+        if let Some(p) = gen.position_before(end0)? {
             encode_position(&mut buf, &p);
             let at = end;
             flush(&mut buf, &mut offsets, &mut end)?;

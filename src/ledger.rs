@@ -388,9 +388,12 @@ impl Generation {
         Ok(gen)
     }
 
-    /// The newest stream position, if any.
-    pub(crate) fn position_now(&self) -> Result<Option<StreamPosition>> {
-        Ok(self.position()?.get())
+    /// The newest stream position if its record lies before `end`: a compaction copies a
+    /// later one with the frames appended since `end`, and would otherwise write it twice.
+    pub(crate) fn position_before(&self, end: u64) -> Result<Option<StreamPosition>> {
+        let cell = self.position()?;
+        let before = cell.offset() < end;
+        Ok(cell.get().filter(|_| before))
     }
 
     /// Looks `(scope, tenant, key)` up in the shared index; a record past this handle's
@@ -707,14 +710,17 @@ impl Generation {
     }
 
     /// Every live key with its effective cutoff, from the shared index and the tail
-    /// (a key in both is visited once, with the larger cutoff). Keys whose record starts
-    /// at or past `below` are left out: a compaction copies the frames from there on as
-    /// they are, and would otherwise write those rules twice.
+    /// (a key in both is visited once, with the larger cutoff). With `upto`, `(end,
+    /// global)`: keys whose record starts at or past `end` are left out, and the shared
+    /// index's global cutoff is `global`, as the writer's lock saw it at `end` (a
+    /// compaction copies the frames from `end` on as they are, and would otherwise write
+    /// those rules twice).
     pub(crate) fn live_rules<'a>(
         &'a self,
-        below: u64,
+        upto: Option<(u64, i64)>,
         mut f: impl FnMut(Scope, &'a [u8], &'a [u8], i64, u64),
     ) -> Result<()> {
+        let below = upto.map_or(u64::MAX, |(end, _)| end);
         let committed = self
             .log
             .map
@@ -729,7 +735,7 @@ impl Generation {
         let tail_on = self.tail_used.load(Ordering::Acquire);
         let h = &self.hasher;
         if let Some(s) = &self.shared {
-            let g = s.newest(Scope::Global);
+            let g = upto.map_or_else(|| s.newest(Scope::Global), |(_, g)| g);
             if g != i64::MIN {
                 let tail_g = if tail_on { self.tail.global() } else { None };
                 f(Scope::Global, &[], &[], tail_g.map_or(g, |t| t.max(g)), 0);
@@ -1348,7 +1354,7 @@ impl Ledger {
     pub fn stats(&self, now: i64) -> Result<Stats> {
         let gen = self.current()?;
         let (mut live, mut expired) = (0, 0);
-        gen.live_rules(u64::MAX, |scope, _, _, at, _| {
+        gen.live_rules(None, |scope, _, _, at, _| {
             live += 1;
             expired += u64::from(gen.is_expired(scope, at, now));
         })?;
