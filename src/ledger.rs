@@ -734,8 +734,12 @@ impl Generation {
         )?;
         let tail_on = self.tail_used.load(Ordering::Acquire);
         let h = &self.hasher;
+        // The shared index's global cutoff, also what the tail's is compared with below.
+        let shared_global = self.shared.as_ref().map_or(i64::MIN, |s| {
+            upto.map_or_else(|| s.newest(Scope::Global), |(_, g)| g)
+        });
         if let Some(s) = &self.shared {
-            let g = upto.map_or_else(|| s.newest(Scope::Global), |(_, g)| g);
+            let g = shared_global;
             if g != i64::MIN {
                 let tail_g = if tail_on { self.tail.global() } else { None };
                 f(Scope::Global, &[], &[], tail_g.map_or(g, |t| t.max(g)), 0);
@@ -796,7 +800,7 @@ impl Generation {
             };
             if let Some(s) = &self.shared {
                 let in_shared = match scope {
-                    Scope::Global => Ok(s.newest(Scope::Global) != i64::MIN),
+                    Scope::Global => Ok(shared_global != i64::MIN),
                     _ => {
                         let p = s.layout().probe(h.full(scope, tenant, key));
                         s.find(&p, scope, tenant, key, log)
