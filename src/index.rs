@@ -356,9 +356,10 @@ fn rule_header_fits(bytes: &[u8]) -> bool {
 pub(crate) enum Inserted {
     /// A new key.
     New,
-    /// An existing key whose cutoff the rule raised.
+    /// An existing key whose cutoff the rule raised or repeated: its slot now points at
+    /// the rule.
     Raised,
-    /// An existing key whose cutoff is already at least the rule's.
+    /// An existing key whose cutoff is already larger than the rule's.
     Kept,
     /// The table is at its hard limit: not inserted.
     Full,
@@ -838,7 +839,10 @@ impl SharedIndex {
                     && same_bytes(old.key, rule.key)
                 {
                     self.count_record();
-                    if rule.at > old.at {
+                    // A repeat of the cutoff moves the slot too: the slot points at the
+                    // newest record that decides the key (a compaction that copies the
+                    // frames from some offset on leaves out the keys decided there).
+                    if rule.at >= old.at {
                         self.raise_newest(rule.scope, rule.at);
                         set(w, at + slot, p.tag | payload_offset);
                         return Ok(Inserted::Raised);

@@ -711,10 +711,10 @@ impl Generation {
 
     /// Every live key with its effective cutoff, from the shared index and the tail
     /// (a key in both is visited once, with the larger cutoff). With `upto`, `(end,
-    /// global)`: keys whose record starts at or past `end` are left out, and the shared
-    /// index's global cutoff is `global`, as the writer's lock saw it at `end` (a
-    /// compaction copies the frames from `end` on as they are, and would otherwise write
-    /// those rules twice).
+    /// global)`: keys whose deciding record (the newest with the key's largest cutoff)
+    /// starts at or past `end` are left out, and the shared index's global cutoff is
+    /// `global`, as the writer's lock saw it at `end` (a compaction copies the frames from
+    /// `end` on as they are, and would otherwise write those rules twice).
     pub(crate) fn live_rules<'a>(
         &'a self,
         upto: Option<(u64, i64)>,
@@ -734,6 +734,14 @@ impl Generation {
         )?;
         let tail_on = self.tail_used.load(Ordering::Acquire);
         let h = &self.hasher;
+        // A key's cutoff in the tail, unless the record that decided it lies at or past
+        // `below` and is at least `at` (the shared index's): then the compaction copies
+        // that record, and listing the key would write it twice.
+        let merged = |at: i64, tail: Option<(i64, u64)>| match tail {
+            Some((t, off)) if off >= below => (t < at).then_some(at),
+            Some((t, _)) => Some(t.max(at)),
+            None => Some(at),
+        };
         // The shared index's global cutoff, also what the tail's is compared with below.
         let shared_global = self.shared.as_ref().map_or(i64::MIN, |s| {
             upto.map_or_else(|| s.newest(Scope::Global), |(_, g)| g)
@@ -741,8 +749,14 @@ impl Generation {
         if let Some(s) = &self.shared {
             let g = shared_global;
             if g != i64::MIN {
-                let tail_g = if tail_on { self.tail.global() } else { None };
-                f(Scope::Global, &[], &[], tail_g.map_or(g, |t| t.max(g)), 0);
+                let tail_g = if tail_on {
+                    self.tail.global_deciding()
+                } else {
+                    None
+                };
+                if let Some(at) = merged(g, tail_g) {
+                    f(Scope::Global, &[], &[], at, 0);
+                }
             }
             s.for_each_offset(|off| {
                 let Some(r) = log.from(off).and_then(crate::record::rule_at) else {
@@ -755,7 +769,7 @@ impl Generation {
                     ));
                 };
                 let tail = if tail_on {
-                    self.tail.get_hashed(
+                    self.tail.deciding(
                         r.scope,
                         h.full(r.scope, r.tenant, r.key),
                         r.tenant,
@@ -765,13 +779,9 @@ impl Generation {
                 } else {
                     None
                 };
-                f(
-                    r.scope,
-                    r.tenant,
-                    r.key,
-                    tail.map_or(r.at, |t| t.max(r.at)),
-                    off,
-                );
+                if let Some(at) = merged(r.at, tail) {
+                    f(r.scope, r.tenant, r.key, at, off);
+                }
                 Ok(())
             })?;
         }
@@ -779,24 +789,25 @@ impl Generation {
             return Ok(());
         }
         let mut result = Ok(());
-        self.tail.for_each(|scope, offset, at| {
+        self.tail.for_each(|scope, at, offset| {
             if result.is_err() {
                 return;
             }
-            if offset.is_some_and(|off| off >= log.end()) {
-                return; // at or past `below`
+            if offset >= below {
+                return; // copied by the compaction
             }
-            let (tenant, key) = match offset {
-                None => (&[][..], &[][..]),
-                Some(off) => match self.keys_at(off) {
+            let (tenant, key) = if scope == Scope::Global {
+                (&[][..], &[][..])
+            } else {
+                match self.keys_at(offset) {
                     Some(k) => k,
                     None => {
                         result = Err(Error::Internal(format!(
-                            "the tail index points at offset {off} where no rule can be read"
+                            "the tail index points at offset {offset} where no rule can be read"
                         )));
                         return;
                     }
-                },
+                }
             };
             if let Some(s) = &self.shared {
                 let in_shared = match scope {
@@ -817,7 +828,7 @@ impl Generation {
                     }
                 }
             }
-            f(scope, tenant, key, at, offset.unwrap_or(0));
+            f(scope, tenant, key, at, offset);
         });
         result
     }

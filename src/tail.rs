@@ -5,7 +5,10 @@
 //! locks while one thread at a time inserts.
 //!
 //! A slot is 16 bytes: a word packing a 24-bit hash tag with the 40-bit file offset of
-//! the rule's payload (whose key bytes decide equality exactly), and the cutoff. Keys
+//! the rule's payload (whose key bytes decide equality exactly), and the cutoff. The
+//! offset is that of the key's newest record with the largest cutoff: a compaction that
+//! copies the frames from some offset on as they are lists only the keys whose deciding
+//! record lies before it (`Generation::live_rules`). Keys
 //! are hashed with the ledger's keyed hash, so crafted names cannot flood one probe
 //! sequence. Readers never write: lookups are loads only.
 
@@ -95,14 +98,15 @@ impl KeyTable {
         unsafe { &*self.current.load(Ordering::Acquire) }
     }
 
+    /// The slot of `(tenant, key)`, if the table holds it.
     #[inline]
-    fn get(
+    fn find(
         &self,
         hash: u64,
         tenant: &[u8],
         key: &[u8],
         src: &impl KeySource,
-    ) -> Result<Option<i64>> {
+    ) -> Result<Option<&Slot>> {
         let t = self.slots();
         let tag = tag_of(hash);
         let mut i = hash as usize & t.mask;
@@ -115,14 +119,15 @@ impl KeyTable {
             if word & !OFFSET_MASK == tag {
                 let (tn, k) = keys_of(src, word)?;
                 if same_bytes(tn, tenant) && same_bytes(k, key) {
-                    return Ok(Some(slot.cutoff.load(Ordering::Acquire)));
+                    return Ok(Some(slot));
                 }
             }
             i = (i + 1) & t.mask;
         }
     }
 
-    /// Raises the cutoff of `(tenant, key)` to at least `at`, adding the key if new.
+    /// Raises the cutoff of `(tenant, key)` to at least `at`, adding the key if new; a
+    /// record whose cutoff is at least the key's becomes the one its slot points at.
     /// Caller holds the single-inserter lock.
     #[allow(clippy::too_many_arguments)]
     fn upsert(
@@ -154,7 +159,13 @@ impl KeyTable {
             if word & !OFFSET_MASK == tag {
                 let (tn, k) = keys_of(src, word)?;
                 if same_bytes(tn, tenant) && same_bytes(k, key) {
-                    slot.cutoff.fetch_max(at, Ordering::AcqRel);
+                    // Only this thread writes the slot (the single-inserter lock). The
+                    // word first: whoever reads the new cutoff, then the word, reads this
+                    // record or a later one (`TailIndex::deciding`).
+                    if at >= slot.cutoff.load(Ordering::Relaxed) {
+                        slot.word.store(tag | payload_offset, Ordering::Release);
+                        slot.cutoff.store(at, Ordering::Release);
+                    }
                     return Ok(());
                 }
             }
@@ -187,11 +198,12 @@ impl KeyTable {
         Ok(())
     }
 
-    fn for_each(&self, mut f: impl FnMut(u64, i64)) {
+    fn for_each(&self, mut f: impl FnMut(i64, u64)) {
         for slot in self.slots().slots.iter() {
-            let word = slot.word.load(Ordering::Acquire);
-            if word != 0 {
-                f(word & OFFSET_MASK, slot.cutoff.load(Ordering::Acquire));
+            if slot.word.load(Ordering::Acquire) != 0 {
+                let cutoff = slot.cutoff.load(Ordering::Acquire);
+                let word = slot.word.load(Ordering::Acquire);
+                f(cutoff, word & OFFSET_MASK);
             }
         }
     }
@@ -209,6 +221,8 @@ impl KeyTable {
 pub(crate) struct TailIndex {
     hasher: Hasher,
     global: AtomicI64,
+    /// Payload offset of the Global record that set `global` (as a slot's offset).
+    global_offset: AtomicU64,
     /// Tables for Tenant..=Token, at `scope as usize - 1`.
     tables: [KeyTable; 6],
     /// Per scope, the largest cutoff of any of its rules (`i64::MIN` when none): a token
@@ -221,6 +235,7 @@ impl TailIndex {
         TailIndex {
             hasher,
             global: AtomicI64::new(i64::MIN),
+            global_offset: AtomicU64::new(0),
             tables: std::array::from_fn(|_| KeyTable::new()),
             newest: std::array::from_fn(|_| AtomicI64::new(i64::MIN)),
         }
@@ -243,7 +258,12 @@ impl TailIndex {
     ) -> Result<()> {
         self.newest[scope as usize].fetch_max(at, Ordering::AcqRel);
         if scope == Scope::Global {
-            self.global.fetch_max(at, Ordering::AcqRel);
+            // As a slot: the offset first, so that a reader of both never pairs a cutoff
+            // with an earlier record than the one that set it.
+            if at >= self.global.load(Ordering::Relaxed) {
+                self.global_offset.store(payload_offset, Ordering::Release);
+                self.global.store(at, Ordering::Release);
+            }
             return Ok(());
         }
         let hash = self.hasher.key(scope, self.hasher.tenant(tenant), key);
@@ -295,17 +315,47 @@ impl TailIndex {
         if t.len.load(Ordering::Acquire) == 0 {
             return Ok(None);
         }
-        t.get(hash, tenant, key, src)
+        Ok(t.find(hash, tenant, key, src)?
+            .map(|slot| slot.cutoff.load(Ordering::Acquire)))
     }
 
-    /// Visits every indexed key: scope, payload offset (`None` for global), cutoff.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(Scope, Option<u64>, i64)) {
-        if let Some(g) = self.global() {
-            f(Scope::Global, None, g);
+    /// As `get_hashed`, with the payload offset of the record that decided the cutoff:
+    /// one whose cutoff is the one returned, or a later record of the key with a cutoff
+    /// at least as large (set while this ran).
+    pub(crate) fn deciding(
+        &self,
+        scope: Scope,
+        hash: u64,
+        tenant: &[u8],
+        key: &[u8],
+        src: &impl KeySource,
+    ) -> Result<Option<(i64, u64)>> {
+        if scope == Scope::Global {
+            return Ok(self.global_deciding());
+        }
+        let Some(slot) = self.table(scope).find(hash, tenant, key, src)? else {
+            return Ok(None);
+        };
+        // The cutoff, then the word: the inserter stores them the other way round.
+        let cutoff = slot.cutoff.load(Ordering::Acquire);
+        let word = slot.word.load(Ordering::Acquire);
+        Ok(Some((cutoff, word & OFFSET_MASK)))
+    }
+
+    pub(crate) fn global_deciding(&self) -> Option<(i64, u64)> {
+        let g = self.global.load(Ordering::Acquire);
+        let offset = self.global_offset.load(Ordering::Acquire);
+        (g != i64::MIN).then_some((g, offset))
+    }
+
+    /// Visits every indexed key: scope, cutoff, and the payload offset of the record that
+    /// decided it (as `deciding`).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(Scope, i64, u64)) {
+        if let Some((g, offset)) = self.global_deciding() {
+            f(Scope::Global, g, offset);
         }
         for s in &Scope::ALL[1..] {
-            self.table(*s)
-                .for_each(|off, cutoff| f(*s, Some(off), cutoff));
+            self.table(*s).for_each(|cutoff, off| f(*s, cutoff, off));
         }
     }
 

@@ -532,3 +532,126 @@ fn a_failed_growth_of_a_full_index_is_tried_again() {
     );
     assert_eq!(st.live_keys, 40_100);
 }
+
+/// A key raised while a compaction runs, while the index is full (a growth failed, so
+/// the writer's tail holds what came after), is in the new file once: the compaction
+/// copies the frames appended since it started, and lists a key only when the record
+/// that decided its cutoff lies before them. The tail used to keep a key's first record
+/// and its largest cutoff, so a raise past the start was listed and copied (14 of 20
+/// compactions before the fix).
+#[test]
+fn keys_raised_while_an_overflowing_ledger_compacts_are_written_once() {
+    use revledger::record::Record;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let _one = INJECTOR.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch();
+    let path = dir.path().join("l");
+    let w = Ledger::open_writer(
+        &path,
+        &WriterOptions {
+            compaction: None,
+            index_keys: 1,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
+    let now = revledger::unix_now_floor();
+    let hot: Vec<Vec<u8>> = (0..10).map(|j| format!("hot-{j}").into_bytes()).collect();
+    let live: Vec<Vec<u8>> = (0..20_000)
+        .map(|i| format!("live-{i}").into_bytes())
+        .collect();
+    let mut first: Vec<Rule> = hot
+        .iter()
+        .map(|k| Rule::new(Scope::Subject, b"t", k, now - 3000))
+        .collect();
+    first.extend(live.iter().map(|k| Rule::new(Scope::Subject, b"t", k, now)));
+    w.revoke_batch(&first).unwrap();
+    w.wait_background().unwrap();
+    let hot_token = Token {
+        tenant: b"t",
+        subject: b"hot-0",
+        roles: &[],
+        client: b"",
+        session: b"",
+        token_id: b"",
+        issued_at: now - 5000,
+    };
+    const ROUNDS: usize = 20;
+    let compacting = AtomicBool::new(false);
+    let met = std::sync::Barrier::new(2);
+    let mut twice = Vec::new();
+    std::thread::scope(|s| {
+        // Raises the hot keys while each compaction runs (up to 1,000 times), checking on
+        // the writer handle after each, which brings its tail up to the log's end.
+        s.spawn(|| {
+            let mut i: i64 = 0;
+            for _ in 0..ROUNDS {
+                met.wait();
+                for _ in 0..1000 {
+                    if !compacting.load(Ordering::Acquire) {
+                        break;
+                    }
+                    i += 1;
+                    let batch: Vec<Rule> = hot
+                        .iter()
+                        .map(|k| Rule::new(Scope::Subject, b"t", k, now - 3000 + i))
+                        .collect();
+                    w.revoke_batch(&batch).unwrap();
+                    assert!(matches!(
+                        w.check(&hot_token).unwrap(),
+                        Verdict::Revoked { .. }
+                    ));
+                }
+                met.wait();
+            }
+        });
+        for round in 0..ROUNDS {
+            // Expired keys (the compaction drops them) past the index's hard limit, with
+            // its growth failing: it stays full, and the tail takes every later record.
+            testing::fail_nth(&[Op::Create], 1, libc::EIO);
+            let names: Vec<Vec<u8>> = (0..40_000)
+                .map(|i| format!("f-{round}-{i}").into_bytes())
+                .collect();
+            let filler: Vec<Rule> = names
+                .iter()
+                .map(|k| Rule::new(Scope::Subject, b"t", k, now - 100_000))
+                .collect();
+            w.revoke_batch(&filler).unwrap();
+            assert!(
+                w.wait_background().is_err(),
+                "round {round}: no growth failed"
+            );
+            testing::disarm();
+            assert!(
+                w.stats(now).unwrap().tail_bytes > 0,
+                "round {round}: no overflow"
+            );
+            compacting.store(true, Ordering::Release);
+            met.wait();
+            w.compact(now).unwrap();
+            compacting.store(false, Ordering::Release);
+            met.wait();
+            let mut seen = std::collections::HashSet::new();
+            w.for_each_record(|off, r| {
+                if let Record::Rule(r) = r {
+                    let id = (r.scope, r.tenant.to_vec(), r.key.to_vec(), r.at);
+                    if !seen.insert(id) {
+                        twice.push(format!(
+                            "compaction {round}: {:?} {} at {} again at {off}",
+                            r.scope,
+                            String::from_utf8_lossy(r.key),
+                            r.at
+                        ));
+                    }
+                }
+            })
+            .unwrap();
+        }
+    });
+    assert!(
+        twice.is_empty(),
+        "{} records twice: {:?}",
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
+}
