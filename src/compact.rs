@@ -142,6 +142,12 @@ impl Jobs {
         result
     }
 
+    /// Records an error of the writer's own upkeep outside a job (the index refused a
+    /// record of an append), shown as the last job's until a job succeeds.
+    pub(crate) fn report(&self, error: String) {
+        self.state.lock().last_error = Some(error);
+    }
+
     /// The error of the last job, if it failed.
     pub(crate) fn last_error(&self) -> Option<String> {
         self.state.lock().last_error.clone()

@@ -1281,7 +1281,15 @@ impl Ledger {
         let at = *end;
         gen.log.write_at(at, buf)?;
         let new_end = at + buf.len() as u64;
-        index_appended(&gen, at, buf, records)?;
+        if let Err(e) = index_appended(&gen, at, buf, records) {
+            // Left to the tails from that record on, and committed all the same: the
+            // index may already point at the batch's first records, and a slot must never
+            // point at bytes the next append overwrites (a raised key would lose the
+            // committed cutoff it had).
+            writer.jobs.report(format!(
+                "the shared index refused a record; readers follow the log from there                  until it is rebuilt: {e}"
+            ));
+        }
         gen.log.map.publish_committed(new_end)?;
         *end = new_end;
         after_commit(&gen, at, new_end, buf, records);
@@ -1427,8 +1435,9 @@ impl Ledger {
 }
 
 /// Inserts the rules of an append (frames `buf` written at `at`) into the writer's shared
-/// index, before they are committed. When the index is full, records from there on are
-/// left to the tails (`overflow_from`) until a bigger index is published.
+/// index, before they are committed. When the index is full, or refuses a record (an
+/// error: a damaged slot), records from there on are left to the tails (`overflow_from`)
+/// until a bigger index is published.
 fn index_appended(gen: &Generation, at: u64, buf: &[u8], records: &[(usize, u8)]) -> Result<()> {
     let Some(s) = &gen.shared else {
         return Ok(());
@@ -1436,27 +1445,36 @@ fn index_appended(gen: &Generation, at: u64, buf: &[u8], records: &[(usize, u8)]
     if s.overflow_from() != 0 {
         return Ok(());
     }
-    let log = gen.log.map.log(at + buf.len() as u64)?;
-    for &(payload, kind) in records {
-        if kind != crate::record::KIND_RULE {
-            continue;
+    // The frame of the record being inserted, where the tails take over if it fails.
+    let mut frame = at;
+    let result = (|| {
+        let log = gen.log.map.log(at + buf.len() as u64)?;
+        for &(payload, kind) in records {
+            if kind != crate::record::KIND_RULE {
+                continue;
+            }
+            let offset = at + payload as u64;
+            frame = offset - FRAME_HEADER_LEN as u64;
+            let rule = log
+                .from(offset)
+                .and_then(crate::record::rule_at)
+                .ok_or_else(|| Error::Internal("a frame just written does not read back".into()))?;
+            let hash = if rule.scope == Scope::Global {
+                0
+            } else {
+                gen.hasher.full(rule.scope, rule.tenant, rule.key)
+            };
+            if s.insert(hash, &rule, offset, log)? == Inserted::Full {
+                s.set_overflow(frame);
+                return Ok(());
+            }
         }
-        let offset = at + payload as u64;
-        let rule = log
-            .from(offset)
-            .and_then(crate::record::rule_at)
-            .ok_or_else(|| Error::Internal("a frame just written does not read back".into()))?;
-        let hash = if rule.scope == Scope::Global {
-            0
-        } else {
-            gen.hasher.full(rule.scope, rule.tenant, rule.key)
-        };
-        if s.insert(hash, &rule, offset, log)? == Inserted::Full {
-            s.set_overflow(offset - FRAME_HEADER_LEN as u64);
-            return Ok(());
-        }
+        Ok(())
+    })();
+    if result.is_err() {
+        s.set_overflow(frame);
     }
-    Ok(())
+    result
 }
 
 /// After a commit: what readers find through the shared index's header (configuration

@@ -1730,3 +1730,94 @@ fn global_rules_and_positions_appended_during_compaction_are_written_once() {
         &twice[..twice.len().min(5)]
     );
 }
+
+/// An append whose rule the shared index refuses (here a slot damaged on disk, pointing
+/// at no rule) is committed all the same, its records from the refused one on left to
+/// the tails: the index has already taken the batch's first records, and a slot must
+/// never point at bytes the next append overwrites. Before, the append failed after
+/// moving the slot of a key it raised; the next append wrote another rule there, and the
+/// key's committed cutoff was lost ("valid").
+#[test]
+fn a_record_the_index_refuses_loses_nothing_the_batch_raised() {
+    use revledger::record::Record;
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = open_writer(
+        &path,
+        &WriterOptions {
+            compaction: None,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
+    let t0 = revledger::unix_now_floor() - 1000;
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"damaged", t0))
+        .unwrap();
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"raised", t0))
+        .unwrap();
+    let mut damaged = None;
+    w.for_each_record(|off, r| {
+        if matches!(r, Record::Rule(r) if r.key == b"damaged") {
+            damaged = Some(off + 8); // the payload, as slots hold it (FORMAT §4.2)
+        }
+    })
+    .unwrap();
+    let damaged = damaged.unwrap();
+    // Its slot: the one word of the index file whose low 40 bits are that offset, under
+    // a non-zero tag. Point it at offset 8, inside the file header: no rule there.
+    let ipath = dir.path().join(".l.g0.index");
+    let index = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&ipath)
+        .unwrap();
+    let bytes = std::fs::read(&ipath).unwrap();
+    let slots: Vec<usize> = (0..bytes.len() / 8)
+        .map(|i| i * 8)
+        .filter(|&at| {
+            let word = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+            word & ((1 << 40) - 1) == damaged && word >> 40 != 0
+        })
+        .collect();
+    assert_eq!(slots.len(), 1, "the damaged key's slot was not found");
+    let word = u64::from_le_bytes(bytes[slots[0]..slots[0] + 8].try_into().unwrap());
+    let bad = (word & !((1 << 40) - 1)) | 8;
+    index
+        .write_all_at(&bad.to_le_bytes(), slots[0] as u64)
+        .unwrap();
+    // One batch: the first rule raises a key (its slot moves to the batch), the second
+    // reaches the damaged slot.
+    let batch = w.revoke_batch(&[
+        Rule::new(Scope::Subject, b"t", b"raised", t0 + 100),
+        Rule::new(Scope::Subject, b"t", b"damaged", t0 + 100),
+    ]);
+    // Then other rules, which land where the batch's frames are unless it was committed.
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"another-key", t0))
+        .unwrap();
+    let reader = Ledger::open_reader(&path).unwrap();
+    for (who, l) in [("writer", &w), ("reader", &reader)] {
+        for iat in [t0 - 1, t0 + 50] {
+            let raised = l.check(&token(b"t", b"raised", &[], iat));
+            assert!(
+                matches!(raised, Ok(Verdict::Revoked { .. })),
+                "{who}: a token of 'raised' issued at {iat} (the committed cutoff was {t0}, \
+                 the batch raised it to {}) is {raised:?}",
+                t0 + 100
+            );
+            // The damaged key fails closed: revoked, or an error, never valid.
+            let d = l.check(&token(b"t", b"damaged", &[], iat));
+            assert!(
+                !matches!(d, Ok(Verdict::Valid)),
+                "{who}: the damaged key is {d:?}"
+            );
+        }
+    }
+    batch.unwrap();
+    let mut committed = 0;
+    w.for_each_record(|_, r| {
+        committed += usize::from(matches!(r, Record::Rule(r) if r.at == t0 + 100));
+    })
+    .unwrap();
+    assert_eq!(committed, 2, "the batch is not in the log");
+}
