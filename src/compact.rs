@@ -20,7 +20,7 @@ use crate::hash::Hasher;
 use crate::header::{random_file_id, Header};
 use crate::index::{index_path, SharedIndex, Trust, INITIAL_KEYS};
 use crate::io;
-use crate::ledger::{CompactStats, Generation, Inner, WriterOptions};
+use crate::ledger::{CompactStats, Generation, Inner, Writer, WriterOptions};
 use crate::log::{parent_dir, scan, sibling, sync_dir, FileAccess, LogFile, Recovery};
 use crate::map::LogBytes;
 use crate::record::{encode_position, encode_rule, Record, FRAME_HEADER_LEN};
@@ -536,29 +536,17 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
     let mut index = SharedIndex::create(&tmp, &log.header, epoch, keys, access)?;
     let hasher = gen.hasher;
     let result = (|| {
-        // 1. Everything the old index holds, then what it did not take.
+        // 1. Everything the old index holds, then what it did not take; or, when a slot
+        // of the old index points at no rule (a damaged file), everything the log holds.
         let view = writer_log(&log, end0)?;
-        old.for_each_offset(|off| {
-            let Some(rule) = view.from(off).and_then(crate::record::rule_at) else {
-                if off >= view.end() {
-                    return Ok(()); // appended after end0: caught up below
-                }
-                return Err(Error::corrupt(off, "the index points at no rule record"));
-            };
-            let h = hasher.full(rule.scope, rule.tenant, rule.key);
-            index.insert(h, &rule, off, view).map(|_| ())
-        })?;
-        let g = old.newest(Scope::Global);
-        if g != i64::MIN {
-            index.insert(0, &Rule::new(Scope::Global, &[], &[], g), 0, view)?;
-        }
-        index.raise_max_token_lifetime(old.max_token_lifetime());
-        let lp = old.last_position();
-        if lp != 0 && lp < end0 {
-            index.set_last_position(lp);
-        }
-        if overflow != 0 {
-            index_log(&index, &hasher, view, overflow, end0)?;
+        let copied = copy_index(old, &index, &hasher, view, overflow)
+            .and_then(|beyond| appended_since(writer, &log, &beyond));
+        match copied {
+            Err(Error::Corrupt { .. }) => {
+                index = SharedIndex::create(&tmp, &log.header, epoch, keys, access)?;
+                index_log(&index, &hasher, view, log.header.log_start, end0)?;
+            }
+            copied => copied?,
         }
         // 2. Rounds of catch-up without the lock.
         let mut from = end0;
@@ -616,6 +604,67 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
     Ok(())
 }
 
+/// Copies what index `old` holds of the log up to `view.end()` into `index`, and the
+/// records `old` left to the tails from `overflow` (when not 0). Returns the offsets of
+/// `old`'s slots at or past `view.end()`, left to the catch-up (see [`appended_since`]).
+fn copy_index(
+    old: &SharedIndex,
+    index: &SharedIndex,
+    hasher: &Hasher,
+    view: LogBytes<'_>,
+    overflow: u64,
+) -> Result<Vec<u64>> {
+    let mut beyond = Vec::new();
+    old.for_each_offset(|off| {
+        let Some(rule) = view.from(off).and_then(crate::record::rule_at) else {
+            if off >= view.end() {
+                beyond.push(off);
+                return Ok(());
+            }
+            return Err(Error::corrupt(off, "the index points at no rule record"));
+        };
+        let h = hasher.full(rule.scope, rule.tenant, rule.key);
+        index.insert(h, &rule, off, view).map(|_| ())
+    })?;
+    let g = old.newest(Scope::Global);
+    if g != i64::MIN {
+        index.insert(0, &Rule::new(Scope::Global, &[], &[], g), 0, view)?;
+    }
+    index.raise_max_token_lifetime(old.max_token_lifetime());
+    let lp = old.last_position();
+    if lp != 0 && lp < view.end() {
+        index.set_last_position(lp);
+    }
+    if overflow != 0 {
+        index_log(index, hasher, view, overflow, view.end())?;
+    }
+    Ok(beyond)
+}
+
+/// Checks that slots which pointed past the end of the log as a listing read it (`beyond`)
+/// point at rules appended since, which the caller takes from the log: an append indexes
+/// its records just before committing them. Anything else (past the committed end once
+/// no append runs, or no rule there) is a damaged index, whose key would otherwise be
+/// left out: `Corrupt`.
+fn appended_since(writer: &Writer, log: &LogFile, beyond: &[u64]) -> Result<()> {
+    if beyond.is_empty() {
+        return Ok(());
+    }
+    // Under the append lock, no append is between indexing and committing.
+    let w = writer.state.lock();
+    let view = writer_log(log, w.end)?;
+    match beyond
+        .iter()
+        .find(|&&off| view.from(off).and_then(crate::record::rule_at).is_none())
+    {
+        Some(&off) => Err(Error::corrupt(
+            off,
+            "the index points past the log's end, at no rule record",
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Compacts the ledger as of `now`: a new file with one record per live key.
 pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Result<CompactStats> {
     let writer = inner.writer.as_ref().ok_or(Error::ReadOnly)?;
@@ -665,13 +714,14 @@ pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Resu
     gen.refresh(false)?;
     let built = (|| {
         let mut live: Vec<Rule> = Vec::new();
-        gen.live_rules(Some((end0, global0)), |scope, tenant, key, at, _| {
+        let beyond = gen.live_rules(Some((end0, global0)), |scope, tenant, key, at, _| {
             if gen.is_expired(scope, at, now) {
                 stats.keys_dropped += 1;
             } else {
                 live.push(Rule::new(scope, tenant, key, at));
             }
         })?;
+        appended_since(writer, &old_log, &beyond)?;
         stats.rules_kept = live.len() as u64;
         cancelled(cancel)?;
         let new_log = LogFile::create_compacted(&tmp, &path, &header, &[], access)?;

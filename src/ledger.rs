@@ -714,12 +714,14 @@ impl Generation {
     /// global)`: keys whose deciding record (the newest with the key's largest cutoff)
     /// starts at or past `end` are left out, and the shared index's global cutoff is
     /// `global`, as the writer's lock saw it at `end` (a compaction copies the frames from
-    /// `end` on as they are, and would otherwise write those rules twice).
+    /// `end` on as they are, and would otherwise write those rules twice). Returns the
+    /// offsets of the shared index's slots that point past the log's end (an append
+    /// between indexing and committing, or a damaged slot: a compaction checks them).
     pub(crate) fn live_rules<'a>(
         &'a self,
         upto: Option<(u64, i64)>,
         mut f: impl FnMut(Scope, &'a [u8], &'a [u8], i64, u64),
-    ) -> Result<()> {
+    ) -> Result<Vec<u64>> {
         let below = upto.map_or(u64::MAX, |(end, _)| end);
         let committed = self
             .log
@@ -743,6 +745,7 @@ impl Generation {
             None => Some(at),
         };
         // The shared index's global cutoff, also what the tail's is compared with below.
+        let mut beyond = Vec::new();
         let shared_global = self.shared.as_ref().map_or(i64::MIN, |s| {
             upto.map_or_else(|| s.newest(Scope::Global), |(_, g)| g)
         });
@@ -761,7 +764,8 @@ impl Generation {
             s.for_each_offset(|off| {
                 let Some(r) = log.from(off).and_then(crate::record::rule_at) else {
                     if off >= log.end() {
-                        return Ok(()); // not committed yet
+                        beyond.push(off);
+                        return Ok(());
                     }
                     return Err(Error::corrupt(
                         off,
@@ -786,7 +790,7 @@ impl Generation {
             })?;
         }
         if !tail_on {
-            return Ok(());
+            return Ok(beyond);
         }
         let mut result = Ok(());
         self.tail.for_each(|scope, at, offset| {
@@ -830,7 +834,7 @@ impl Generation {
             }
             f(scope, tenant, key, at, offset);
         });
-        result
+        result.map(|()| beyond)
     }
 }
 
@@ -1287,7 +1291,8 @@ impl Ledger {
             // point at bytes the next append overwrites (a raised key would lose the
             // committed cutoff it had).
             writer.jobs.report(format!(
-                "the shared index refused a record; readers follow the log from there                  until it is rebuilt: {e}"
+                "the shared index refused a record; readers follow the log from there \
+                 until it is rebuilt: {e}"
             ));
         }
         gen.log.map.publish_committed(new_end)?;

@@ -1736,11 +1736,11 @@ fn global_rules_and_positions_appended_during_compaction_are_written_once() {
 /// the tails: the index has already taken the batch's first records, and a slot must
 /// never point at bytes the next append overwrites. Before, the append failed after
 /// moving the slot of a key it raised; the next append wrote another rule there, and the
-/// key's committed cutoff was lost ("valid").
+/// key's committed cutoff was lost ("valid"). The growth that follows rebuilds the index
+/// from the log, since it cannot copy the damaged one.
 #[test]
 fn a_record_the_index_refuses_loses_nothing_the_batch_raised() {
     use revledger::record::Record;
-    use std::os::unix::fs::FileExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l");
     let w = open_writer(
@@ -1756,36 +1756,8 @@ fn a_record_the_index_refuses_loses_nothing_the_batch_raised() {
         .unwrap();
     w.revoke(&Rule::new(Scope::Subject, b"t", b"raised", t0))
         .unwrap();
-    let mut damaged = None;
-    w.for_each_record(|off, r| {
-        if matches!(r, Record::Rule(r) if r.key == b"damaged") {
-            damaged = Some(off + 8); // the payload, as slots hold it (FORMAT §4.2)
-        }
-    })
-    .unwrap();
-    let damaged = damaged.unwrap();
-    // Its slot: the one word of the index file whose low 40 bits are that offset, under
-    // a non-zero tag. Point it at offset 8, inside the file header: no rule there.
-    let ipath = dir.path().join(".l.g0.index");
-    let index = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&ipath)
-        .unwrap();
-    let bytes = std::fs::read(&ipath).unwrap();
-    let slots: Vec<usize> = (0..bytes.len() / 8)
-        .map(|i| i * 8)
-        .filter(|&at| {
-            let word = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
-            word & ((1 << 40) - 1) == damaged && word >> 40 != 0
-        })
-        .collect();
-    assert_eq!(slots.len(), 1, "the damaged key's slot was not found");
-    let word = u64::from_le_bytes(bytes[slots[0]..slots[0] + 8].try_into().unwrap());
-    let bad = (word & !((1 << 40) - 1)) | 8;
-    index
-        .write_all_at(&bad.to_le_bytes(), slots[0] as u64)
-        .unwrap();
+    // Pointed at offset 8, inside the file header: no rule there.
+    damage_slot(&path, &w, b"damaged", 8);
     // One batch: the first rule raises a key (its slot moves to the batch), the second
     // reaches the damaged slot.
     let batch = w.revoke_batch(&[
@@ -1820,4 +1792,116 @@ fn a_record_the_index_refuses_loses_nothing_the_batch_raised() {
     })
     .unwrap();
     assert_eq!(committed, 2, "the batch is not in the log");
+    // The index stopped taking records (the tails hold the rest), so it is due to grow;
+    // the growth cannot copy the damaged index and builds the new one from the log.
+    w.wait_background()
+        .expect("the growth did not rebuild the damaged index");
+    let reader = Ledger::open_reader(&path).unwrap();
+    for (who, l) in [("writer", &w), ("reader", &reader)] {
+        let st = l.stats(t0).unwrap();
+        assert!(st.shared_index && st.tail_bytes == 0, "{who}: {st:?}");
+        for key in [&b"raised"[..], b"damaged"] {
+            let v = l.check(&token(b"t", key, &[], t0 + 50)).unwrap();
+            assert!(
+                matches!(v, Verdict::Revoked { cutoff, .. } if cutoff == t0 + 100),
+                "{who}: {} after the growth: {v:?}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    }
+    assert_eq!(w.stats(t0).unwrap().background_error, None);
+}
+
+/// Points the shared index's slot of `key` (the writer's, generation 0) at `offset`: the
+/// one word of the index file whose low 40 bits are the offset of the key's rule, under
+/// a non-zero tag (FORMAT §4.2), as damage to the file would.
+fn damage_slot(path: &Path, w: &Ledger, key: &[u8], offset: u64) {
+    use revledger::record::Record;
+    use std::os::unix::fs::FileExt;
+    let mut payload = None;
+    w.for_each_record(|off, r| {
+        if matches!(r, Record::Rule(r) if r.key == key) {
+            payload = Some(off + 8); // the payload, as slots hold it
+        }
+    })
+    .unwrap();
+    let payload = payload.unwrap();
+    let ipath = path.with_file_name(format!(
+        ".{}.g0.index",
+        path.file_name().unwrap().to_str().unwrap()
+    ));
+    let bytes = std::fs::read(&ipath).unwrap();
+    let slots: Vec<usize> = (0..bytes.len() / 8)
+        .map(|i| i * 8)
+        .filter(|&at| {
+            let word = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+            word & ((1 << 40) - 1) == payload && word >> 40 != 0
+        })
+        .collect();
+    assert_eq!(
+        slots.len(),
+        1,
+        "the slot of the key to damage was not found"
+    );
+    let word = u64::from_le_bytes(bytes[slots[0]..slots[0] + 8].try_into().unwrap());
+    let bad = (word & !((1 << 40) - 1)) | offset;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&ipath)
+        .unwrap()
+        .write_all_at(&bad.to_le_bytes(), slots[0] as u64)
+        .unwrap();
+}
+
+/// A slot damaged to point past the log's end (where an append's records are between
+/// being indexed and committed) is not taken for such a record by a growth or a
+/// compaction: the growth rebuilds the index from the log, the compaction fails, and the
+/// key's committed cutoff is never lost. Before, the growth that a refused append
+/// started dropped the key, and its tokens read "valid" (found by review).
+#[test]
+fn a_slot_past_the_logs_end_is_not_taken_for_an_append_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = open_writer(
+        &path,
+        &WriterOptions {
+            compaction: None,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
+    let t0 = revledger::unix_now_floor() - 1000;
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"victim", t0 + 500))
+        .unwrap();
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"other", t0))
+        .unwrap();
+    damage_slot(&path, &w, b"victim", 1 << 39);
+    let revoked = |l: &Ledger| {
+        matches!(
+            l.check(&token(b"t", b"victim", &[], t0 + 100)),
+            Ok(Verdict::Revoked { cutoff, .. }) if cutoff == t0 + 500
+        )
+    };
+    // The compaction cannot list the victim: it fails, and nothing changes.
+    let compacted = w.compact(revledger::unix_now_floor());
+    assert!(
+        matches!(compacted, Err(Error::Corrupt { .. })),
+        "the compaction of a damaged index: {compacted:?}"
+    );
+    // A lower cutoff for the victim: refused by its slot, committed all the same, and the
+    // growth it starts cannot copy the slot either.
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"victim", t0))
+        .unwrap();
+    w.wait_background().unwrap();
+    let reader = Ledger::open_reader(&path).unwrap();
+    for (who, l) in [("writer", &w), ("reader", &reader)] {
+        assert!(
+            revoked(l),
+            "{who}: a token of the victim issued at t0 + 100 is {:?}",
+            l.check(&token(b"t", b"victim", &[], t0 + 100))
+        );
+    }
+    // The rebuilt index compacts.
+    w.compact(revledger::unix_now_floor()).unwrap();
+    assert!(revoked(&w) && revoked(&Ledger::open_reader(&path).unwrap()));
 }
