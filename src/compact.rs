@@ -18,7 +18,7 @@
 use crate::error::{Error, Result};
 use crate::hash::Hasher;
 use crate::header::{random_file_id, Header};
-use crate::index::{index_path, SharedIndex, Trust, INITIAL_KEYS};
+use crate::index::{index_path, tag_of, SharedIndex, Trust, INITIAL_KEYS};
 use crate::io;
 use crate::ledger::{CompactStats, Generation, Inner, Writer, WriterOptions};
 use crate::log::{parent_dir, scan, sibling, sync_dir, FileAccess, LogFile, Recovery};
@@ -615,7 +615,7 @@ fn copy_index(
     overflow: u64,
 ) -> Result<Vec<u64>> {
     let mut beyond = Vec::new();
-    old.for_each_offset(|off| {
+    old.for_each_slot(|off, tag| {
         let Some(rule) = view.from(off).and_then(crate::record::rule_at) else {
             if off >= view.end() {
                 beyond.push(off);
@@ -624,6 +624,13 @@ fn copy_index(
             return Err(Error::corrupt(off, "the index points at no rule record"));
         };
         let h = hasher.full(rule.scope, rule.tenant, rule.key);
+        if tag_of(h) != tag {
+            // Its key's record is elsewhere, and no slot may point at it.
+            return Err(Error::corrupt(
+                off,
+                "a slot of the index points at another key's rule record",
+            ));
+        }
         index.insert(h, &rule, off, view).map(|_| ())
     })?;
     let g = old.newest(Scope::Global);

@@ -307,9 +307,15 @@ impl Layout {
     pub(crate) fn probe(&self, hash: u64) -> Probe {
         Probe {
             home: mul_shift(hash.rotate_left(32), self.n_buckets),
-            tag: (((hash >> 18) & 0xFF_FFFF) | 1) << TAG_SHIFT,
+            tag: tag_of(hash),
         }
     }
+}
+
+/// The tag bits of a slot holding a key of hash `hash`.
+#[inline(always)]
+pub(crate) fn tag_of(hash: u64) -> u64 {
+    (((hash >> 18) & 0xFF_FFFF) | 1) << TAG_SHIFT
 }
 
 /// What [`SharedIndex::trust`] found.
@@ -865,13 +871,19 @@ impl SharedIndex {
 
     /// Visits the payload offset of every key in the table (growth, compaction, stats).
     pub(crate) fn for_each_offset(&self, mut f: impl FnMut(u64) -> Result<()>) -> Result<()> {
+        self.for_each_slot(|offset, _| f(offset))
+    }
+
+    /// Visits every key in the table: its record's payload offset and the slot's tag bits
+    /// (as [`tag_of`] gives them).
+    pub(crate) fn for_each_slot(&self, mut f: impl FnMut(u64, u64) -> Result<()>) -> Result<()> {
         let w = self.words();
         let start = self.layout.buckets_at;
         let end = start + self.layout.n_buckets as usize * BUCKET_WORDS;
         for i in start..end {
             let word = get(w, i);
             if word != 0 {
-                f(word & OFFSET_MASK)?;
+                f(word & OFFSET_MASK, word & !OFFSET_MASK)?;
             }
         }
         Ok(())

@@ -1905,3 +1905,59 @@ fn a_slot_past_the_logs_end_is_not_taken_for_an_append_in_flight() {
     w.compact(revledger::unix_now_floor()).unwrap();
     assert!(revoked(&w) && revoked(&Ledger::open_reader(&path).unwrap()));
 }
+
+/// A slot damaged to point at another key's rule record cannot be told from a missing
+/// key by a lookup, but a growth, which reads every slot's record, finds that the record
+/// does not hash to the slot's tag and rebuilds the index from the log: the key is back
+/// after the next growth. Before, the growth copied the other key and dropped this one.
+#[test]
+fn a_growth_rebuilds_an_index_whose_slot_points_at_another_key() {
+    use revledger::record::Record;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = open_writer(
+        &path,
+        &WriterOptions {
+            compaction: None,
+            index_keys: 1,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
+    let t0 = revledger::unix_now_floor() - 1000;
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"victim", t0 + 500))
+        .unwrap();
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"other", t0))
+        .unwrap();
+    w.wait_background().unwrap();
+    let mut other = None;
+    w.for_each_record(|off, r| {
+        if matches!(r, Record::Rule(r) if r.key == b"other") {
+            other = Some(off + 8);
+        }
+    })
+    .unwrap();
+    damage_slot(&path, &w, b"victim", other.unwrap());
+    // Enough new keys for the index to grow (it holds a few dozen).
+    let keys: Vec<Vec<u8>> = (0..2000).map(|i| format!("k{i}").into_bytes()).collect();
+    let rules: Vec<Rule> = keys
+        .iter()
+        .map(|k| Rule::new(Scope::Subject, b"t", k, t0))
+        .collect();
+    w.revoke_batch(&rules).unwrap();
+    w.wait_background().unwrap();
+    let reader = Ledger::open_reader(&path).unwrap();
+    for (who, l) in [("writer", &w), ("reader", &reader)] {
+        let st = l.stats(t0).unwrap();
+        assert!(
+            st.shared_index && st.tail_bytes == 0,
+            "{who}: not grown: {st:?}"
+        );
+        let v = l.check(&token(b"t", b"victim", &[], t0 + 100)).unwrap();
+        assert!(
+            matches!(v, Verdict::Revoked { cutoff, .. } if cutoff == t0 + 500),
+            "{who}: the victim after the growth: {v:?}"
+        );
+        assert_eq!(st.live_keys, 2002, "{who}");
+    }
+}
