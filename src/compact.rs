@@ -145,7 +145,11 @@ impl Jobs {
     /// Records an error of the writer's own upkeep outside a job (the index refused a
     /// record of an append), shown as the last job's until a job succeeds.
     pub(crate) fn report(&self, error: String) {
-        self.state.lock().last_error = Some(error);
+        let mut st = self.state.lock();
+        st.last_error = Some(error);
+        // What the index needs now is a growth (which rebuilds it): not held back by the
+        // wait after an earlier job's failure.
+        st.retry_at_len = 0;
     }
 
     /// The error of the last job, if it failed.
@@ -540,7 +544,7 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
         // of the old index points at no rule (a damaged file), everything the log holds.
         let view = writer_log(&log, end0)?;
         let copied = copy_index(old, &index, &hasher, view, overflow)
-            .and_then(|beyond| appended_since(writer, &log, &beyond));
+            .and_then(|beyond| appended_since(writer, &log, &hasher, &beyond));
         match copied {
             Err(Error::Corrupt { .. }) => {
                 index = SharedIndex::create(&tmp, &log.header, epoch, keys, access)?;
@@ -605,20 +609,21 @@ fn grow(inner: &Arc<Inner>, cancel: &AtomicBool) -> Result<()> {
 }
 
 /// Copies what index `old` holds of the log up to `view.end()` into `index`, and the
-/// records `old` left to the tails from `overflow` (when not 0). Returns the offsets of
-/// `old`'s slots at or past `view.end()`, left to the catch-up (see [`appended_since`]).
+/// records `old` left to the tails from `overflow` (when not 0). Returns the offsets and
+/// tags of `old`'s slots at or past `view.end()`, left to the catch-up (see
+/// [`appended_since`]). A slot pointing at no rule, or at another key's, is `Corrupt`.
 fn copy_index(
     old: &SharedIndex,
     index: &SharedIndex,
     hasher: &Hasher,
     view: LogBytes<'_>,
     overflow: u64,
-) -> Result<Vec<u64>> {
+) -> Result<Vec<(u64, u64)>> {
     let mut beyond = Vec::new();
     old.for_each_slot(|off, tag| {
         let Some(rule) = view.from(off).and_then(crate::record::rule_at) else {
             if off >= view.end() {
-                beyond.push(off);
+                beyond.push((off, tag));
                 return Ok(());
             }
             return Err(Error::corrupt(off, "the index points at no rule record"));
@@ -648,32 +653,50 @@ fn copy_index(
     Ok(beyond)
 }
 
-/// Checks that slots which pointed past the end of the log as a listing read it (`beyond`)
-/// point at rules appended since, which the caller takes from the log: an append indexes
-/// its records just before committing them. Anything else (past the committed end once
-/// no append runs, or no rule there) is a damaged index, whose key would otherwise be
-/// left out: `Corrupt`.
-fn appended_since(writer: &Writer, log: &LogFile, beyond: &[u64]) -> Result<()> {
+/// Checks that slots which pointed past the end of the log as a listing read it (`beyond`:
+/// offset and tag) point at rules appended since, of the slots' own keys, which the caller
+/// takes from the log: an append indexes its records just before committing them.
+/// Anything else (past the committed end once no append runs, no rule there, another
+/// key's rule) is a damaged index, whose key would otherwise be left out: `Corrupt`.
+fn appended_since(
+    writer: &Writer,
+    log: &LogFile,
+    hasher: &Hasher,
+    beyond: &[(u64, u64)],
+) -> Result<()> {
     if beyond.is_empty() {
         return Ok(());
     }
     // Under the append lock, no append is between indexing and committing.
     let w = writer.state.lock();
     let view = writer_log(log, w.end)?;
-    match beyond
-        .iter()
-        .find(|&&off| view.from(off).and_then(crate::record::rule_at).is_none())
-    {
-        Some(&off) => Err(Error::corrupt(
-            off,
-            "the index points past the log's end, at no rule record",
-        )),
-        None => Ok(()),
+    for &(off, tag) in beyond {
+        let rule = view.from(off).and_then(crate::record::rule_at);
+        if rule.is_none_or(|r| tag_of(hasher.full(r.scope, r.tenant, r.key)) != tag) {
+            return Err(Error::corrupt(
+                off,
+                "a slot of the index points past the log's end, at no rule record of its key",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Compacts the ledger as of `now`: a new file with one record per live key. When the
+/// shared index is found damaged (`Corrupt`), a growth replaces it (rebuilding it from the
+/// log) and the compaction runs once more: otherwise a due compaction would fail on it
+/// again and again and keep the growth that repairs it from ever starting.
+pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Result<CompactStats> {
+    match compact_once(inner, now, cancel) {
+        Err(e @ Error::Corrupt { .. }) => match grow(inner, cancel) {
+            Ok(()) => compact_once(inner, now, cancel),
+            Err(_) => Err(e),
+        },
+        done => done,
     }
 }
 
-/// Compacts the ledger as of `now`: a new file with one record per live key.
-pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Result<CompactStats> {
+fn compact_once(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Result<CompactStats> {
     let writer = inner.writer.as_ref().ok_or(Error::ReadOnly)?;
     // The shared index's global cutoff as of end0 (appends raise it under this lock).
     let (gen, end0, global0) = {
@@ -728,7 +751,7 @@ pub(crate) fn compact(inner: &Arc<Inner>, now: i64, cancel: &AtomicBool) -> Resu
                 live.push(Rule::new(scope, tenant, key, at));
             }
         })?;
-        appended_since(writer, &old_log, &beyond)?;
+        appended_since(writer, &old_log, &hasher, &beyond)?;
         stats.rules_kept = live.len() as u64;
         cancelled(cancel)?;
         let new_log = LogFile::create_compacted(&tmp, &path, &header, &[], access)?;

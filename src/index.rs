@@ -869,13 +869,8 @@ impl SharedIndex {
         set(self.words(), w::RECORDS, n.saturating_add(1));
     }
 
-    /// Visits the payload offset of every key in the table (growth, compaction, stats).
-    pub(crate) fn for_each_offset(&self, mut f: impl FnMut(u64) -> Result<()>) -> Result<()> {
-        self.for_each_slot(|offset, _| f(offset))
-    }
-
-    /// Visits every key in the table: its record's payload offset and the slot's tag bits
-    /// (as [`tag_of`] gives them).
+    /// Visits every key in the table (growth, compaction, stats): its record's payload
+    /// offset and the slot's tag bits (as [`tag_of`] gives them).
     pub(crate) fn for_each_slot(&self, mut f: impl FnMut(u64, u64) -> Result<()>) -> Result<()> {
         let w = self.words();
         let start = self.layout.buckets_at;

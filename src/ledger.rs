@@ -715,13 +715,14 @@ impl Generation {
     /// starts at or past `end` are left out, and the shared index's global cutoff is
     /// `global`, as the writer's lock saw it at `end` (a compaction copies the frames from
     /// `end` on as they are, and would otherwise write those rules twice). Returns the
-    /// offsets of the shared index's slots that point past the log's end (an append
-    /// between indexing and committing, or a damaged slot: a compaction checks them).
+    /// offsets and tags of the shared index's slots that point past the log's end (an
+    /// append between indexing and committing, or a damaged slot: a compaction checks
+    /// them). A slot pointing at no rule, or at another key's, is `Corrupt`.
     pub(crate) fn live_rules<'a>(
         &'a self,
         upto: Option<(u64, i64)>,
         mut f: impl FnMut(Scope, &'a [u8], &'a [u8], i64, u64),
-    ) -> Result<Vec<u64>> {
+    ) -> Result<Vec<(u64, u64)>> {
         let below = upto.map_or(u64::MAX, |(end, _)| end);
         let committed = self
             .log
@@ -761,10 +762,10 @@ impl Generation {
                     f(Scope::Global, &[], &[], at, 0);
                 }
             }
-            s.for_each_offset(|off| {
+            s.for_each_slot(|off, tag| {
                 let Some(r) = log.from(off).and_then(crate::record::rule_at) else {
                     if off >= log.end() {
-                        beyond.push(off);
+                        beyond.push((off, tag));
                         return Ok(());
                     }
                     return Err(Error::corrupt(
@@ -772,14 +773,16 @@ impl Generation {
                         "the shared index points at a byte range that holds no rule record",
                     ));
                 };
+                let hash = h.full(r.scope, r.tenant, r.key);
+                if crate::index::tag_of(hash) != tag {
+                    // The key whose slot this is would be left out.
+                    return Err(Error::corrupt(
+                        off,
+                        "a slot of the shared index points at another key's rule record",
+                    ));
+                }
                 let tail = if tail_on {
-                    self.tail.deciding(
-                        r.scope,
-                        h.full(r.scope, r.tenant, r.key),
-                        r.tenant,
-                        r.key,
-                        self,
-                    )?
+                    self.tail.deciding(r.scope, hash, r.tenant, r.key, self)?
                 } else {
                     None
                 };

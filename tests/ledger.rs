@@ -1812,9 +1812,9 @@ fn a_record_the_index_refuses_loses_nothing_the_batch_raised() {
     assert_eq!(w.stats(t0).unwrap().background_error, None);
 }
 
-/// Points the shared index's slot of `key` (the writer's, generation 0) at `offset`: the
-/// one word of the index file whose low 40 bits are the offset of the key's rule, under
-/// a non-zero tag (FORMAT §4.2), as damage to the file would.
+/// Points the shared index's slot of `key` (the writer's current one) at `offset`: the
+/// one word of the index's buckets whose low 40 bits are the offset of the key's rule,
+/// under a non-zero tag (FORMAT §4.2), as damage to the file would.
 fn damage_slot(path: &Path, w: &Ledger, key: &[u8], offset: u64) {
     use revledger::record::Record;
     use std::os::unix::fs::FileExt;
@@ -1826,12 +1826,22 @@ fn damage_slot(path: &Path, w: &Ledger, key: &[u8], offset: u64) {
     })
     .unwrap();
     let payload = payload.unwrap();
-    let ipath = path.with_file_name(format!(
-        ".{}.g0.index",
-        path.file_name().unwrap().to_str().unwrap()
-    ));
-    let bytes = std::fs::read(&ipath).unwrap();
-    let slots: Vec<usize> = (0..bytes.len() / 8)
+    // The current generation's index: the only one beside the ledger once no job runs.
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let indexes: Vec<PathBuf> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let f = p.file_name().unwrap().to_str().unwrap();
+            f.starts_with(&format!(".{name}.g")) && f.ends_with(".index")
+        })
+        .collect();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    let ipath = &indexes[0];
+    let bytes = std::fs::read(ipath).unwrap();
+    // The buckets start at the header's `buckets_offset` (FORMAT §4.1).
+    let buckets = u64::from_le_bytes(bytes[40..48].try_into().unwrap()) as usize;
+    let slots: Vec<usize> = (buckets / 8..bytes.len() / 8)
         .map(|i| i * 8)
         .filter(|&at| {
             let word = u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
@@ -1841,23 +1851,26 @@ fn damage_slot(path: &Path, w: &Ledger, key: &[u8], offset: u64) {
     assert_eq!(
         slots.len(),
         1,
-        "the slot of the key to damage was not found"
+        "the slot of the key to damage (payload offset {payload}): words at {slots:?} of \
+         {} bytes of {}",
+        bytes.len(),
+        ipath.display()
     );
     let word = u64::from_le_bytes(bytes[slots[0]..slots[0] + 8].try_into().unwrap());
     let bad = (word & !((1 << 40) - 1)) | offset;
     std::fs::OpenOptions::new()
         .write(true)
-        .open(&ipath)
+        .open(ipath)
         .unwrap()
         .write_all_at(&bad.to_le_bytes(), slots[0] as u64)
         .unwrap();
 }
 
 /// A slot damaged to point past the log's end (where an append's records are between
-/// being indexed and committed) is not taken for such a record by a growth or a
-/// compaction: the growth rebuilds the index from the log, the compaction fails, and the
-/// key's committed cutoff is never lost. Before, the growth that a refused append
-/// started dropped the key, and its tokens read "valid" (found by review).
+/// being indexed and committed) is not taken for such a record by a compaction: it finds
+/// the damage, a growth rebuilds the index from the log, and the compaction runs again,
+/// keeping the key's committed cutoff. Before, the compaction dropped the key, and its
+/// tokens read "valid" (found by review).
 #[test]
 fn a_slot_past_the_logs_end_is_not_taken_for_an_append_in_flight() {
     let dir = tempfile::tempdir().unwrap();
@@ -1876,34 +1889,114 @@ fn a_slot_past_the_logs_end_is_not_taken_for_an_append_in_flight() {
     w.revoke(&Rule::new(Scope::Subject, b"t", b"other", t0))
         .unwrap();
     damage_slot(&path, &w, b"victim", 1 << 39);
-    let revoked = |l: &Ledger| {
-        matches!(
-            l.check(&token(b"t", b"victim", &[], t0 + 100)),
-            Ok(Verdict::Revoked { cutoff, .. }) if cutoff == t0 + 500
-        )
-    };
-    // The compaction cannot list the victim: it fails, and nothing changes.
-    let compacted = w.compact(revledger::unix_now_floor());
-    assert!(
-        matches!(compacted, Err(Error::Corrupt { .. })),
-        "the compaction of a damaged index: {compacted:?}"
-    );
-    // A lower cutoff for the victim: refused by its slot, committed all the same, and the
-    // growth it starts cannot copy the slot either.
-    w.revoke(&Rule::new(Scope::Subject, b"t", b"victim", t0))
-        .unwrap();
-    w.wait_background().unwrap();
-    let reader = Ledger::open_reader(&path).unwrap();
-    for (who, l) in [("writer", &w), ("reader", &reader)] {
+    let stats = w.compact(revledger::unix_now_floor()).unwrap();
+    assert_eq!(stats.rules_kept, 2, "{stats:?}");
+    assert_victim_revoked(&path, &w, t0 + 500, "after the compaction");
+}
+
+/// The victim of a damaged slot, checked on the writer and a new reader, through a
+/// shared index that holds every record: revoked at `cutoff` for a token issued before.
+fn assert_victim_revoked(path: &Path, w: &Ledger, cutoff: i64, when: &str) {
+    let reader = Ledger::open_reader(path).unwrap();
+    for (who, l) in [("writer", w), ("reader", &reader)] {
+        let st = l.stats(cutoff).unwrap();
         assert!(
-            revoked(l),
-            "{who}: a token of the victim issued at t0 + 100 is {:?}",
-            l.check(&token(b"t", b"victim", &[], t0 + 100))
+            st.shared_index && st.tail_bytes == 0,
+            "{who} {when}: {st:?}"
+        );
+        let v = l.check(&token(b"t", b"victim", &[], cutoff - 1)).unwrap();
+        assert!(
+            matches!(v, Verdict::Revoked { cutoff: c, .. } if c == cutoff),
+            "{who} {when}: a token of the victim issued at its cutoff - 1 is {v:?}"
         );
     }
-    // The rebuilt index compacts.
+}
+
+/// A compaction that finds a slot pointing at another key's record (which it would
+/// otherwise list twice, and its own key not at all) has a growth rebuild the index
+/// first (found by review: the key was dropped from the file, for good).
+#[test]
+fn a_compaction_keeps_the_key_of_a_slot_that_points_at_another_key() {
+    use revledger::record::Record;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let w = open_writer(
+        &path,
+        &WriterOptions {
+            compaction: None,
+            ..WriterOptions::with_lifetime(3600)
+        },
+    )
+    .unwrap();
+    let t0 = revledger::unix_now_floor() - 1000;
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"victim", t0 + 500))
+        .unwrap();
+    w.revoke(&Rule::new(Scope::Subject, b"t", b"other", t0))
+        .unwrap();
+    let mut other = None;
+    w.for_each_record(|off, r| {
+        if matches!(r, Record::Rule(r) if r.key == b"other") {
+            other = Some(off + 8);
+        }
+    })
+    .unwrap();
+    damage_slot(&path, &w, b"victim", other.unwrap());
     w.compact(revledger::unix_now_floor()).unwrap();
-    assert!(revoked(&w) && revoked(&Ledger::open_reader(&path).unwrap()));
+    let mut keys = Vec::new();
+    w.for_each_record(|_, r| {
+        if let Record::Rule(r) = r {
+            keys.push(String::from_utf8_lossy(r.key).into_owned());
+        }
+    })
+    .unwrap();
+    keys.sort();
+    assert_eq!(keys, ["other", "victim"]);
+    assert_victim_revoked(&path, &w, t0 + 500, "after the compaction");
+}
+
+/// A damaged index is rebuilt while compactions are due (each one used to fail on it
+/// and start again in place of the growth that repairs it), and after a refused append
+/// even when an earlier job ran (the refusal used to wait out that job's retry gap).
+/// Found by review.
+#[test]
+fn a_damaged_index_is_rebuilt_while_compactions_are_due_or_after_earlier_jobs() {
+    for compacting in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l");
+        let w = open_writer(
+            &path,
+            &WriterOptions {
+                compaction: compacting.then_some(revledger::CompactionPolicy {
+                    ratio: 0.0001,
+                    min_records: 1,
+                }),
+                index_keys: 1,
+                ..WriterOptions::with_lifetime(3600)
+            },
+        )
+        .unwrap();
+        let t0 = revledger::unix_now_floor() - 1000;
+        w.revoke(&Rule::new(Scope::Subject, b"t", b"victim", t0 + 500))
+            .unwrap();
+        let keys: Vec<Vec<u8>> = (0..2000).map(|i| format!("k{i}").into_bytes()).collect();
+        let rules: Vec<Rule> = keys
+            .iter()
+            .map(|k| Rule::new(Scope::Subject, b"t", k, t0))
+            .collect();
+        w.revoke_batch(&rules).unwrap();
+        w.wait_background().unwrap(); // a job ran (a growth, or a compaction)
+        damage_slot(&path, &w, b"victim", 8);
+        // Refused by the damaged slot, committed all the same.
+        w.revoke(&Rule::new(Scope::Subject, b"t", b"victim", t0))
+            .unwrap();
+        w.wait_background().unwrap();
+        assert_victim_revoked(
+            &path,
+            &w,
+            t0 + 500,
+            &format!("after the refused append (compacting: {compacting})"),
+        );
+    }
 }
 
 /// A slot damaged to point at another key's rule record cannot be told from a missing
