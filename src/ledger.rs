@@ -717,7 +717,8 @@ impl Generation {
     /// `end` on as they are, and would otherwise write those rules twice). Returns the
     /// offsets and tags of the shared index's slots that point past the log's end (an
     /// append between indexing and committing, or a damaged slot: a compaction checks
-    /// them). A slot pointing at no rule, or at another key's, is `Corrupt`.
+    /// them). A slot pointing at no rule is `Corrupt`, and so, with `upto`, is one pointing
+    /// at another key's rule.
     pub(crate) fn live_rules<'a>(
         &'a self,
         upto: Option<(u64, i64)>,
@@ -773,9 +774,15 @@ impl Generation {
                         "the shared index points at a byte range that holds no rule record",
                     ));
                 };
-                let hash = h.full(r.scope, r.tenant, r.key);
-                if crate::index::tag_of(hash) != tag {
-                    // The key whose slot this is would be left out.
+                // Hashed only where needed: a listing for a count (`stats`) neither looks
+                // at the tail nor writes the keys anywhere (1M keys: 10 → 17 ms with it).
+                let hash = if tail_on || upto.is_some() {
+                    h.full(r.scope, r.tenant, r.key)
+                } else {
+                    0
+                };
+                if upto.is_some() && crate::index::tag_of(hash) != tag {
+                    // A compaction would leave out the key whose slot this is.
                     return Err(Error::corrupt(
                         off,
                         "a slot of the shared index points at another key's rule record",

@@ -333,7 +333,11 @@ impl TailIndex {
         if scope == Scope::Global {
             return Ok(self.global_deciding());
         }
-        let Some(slot) = self.table(scope).find(hash, tenant, key, src)? else {
+        let t = self.table(scope);
+        if t.len.load(Ordering::Acquire) == 0 {
+            return Ok(None);
+        }
+        let Some(slot) = t.find(hash, tenant, key, src)? else {
             return Ok(None);
         };
         // The cutoff, then the word: the inserter stores them the other way round.
