@@ -107,6 +107,9 @@ impl KeyTable {
         key: &[u8],
         src: &impl KeySource,
     ) -> Result<Option<&Slot>> {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return Ok(None); // most tables of a reader with a shared index
+        }
         let t = self.slots();
         let tag = tag_of(hash);
         let mut i = hash as usize & t.mask;
@@ -311,11 +314,9 @@ impl TailIndex {
         if scope == Scope::Global {
             return Ok(self.global());
         }
-        let t = self.table(scope);
-        if t.len.load(Ordering::Acquire) == 0 {
-            return Ok(None);
-        }
-        Ok(t.find(hash, tenant, key, src)?
+        Ok(self
+            .table(scope)
+            .find(hash, tenant, key, src)?
             .map(|slot| slot.cutoff.load(Ordering::Acquire)))
     }
 
@@ -333,11 +334,7 @@ impl TailIndex {
         if scope == Scope::Global {
             return Ok(self.global_deciding());
         }
-        let t = self.table(scope);
-        if t.len.load(Ordering::Acquire) == 0 {
-            return Ok(None);
-        }
-        let Some(slot) = t.find(hash, tenant, key, src)? else {
+        let Some(slot) = self.table(scope).find(hash, tenant, key, src)? else {
             return Ok(None);
         };
         // The cutoff, then the word: the inserter stores them the other way round.
